@@ -1,0 +1,51 @@
+# Thin wrapper: the build is CMake; this file names the everyday commands.
+#   make deps    install every build and test dependency (Debian 12, idempotent)
+#   make build   release build in build/
+#   make run     demo: a receiver and a sensor stream a generated capture
+#   make test    sanitizer build, unit tests (cmocka) and integration tests (pytest)
+#   make bench   offline benchmark (1 M IMIX packets, each codec)
+
+JOBS ?= $(shell nproc)
+DEB_PACKAGES = build-essential cmake pkg-config clang-format \
+	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
+	libmicrohttpd-dev libcmocka-dev \
+	python3 python3-pytest tshark tcpdump
+
+.PHONY: deps build build-asan run test unit integration bench format clean
+
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	else echo "deps: all installed"; fi
+
+build:
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPS_TESTS=OFF >/dev/null
+	cmake --build build -j $(JOBS)
+
+build-asan:
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPS_SANITIZE=ON >/dev/null
+	cmake --build build-asan -j $(JOBS)
+
+run: deps build
+	./scripts/demo.sh build/packetstreamer
+
+unit: build-asan
+	cd build-asan && ctest --output-on-failure -j $(JOBS)
+
+integration: build-asan
+	PACKETSTREAMER_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/integration
+
+test: deps
+	$(MAKE) unit
+	$(MAKE) integration
+
+bench: deps build
+	./bench/offline.sh
+
+format:
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+
+clean:
+	rm -rf build build-asan

@@ -1,0 +1,149 @@
+/*
+ * config: the one configuration of a sensor or receiver process.
+ *
+ * Layers, later wins: built-in defaults, the YAML file (--config), command
+ * line flags (applied by main.c with ps_config_set()), then PACKETSTREAMER_*
+ * environment variables. Every key of Deepfence PacketStreamer's YAML loads
+ * with its original meaning; new keys extend the same tree. The full list,
+ * with defaults, is in docs/configuration.md and in the key table in config.c
+ * (one table drives parsing, env names, typo suggestions and the docs check).
+ *
+ * Errors are written into a caller buffer as one line naming the file, line
+ * and key, e.g. "sensor.yaml:4: unknown key 'output.sever' (did you mean
+ * 'output.server'?)". Functions return 0 on success, -1 on error.
+ */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec.h"
+#include "log.h"
+
+#define PS_CONFIG_ERR_MAX 512
+#define PS_CONFIG_MAX_PORTS 64
+#define PS_CONFIG_MAX_IFACE_PORTS 64
+#define PS_CONFIG_MAX_INTERFACES 64
+
+typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
+
+typedef enum ps_pcap_mode { PS_PCAP_ALL = 0, PS_PCAP_ALLOW, PS_PCAP_DENY } ps_pcap_mode;
+
+typedef enum ps_format {
+    PS_FORMAT_PCAPNG = 0, /* nanosecond resolution, one IDB per sensor/iface */
+    PS_FORMAT_PCAP,       /* classic, microsecond timestamps (magic a1b2c3d4) */
+    PS_FORMAT_PCAP_NS,    /* classic, nanosecond timestamps (magic a1b23c4d) */
+} ps_format;
+
+typedef struct ps_port_list {
+    uint16_t ports[PS_CONFIG_MAX_PORTS];
+    int count;
+} ps_port_list;
+
+typedef struct ps_iface_ports {
+    char *iface;
+    ps_port_list ports;
+} ps_iface_ports;
+
+typedef struct ps_config {
+    ps_role role;
+
+    /* input: where the receiver listens (input.address / input.port) */
+    char *input_address;    /* default "0.0.0.0" */
+    int input_port;         /* default 8081 */
+
+    /* output.server: where the sensor sends */
+    char *server_address;   /* no default: required for a sensor */
+    int server_port;        /* default 8081 */
+
+    /* output.file (receiver) */
+    char *file_path;        /* dir, or dir/prefix; "stdout", "/dev/stdout" or "-"
+                             * stream to stdout. default "./captures" */
+    ps_format format;       /* output.file.format, default pcapng */
+    uint64_t rotate_bytes;  /* output.file.rotateSizeMB * MiB, 0 = never */
+    uint32_t rotate_seconds; /* output.file.rotateSeconds, 0 = never */
+    uint32_t max_files;     /* output.file.maxFiles, 0 = unlimited */
+    uint64_t max_total_bytes; /* output.file.maxTotalSizeMB * MiB, 0 = unlimited */
+    int per_sensor;         /* output.file.perSensor: one file set per sensor */
+
+    /* tls / auth (used by the security work; parsed and validated now) */
+    int tls_enable;
+    char *tls_cert_file, *tls_key_file, *tls_ca_file;
+    int auth_enable;
+    char *auth_key;         /* never logged */
+    char *auth_key_file;
+
+    /* batching (sensor) */
+    uint32_t compress_block_size_kb; /* compressBlockSize, default 256 */
+    uint32_t input_packet_len;       /* inputPacketLen (snaplen), default 65535 */
+    uint32_t gather_max_wait_sec;    /* gatherMaxWaitSec, default 1 (0 = use ms) */
+    uint32_t gather_max_wait_ms;     /* gatherMaxWaitMs, 0 = use seconds */
+    ps_codec codec;                  /* compression.codec, default lz4 */
+    int zlib_level;                  /* compression.zlibLevel 1..9, default 6 */
+
+    /* capture (sensor) */
+    ps_pcap_mode pcap_mode;          /* pcapMode, default all */
+    ps_port_list capture_ports;      /* capturePorts */
+    ps_port_list ignore_ports;       /* ignorePorts */
+    ps_iface_ports iface_ports[PS_CONFIG_MAX_IFACE_PORTS]; /* captureInterfacesPorts */
+    int iface_ports_count;
+    char *interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.interfaces */
+    int interfaces_count;
+    char *filter;                    /* capture.filter: BPF ANDed in */
+    char *read_file;                 /* sensor.readFile (--read-file) */
+
+    /* identity and connection (sensor) */
+    char *sensor_id;                 /* sensor.id, default the host name */
+    uint32_t connect_timeout_sec;    /* sensor.connectTimeoutSec, default 30 */
+    uint32_t spool_size_mb;          /* spool.size in MiB, default 64 */
+
+    /* logging */
+    char *log_filename;              /* logFilename */
+    ps_log_level log_level;          /* log.level, default info */
+    int log_json;                    /* log.format: text|json */
+} ps_config;
+
+/* Fills defaults for the role. Returns -1 only on OOM. */
+int ps_config_init(ps_config *c, ps_role role);
+void ps_config_free(ps_config *c);
+
+/* Loads a YAML file on top of what c holds. */
+int ps_config_load_file(ps_config *c, const char *path, char *err, size_t errlen);
+/* Same, from memory; `name` is used in messages in place of a file name. */
+int ps_config_load_string(ps_config *c, const char *yaml, size_t len, const char *name,
+                          char *err, size_t errlen);
+
+/*
+ * Sets one key by its dotted YAML path ("output.server.port") from a string,
+ * with the same type and range checks as the file; `origin` names where the
+ * value came from in messages ("--receiver", "PACKETSTREAMER_INPUT_PORT").
+ * List keys (capturePorts, capture.interfaces, ...) take a comma-separated
+ * list that replaces the current list.
+ */
+int ps_config_set(ps_config *c, const char *key, const char *value, const char *origin, char *err,
+                  size_t errlen);
+
+/* Applies PACKETSTREAMER_<KEY> variables from envp (NULL-terminated
+ * "NAME=value" strings). KEY is the dotted path in upper snake case:
+ * output.server.address -> PACKETSTREAMER_OUTPUT_SERVER_ADDRESS,
+ * compressBlockSize -> PACKETSTREAMER_COMPRESS_BLOCK_SIZE. An unknown
+ * PACKETSTREAMER_ variable is ignored (Kubernetes injects service links such
+ * as PACKETSTREAMER_SERVICE_HOST); a bad value of a known one is an error. */
+int ps_config_apply_env(ps_config *c, char *const *envp, char *err, size_t errlen);
+
+/* Checks cross-key rules for the role (a sensor needs a receiver address,
+ * tls.enable needs cert and key on the receiver, ...). */
+int ps_config_validate(const ps_config *c, char *err, size_t errlen);
+
+/* The env variable name for a dotted key, into out; returns out. */
+char *ps_config_env_name(const char *key, char *out, size_t outlen);
+
+/* Iterates the key table: returns the dotted name of key i, NULL past the
+ * end. Used by tests that check docs/configuration.md lists every key. */
+const char *ps_config_key_name(size_t i);
+
+const char *ps_format_name(ps_format f);
+int ps_format_parse(const char *s, ps_format *f);
+
+#endif

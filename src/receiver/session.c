@@ -1,0 +1,473 @@
+/*
+ * session: per-connection protocol state on the receiver.
+ *
+ * Every length here comes from the network: frame lengths are bounded by
+ * net.c before buffering, batch raw_len by the hub's max_batch_raw before
+ * inflating, each record by the record iterator, interface indexes by
+ * PS_SESSION_MAX_IFACES. A violation closes this connection only; other
+ * sensors' streams go on.
+ */
+#include "session.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/crypto.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/codec.h"
+#include "core/log.h"
+#include "core/net.h"
+#include "core/wire.h"
+
+#define PS_SESSION_MAX_IFACES 65536
+
+typedef enum { SS_HELLO, SS_ACTIVE, SS_DONE } ss_state;
+
+struct ps_session {
+    ps_hub *hub;
+    ps_session *prev, *next;
+    ps_conn *conn;
+    ss_state state;
+    char peer[80];
+    ps_sensor_rec *sensor;
+    ps_codec codec;
+    int *ifmap;               /* sensor iface index -> writer handle, -1 unset */
+    uint32_t ifmap_len;
+    ps_buf raw;               /* inflated batch */
+    uint64_t pending_ack;     /* highest seq handed to the writer */
+    uint64_t acked;
+};
+
+static void hub_remove(ps_hub *hub, ps_session *s)
+{
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        hub->sessions = s->next;
+    if (s->next)
+        s->next->prev = s->prev;
+    hub->n_sessions--;
+}
+
+static void sess_close(ps_session *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sess_close(ps_session *s, int err, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (err != 0) {
+        s->hub->counters.decode_errors++;
+        ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
+                s->sensor ? s->sensor->id : "?", why);
+    }
+    ps_conn_close(s->conn, err, why);
+}
+
+static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
+{
+    char why[PS_WIRE_MAX_REASON_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    s->hub->counters.rejected++;
+    ps_warn("receiver", "rejecting %s (sensor %s): %s", s->peer, s->sensor ? s->sensor->id : "?",
+            why);
+    ps_buf out = PS_BUF_INIT;
+    ps_reject r = {.code = code, .reason = why, .reason_len = (uint16_t)strlen(why)};
+    if (ps_wire_encode_reject(&out, &r) == 0)
+        ps_conn_send(s->conn, out.data, out.len);
+    ps_buf_free(&out);
+    s->state = SS_DONE;
+    ps_conn_close_graceful(s->conn, 0, why);
+}
+
+static int send_u64(ps_session *s, int type, uint64_t v)
+{
+    uint8_t frame[PS_WIRE_HDR_LEN + 8];
+    ps_wire_frame_header(frame, (uint8_t)type, 8);
+    ps_put_u64be(frame + PS_WIRE_HDR_LEN, v);
+    return ps_conn_send(s->conn, frame, sizeof(frame));
+}
+
+static ps_sensor_rec *registry_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session)
+{
+    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
+        if (r->session == session && strlen(r->id) == id_len && memcmp(r->id, id, id_len) == 0)
+            return r;
+    ps_sensor_rec *r = calloc(1, sizeof(*r));
+    if (!r)
+        return NULL;
+    r->id = strndup(id, id_len);
+    if (!r->id) {
+        free(r);
+        return NULL;
+    }
+    r->session = session;
+    r->next = hub->sensors;
+    hub->sensors = r;
+    return r;
+}
+
+static int on_hello(ps_session *s, const ps_frame *f)
+{
+    ps_hub *hub = s->hub;
+    ps_hello h;
+    if (f->type != PS_FRAME_HELLO) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "%s frame before the handshake",
+                   ps_frame_type_name(f->type));
+        return -1;
+    }
+    int rc = ps_wire_decode_hello(f->payload, f->len, &h);
+    if (rc == PS_WIRE_E_VERSION) {
+        sess_reject(s, PS_REJECT_VERSION, "protocol version %u..%u not supported (this is %d)",
+                    h.version_min, h.version_max, PS_WIRE_VERSION);
+        return -1;
+    }
+    if (rc != PS_WIRE_OK) {
+        sess_reject(s, PS_REJECT_PROTOCOL, "malformed handshake: %s", ps_wire_strerror(rc));
+        return -1;
+    }
+    if (hub->token) {
+        size_t tl = strlen(hub->token);
+        /* Constant time over the expected token's length. */
+        int ok = h.token_len == tl && CRYPTO_memcmp(h.token, hub->token, tl) == 0;
+        if (!ok) {
+            sess_reject(s, PS_REJECT_AUTH, "authentication failed");
+            return -1;
+        }
+    }
+    ps_sensor_rec *rec = registry_get(hub, h.id, h.id_len, h.session);
+    if (!rec) {
+        sess_reject(s, PS_REJECT_INTERNAL, "out of memory");
+        return -1;
+    }
+    if (rec->live && rec->live != s) {
+        /* The same sensor process reconnected before we noticed its old
+         * connection died: the new one wins, the old one is closed. */
+        ps_warn("receiver", "sensor %s reconnected from %s: closing its old connection from %s",
+                rec->id, s->peer, rec->live->peer);
+        ps_session *old = rec->live;
+        old->sensor = NULL;
+        ps_conn_close(old->conn, 0, "replaced by a new connection");
+    }
+    rec->live = s;
+    s->sensor = rec;
+    s->codec = (ps_codec)h.codec;
+    s->pending_ack = s->acked = rec->last_seq;
+    uint32_t max_frame = h.max_frame < hub->max_frame ? h.max_frame : hub->max_frame;
+    ps_accept a = {.version = PS_WIRE_VERSION,
+                   .codec = h.codec,
+                   .max_frame = max_frame,
+                   .max_batch_raw = hub->max_batch_raw,
+                   .last_seq = rec->last_seq};
+    ps_buf out = PS_BUF_INIT;
+    rc = ps_wire_encode_accept(&out, &a);
+    if (rc == 0)
+        rc = ps_conn_send(s->conn, out.data, out.len);
+    ps_buf_free(&out);
+    if (rc != 0) {
+        sess_close(s, UV_ENOMEM, "cannot answer the handshake");
+        return -1;
+    }
+    s->state = SS_ACTIVE;
+    ps_info("receiver", "sensor %s connected from %s (session %016" PRIx64 ", codec %s%s)",
+            rec->id, s->peer, rec->session, ps_codec_name(s->codec),
+            rec->last_seq ? ", resuming" : "");
+    return 0;
+}
+
+static int on_iface(ps_session *s, const ps_frame *f)
+{
+    ps_iface i;
+    int rc = ps_wire_decode_iface(f->payload, f->len, &i);
+    if (rc != PS_WIRE_OK) {
+        sess_close(s, PS_CONN_E_WIRE(rc), "bad interface announcement: %s", ps_wire_strerror(rc));
+        return -1;
+    }
+    if (i.index >= PS_SESSION_MAX_IFACES) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG), "interface index %" PRIu32 " too large",
+                   i.index);
+        return -1;
+    }
+    if (i.index >= s->ifmap_len) {
+        uint32_t n = i.index + 1 < 8 ? 8 : i.index + 1;
+        int *m = realloc(s->ifmap, n * sizeof(*m));
+        if (!m) {
+            sess_close(s, UV_ENOMEM, "out of memory");
+            return -1;
+        }
+        for (uint32_t k = s->ifmap_len; k < n; k++)
+            m[k] = -1;
+        s->ifmap = m;
+        s->ifmap_len = n;
+    }
+    char name[PS_WIRE_MAX_IFNAME_LEN + 1], desc[PS_WIRE_MAX_DESC_LEN + 1], err[512];
+    memcpy(name, i.name, i.name_len);
+    name[i.name_len] = '\0';
+    memcpy(desc, i.desc, i.desc_len);
+    desc[i.desc_len] = '\0';
+    int h = ps_writer_iface(s->hub->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
+                            sizeof(err));
+    if (h < 0) {
+        sess_reject(s, PS_REJECT_UNSUPPORTED, "%s", err);
+        return -1;
+    }
+    s->ifmap[i.index] = h;
+    ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
+             s->sensor->id, i.index, name, i.linktype);
+    return 0;
+}
+
+static int on_batch(ps_session *s, const ps_frame *f)
+{
+    ps_hub *hub = s->hub;
+    ps_sensor_rec *rec = s->sensor;
+    ps_batch_hdr b;
+    int rc = ps_wire_decode_batch(f->payload, f->len, hub->max_batch_raw, &b);
+    if (rc != PS_WIRE_OK) {
+        sess_close(s, PS_CONN_E_WIRE(rc), "bad batch: %s", ps_wire_strerror(rc));
+        return -1;
+    }
+    if (b.codec != PS_CODEC_NONE && b.codec != s->codec) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "batch %" PRIu64 " uses codec %s, not %s",
+                   b.seq, ps_codec_name(b.codec), ps_codec_name(s->codec));
+        return -1;
+    }
+    if (b.seq <= rec->last_seq) {
+        /* Already written (a resend after a reconnect): acknowledge only. */
+        rec->duplicates++;
+        hub->counters.duplicates++;
+        return 0;
+    }
+    if (b.seq != rec->last_seq + 1) {
+        rec->gaps++;
+        ps_warn("receiver", "sensor %s: batch %" PRIu64 " follows %" PRIu64
+                ": batches in between never arrived",
+                rec->id, b.seq, rec->last_seq);
+    }
+    const uint8_t *raw = b.payload;
+    if (b.codec != PS_CODEC_NONE) {
+        ps_buf_reset(&s->raw);
+        if (ps_buf_reserve(&s->raw, b.raw_len ? b.raw_len : 1) != 0) {
+            sess_close(s, UV_ENOMEM, "out of memory inflating batch %" PRIu64, b.seq);
+            return -1;
+        }
+        rc = ps_codec_decompress((ps_codec)b.codec, b.payload, b.payload_len, s->raw.data,
+                                 b.raw_len);
+        if (rc != PS_CODEC_OK) {
+            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "batch %" PRIu64 ": %s: %s", b.seq,
+                       ps_codec_name(b.codec), ps_codec_strerror(rc));
+            return -1;
+        }
+        raw = s->raw.data;
+    }
+    /* Validate the whole batch before writing any of it, so a corrupt batch
+     * never leaves half its records in a file. */
+    ps_record_iter it;
+    ps_record r;
+    uint32_t n = 0;
+    ps_record_iter_init(&it, raw, b.raw_len);
+    while ((rc = ps_record_iter_next(&it, &r)) == PS_WIRE_OK) {
+        if (r.iface >= s->ifmap_len || s->ifmap[r.iface] < 0) {
+            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                       "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
+                       r.iface);
+            return -1;
+        }
+        n++;
+    }
+    if (rc != PS_WIRE_NEED_MORE || n != b.records) {
+        sess_close(s, PS_CONN_E_WIRE(rc != PS_WIRE_NEED_MORE ? rc : PS_WIRE_E_BAD_VALUE),
+                   "batch %" PRIu64 ": %s", b.seq,
+                   rc != PS_WIRE_NEED_MORE ? ps_wire_strerror(rc) : "record count mismatch");
+        return -1;
+    }
+    ps_record_iter_init(&it, raw, b.raw_len);
+    uint64_t bytes = 0;
+    while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
+        if (ps_writer_record(hub->writer, s->ifmap[r.iface], r.ts_ns, r.caplen, r.origlen,
+                             r.data) != 0) {
+            sess_close(s, UV_EIO, "cannot write batch %" PRIu64 ": %s", b.seq, strerror(errno));
+            return -1;
+        }
+        bytes += r.caplen;
+    }
+    rec->last_seq = b.seq;
+    rec->packets += b.records;
+    rec->bytes += bytes;
+    rec->batches++;
+    hub->counters.packets += b.records;
+    hub->counters.bytes += bytes;
+    s->pending_ack = b.seq;
+    return 0;
+}
+
+static int on_stats(ps_session *s, const ps_frame *f)
+{
+    ps_stats st;
+    int rc = ps_wire_decode_stats(f->payload, f->len, &st);
+    if (rc != PS_WIRE_OK) {
+        sess_close(s, PS_CONN_E_WIRE(rc), "bad stats frame: %s", ps_wire_strerror(rc));
+        return -1;
+    }
+    if (st.index >= s->ifmap_len || s->ifmap[st.index] < 0) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "stats for unannounced interface %" PRIu32,
+                   st.index);
+        return -1;
+    }
+    ps_writer_iface_stats(s->hub->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
+                          st.kernel_drops + st.if_drops, st.sensor_drops);
+    return 0;
+}
+
+static int sess_on_frame(ps_conn *c, const ps_frame *f)
+{
+    ps_session *s = ps_conn_data(c);
+    if (s->state == SS_HELLO)
+        return on_hello(s, f);
+    if (s->state != SS_ACTIVE || !s->sensor)
+        return -1;
+    switch (f->type) {
+    case PS_FRAME_BATCH:
+        return on_batch(s, f);
+    case PS_FRAME_IFACE:
+        return on_iface(s, f);
+    case PS_FRAME_STATS:
+        return on_stats(s, f);
+    case PS_FRAME_HEARTBEAT:
+        return 0;
+    case PS_FRAME_BYE: {
+        uint64_t last;
+        if (ps_wire_decode_u64(f->payload, f->len, &last) != PS_WIRE_OK) {
+            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TRUNCATED), "bad BYE frame");
+            return -1;
+        }
+        ps_info("receiver", "sensor %s finished: %" PRIu64 " packets written", s->sensor->id,
+                s->sensor->packets);
+        return 0;
+    }
+    default:
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "unexpected %s frame from a sensor",
+                   ps_frame_type_name(f->type));
+        return -1;
+    }
+}
+
+/* Flushes the writer and acknowledges every session whose batches are now
+ * on disk. Shared by all sessions: one flush covers them all. */
+static void hub_flush_and_ack(ps_hub *hub)
+{
+    int need = 0;
+    for (ps_session *s = hub->sessions; s; s = s->next)
+        if (s->pending_ack > s->acked)
+            need = 1;
+    if (!need)
+        return;
+    if (ps_writer_flush(hub->writer) != 0) {
+        if (!hub->write_failing)
+            ps_error("receiver", "writing captures failed: %s; holding acknowledgements",
+                     strerror(errno));
+        hub->write_failing = 1;
+        return;
+    }
+    if (hub->write_failing)
+        ps_info("receiver", "writing captures works again");
+    hub->write_failing = 0;
+    for (ps_session *s = hub->sessions; s; s = s->next) {
+        if (s->pending_ack > s->acked && s->state == SS_ACTIVE) {
+            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0)
+                s->acked = s->pending_ack;
+        }
+    }
+}
+
+static void sess_on_read_done(ps_conn *c)
+{
+    ps_session *s = ps_conn_data(c);
+    hub_flush_and_ack(s->hub);
+}
+
+static void sess_on_close(ps_conn *c, int err, const char *reason)
+{
+    ps_session *s = ps_conn_data(c);
+    ps_hub *hub = s->hub;
+    if (s->sensor) {
+        if (s->sensor->live == s)
+            s->sensor->live = NULL;
+        ps_log(err == 0 || err == UV_EOF ? PS_LOG_INFO : PS_LOG_WARN, "receiver",
+               "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
+    }
+    hub_remove(hub, s);
+    ps_buf_free(&s->raw);
+    free(s->ifmap);
+    free(s);
+    if (hub->stopping && hub->n_sessions == 0 && hub->on_idle)
+        hub->on_idle(hub);
+}
+
+static const ps_conn_cbs sess_cbs = {
+    .on_frame = sess_on_frame,
+    .on_read_done = sess_on_read_done,
+    .on_close = sess_on_close,
+};
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
+{
+    ps_session *s = calloc(1, sizeof(*s));
+    if (!s) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        return;
+    }
+    s->hub = hub;
+    snprintf(s->peer, sizeof(s->peer), "%s", peer);
+    s->conn = ps_conn_new(tcp, &sess_cbs, s, hub->max_frame, peer);
+    if (!s->conn) {
+        free(s);
+        uv_close((uv_handle_t *)tcp, free_handle);
+        return;
+    }
+    s->next = hub->sessions;
+    if (hub->sessions)
+        hub->sessions->prev = s;
+    hub->sessions = s;
+    hub->n_sessions++;
+    hub->counters.connections++;
+    if (ps_conn_start(s->conn) != 0)
+        ps_conn_close(s->conn, UV_EIO, "cannot read from the connection");
+}
+
+void ps_hub_stop(ps_hub *hub)
+{
+    hub->stopping = 1;
+    hub_flush_and_ack(hub);
+    for (ps_session *s = hub->sessions; s; s = s->next)
+        ps_conn_close_graceful(s->conn, 0, "receiver shutting down");
+    if (hub->n_sessions == 0 && hub->on_idle)
+        hub->on_idle(hub);
+}
+
+void ps_hub_free(ps_hub *hub)
+{
+    while (hub->sensors) {
+        ps_sensor_rec *r = hub->sensors;
+        hub->sensors = r->next;
+        free(r->id);
+        free(r);
+    }
+}

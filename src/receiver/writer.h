@@ -1,0 +1,99 @@
+/*
+ * writer: the receiver's capture files. Takes records from all sessions and
+ * appends them to the current file of the right file set, rotating by size
+ * and time, applying retention, and renaming "NAME.part" to "NAME" once a
+ * file is complete.
+ *
+ * Files are named PREFIX-YYYYmmddTHHMMSSZ-NNNNNN.EXT (PREFIX-SENSOR-... with
+ * perSensor), EXT pcapng or pcap. In pcapng each (sensor, interface) gets an
+ * Interface Description Block named "SENSOR/IFACE" the first time one of its
+ * packets goes into a file, so every file stands alone. Classic pcap holds one
+ * link type: the first interface of a file set fixes it and an interface with
+ * another link type is refused (ps_writer_iface returns -1 with a message).
+ *
+ * Output path (opts.path), decided once at open:
+ *  - "-", "stdout" or "/dev/stdout": one stream on fd 1 (never closed), no
+ *    rotation, retention, .part or on_file_closed; per_sensor is ignored.
+ *  - a directory when it is an existing directory, ends in '/', or does not
+ *    exist and its last component has no '.' (after a leading one), so the
+ *    default "./captures" is a directory. Prefix "packetstreamer".
+ *  - otherwise DIR/PREFIX: DIR = dirname(path), PREFIX = basename(path) minus
+ *    a ".pcapng"/".pcap" suffix: "/data/run.pcapng" or an existing regular
+ *    file "/tmp/dump_file" give /data/run-... or /tmp/dump_file-....
+ * The directory is created (mkdir -p, 0750) and probed for writability. File
+ * names are PREFIX[-SENSOR]-YYYYmmddTHHMMSSZ-NNNNNN.EXT: UTC of the file's
+ * creation, and a per-set counter that continues after the highest one found
+ * in the directory (NAME.part included), so a restart never reuses a name;
+ * nothing is ever overwritten. SENSOR is the sensor id with bytes outside
+ * [A-Za-z0-9._-] replaced by '_', cut to 64 bytes; sensors whose ids map to
+ * the same SENSOR share a file set. Retention counts the set's completed
+ * files in the directory, earlier runs' included, and deletes oldest first.
+ *
+ * Records are encoded into an in-memory buffer; ps_writer_flush() writes it
+ * out with large write(2) calls. A record is "written" (and may be
+ * acknowledged to the sensor) once a flush that followed it returned 0.
+ * Single-threaded: call from the receiver's event loop only.
+ */
+#ifndef PS_WRITER_H
+#define PS_WRITER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/config.h"
+
+typedef struct ps_writer ps_writer;
+
+typedef struct ps_writer_opts {
+    const char *path;         /* directory, dir/prefix, or "-" for stdout */
+    ps_format format;
+    uint64_t rotate_bytes;    /* 0 = never */
+    uint32_t rotate_seconds;  /* 0 = never */
+    uint32_t max_files;       /* 0 = unlimited: completed files kept per set */
+    uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
+    int per_sensor;
+    const char *app;          /* shb_userappl */
+    /* Called after a file is closed and renamed to its final name. */
+    void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
+    void *ud;
+} ps_writer_opts;
+
+/* Creates the output directory if needed and checks it is writable. No file
+ * is created until the first record. */
+int ps_writer_open(ps_writer **w, const ps_writer_opts *o, char *err, size_t errlen);
+
+/* Registers (sensor, interface); returns a handle >= 0 for ps_writer_record,
+ * the same handle again for the same (sensor, name), or -1 with err set. */
+int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const char *desc,
+                    uint32_t linktype, uint32_t snaplen, char *err, size_t errlen);
+
+/* Appends one record. Returns 0 or -1 (OOM, or a write error during a
+ * rotation, errno set). caplen <= origlen and caplen <= 262144 checked by
+ * the caller (wire record iterator). On -1 the record was not taken (EINVAL:
+ * bad handle; EOVERFLOW: a classic pcap timestamp past 2106). */
+int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                     const uint8_t *data);
+
+/* Interface statistics (pcapng ISB; ignored for classic pcap). */
+int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv,
+                          uint64_t drop, uint64_t osdrop);
+
+/* Writes out buffered bytes. 0, or -1 with errno (e.g. ENOSPC). */
+int ps_writer_flush(ps_writer *w);
+
+/* Rotates files whose time is up. now_ns: CLOCK_REALTIME. */
+int ps_writer_tick(ps_writer *w, uint64_t now_ns);
+
+typedef struct ps_writer_totals {
+    uint64_t packets;       /* records accepted since open */
+    uint64_t bytes;         /* bytes written to files since open */
+    uint64_t files_closed;
+    uint64_t files_deleted; /* by retention */
+} ps_writer_totals;
+void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t);
+
+/* Flushes, closes and renames every open file, frees w. Returns 0, or -1 if a
+ * flush failed (the .part file is then left for repair). NULL is a no-op. */
+int ps_writer_close(ps_writer *w);
+
+#endif

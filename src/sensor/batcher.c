@@ -1,0 +1,224 @@
+/*
+ * batcher: packet records -> sealed batches -> compressed payloads.
+ *
+ * Threading: everything here runs on the loop thread except compress_work,
+ * which touches only its own batch (raw in, comp out) and the read-only
+ * options. Completion (compress_done) is back on the loop thread.
+ */
+#include "batcher.h"
+
+#include <stdlib.h>
+
+#include "core/log.h"
+
+#define PS_BATCHER_POOL_MAX 8
+
+struct ps_batcher {
+    uv_loop_t *loop;
+    ps_batcher_opts o;
+    ps_batch *open;
+    ps_batch *pool; /* released batches kept for reuse */
+    unsigned pool_len;
+    unsigned busy;
+    uint64_t next_seq;
+    ps_batcher_totals totals;
+};
+
+ps_batcher *ps_batcher_new(uv_loop_t *loop, const ps_batcher_opts *o)
+{
+    ps_batcher *b = calloc(1, sizeof(*b));
+    if (!b)
+        return NULL;
+    b->loop = loop;
+    b->o = *o;
+    b->next_seq = 1;
+    return b;
+}
+
+void ps_batcher_set_ud(ps_batcher *b, void *ud)
+{
+    b->o.ud = ud;
+}
+
+static ps_batch *batch_get(ps_batcher *b)
+{
+    ps_batch *batch = b->pool;
+    if (batch) {
+        b->pool = batch->next;
+        b->pool_len--;
+    } else {
+        batch = calloc(1, sizeof(*batch));
+        if (!batch)
+            return NULL;
+    }
+    ps_buf raw = batch->raw, comp = batch->comp;
+    memset(batch, 0, sizeof(*batch));
+    batch->raw = raw;
+    batch->comp = comp;
+    ps_buf_reset(&batch->raw);
+    ps_buf_reset(&batch->comp);
+    batch->owner = b;
+    /* One reservation up front so appends rarely grow the buffer. */
+    if (ps_buf_reserve(&batch->raw, b->o.block_bytes + PS_WIRE_REC_HDR_LEN + 2048) != 0) {
+        ps_buf_free(&batch->raw);
+        ps_buf_free(&batch->comp);
+        free(batch);
+        return NULL;
+    }
+    return batch;
+}
+
+int ps_batcher_add(ps_batcher *b, uint32_t iface, uint64_t ts_ns, uint32_t caplen,
+                   uint32_t origlen, const uint8_t *data)
+{
+    if (!b->open) {
+        b->open = batch_get(b);
+        if (!b->open)
+            return -1;
+        b->open->opened_ms = uv_now(b->loop);
+    }
+    ps_batch *batch = b->open;
+    size_t need = PS_WIRE_REC_HDR_LEN + (size_t)caplen;
+    if (ps_buf_reserve(&batch->raw, need) != 0)
+        return -1;
+    ps_wire_record_put(batch->raw.data + batch->raw.len, iface, ts_ns, caplen, origlen, data);
+    batch->raw.len += need;
+    batch->records++;
+    b->totals.packets++;
+    b->totals.bytes += caplen;
+    if (batch->raw.len >= b->o.block_bytes)
+        ps_batcher_flush(b);
+    return 0;
+}
+
+static void batch_finish(ps_batch *batch)
+{
+    ps_batcher *b = batch->owner;
+    ps_wire_batch_prefix(batch->prefix, batch->seq, (uint8_t)batch->codec, batch->records,
+                         batch->raw_len, batch->payload_len);
+    batch->state = PS_BATCH_READY;
+    b->totals.wire_bytes += batch->payload_len;
+    b->o.on_ready(b->o.ud, batch);
+}
+
+static void compress_work(uv_work_t *w)
+{
+    ps_batch *batch = w->data;
+    const ps_batcher *b = batch->owner;
+    size_t bound = ps_codec_bound(b->o.codec, batch->raw.len);
+    if (bound == 0 || ps_buf_reserve(&batch->comp, bound) != 0) {
+        batch->comp_err = PS_CODEC_E_NOMEM;
+        return;
+    }
+    size_t out = 0;
+    batch->comp_err = ps_codec_compress(b->o.codec, b->o.level, batch->raw.data, batch->raw.len,
+                                        batch->comp.data, batch->comp.cap, &out);
+    batch->comp.len = out;
+}
+
+static void compress_done(uv_work_t *w, int status)
+{
+    ps_batch *batch = w->data;
+    ps_batcher *b = batch->owner;
+    b->busy--;
+    if (status == 0 && batch->comp_err == PS_CODEC_OK && batch->comp.len < batch->raw.len) {
+        batch->codec = b->o.codec;
+        batch->payload = batch->comp.data;
+        batch->payload_len = (uint32_t)batch->comp.len;
+    } else {
+        /* Each batch names its codec, so data that did not shrink (or a
+         * codec that failed for lack of memory) goes out stored: nothing is
+         * lost and the receiver never inflates what was not deflated. */
+        if (status != 0 || batch->comp_err != PS_CODEC_OK)
+            ps_warn("sensor", "batch %llu sent uncompressed: %s", (unsigned long long)batch->seq,
+                    status ? uv_strerror(status) : ps_codec_strerror(batch->comp_err));
+        batch->codec = PS_CODEC_NONE;
+        batch->payload = batch->raw.data;
+        batch->payload_len = batch->raw_len;
+    }
+    batch_finish(batch);
+}
+
+void ps_batcher_flush(ps_batcher *b)
+{
+    ps_batch *batch = b->open;
+    if (!batch || batch->records == 0)
+        return;
+    b->open = NULL;
+    batch->seq = b->next_seq++;
+    batch->raw_len = (uint32_t)batch->raw.len;
+    batch->state = PS_BATCH_COMPRESSING;
+    b->totals.batches++;
+    b->totals.raw_bytes += batch->raw.len;
+    b->o.on_sealed(b->o.ud, batch);
+    if (b->o.codec == PS_CODEC_NONE) {
+        batch->codec = PS_CODEC_NONE;
+        batch->payload = batch->raw.data;
+        batch->payload_len = batch->raw_len;
+        batch_finish(batch);
+        return;
+    }
+    batch->work.data = batch;
+    b->busy++;
+    int rc = uv_queue_work(b->loop, &batch->work, compress_work, compress_done);
+    if (rc != 0) {
+        /* The pool refused (cannot happen with a live loop): do it here. */
+        compress_work(&batch->work);
+        compress_done(&batch->work, 0);
+    }
+}
+
+void ps_batcher_tick(ps_batcher *b)
+{
+    if (b->open && b->open->records > 0 && uv_now(b->loop) - b->open->opened_ms >= b->o.wait_ms)
+        ps_batcher_flush(b);
+}
+
+void ps_batcher_release(ps_batcher *b, ps_batch *batch)
+{
+    if (b->pool_len < PS_BATCHER_POOL_MAX) {
+        batch->next = b->pool;
+        b->pool = batch;
+        b->pool_len++;
+        return;
+    }
+    ps_buf_free(&batch->raw);
+    ps_buf_free(&batch->comp);
+    free(batch);
+}
+
+unsigned ps_batcher_busy(const ps_batcher *b)
+{
+    return b->busy;
+}
+
+size_t ps_batch_mem(const ps_batch *batch)
+{
+    return batch->raw.cap + batch->comp.cap;
+}
+
+void ps_batcher_get_totals(const ps_batcher *b, ps_batcher_totals *t)
+{
+    *t = b->totals;
+}
+
+static void batch_destroy(ps_batch *batch)
+{
+    ps_buf_free(&batch->raw);
+    ps_buf_free(&batch->comp);
+    free(batch);
+}
+
+void ps_batcher_free(ps_batcher *b)
+{
+    if (!b)
+        return;
+    if (b->open)
+        batch_destroy(b->open);
+    while (b->pool) {
+        ps_batch *n = b->pool->next;
+        batch_destroy(b->pool);
+        b->pool = n;
+    }
+    free(b);
+}

@@ -1,0 +1,36 @@
+/*
+ * capture: where packets come from. For now one source: a pcap or pcapng file
+ * read with libpcap (--read-file), with nanosecond timestamps kept and an
+ * optional BPF filter applied. Live interfaces arrive with the live-capture
+ * work and plug into the same batcher.
+ */
+#ifndef PS_CAPTURE_H
+#define PS_CAPTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "batcher.h"
+
+typedef struct ps_capture_file ps_capture_file;
+
+/* Opens path; filter may be NULL. On error returns -1 with a message naming
+ * the file (and quoting the filter and libpcap's words when it is at fault). */
+int ps_capture_file_open(ps_capture_file **out, const char *path, const char *filter, char *err,
+                         size_t errlen);
+uint32_t ps_capture_file_linktype(const ps_capture_file *f);
+uint32_t ps_capture_file_snaplen(const ps_capture_file *f);
+/* The interface name announced for the file: its base name. */
+const char *ps_capture_file_name(const ps_capture_file *f);
+
+/*
+ * Reads up to max packets into the batcher under interface number iface.
+ * Returns the number read (> 0), 0 at the end of the file, or -1 with err set
+ * (a truncated or corrupt file: what was read before stays valid).
+ */
+int ps_capture_file_read(ps_capture_file *f, ps_batcher *b, uint32_t iface, int max, char *err,
+                         size_t errlen);
+uint64_t ps_capture_file_dropped(const ps_capture_file *f); /* OOM in the batcher */
+void ps_capture_file_close(ps_capture_file *f);
+
+#endif

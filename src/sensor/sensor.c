@@ -1,0 +1,244 @@
+/*
+ * sensor: the offline sensor's main loop.
+ *
+ * A packet's path: capture (libpcap file) -> batcher (record encoding, seal,
+ * compression on the worker pool) -> uplink (spool, ordered writes, ACKs).
+ * Reading runs from an idle handle a slice at a time, so ACKs and writes are
+ * served between slices, and stops while the spool is full: a file can wait,
+ * so an offline sensor never drops. At the end of the file the last batch is
+ * sealed and the sensor exits once the receiver has acknowledged everything.
+ */
+#include "sensor.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "capture.h"
+#include "core/log.h"
+#include "uplink.h"
+
+#define PS_SENSOR_READ_SLICE 2048
+#define PS_SENSOR_IFACE_FILE 0
+
+typedef struct sensor {
+    const ps_config *cfg;
+    uv_loop_t loop;
+    uv_idle_t reader;
+    uv_timer_t gather;
+    uv_signal_t sigint, sigterm;
+    ps_capture_file *file;
+    ps_batcher *batcher;
+    ps_uplink *uplink;
+    int reading;
+    int input_done;
+    int stopping;
+    int exit_code;
+    uint64_t started_ns;
+    char err[512];
+} sensor;
+
+static void sensor_stop(sensor *s, int code);
+
+static void on_read_slice(uv_idle_t *h)
+{
+    sensor *s = h->data;
+    if (ps_uplink_spool_full(s->uplink)) {
+        uv_idle_stop(h);
+        s->reading = 0;
+        return;
+    }
+    int n = ps_capture_file_read(s->file, s->batcher, PS_SENSOR_IFACE_FILE, PS_SENSOR_READ_SLICE,
+                                 s->err, sizeof(s->err));
+    if (n > 0)
+        return;
+    uv_idle_stop(h);
+    s->reading = 0;
+    s->input_done = 1;
+    ps_batcher_flush(s->batcher);
+    if (n < 0) {
+        ps_error("sensor", "%s: %s", s->cfg->read_file, s->err);
+        sensor_stop(s, 1);
+        return;
+    }
+    ps_debug("sensor", "end of %s", s->cfg->read_file);
+    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
+        sensor_stop(s, 0);
+}
+
+static void on_acked(void *ud)
+{
+    sensor *s = ud;
+    if (s->input_done) {
+        if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0 && !s->stopping)
+            sensor_stop(s, 0);
+        return;
+    }
+    if (!s->reading && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
+        s->reading = 1;
+        uv_idle_start(&s->reader, on_read_slice);
+    }
+}
+
+static void on_fatal(void *ud, const char *msg)
+{
+    sensor *s = ud;
+    ps_error("sensor", "%s", msg);
+    sensor_stop(s, 1);
+}
+
+static void on_gather(uv_timer_t *t)
+{
+    sensor *s = t->data;
+    ps_batcher_tick(s->batcher);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    sensor *s = h->data;
+    ps_warn("sensor", "received %s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    uint64_t pending = 0;
+    ps_uplink_totals ut;
+    ps_uplink_get_totals(s->uplink, &ut);
+    ps_batcher_totals bt;
+    ps_batcher_get_totals(s->batcher, &bt);
+    pending = bt.packets - ut.acked_packets;
+    if (pending)
+        ps_warn("sensor", "%" PRIu64 " packets read but not acknowledged by the receiver",
+                pending);
+    sensor_stop(s, pending ? 1 : 0);
+}
+
+static void on_uplink_closed(void *ud)
+{
+    (void)ud;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static void sensor_stop(sensor *s, int code)
+{
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    s->exit_code = code;
+    uv_idle_stop(&s->reader);
+    uv_timer_stop(&s->gather);
+    uv_signal_stop(&s->sigint);
+    uv_signal_stop(&s->sigterm);
+    ps_uplink_close(s->uplink, on_uplink_closed);
+}
+
+static void log_summary(sensor *s)
+{
+    ps_batcher_totals bt;
+    ps_uplink_totals ut;
+    ps_batcher_get_totals(s->batcher, &bt);
+    ps_uplink_get_totals(s->uplink, &ut);
+    double secs = (double)(uv_hrtime() - s->started_ns) / 1e9;
+    ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
+           "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
+           " unacked=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64 " wire_bytes=%" PRIu64
+           " reconnects=%" PRIu64 " seconds=%.3f receiver=%s",
+           s->exit_code == 0 ? "done" : "stopped", bt.packets, bt.bytes, bt.batches,
+           ut.acked_packets, bt.packets - ut.acked_packets,
+           s->file ? ps_capture_file_dropped(s->file) : 0, bt.raw_bytes, bt.wire_bytes,
+           ut.reconnects, secs, ps_uplink_target(s->uplink));
+}
+
+int ps_sensor_run(const ps_config *cfg)
+{
+    sensor s;
+    memset(&s, 0, sizeof(s));
+    s.cfg = cfg;
+    s.started_ns = uv_hrtime();
+    if (!cfg->read_file) {
+        ps_error("sensor", "live capture is not available yet: pass --read-file FILE");
+        return 1;
+    }
+    if (ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
+        ps_error("sensor", "%s", s.err);
+        return 1;
+    }
+    if (uv_loop_init(&s.loop) != 0) {
+        ps_error("sensor", "cannot initialise the event loop");
+        ps_capture_file_close(s.file);
+        return 1;
+    }
+    uint64_t wait_ms = cfg->gather_max_wait_ms ? cfg->gather_max_wait_ms
+                                               : (uint64_t)cfg->gather_max_wait_sec * 1000;
+    ps_batcher_opts bo = {.codec = cfg->codec,
+                          .level = cfg->zlib_level,
+                          .block_bytes = cfg->compress_block_size_kb * 1024u,
+                          .wait_ms = wait_ms,
+                          .on_sealed = ps_uplink_on_sealed,
+                          .on_ready = ps_uplink_on_ready,
+                          .ud = NULL};
+    s.batcher = ps_batcher_new(&s.loop, &bo);
+    ps_uplink_opts uo = {.host = cfg->server_address,
+                         .port = cfg->server_port,
+                         .sensor_id = cfg->sensor_id,
+                         .token = cfg->auth_enable ? cfg->auth_key : NULL,
+                         .codec = cfg->codec,
+                         .max_batch_raw = bo.block_bytes + PS_WIRE_REC_HDR_LEN + PS_WIRE_MAX_CAPLEN,
+                         .spool_bytes = (uint64_t)cfg->spool_size_mb << 20,
+                         .connect_timeout_ms = (uint64_t)cfg->connect_timeout_sec * 1000,
+                         .on_acked = on_acked,
+                         .on_fatal = on_fatal,
+                         .ud = &s};
+    s.uplink = s.batcher ? ps_uplink_new(&s.loop, s.batcher, &uo) : NULL;
+    if (!s.batcher || !s.uplink) {
+        ps_error("sensor", "out of memory");
+        ps_batcher_free(s.batcher);
+        uv_loop_close(&s.loop);
+        ps_capture_file_close(s.file);
+        return 1;
+    }
+    /* The batcher reports to the uplink: bind it now that both exist. */
+    ps_batcher_set_ud(s.batcher, s.uplink);
+    const char *fname = ps_capture_file_name(s.file);
+    if (ps_uplink_add_iface(s.uplink, PS_SENSOR_IFACE_FILE, ps_capture_file_linktype(s.file),
+                            ps_capture_file_snaplen(s.file), fname, cfg->read_file) != 0) {
+        ps_error("sensor", "out of memory");
+        s.exit_code = 1;
+    }
+    uv_idle_init(&s.loop, &s.reader);
+    s.reader.data = &s;
+    uv_timer_init(&s.loop, &s.gather);
+    s.gather.data = &s;
+    uv_signal_init(&s.loop, &s.sigint);
+    uv_signal_init(&s.loop, &s.sigterm);
+    s.sigint.data = s.sigterm.data = &s;
+    uv_signal_start(&s.sigint, on_signal, SIGINT);
+    uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    uint64_t tick = wait_ms / 4 ? wait_ms / 4 : 1;
+    uv_timer_start(&s.gather, on_gather, tick, tick);
+
+    ps_info("sensor", "streaming %s as %s/%s to %s (codec %s)", cfg->read_file, cfg->sensor_id,
+            fname, ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
+    ps_uplink_start(s.uplink);
+    s.reading = 1;
+    uv_idle_start(&s.reader, on_read_slice);
+    if (s.exit_code != 0)
+        sensor_stop(&s, 1);
+
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    log_summary(&s);
+
+    /* Compression jobs finish before the loop can end; close what is left. */
+    uv_walk(&s.loop, close_walk, NULL);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    uv_loop_close(&s.loop);
+    ps_uplink_free(s.uplink);
+    ps_batcher_free(s.batcher);
+    ps_capture_file_close(s.file);
+    return s.exit_code;
+}

@@ -1,0 +1,581 @@
+/*
+ * uplink: connection state machine, spool queue and acknowledgements.
+ *
+ *   IDLE -> RESOLVING -> CONNECTING -> HANDSHAKE -> READY
+ *     ^_____________ backoff timer <____ any failure ___|
+ *
+ * The spool is a singly linked queue in sequence order: head is the oldest
+ * unacknowledged batch, cursor the next one to write on this connection. A
+ * batch leaves the queue when acknowledged and goes back to the batcher's
+ * pool once no write references it any more.
+ */
+#include "uplink.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/net.h"
+
+#define PS_UPLINK_HANDSHAKE_MS 10000
+#define PS_UPLINK_BACKOFF_MIN_MS 100
+#define PS_UPLINK_BACKOFF_MAX_MS 5000
+
+typedef enum {
+    UP_IDLE,
+    UP_RESOLVING,
+    UP_CONNECTING,
+    UP_HANDSHAKE,
+    UP_READY,
+} up_state;
+
+typedef struct up_iface {
+    uint32_t index, linktype, snaplen;
+    char *name, *desc;
+} up_iface;
+
+struct ps_uplink {
+    uv_loop_t *loop;
+    ps_batcher *batcher;
+    ps_uplink_opts o;
+    char *host, *id, *token;
+    char target[300];
+    uint64_t session;
+    up_state state;
+    ps_conn *conn;
+    uv_getaddrinfo_t gai;
+    int resolving;
+    uv_connect_t creq;
+    uv_tcp_t *connecting;
+    int connect_pending;
+    uv_timer_t timer;
+    ps_batch *head, *tail, *cursor;
+    uint64_t last_sent_seq;
+    uint64_t backoff_ms;
+    uint64_t down_since_ms;
+    char last_err[256];
+    up_iface *ifaces;
+    size_t n_ifaces;
+    ps_buf scratch;
+    int closing;
+    void (*close_done)(void *ud);
+    ps_uplink_totals totals;
+};
+
+static void up_connect(ps_uplink *u);
+static void up_pump(ps_uplink *u);
+static void up_maybe_finish_close(ps_uplink *u);
+
+static char *dupstr(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_opts *o)
+{
+    ps_uplink *u = calloc(1, sizeof(*u));
+    if (!u)
+        return NULL;
+    u->loop = loop;
+    u->batcher = batcher;
+    u->o = *o;
+    u->host = dupstr(o->host);
+    u->id = dupstr(o->sensor_id);
+    u->token = dupstr(o->token ? o->token : "");
+    if (!u->host || !u->id || !u->token || uv_timer_init(loop, &u->timer) != 0) {
+        free(u->host);
+        free(u->id);
+        free(u->token);
+        free(u);
+        return NULL;
+    }
+    u->timer.data = u;
+    if (strchr(o->host, ':'))
+        snprintf(u->target, sizeof(u->target), "[%s]:%d", o->host, o->port);
+    else
+        snprintf(u->target, sizeof(u->target), "%s:%d", o->host, o->port);
+    /* The session id makes (sensor, session, seq) unique across restarts of
+     * this sensor; uniqueness, not secrecy, is what it needs. */
+    if (uv_random(NULL, NULL, &u->session, sizeof(u->session), 0, NULL) != 0)
+        u->session = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+    u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
+    return u;
+}
+
+const char *ps_uplink_target(const ps_uplink *u)
+{
+    return u->target;
+}
+
+void ps_uplink_get_totals(const ps_uplink *u, ps_uplink_totals *t)
+{
+    *t = u->totals;
+}
+
+int ps_uplink_spool_full(const ps_uplink *u)
+{
+    return u->totals.spool_bytes >= u->o.spool_bytes;
+}
+
+int ps_uplink_drained(const ps_uplink *u)
+{
+    return u->head == NULL;
+}
+
+/* ---- spool ---- */
+
+static void spool_charge(ps_uplink *u, ps_batch *b)
+{
+    size_t mem = ps_batch_mem(b);
+    u->totals.spool_bytes = u->totals.spool_bytes - b->spool_mem + mem;
+    b->spool_mem = mem;
+}
+
+void ps_uplink_on_sealed(void *ud, ps_batch *b)
+{
+    ps_uplink *u = ud;
+    b->next = NULL;
+    if (u->tail)
+        u->tail->next = b;
+    else
+        u->head = b;
+    u->tail = b;
+    if (!u->cursor)
+        u->cursor = b;
+    u->totals.spool_batches++;
+    spool_charge(u, b);
+}
+
+void ps_uplink_on_ready(void *ud, ps_batch *b)
+{
+    ps_uplink *u = ud;
+    spool_charge(u, b);
+    up_pump(u);
+}
+
+static void batch_unref(ps_uplink *u, ps_batch *b)
+{
+    if (b->acked && b->writes == 0)
+        ps_batcher_release(u->batcher, b);
+}
+
+/* Removes batches up to seq from the head of the spool. */
+static void spool_ack(ps_uplink *u, uint64_t seq)
+{
+    while (u->head && u->head->seq <= seq) {
+        ps_batch *b = u->head;
+        u->head = b->next;
+        if (!u->head)
+            u->tail = NULL;
+        if (u->cursor == b)
+            u->cursor = u->head;
+        u->totals.spool_bytes -= b->spool_mem;
+        u->totals.spool_batches--;
+        u->totals.acked_batches++;
+        u->totals.acked_packets += b->records;
+        b->acked = 1;
+        batch_unref(u, b);
+    }
+}
+
+static void on_batch_written(void *arg, int status)
+{
+    ps_batch *b = arg;
+    (void)status; /* a failed write shows up as a closed connection */
+    b->writes--;
+    if (b->acked && b->writes == 0)
+        ps_batcher_release(b->owner, b);
+}
+
+static void up_pump(ps_uplink *u)
+{
+    if (u->state != UP_READY || !u->conn)
+        return;
+    while (u->cursor && u->cursor->state == PS_BATCH_READY) {
+        ps_batch *b = u->cursor;
+        uv_buf_t bufs[2] = {
+            uv_buf_init((char *)b->prefix, sizeof(b->prefix)),
+            uv_buf_init((char *)(uintptr_t)b->payload, b->payload_len),
+        };
+        int rc = ps_conn_sendv(u->conn, bufs, 2, on_batch_written, b);
+        if (rc != 0) {
+            ps_conn_close(u->conn, rc, uv_strerror(rc));
+            return;
+        }
+        b->writes++;
+        if (b->seq <= u->last_sent_seq)
+            u->totals.resent_batches++;
+        else
+            u->last_sent_seq = b->seq;
+        u->cursor = b->next;
+    }
+}
+
+/* ---- connection ---- */
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    up_connect(t->data);
+}
+
+static void up_schedule_retry(ps_uplink *u, const char *why)
+{
+    snprintf(u->last_err, sizeof(u->last_err), "%s", why);
+    u->state = UP_IDLE;
+    if (u->closing) {
+        up_maybe_finish_close(u);
+        return;
+    }
+    uint64_t now = uv_now(u->loop);
+    if (now - u->down_since_ms >= u->o.connect_timeout_ms) {
+        char msg[700];
+        snprintf(msg, sizeof(msg), "cannot reach receiver %s: %s (gave up after %llu s)",
+                 u->target, u->last_err, (unsigned long long)(now - u->down_since_ms) / 1000);
+        u->o.on_fatal(u->o.ud, msg);
+        return;
+    }
+    /* Full jitter around the current step keeps a fleet of sensors from
+     * reconnecting in lockstep after a receiver restart. */
+    uint32_t r = 0;
+    uv_random(NULL, NULL, &r, sizeof(r), 0, NULL);
+    uint64_t delay = u->backoff_ms / 2 + (r % (u->backoff_ms + 1));
+    u->backoff_ms = u->backoff_ms * 2 > PS_UPLINK_BACKOFF_MAX_MS ? PS_UPLINK_BACKOFF_MAX_MS
+                                                                  : u->backoff_ms * 2;
+    ps_warn("sensor", "receiver %s: %s; retrying in %llu ms", u->target, why,
+            (unsigned long long)delay);
+    uv_timer_start(&u->timer, on_retry_timer, delay, 0);
+}
+
+static void on_handshake_timeout(uv_timer_t *t)
+{
+    ps_uplink *u = t->data;
+    if (u->state == UP_HANDSHAKE && u->conn)
+        ps_conn_close(u->conn, UV_ETIMEDOUT, "no answer to the handshake");
+}
+
+static int up_send_ifaces(ps_uplink *u)
+{
+    for (size_t i = 0; i < u->n_ifaces; i++) {
+        up_iface *f = &u->ifaces[i];
+        ps_iface w = {.index = f->index,
+                      .linktype = f->linktype,
+                      .snaplen = f->snaplen,
+                      .name = f->name,
+                      .name_len = (uint16_t)strlen(f->name),
+                      .desc = f->desc,
+                      .desc_len = (uint16_t)strlen(f->desc)};
+        ps_buf_reset(&u->scratch);
+        if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
+            ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int on_accept(ps_uplink *u, const ps_frame *f)
+{
+    ps_accept a;
+    int rc = ps_wire_decode_accept(f->payload, f->len, &a);
+    if (rc != PS_WIRE_OK || a.version != PS_WIRE_VERSION || a.codec != u->o.codec ||
+        a.max_batch_raw < u->o.max_batch_raw) {
+        ps_conn_close(u->conn, PS_CONN_E_WIRE(rc ? rc : PS_WIRE_E_BAD_VALUE),
+                      "receiver sent an ACCEPT we cannot use");
+        return -1;
+    }
+    uv_timer_stop(&u->timer);
+    ps_conn_set_max_frame(u->conn, a.max_frame);
+    u->state = UP_READY;
+    u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
+    u->totals.connects++;
+    if (u->totals.connects > 1)
+        u->totals.reconnects++;
+    ps_info("sensor", "connected to receiver %s (session %016llx, codec %s, resume after %llu)",
+            u->target, (unsigned long long)u->session, ps_codec_name(a.codec),
+            (unsigned long long)a.last_seq);
+    /* Whatever the receiver already wrote needs no resend. */
+    spool_ack(u, a.last_seq);
+    u->cursor = u->head;
+    if (up_send_ifaces(u) != 0) {
+        ps_conn_close(u->conn, UV_ENOMEM, "cannot announce interfaces");
+        return -1;
+    }
+    up_pump(u);
+    if (u->o.on_acked)
+        u->o.on_acked(u->o.ud);
+    return 0;
+}
+
+static int up_on_reject(ps_uplink *u, ps_conn *c, const ps_frame *f)
+{
+    ps_reject r;
+    char msg[1400];
+    if (ps_wire_decode_reject(f->payload, f->len, &r) == PS_WIRE_OK)
+        snprintf(msg, sizeof(msg), "receiver %s rejected this sensor (code %u): %.*s", u->target,
+                 r.code, (int)r.reason_len, r.reason);
+    else
+        snprintf(msg, sizeof(msg), "receiver %s rejected this sensor", u->target);
+    ps_conn_close(c, UV_ECONNREFUSED, "rejected");
+    /* A rejection (bad token, unusable link type) will not heal by itself:
+     * retrying would only hide it. */
+    u->o.on_fatal(u->o.ud, msg);
+    return -1;
+}
+
+static int up_on_frame(ps_conn *c, const ps_frame *f)
+{
+    ps_uplink *u = ps_conn_data(c);
+    if (f->type == PS_FRAME_REJECT)
+        return up_on_reject(u, c, f);
+    if (u->state == UP_HANDSHAKE && f->type == PS_FRAME_ACCEPT)
+        return on_accept(u, f);
+    if (u->state == UP_READY && f->type == PS_FRAME_ACK) {
+        uint64_t seq;
+        if (ps_wire_decode_u64(f->payload, f->len, &seq) != PS_WIRE_OK ||
+            seq > u->last_sent_seq) {
+            ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                          "receiver acknowledged a batch never sent");
+            return -1;
+        }
+        spool_ack(u, seq);
+        if (u->o.on_acked)
+            u->o.on_acked(u->o.ud);
+        return 0;
+    }
+    if (u->state == UP_READY && f->type == PS_FRAME_HEARTBEAT)
+        return 0;
+    char why[96];
+    snprintf(why, sizeof(why), "unexpected %s frame from the receiver", ps_frame_type_name(f->type));
+    ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), why);
+    return -1;
+}
+
+static void up_on_close(ps_conn *c, int err, const char *reason)
+{
+    ps_uplink *u = ps_conn_data(c);
+    (void)err;
+    u->conn = NULL;
+    uv_timer_stop(&u->timer);
+    if (u->state == UP_READY)
+        u->down_since_ms = uv_now(u->loop);
+    /* Everything not acknowledged goes again on the next connection. */
+    u->cursor = u->head;
+    up_schedule_retry(u, reason && *reason ? reason : "connection closed");
+}
+
+static const ps_conn_cbs up_cbs = {
+    .on_frame = up_on_frame,
+    .on_read_done = NULL,
+    .on_close = up_on_close,
+};
+
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void on_connected(uv_connect_t *req, int status)
+{
+    ps_uplink *u = req->data;
+    uv_tcp_t *tcp = u->connecting;
+    u->connect_pending = 0;
+    u->connecting = NULL;
+    if (!tcp) { /* closed by ps_uplink_close */
+        up_schedule_retry(u, "closing");
+        return;
+    }
+    if (status != 0 || u->closing) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        up_schedule_retry(u, status ? uv_strerror(status) : "closing");
+        return;
+    }
+    uv_tcp_nodelay(tcp, 1);
+    u->conn = ps_conn_new(tcp, &up_cbs, u, PS_WIRE_MAX_FRAME_DEFAULT, u->target);
+    if (!u->conn) {
+        uv_close((uv_handle_t *)tcp, free_handle);
+        up_schedule_retry(u, "out of memory");
+        return;
+    }
+    ps_hello h = {.version_min = PS_WIRE_VERSION,
+                  .version_max = PS_WIRE_VERSION,
+                  .codecs = (uint8_t)(1u << u->o.codec),
+                  .codec = (uint8_t)u->o.codec,
+                  .max_frame = PS_WIRE_MAX_FRAME_DEFAULT,
+                  .max_batch_raw = u->o.max_batch_raw,
+                  .session = u->session,
+                  .id = u->id,
+                  .id_len = (uint16_t)strlen(u->id),
+                  .token = u->token,
+                  .token_len = (uint16_t)strlen(u->token)};
+    ps_buf_reset(&u->scratch);
+    int rc = ps_wire_encode_hello(&u->scratch, &h);
+    if (rc == 0)
+        rc = ps_conn_send(u->conn, u->scratch.data, u->scratch.len);
+    if (rc == 0)
+        rc = ps_conn_start(u->conn);
+    if (rc != 0) {
+        ps_conn_close(u->conn, rc ? rc : UV_EINVAL, "cannot send the handshake");
+        return;
+    }
+    u->state = UP_HANDSHAKE;
+    uv_timer_start(&u->timer, on_handshake_timeout, PS_UPLINK_HANDSHAKE_MS, 0);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    ps_uplink *u = req->data;
+    u->resolving = 0;
+    if (status != 0 || u->closing) {
+        if (res)
+            uv_freeaddrinfo(res);
+        char why[300];
+        snprintf(why, sizeof(why), "cannot resolve '%s': %s", u->host,
+                 status ? uv_strerror(status) : "closing");
+        up_schedule_retry(u, why);
+        return;
+    }
+    uv_tcp_t *tcp = malloc(sizeof(*tcp));
+    if (!tcp || uv_tcp_init(u->loop, tcp) != 0) {
+        free(tcp);
+        uv_freeaddrinfo(res);
+        up_schedule_retry(u, "out of memory");
+        return;
+    }
+    u->connecting = tcp;
+    u->connect_pending = 1;
+    u->creq.data = u;
+    u->state = UP_CONNECTING;
+    int rc = uv_tcp_connect(&u->creq, tcp, res->ai_addr, on_connected);
+    uv_freeaddrinfo(res);
+    if (rc != 0) {
+        u->connecting = NULL;
+        u->connect_pending = 0;
+        uv_close((uv_handle_t *)tcp, free_handle);
+        up_schedule_retry(u, uv_strerror(rc));
+    }
+}
+
+static void up_connect(ps_uplink *u)
+{
+    if (u->closing)
+        return;
+    char port[16];
+    snprintf(port, sizeof(port), "%d", u->o.port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    u->gai.data = u;
+    u->state = UP_RESOLVING;
+    /* Resolved again on every attempt: Service IPs and endpoints change. */
+    int rc = uv_getaddrinfo(u->loop, &u->gai, on_resolved, u->host, port, &hints);
+    if (rc != 0) {
+        up_schedule_retry(u, uv_strerror(rc));
+        return;
+    }
+    u->resolving = 1;
+}
+
+void ps_uplink_start(ps_uplink *u)
+{
+    u->down_since_ms = uv_now(u->loop);
+    up_connect(u);
+}
+
+int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
+                        const char *name, const char *desc)
+{
+    up_iface *n = realloc(u->ifaces, (u->n_ifaces + 1) * sizeof(*n));
+    if (!n)
+        return -1;
+    u->ifaces = n;
+    up_iface *f = &n[u->n_ifaces];
+    f->index = index;
+    f->linktype = linktype;
+    f->snaplen = snaplen;
+    f->name = strdup(name);
+    f->desc = strdup(desc ? desc : "");
+    if (!f->name || !f->desc) {
+        free(f->name);
+        free(f->desc);
+        return -1;
+    }
+    u->n_ifaces++;
+    if (u->state == UP_READY && u->conn) {
+        ps_iface w = {.index = index,
+                      .linktype = linktype,
+                      .snaplen = snaplen,
+                      .name = f->name,
+                      .name_len = (uint16_t)strlen(f->name),
+                      .desc = f->desc,
+                      .desc_len = (uint16_t)strlen(f->desc)};
+        ps_buf_reset(&u->scratch);
+        if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
+            ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+            ps_conn_close(u->conn, UV_ENOMEM, "cannot announce an interface");
+    }
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    ps_uplink *u = h->data;
+    if (u->close_done)
+        u->close_done(u->o.ud);
+}
+
+static void up_maybe_finish_close(ps_uplink *u)
+{
+    if (u->conn || u->resolving || u->connect_pending || uv_is_closing((uv_handle_t *)&u->timer))
+        return;
+    uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+}
+
+void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
+{
+    if (u->closing)
+        return;
+    u->closing = 1;
+    u->close_done = done;
+    uv_timer_stop(&u->timer);
+    if (u->conn) {
+        if (u->state == UP_READY) {
+            ps_buf_reset(&u->scratch);
+            if (ps_wire_encode_bye(&u->scratch, u->last_sent_seq) == 0)
+                ps_conn_send(u->conn, u->scratch.data, u->scratch.len);
+        }
+        ps_conn_close_graceful(u->conn, 0, "sensor finished");
+    }
+    if (u->resolving)
+        uv_cancel((uv_req_t *)&u->gai);
+    if (u->connecting) {
+        uv_close((uv_handle_t *)u->connecting, free_handle);
+        u->connecting = NULL; /* on_connected still runs, with UV_ECANCELED */
+    }
+    up_maybe_finish_close(u);
+}
+
+void ps_uplink_free(ps_uplink *u)
+{
+    if (!u)
+        return;
+    while (u->head) {
+        ps_batch *b = u->head;
+        u->head = b->next;
+        b->acked = 1;
+        if (b->writes == 0)
+            ps_batcher_release(u->batcher, b);
+    }
+    for (size_t i = 0; i < u->n_ifaces; i++) {
+        free(u->ifaces[i].name);
+        free(u->ifaces[i].desc);
+    }
+    free(u->ifaces);
+    ps_buf_free(&u->scratch);
+    free(u->host);
+    free(u->id);
+    free(u->token);
+    free(u);
+}

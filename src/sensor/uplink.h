@@ -1,0 +1,65 @@
+/*
+ * uplink: the sensor's connection to the receiver and its spool.
+ *
+ * Every sealed batch enters the spool in sequence order and stays there until
+ * the receiver acknowledges it (cumulative ACK). While connected, ready
+ * batches are written in order; after a disconnect the uplink resolves the
+ * receiver's name again, reconnects with exponential backoff and jitter,
+ * learns from ACCEPT what the receiver already wrote, and resends the rest.
+ * Interfaces are announced on every new connection before any batch.
+ *
+ * The spool is bounded (spool bytes); the caller asks ps_uplink_spool_full()
+ * before producing more and stops (offline) or drops and counts (live).
+ * Gives up, calling on_fatal, when the receiver rejects the sensor or stays
+ * unreachable for connect_timeout_ms since the last good connection.
+ */
+#ifndef PS_UPLINK_H
+#define PS_UPLINK_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "batcher.h"
+
+typedef struct ps_uplink ps_uplink;
+
+typedef struct ps_uplink_opts {
+    const char *host;
+    int port;
+    const char *sensor_id;
+    const char *token;            /* may be NULL */
+    ps_codec codec;
+    uint32_t max_batch_raw;       /* what our batches can reach */
+    uint64_t spool_bytes;
+    uint64_t connect_timeout_ms;
+    void (*on_acked)(void *ud);   /* after an ACK freed spool space */
+    void (*on_fatal)(void *ud, const char *msg);
+    void *ud;
+} ps_uplink_opts;
+
+ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_opts *o);
+void ps_uplink_start(ps_uplink *u);
+/* Interface known to the sensor: announced now if connected, and after
+ * every reconnect. Copies the strings. Returns 0 or -1 on OOM. */
+int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
+                        const char *name, const char *desc);
+/* batcher callbacks */
+void ps_uplink_on_sealed(void *u, ps_batch *b);
+void ps_uplink_on_ready(void *u, ps_batch *b);
+
+int ps_uplink_spool_full(const ps_uplink *u);
+/* True when every sealed batch has been acknowledged. */
+int ps_uplink_drained(const ps_uplink *u);
+/* Sends BYE, closes the connection and all handles; done runs when closed. */
+void ps_uplink_close(ps_uplink *u, void (*done)(void *ud));
+void ps_uplink_free(ps_uplink *u);
+
+typedef struct ps_uplink_totals {
+    uint64_t acked_batches, acked_packets, connects, reconnects, spool_bytes, spool_batches;
+    uint64_t resent_batches;
+} ps_uplink_totals;
+void ps_uplink_get_totals(const ps_uplink *u, ps_uplink_totals *t);
+/* "127.0.0.1:8081" */
+const char *ps_uplink_target(const ps_uplink *u);
+
+#endif
