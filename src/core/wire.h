@@ -28,8 +28,12 @@
 #define PS_WIRE_MAX_FRAME_HARD (64u * 1024 * 1024)
 /* Default maximum payload of one frame (a compressed batch + its header). */
 #define PS_WIRE_MAX_FRAME_DEFAULT (20u * 1024 * 1024)
-/* Default bound on a batch's decompressed size. */
-#define PS_WIRE_MAX_BATCH_RAW_DEFAULT (16u * 1024 * 1024)
+/* Default bound on a batch's decompressed size: the largest block a sensor
+ * may be configured for (compressBlockSize 16384 KiB) plus one maximal record. */
+#define PS_WIRE_MAX_BATCH_RAW_DEFAULT (17u * 1024 * 1024)
+/* Frame limit before the handshake completes: any HELLO fits, so an
+ * unauthenticated peer cannot make the receiver buffer megabytes. */
+#define PS_WIRE_MAX_HELLO_FRAME 4096u
 /* Largest caplen a record may carry (libpcap's MAXIMUM_SNAPLEN). */
 #define PS_WIRE_MAX_CAPLEN 262144u
 #define PS_WIRE_MAX_ID_LEN 253u
@@ -55,15 +59,15 @@ typedef enum ps_frame_type {
 
 typedef enum ps_wire_err {
     PS_WIRE_OK = 0,
-    PS_WIRE_NEED_MORE = 1,      /* not an error: frame incomplete, read more */
-    PS_WIRE_E_TRUNCATED = -1,   /* a field runs past the end of its payload */
-    PS_WIRE_E_TOO_LONG = -2,    /* a length exceeds the negotiated maximum */
-    PS_WIRE_E_BAD_MAGIC = -3,   /* HELLO does not start with "PSTR" */
-    PS_WIRE_E_VERSION = -4,     /* no common protocol version */
-    PS_WIRE_E_BAD_TYPE = -5,    /* unknown frame type */
-    PS_WIRE_E_RESERVED = -6,    /* reserved bits or bytes not zero */
-    PS_WIRE_E_BAD_VALUE = -7,   /* a field holds a value outside its domain */
-    PS_WIRE_E_TRAILING = -8,    /* bytes left over after the last field */
+    PS_WIRE_NEED_MORE = 1,    /* not an error: frame incomplete, read more */
+    PS_WIRE_E_TRUNCATED = -1, /* a field runs past the end of its payload */
+    PS_WIRE_E_TOO_LONG = -2,  /* a length exceeds the negotiated maximum */
+    PS_WIRE_E_BAD_MAGIC = -3, /* HELLO does not start with "PSTR" */
+    PS_WIRE_E_VERSION = -4,   /* no common protocol version */
+    PS_WIRE_E_BAD_TYPE = -5,  /* unknown frame type */
+    PS_WIRE_E_RESERVED = -6,  /* reserved bits or bytes not zero */
+    PS_WIRE_E_BAD_VALUE = -7, /* a field holds a value outside its domain */
+    PS_WIRE_E_TRAILING = -8,  /* bytes left over after the last field */
 } ps_wire_err;
 
 /* Stable lowercase names ("truncated", "too_long", ...) for logs and metrics. */
@@ -73,32 +77,32 @@ const char *ps_frame_type_name(int type);
 /* Bitmask of codecs, bit n = ps_codec value n (see codec.h). */
 typedef struct ps_hello {
     uint16_t version_min, version_max;
-    uint8_t codecs;          /* codecs the sensor can send */
-    uint8_t codec;           /* the one it prefers */
-    uint32_t max_frame;      /* largest frame payload the sensor will send */
-    uint32_t max_batch_raw;  /* largest decompressed batch it will send */
-    uint64_t session;        /* random per sensor process: dedup key with id+seq */
-    const char *id;          /* sensor id, not NUL-terminated */
+    uint8_t codecs;         /* codecs the sensor can send */
+    uint8_t codec;          /* the one it prefers */
+    uint32_t max_frame;     /* largest frame payload the sensor will send */
+    uint32_t max_batch_raw; /* largest decompressed batch it will send */
+    uint64_t session;       /* random per sensor process: dedup key with id+seq */
+    const char *id;         /* sensor id, not NUL-terminated */
     uint16_t id_len;
-    const char *token;       /* auth token, may be empty */
+    const char *token; /* auth token, may be empty */
     uint16_t token_len;
 } ps_hello;
 
 typedef struct ps_accept {
     uint16_t version;
-    uint8_t codec;           /* codec the sensor must use */
-    uint32_t max_frame;      /* receiver's limit, <= sensor's */
+    uint8_t codec;      /* codec the sensor must use */
+    uint32_t max_frame; /* receiver's limit, <= sensor's */
     uint32_t max_batch_raw;
-    uint64_t last_seq;       /* highest sequence already written for this
-                              * (sensor, session), 0 if none: resume after it */
+    uint64_t last_seq; /* highest sequence already written for this
+                        * (sensor, session), 0 if none: resume after it */
 } ps_accept;
 
 typedef enum ps_reject_code {
-    PS_REJECT_PROTOCOL = 1,  /* malformed handshake */
+    PS_REJECT_PROTOCOL = 1, /* malformed handshake */
     PS_REJECT_VERSION = 2,
     PS_REJECT_CODEC = 3,
     PS_REJECT_AUTH = 4,
-    PS_REJECT_BUSY = 5,      /* too many connections, or duplicate sensor id */
+    PS_REJECT_BUSY = 5, /* too many connections, or duplicate sensor id */
     PS_REJECT_INTERNAL = 6,
     PS_REJECT_UNSUPPORTED = 7, /* e.g. a link type the output format can't hold */
 } ps_reject_code;
@@ -110,40 +114,40 @@ typedef struct ps_reject {
 } ps_reject;
 
 typedef struct ps_iface {
-    uint32_t index;          /* sensor-local interface number */
-    uint32_t linktype;       /* DLT/LINKTYPE_ value */
+    uint32_t index;    /* sensor-local interface number */
+    uint32_t linktype; /* DLT/LINKTYPE_ value */
     uint32_t snaplen;
     const char *name;
-    uint16_t name_len;       /* 1..PS_WIRE_MAX_IFNAME_LEN */
+    uint16_t name_len; /* 1..PS_WIRE_MAX_IFNAME_LEN */
     const char *desc;
     uint16_t desc_len;
 } ps_iface;
 
 typedef struct ps_batch_hdr {
-    uint64_t seq;            /* 1, 2, 3 ... per session */
+    uint64_t seq; /* 1, 2, 3 ... per session */
     uint8_t codec;
     uint32_t records;
-    uint32_t raw_len;        /* decompressed length of the records */
-    const uint8_t *payload;  /* compressed bytes */
+    uint32_t raw_len;       /* decompressed length of the records */
+    const uint8_t *payload; /* compressed bytes */
     uint32_t payload_len;
 } ps_batch_hdr;
 
 typedef struct ps_stats {
-    uint32_t index;          /* interface */
-    uint64_t packets;        /* captured by the sensor */
+    uint32_t index;   /* interface */
+    uint64_t packets; /* captured by the sensor */
     uint64_t bytes;
-    uint64_t kernel_drops;   /* ps_drop */
-    uint64_t if_drops;       /* ps_ifdrop */
-    uint64_t sensor_drops;   /* dropped inside the sensor, all reasons */
-    uint64_t timestamp_ns;   /* when the counters were read */
+    uint64_t kernel_drops; /* ps_drop */
+    uint64_t if_drops;     /* ps_ifdrop */
+    uint64_t sensor_drops; /* dropped inside the sensor, all reasons */
+    uint64_t timestamp_ns; /* when the counters were read */
 } ps_stats;
 
 typedef struct ps_record {
     uint32_t iface;
-    uint64_t ts_ns;          /* nanoseconds since the Unix epoch */
+    uint64_t ts_ns; /* nanoseconds since the Unix epoch */
     uint32_t caplen;
     uint32_t origlen;
-    const uint8_t *data;     /* caplen bytes */
+    const uint8_t *data; /* caplen bytes */
 } ps_record;
 
 typedef struct ps_frame {
@@ -178,8 +182,7 @@ int ps_wire_encode_bye(ps_buf *out, uint64_t last_seq);
 /* Writes the frame header and the 20-byte batch header (without the payload,
  * which the caller sends from its own buffer) into out[8 + 20]. */
 void ps_wire_batch_prefix(uint8_t out[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN], uint64_t seq,
-                          uint8_t codec, uint32_t records, uint32_t raw_len,
-                          uint32_t payload_len);
+                          uint8_t codec, uint32_t records, uint32_t raw_len, uint32_t payload_len);
 
 /* Decoders take a frame payload (f.payload, f.len). */
 int ps_wire_decode_hello(const uint8_t *p, uint32_t len, ps_hello *h);
@@ -187,8 +190,7 @@ int ps_wire_decode_accept(const uint8_t *p, uint32_t len, ps_accept *a);
 int ps_wire_decode_reject(const uint8_t *p, uint32_t len, ps_reject *r);
 int ps_wire_decode_iface(const uint8_t *p, uint32_t len, ps_iface *i);
 /* Checks raw_len <= max_batch_raw and codec < PS_CODEC_COUNT. */
-int ps_wire_decode_batch(const uint8_t *p, uint32_t len, uint32_t max_batch_raw,
-                         ps_batch_hdr *b);
+int ps_wire_decode_batch(const uint8_t *p, uint32_t len, uint32_t max_batch_raw, ps_batch_hdr *b);
 int ps_wire_decode_stats(const uint8_t *p, uint32_t len, ps_stats *s);
 int ps_wire_decode_u64(const uint8_t *p, uint32_t len, uint64_t *v); /* ACK, HEARTBEAT, BYE */
 
@@ -198,8 +200,8 @@ int ps_wire_decode_u64(const uint8_t *p, uint32_t len, uint64_t *v); /* ACK, HEA
  * with no padding. Appending is the sensor's hot path, so it is inline and
  * writes into room the caller reserved (PS_WIRE_REC_HDR_LEN + caplen).
  */
-static inline void ps_wire_record_put(uint8_t *p, uint32_t iface, uint64_t ts_ns,
-                                      uint32_t caplen, uint32_t origlen, const uint8_t *data)
+static inline void ps_wire_record_put(uint8_t *p, uint32_t iface, uint64_t ts_ns, uint32_t caplen,
+                                      uint32_t origlen, const uint8_t *data)
 {
     ps_put_u32be(p, iface);
     ps_put_u64be(p + 4, ts_ns);
