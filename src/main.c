@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,8 +173,8 @@ static const struct option check_opts[] = {
 };
 
 /* Returns 0 to go on, 1 when --help was printed, -1 on a usage error. */
-static int parse_flags(int argc, char **argv, const struct option *opts, const char *usage,
-                       cli *c, const char **role)
+static int parse_flags(int argc, char **argv, const struct option *opts, const char *usage, cli *c,
+                       const char **role)
 {
     int o;
     optind = 1;
@@ -378,8 +379,7 @@ static int run_check_config(int argc, char **argv)
         if (strcmp(role_name, "sensor") == 0) {
             role = PS_ROLE_SENSOR;
         } else if (strcmp(role_name, "receiver") != 0) {
-            fprintf(stderr, "packetstreamer: --role: '%s' is not sensor or receiver\n",
-                    role_name);
+            fprintf(stderr, "packetstreamer: --role: '%s' is not sensor or receiver\n", role_name);
             free_cli(&c);
             return 2;
         }
@@ -409,6 +409,9 @@ int main(int argc, char **argv)
         fputs(usage_text, stderr);
         return 2;
     }
+    /* A closed stdout pipe (--output - | head) or a peer that vanished must
+     * be an error return from write(2), not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
     const char *cmd = argv[1];
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
         printf("packetstreamer %s\n", PS_VERSION);

@@ -20,7 +20,10 @@ typedef struct ps_buf {
     size_t cap;
 } ps_buf;
 
-#define PS_BUF_INIT {NULL, 0, 0}
+#define PS_BUF_INIT                                                                                \
+    {                                                                                              \
+        NULL, 0, 0                                                                                 \
+    }
 
 /* Ensures room for at least `extra` more bytes after len. */
 int ps_buf_reserve(ps_buf *b, size_t extra);

@@ -24,10 +24,10 @@ typedef enum ps_codec {
 
 typedef enum ps_codec_err {
     PS_CODEC_OK = 0,
-    PS_CODEC_E_UNKNOWN = -1,   /* codec value not known */
-    PS_CODEC_E_SPACE = -2,     /* destination too small */
-    PS_CODEC_E_CORRUPT = -3,   /* input is not a valid stream */
-    PS_CODEC_E_SIZE = -4,      /* output size differs from the expected size */
+    PS_CODEC_E_UNKNOWN = -1, /* codec value not known */
+    PS_CODEC_E_SPACE = -2,   /* destination too small */
+    PS_CODEC_E_CORRUPT = -3, /* input is not a valid stream */
+    PS_CODEC_E_SIZE = -4,    /* output size differs from the expected size */
     PS_CODEC_E_NOMEM = -5,
 } ps_codec_err;
 
@@ -45,8 +45,8 @@ size_t ps_codec_bound(ps_codec codec, size_t src_len);
  * level: zlib 1..9 (0 means default 6), ignored by others. Sets *out_len.
  * PS_CODEC_NONE copies. Thread-safe: no shared state.
  */
-int ps_codec_compress(ps_codec codec, int level, const uint8_t *src, size_t src_len,
-                      uint8_t *dst, size_t dst_cap, size_t *out_len);
+int ps_codec_compress(ps_codec codec, int level, const uint8_t *src, size_t src_len, uint8_t *dst,
+                      size_t dst_cap, size_t *out_len);
 
 /*
  * Decompresses src into dst, which must hold exactly raw_len bytes; fails with

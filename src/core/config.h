@@ -50,28 +50,28 @@ typedef struct ps_config {
     ps_role role;
 
     /* input: where the receiver listens (input.address / input.port) */
-    char *input_address;    /* default "0.0.0.0" */
-    int input_port;         /* default 8081 */
+    char *input_address; /* default "0.0.0.0" */
+    int input_port;      /* default 8081 */
 
     /* output.server: where the sensor sends */
-    char *server_address;   /* no default: required for a sensor */
-    int server_port;        /* default 8081 */
+    char *server_address; /* no default: required for a sensor */
+    int server_port;      /* default 8081 */
 
     /* output.file (receiver) */
-    char *file_path;        /* dir, or dir/prefix; "stdout", "/dev/stdout" or "-"
-                             * stream to stdout. default "./captures" */
-    ps_format format;       /* output.file.format, default pcapng */
-    uint64_t rotate_bytes;  /* output.file.rotateSizeMB * MiB, 0 = never */
-    uint32_t rotate_seconds; /* output.file.rotateSeconds, 0 = never */
-    uint32_t max_files;     /* output.file.maxFiles, 0 = unlimited */
+    char *file_path;          /* dir, or dir/prefix; "stdout", "/dev/stdout" or "-"
+                               * stream to stdout. default "./captures" */
+    ps_format format;         /* output.file.format, default pcapng */
+    uint64_t rotate_bytes;    /* output.file.rotateSizeMB * MiB, 0 = never */
+    uint32_t rotate_seconds;  /* output.file.rotateSeconds, 0 = never */
+    uint32_t max_files;       /* output.file.maxFiles, 0 = unlimited */
     uint64_t max_total_bytes; /* output.file.maxTotalSizeMB * MiB, 0 = unlimited */
-    int per_sensor;         /* output.file.perSensor: one file set per sensor */
+    int per_sensor;           /* output.file.perSensor: one file set per sensor */
 
     /* tls / auth (used by the security work; parsed and validated now) */
     int tls_enable;
     char *tls_cert_file, *tls_key_file, *tls_ca_file;
     int auth_enable;
-    char *auth_key;         /* never logged */
+    char *auth_key; /* never logged */
     char *auth_key_file;
 
     /* batching (sensor) */
@@ -83,25 +83,25 @@ typedef struct ps_config {
     int zlib_level;                  /* compression.zlibLevel 1..9, default 6 */
 
     /* capture (sensor) */
-    ps_pcap_mode pcap_mode;          /* pcapMode, default all */
-    ps_port_list capture_ports;      /* capturePorts */
-    ps_port_list ignore_ports;       /* ignorePorts */
+    ps_pcap_mode pcap_mode;                                /* pcapMode, default all */
+    ps_port_list capture_ports;                            /* capturePorts */
+    ps_port_list ignore_ports;                             /* ignorePorts */
     ps_iface_ports iface_ports[PS_CONFIG_MAX_IFACE_PORTS]; /* captureInterfacesPorts */
     int iface_ports_count;
     char *interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.interfaces */
     int interfaces_count;
-    char *filter;                    /* capture.filter: BPF ANDed in */
-    char *read_file;                 /* sensor.readFile (--read-file) */
+    char *filter;    /* capture.filter: BPF ANDed in */
+    char *read_file; /* sensor.readFile (--read-file) */
 
     /* identity and connection (sensor) */
-    char *sensor_id;                 /* sensor.id, default the host name */
-    uint32_t connect_timeout_sec;    /* sensor.connectTimeoutSec, default 30 */
-    uint32_t spool_size_mb;          /* spool.size in MiB, default 64 */
+    char *sensor_id;              /* sensor.id, default the host name */
+    uint32_t connect_timeout_sec; /* sensor.connectTimeoutSec, default 30 */
+    uint32_t spool_size_mb;       /* spool.size in MiB, default 64 */
 
     /* logging */
-    char *log_filename;              /* logFilename */
-    ps_log_level log_level;          /* log.level, default info */
-    int log_json;                    /* log.format: text|json */
+    char *log_filename;     /* logFilename */
+    ps_log_level log_level; /* log.level, default info */
+    int log_json;           /* log.format: text|json */
 } ps_config;
 
 /* Fills defaults for the role. Returns -1 only on OOM. */
@@ -111,8 +111,8 @@ void ps_config_free(ps_config *c);
 /* Loads a YAML file on top of what c holds. */
 int ps_config_load_file(ps_config *c, const char *path, char *err, size_t errlen);
 /* Same, from memory; `name` is used in messages in place of a file name. */
-int ps_config_load_string(ps_config *c, const char *yaml, size_t len, const char *name,
-                          char *err, size_t errlen);
+int ps_config_load_string(ps_config *c, const char *yaml, size_t len, const char *name, char *err,
+                          size_t errlen);
 
 /*
  * Sets one key by its dotted YAML path ("output.server.port") from a string,

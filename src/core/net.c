@@ -22,7 +22,7 @@ struct ps_conn {
     void *ud;
     uint32_t max_frame;
     ps_buf rx;
-    size_t want;        /* bytes the frame being received needs in total */
+    size_t want; /* bytes the frame being received needs in total */
     int closing;
     int reading;
     int paused;
@@ -137,8 +137,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     (void)buf;
     ps_conn *c = s->data;
     if (nread < 0) {
-        ps_conn_close(c, (int)nread, nread == UV_EOF ? "connection closed by peer"
-                                                      : uv_strerror((int)nread));
+        ps_conn_close(c, (int)nread,
+                      nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
         return;
     }
     if (nread == 0)
@@ -203,8 +203,7 @@ int ps_conn_send(ps_conn *c, const void *frame, size_t len)
     return rc;
 }
 
-int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done_cb done,
-                  void *arg)
+int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done_cb done, void *arg)
 {
     if (c->closing)
         return UV_ECANCELED;
@@ -232,10 +231,11 @@ static void set_close(ps_conn *c, int err, const char *reason)
 
 void ps_conn_close(ps_conn *c, int err, const char *reason)
 {
-    if (c->closing)
-        return;
-    set_close(c, err, reason);
-    uv_close((uv_handle_t *)c->tcp, on_close_handle);
+    /* Also escalates a graceful close whose peer stopped reading. */
+    if (!c->closing)
+        set_close(c, err, reason);
+    if (!uv_is_closing((uv_handle_t *)c->tcp))
+        uv_close((uv_handle_t *)c->tcp, on_close_handle);
 }
 
 static void on_shutdown(uv_shutdown_t *req, int status)
@@ -243,7 +243,8 @@ static void on_shutdown(uv_shutdown_t *req, int status)
     (void)status;
     ps_conn *c = req->data;
     free(req);
-    uv_close((uv_handle_t *)c->tcp, on_close_handle);
+    if (!uv_is_closing((uv_handle_t *)c->tcp))
+        uv_close((uv_handle_t *)c->tcp, on_close_handle);
 }
 
 void ps_conn_close_graceful(ps_conn *c, int err, const char *reason)

@@ -62,7 +62,8 @@ size_t ps_conn_write_queue(const ps_conn *c);
 void ps_conn_pause(ps_conn *c);
 void ps_conn_resume(ps_conn *c);
 
-/* Closes at once: pending writes are cancelled. */
+/* Closes at once: pending writes are cancelled. Calling it after
+ * ps_conn_close_graceful() cuts a shutdown short (a peer that stopped reading). */
 void ps_conn_close(ps_conn *c, int err, const char *reason);
 /* Stops reading, lets queued writes (a REJECT, a last ACK) reach the peer,
  * shuts the write side down, then closes. */

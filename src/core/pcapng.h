@@ -32,8 +32,8 @@ int ps_pcapng_idb(ps_buf *out, uint16_t linktype, uint32_t snaplen, const char *
 
 /* Enhanced packet with a nanosecond timestamp. Inline: the receiver's hot
  * path. Caller guarantees caplen <= origlen semantics were checked. */
-int ps_pcapng_epb(ps_buf *out, uint32_t if_id, uint64_t ts_ns, uint32_t caplen,
-                  uint32_t origlen, const uint8_t *data);
+int ps_pcapng_epb(ps_buf *out, uint32_t if_id, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                  const uint8_t *data);
 
 typedef struct ps_pcapng_isb_counters {
     uint64_t ts_ns;
@@ -48,7 +48,7 @@ int ps_pcapng_isb(ps_buf *out, uint32_t if_id, const ps_pcapng_isb_counters *c);
 /* Classic pcap: 24-byte file header (nanosecond magic a1b23c4d when ns) and a
  * 16-byte record header + data; microsecond files truncate ts_ns. */
 int ps_pcap_file_header(ps_buf *out, int nanosecond, uint32_t snaplen, uint32_t linktype);
-int ps_pcap_record(ps_buf *out, int nanosecond, uint64_t ts_ns, uint32_t caplen,
-                   uint32_t origlen, const uint8_t *data);
+int ps_pcap_record(ps_buf *out, int nanosecond, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                   const uint8_t *data);
 
 #endif

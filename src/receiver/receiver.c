@@ -24,12 +24,15 @@
 #include "session.h"
 #include "writer.h"
 
+#define PS_RECEIVER_CLOSE_DEADLINE_MS 5000
+
 typedef struct receiver {
     const ps_config *cfg;
     uv_loop_t loop;
     ps_hub hub;
     ps_listener *listener;
     uv_timer_t tick;
+    uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
     int stopping;
 } receiver;
@@ -64,8 +67,16 @@ static void on_hub_idle(ps_hub *hub)
 {
     receiver *r = (receiver *)((char *)hub - offsetof(receiver, hub));
     uv_timer_stop(&r->tick);
+    uv_timer_stop(&r->deadline);
     uv_signal_stop(&r->sigint);
     uv_signal_stop(&r->sigterm);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    receiver *r = t->data;
+    ps_warn("receiver", "%u connections did not close in time: cutting them", r->hub.n_sessions);
+    ps_hub_abort(&r->hub);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -78,6 +89,8 @@ static void on_signal(uv_signal_t *h, int signum)
             signum == SIGINT ? "SIGINT" : "SIGTERM");
     ps_listener_close(r->listener);
     r->listener = NULL;
+    /* A sensor that stops reading must not hold the shutdown hostage. */
+    uv_timer_start(&r->deadline, on_deadline, PS_RECEIVER_CLOSE_DEADLINE_MS, 0);
     ps_hub_stop(&r->hub);
 }
 
@@ -133,6 +146,8 @@ int ps_receiver_run(const ps_config *cfg)
     uv_timer_init(&r.loop, &r.tick);
     r.tick.data = &r;
     uv_timer_start(&r.tick, on_tick, 1000, 1000);
+    uv_timer_init(&r.loop, &r.deadline);
+    r.deadline.data = &r;
     uv_signal_init(&r.loop, &r.sigint);
     uv_signal_init(&r.loop, &r.sigterm);
     r.sigint.data = r.sigterm.data = &r;

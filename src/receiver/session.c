@@ -34,10 +34,10 @@ struct ps_session {
     char peer[80];
     ps_sensor_rec *sensor;
     ps_codec codec;
-    int *ifmap;               /* sensor iface index -> writer handle, -1 unset */
+    int *ifmap; /* sensor iface index -> writer handle, -1 unset */
     uint32_t ifmap_len;
-    ps_buf raw;               /* inflated batch */
-    uint64_t pending_ack;     /* highest seq handed to the writer */
+    ps_buf raw;           /* inflated batch */
+    uint64_t pending_ack; /* highest seq handed to the writer */
     uint64_t acked;
 };
 
@@ -181,9 +181,9 @@ static int on_hello(ps_session *s, const ps_frame *f)
         return -1;
     }
     s->state = SS_ACTIVE;
-    ps_info("receiver", "sensor %s connected from %s (session %016" PRIx64 ", codec %s%s)",
-            rec->id, s->peer, rec->session, ps_codec_name(s->codec),
-            rec->last_seq ? ", resuming" : "");
+    ps_conn_set_max_frame(s->conn, max_frame);
+    ps_info("receiver", "sensor %s connected from %s (session %016" PRIx64 ", codec %s%s)", rec->id,
+            s->peer, rec->session, ps_codec_name(s->codec), rec->last_seq ? ", resuming" : "");
     return 0;
 }
 
@@ -240,8 +240,9 @@ static int on_batch(ps_session *s, const ps_frame *f)
         return -1;
     }
     if (b.codec != PS_CODEC_NONE && b.codec != s->codec) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "batch %" PRIu64 " uses codec %s, not %s",
-                   b.seq, ps_codec_name(b.codec), ps_codec_name(s->codec));
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                   "batch %" PRIu64 " uses codec %s, not %s", b.seq, ps_codec_name(b.codec),
+                   ps_codec_name(s->codec));
         return -1;
     }
     if (b.seq <= rec->last_seq) {
@@ -252,7 +253,8 @@ static int on_batch(ps_session *s, const ps_frame *f)
     }
     if (b.seq != rec->last_seq + 1) {
         rec->gaps++;
-        ps_warn("receiver", "sensor %s: batch %" PRIu64 " follows %" PRIu64
+        ps_warn("receiver",
+                "sensor %s: batch %" PRIu64 " follows %" PRIu64
                 ": batches in between never arrived",
                 rec->id, b.seq, rec->last_seq);
     }
@@ -322,8 +324,8 @@ static int on_stats(ps_session *s, const ps_frame *f)
         return -1;
     }
     if (st.index >= s->ifmap_len || s->ifmap[st.index] < 0) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "stats for unannounced interface %" PRIu32,
-                   st.index);
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                   "stats for unannounced interface %" PRIu32, st.index);
         return -1;
     }
     ps_writer_iface_stats(s->hub->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
@@ -436,7 +438,7 @@ void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
     }
     s->hub = hub;
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
-    s->conn = ps_conn_new(tcp, &sess_cbs, s, hub->max_frame, peer);
+    s->conn = ps_conn_new(tcp, &sess_cbs, s, PS_WIRE_MAX_HELLO_FRAME, peer);
     if (!s->conn) {
         free(s);
         uv_close((uv_handle_t *)tcp, free_handle);
@@ -460,6 +462,12 @@ void ps_hub_stop(ps_hub *hub)
         ps_conn_close_graceful(s->conn, 0, "receiver shutting down");
     if (hub->n_sessions == 0 && hub->on_idle)
         hub->on_idle(hub);
+}
+
+void ps_hub_abort(ps_hub *hub)
+{
+    for (ps_session *s = hub->sessions; s; s = s->next)
+        ps_conn_close(s->conn, UV_ETIMEDOUT, "shutdown deadline passed");
 }
 
 void ps_hub_free(ps_hub *hub)

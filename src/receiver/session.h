@@ -26,10 +26,10 @@ typedef struct ps_sensor_rec {
     struct ps_sensor_rec *next;
     char *id;
     uint64_t session;
-    uint64_t last_seq;        /* highest batch handed to the writer */
-    uint64_t packets, bytes;  /* records written */
+    uint64_t last_seq;       /* highest batch handed to the writer */
+    uint64_t packets, bytes; /* records written */
     uint64_t batches, duplicates, gaps;
-    ps_session *live;         /* its current connection, if any */
+    ps_session *live; /* its current connection, if any */
 } ps_sensor_rec;
 
 typedef struct ps_hub_counters {
@@ -41,12 +41,12 @@ typedef struct ps_hub {
     ps_writer *writer;
     uint32_t max_frame;
     uint32_t max_batch_raw;
-    const char *token;        /* required auth token or NULL */
+    const char *token; /* required auth token or NULL */
     ps_sensor_rec *sensors;
-    ps_session *sessions;     /* open connections */
+    ps_session *sessions; /* open connections */
     unsigned n_sessions;
     int stopping;
-    int write_failing;        /* the last flush failed: ACKs are held */
+    int write_failing; /* the last flush failed: ACKs are held */
     ps_hub_counters counters;
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
@@ -55,6 +55,8 @@ typedef struct ps_hub {
 void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer);
 /* Flushes, acknowledges what is written and closes every session. */
 void ps_hub_stop(ps_hub *hub);
+/* Closes every session at once (the shutdown deadline passed). */
+void ps_hub_abort(ps_hub *hub);
 void ps_hub_free(ps_hub *hub);
 
 #endif

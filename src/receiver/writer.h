@@ -7,7 +7,8 @@
  * Files are named PREFIX-YYYYmmddTHHMMSSZ-NNNNNN.EXT (PREFIX-SENSOR-... with
  * perSensor), EXT pcapng or pcap. In pcapng each (sensor, interface) gets an
  * Interface Description Block named "SENSOR/IFACE" the first time one of its
- * packets goes into a file, so every file stands alone. Classic pcap holds one
+ * packets goes into a file, so every file stands alone; all IDBs carry
+ * snaplen 262144 (libpcap refuses IDBs that disagree). Classic pcap holds one
  * link type: the first interface of a file set fixes it and an interface with
  * another link type is refused (ps_writer_iface returns -1 with a message).
  *
@@ -45,14 +46,14 @@
 typedef struct ps_writer ps_writer;
 
 typedef struct ps_writer_opts {
-    const char *path;         /* directory, dir/prefix, or "-" for stdout */
+    const char *path; /* directory, dir/prefix, or "-" for stdout */
     ps_format format;
     uint64_t rotate_bytes;    /* 0 = never */
     uint32_t rotate_seconds;  /* 0 = never */
     uint32_t max_files;       /* 0 = unlimited: completed files kept per set */
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
-    const char *app;          /* shb_userappl */
+    const char *app; /* shb_userappl */
     /* Called after a file is closed and renamed to its final name. */
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
     void *ud;
@@ -75,8 +76,8 @@ int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, u
                      const uint8_t *data);
 
 /* Interface statistics (pcapng ISB; ignored for classic pcap). */
-int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv,
-                          uint64_t drop, uint64_t osdrop);
+int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv, uint64_t drop,
+                          uint64_t osdrop);
 
 /* Writes out buffered bytes. 0, or -1 with errno (e.g. ENOSPC). */
 int ps_writer_flush(ps_writer *w);
@@ -85,8 +86,8 @@ int ps_writer_flush(ps_writer *w);
 int ps_writer_tick(ps_writer *w, uint64_t now_ns);
 
 typedef struct ps_writer_totals {
-    uint64_t packets;       /* records accepted since open */
-    uint64_t bytes;         /* bytes written to files since open */
+    uint64_t packets; /* records accepted since open */
+    uint64_t bytes;   /* bytes written to files since open */
     uint64_t files_closed;
     uint64_t files_deleted; /* by retention */
 } ps_writer_totals;

@@ -68,8 +68,8 @@ static ps_batch *batch_get(ps_batcher *b)
     return batch;
 }
 
-int ps_batcher_add(ps_batcher *b, uint32_t iface, uint64_t ts_ns, uint32_t caplen,
-                   uint32_t origlen, const uint8_t *data)
+int ps_batcher_add(ps_batcher *b, uint32_t iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                   const uint8_t *data)
 {
     if (!b->open) {
         b->open = batch_get(b);

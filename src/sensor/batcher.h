@@ -34,18 +34,18 @@ typedef struct ps_batch {
     uint64_t seq;
     uint32_t records;
     ps_batch_state state;
-    ps_codec codec;        /* codec of this batch's payload (none if it did not shrink) */
-    ps_buf raw;            /* encoded records */
-    ps_buf comp;           /* compressed payload, unused with codec none */
+    ps_codec codec; /* codec of this batch's payload (none if it did not shrink) */
+    ps_buf raw;     /* encoded records */
+    ps_buf comp;    /* compressed payload, unused with codec none */
     const uint8_t *payload;
     uint32_t payload_len;
     uint32_t raw_len;
     uint8_t prefix[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN];
-    int writes;            /* uplink writes in flight that reference it */
-    size_t spool_mem;      /* bytes charged to the spool for it */
+    int writes;       /* uplink writes in flight that reference it */
+    size_t spool_mem; /* bytes charged to the spool for it */
     int acked;
     int comp_err;
-    uint64_t opened_ms;    /* uv_now() when the first record went in */
+    uint64_t opened_ms; /* uv_now() when the first record went in */
     uv_work_t work;
     struct ps_batcher *owner;
 } ps_batch;
@@ -55,8 +55,8 @@ typedef struct ps_batcher ps_batcher;
 typedef struct ps_batcher_opts {
     ps_codec codec;
     int level;
-    uint32_t block_bytes;  /* seal when raw reaches this */
-    uint64_t wait_ms;      /* seal when open this long (ps_batcher_tick) */
+    uint32_t block_bytes; /* seal when raw reaches this */
+    uint64_t wait_ms;     /* seal when open this long (ps_batcher_tick) */
     void (*on_sealed)(void *ud, ps_batch *b);
     void (*on_ready)(void *ud, ps_batch *b);
     void *ud;
@@ -67,8 +67,8 @@ ps_batcher *ps_batcher_new(uv_loop_t *loop, const ps_batcher_opts *o);
 void ps_batcher_set_ud(ps_batcher *b, void *ud);
 /* Appends one packet. Returns 0, or -1 on OOM (the packet is not added and
  * the caller counts it as a drop). */
-int ps_batcher_add(ps_batcher *b, uint32_t iface, uint64_t ts_ns, uint32_t caplen,
-                   uint32_t origlen, const uint8_t *data);
+int ps_batcher_add(ps_batcher *b, uint32_t iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                   const uint8_t *data);
 /* Seals the open batch if it is not empty. */
 void ps_batcher_flush(ps_batcher *b);
 /* Seals the open batch if it is older than wait_ms. */

@@ -107,8 +107,7 @@ static void on_signal(uv_signal_t *h, int signum)
     ps_batcher_get_totals(s->batcher, &bt);
     pending = bt.packets - ut.acked_packets;
     if (pending)
-        ps_warn("sensor", "%" PRIu64 " packets read but not acknowledged by the receiver",
-                pending);
+        ps_warn("sensor", "%" PRIu64 " packets read but not acknowledged by the receiver", pending);
     sensor_stop(s, pending ? 1 : 0);
 }
 

@@ -230,8 +230,8 @@ static void up_schedule_retry(ps_uplink *u, const char *why)
     uint64_t now = uv_now(u->loop);
     if (now - u->down_since_ms >= u->o.connect_timeout_ms) {
         char msg[700];
-        snprintf(msg, sizeof(msg), "cannot reach receiver %s: %s (gave up after %llu s)",
-                 u->target, u->last_err, (unsigned long long)(now - u->down_since_ms) / 1000);
+        snprintf(msg, sizeof(msg), "cannot reach receiver %s: %s (gave up after %llu s)", u->target,
+                 u->last_err, (unsigned long long)(now - u->down_since_ms) / 1000);
         u->o.on_fatal(u->o.ud, msg);
         return;
     }
@@ -240,8 +240,8 @@ static void up_schedule_retry(ps_uplink *u, const char *why)
     uint32_t r = 0;
     uv_random(NULL, NULL, &r, sizeof(r), 0, NULL);
     uint64_t delay = u->backoff_ms / 2 + (r % (u->backoff_ms + 1));
-    u->backoff_ms = u->backoff_ms * 2 > PS_UPLINK_BACKOFF_MAX_MS ? PS_UPLINK_BACKOFF_MAX_MS
-                                                                  : u->backoff_ms * 2;
+    u->backoff_ms =
+        u->backoff_ms * 2 > PS_UPLINK_BACKOFF_MAX_MS ? PS_UPLINK_BACKOFF_MAX_MS : u->backoff_ms * 2;
     ps_warn("sensor", "receiver %s: %s; retrying in %llu ms", u->target, why,
             (unsigned long long)delay);
     uv_timer_start(&u->timer, on_retry_timer, delay, 0);
@@ -309,12 +309,26 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
 static int up_on_reject(ps_uplink *u, ps_conn *c, const ps_frame *f)
 {
     ps_reject r;
-    char msg[1400];
-    if (ps_wire_decode_reject(f->payload, f->len, &r) == PS_WIRE_OK)
-        snprintf(msg, sizeof(msg), "receiver %s rejected this sensor (code %u): %.*s", u->target,
-                 r.code, (int)r.reason_len, r.reason);
-    else
-        snprintf(msg, sizeof(msg), "receiver %s rejected this sensor", u->target);
+    char reason[PS_WIRE_MAX_REASON_LEN + 1] = "";
+    if (ps_wire_decode_reject(f->payload, f->len, &r) != PS_WIRE_OK) {
+        ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_TRUNCATED), "malformed REJECT");
+        return -1;
+    }
+    /* The reason is the peer's text: keep it printable in our logs. */
+    for (uint16_t i = 0; i < r.reason_len; i++) {
+        unsigned char ch = (unsigned char)r.reason[i];
+        reason[i] = ch >= 0x20 && ch < 0x7f ? (char)ch : '?';
+    }
+    reason[r.reason_len] = '\0';
+    if (r.code == PS_REJECT_BUSY || r.code == PS_REJECT_INTERNAL) {
+        char why[PS_WIRE_MAX_REASON_LEN + 64];
+        snprintf(why, sizeof(why), "receiver busy: %s", reason);
+        ps_conn_close(c, UV_EAGAIN, why);
+        return -1;
+    }
+    char msg[PS_WIRE_MAX_REASON_LEN + 400];
+    snprintf(msg, sizeof(msg), "receiver %s rejected this sensor (code %u): %s", u->target, r.code,
+             reason);
     ps_conn_close(c, UV_ECONNREFUSED, "rejected");
     /* A rejection (bad token, unusable link type) will not heal by itself:
      * retrying would only hide it. */
@@ -331,8 +345,7 @@ static int up_on_frame(ps_conn *c, const ps_frame *f)
         return on_accept(u, f);
     if (u->state == UP_READY && f->type == PS_FRAME_ACK) {
         uint64_t seq;
-        if (ps_wire_decode_u64(f->payload, f->len, &seq) != PS_WIRE_OK ||
-            seq > u->last_sent_seq) {
+        if (ps_wire_decode_u64(f->payload, f->len, &seq) != PS_WIRE_OK || seq > u->last_sent_seq) {
             ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
                           "receiver acknowledged a batch never sent");
             return -1;
@@ -345,7 +358,8 @@ static int up_on_frame(ps_conn *c, const ps_frame *f)
     if (u->state == UP_READY && f->type == PS_FRAME_HEARTBEAT)
         return 0;
     char why[96];
-    snprintf(why, sizeof(why), "unexpected %s frame from the receiver", ps_frame_type_name(f->type));
+    snprintf(why, sizeof(why), "unexpected %s frame from the receiver",
+             ps_frame_type_name(f->type));
     ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), why);
     return -1;
 }
@@ -546,7 +560,12 @@ void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
             if (ps_wire_encode_bye(&u->scratch, u->last_sent_seq) == 0)
                 ps_conn_send(u->conn, u->scratch.data, u->scratch.len);
         }
-        ps_conn_close_graceful(u->conn, 0, "sensor finished");
+        /* Graceful only when everything is acknowledged: then the receiver
+         * is responsive and the BYE is worth delivering. */
+        if (u->head == NULL)
+            ps_conn_close_graceful(u->conn, 0, "sensor finished");
+        else
+            ps_conn_close(u->conn, 0, "sensor stopping");
     }
     if (u->resolving)
         uv_cancel((uv_req_t *)&u->gai);

@@ -27,12 +27,12 @@ typedef struct ps_uplink_opts {
     const char *host;
     int port;
     const char *sensor_id;
-    const char *token;            /* may be NULL */
+    const char *token; /* may be NULL */
     ps_codec codec;
-    uint32_t max_batch_raw;       /* what our batches can reach */
+    uint32_t max_batch_raw; /* what our batches can reach */
     uint64_t spool_bytes;
     uint64_t connect_timeout_ms;
-    void (*on_acked)(void *ud);   /* after an ACK freed spool space */
+    void (*on_acked)(void *ud); /* after an ACK freed spool space */
     void (*on_fatal)(void *ud, const char *msg);
     void *ud;
 } ps_uplink_opts;
