@@ -68,10 +68,13 @@ int ps_writer_open(ps_writer **w, const ps_writer_opts *o, char *err, size_t err
 int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const char *desc,
                     uint32_t linktype, uint32_t snaplen, char *err, size_t errlen);
 
-/* Appends one record. Returns 0 or -1 (OOM, or a write error during a
- * rotation, errno set). caplen <= origlen and caplen <= 262144 checked by
- * the caller (wire record iterator). On -1 the record was not taken (EINVAL:
- * bad handle; EOVERFLOW: a classic pcap timestamp past 2106). */
+/* Appends one record. Returns 0 or -1 with errno. caplen <= origlen and
+ * caplen <= 262144 checked by the caller (wire record iterator). On -1 the
+ * record was not taken: ENOMEM, EINVAL (bad handle), EOVERFLOW (a classic
+ * pcap timestamp past 2106), a new file that cannot be created, or 64 MiB
+ * buffered while writes fail. A size rotation whose flush fails is deferred,
+ * not reported here: the record is buffered and the next ps_writer_flush()
+ * returns the error. */
 int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
                      const uint8_t *data);
 

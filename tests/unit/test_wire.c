@@ -350,7 +350,7 @@ static void test_hello_golden(void **state)
         0x00, 0x01, 0x00, 0x01,                         /* versions 1..1 */
         0x03, 0x01, 0x00, 0x00,                         /* codecs none|zlib, zlib, reserved */
         0x01, 0x40, 0x00, 0x00,                         /* max_frame 20 MiB */
-        0x01, 0x00, 0x00, 0x00,                         /* max_batch_raw 16 MiB */
+        0x01, 0x10, 0x00, 0x00,                         /* max_batch_raw 17 MiB */
         0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* session */
         0x00, 0x02, 'n',  '1',                          /* id */
         0x00, 0x00,                                     /* token */
