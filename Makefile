@@ -35,7 +35,7 @@ unit: build-asan
 	cd build-asan && ctest --output-on-failure -j $(JOBS)
 
 integration: build-asan
-	PACKETSTREAMER_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/integration
+	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/integration
 
 test: deps
 	$(MAKE) unit

@@ -60,9 +60,31 @@ int ps_capture_file_open(ps_capture_file **out, const char *path, const char *fi
     return 0;
 }
 
+uint32_t ps_capture_linktype(int dlt)
+{
+    /* libpcap hands out DLT_ values; files and the wire carry LINKTYPE_
+     * values. They are equal except for a few historical DLTs whose numbers
+     * differ between platforms (pcap-linktype(7)). */
+    switch (dlt) {
+    case 11: /* DLT_ATM_RFC1483 */
+        return 100;
+    case 12: /* DLT_RAW on most platforms */
+    case 14: /* DLT_RAW on OpenBSD */
+        return 101;
+    case 15: /* DLT_SLIP_BSDOS */
+        return 102;
+    case 16: /* DLT_PPP_BSDOS */
+        return 103;
+    case 19: /* DLT_ATM_CLIP */
+        return 106;
+    default:
+        return (uint32_t)dlt;
+    }
+}
+
 uint32_t ps_capture_file_linktype(const ps_capture_file *f)
 {
-    return (uint32_t)pcap_datalink(f->p);
+    return ps_capture_linktype(pcap_datalink(f->p));
 }
 
 uint32_t ps_capture_file_snaplen(const ps_capture_file *f)

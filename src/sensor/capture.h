@@ -14,6 +14,9 @@
 
 typedef struct ps_capture_file ps_capture_file;
 
+/* The LINKTYPE_ value (what files and the wire carry) for a libpcap DLT_. */
+uint32_t ps_capture_linktype(int dlt);
+
 /* Opens path; filter may be NULL. On error returns -1 with a message naming
  * the file (and quoting the filter and libpcap's words when it is at fault). */
 int ps_capture_file_open(ps_capture_file **out, const char *path, const char *filter, char *err,

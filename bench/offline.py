@@ -1,0 +1,335 @@
+#!/usr/bin/python3
+"""Offline benchmark: stream a generated IMIX capture sensor -> receiver on
+loopback for each codec and measure time, CPU and memory of both processes.
+
+    bench/offline.py [--bin build/packetstreamer] [--packets 1000000]
+                     [--codecs none,lz4,zlib] [--repeat 1] [--dir /dev/shm]
+
+Everything lives in tmpfs (the input capture and the receiver's output), so
+the disk is not measured. Per codec and repetition:
+
+  1. start a receiver (pcapng output into tmpfs), wait until it listens;
+  2. run `sensor --read-file` and wait for it with os.wait4 (wall time from
+     just before the sensor starts until it has exited; its rusage; its peak
+     RSS from /proc/PID/status VmHWM, see wait4() for why not ru_maxrss);
+  3. SIGTERM the receiver, os.wait4 it (its rusage and peak RSS);
+  4. count the packets written (must equal --packets) and read raw_bytes /
+     wire_bytes from the sensor's last log line.
+
+Prints a markdown table (medians over --repeat) and writes every run to
+bench/results/offline-<UTC time>.json. Standard library only; see
+bench/README.md for the meaning of each column.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "lib"))
+
+import pcaplib  # noqa: E402
+
+MB = 1_000_000
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def listening(port):
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split()
+                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+                        return True
+        except OSError:
+            pass
+    return False
+
+
+def child_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKETSTREAMER_")}
+    env["LC_ALL"] = "C"
+    return env
+
+
+def parse_kv(text):
+    for line in reversed(text.splitlines()):
+        if "packets=" in line:
+            return dict(re.findall(r"([A-Za-z_][\w.]*)=(\S+)", line))
+    return {}
+
+
+def vm_hwm_kib(pid):
+    """Peak RSS (VmHWM, KiB) of pid's current program, or None."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def wait4(proc, poll_s=0.002):
+    """Waits for a Popen with os.wait4; returns (exit code, rusage, peak RSS
+    KiB) and marks it reaped.
+
+    Peak RSS: ru_maxrss of a child on Linux is at least the parent's RSS high
+    water mark at fork time (kept across exec), which for this Python parent
+    is tens of MiB. So VmHWM of /proc/PID/status, a kernel-maintained high
+    water mark of the program after exec, is read while waiting (every
+    poll_s) and its last value is used; ru_maxrss is reported beside it."""
+    hwm = None
+    while True:
+        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        h = vm_hwm_kib(proc.pid)
+        if h is not None:
+            hwm = h
+        time.sleep(poll_s)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, ru, hwm
+
+
+def cpu(ru):
+    return ru.ru_utime + ru.ru_stime
+
+
+def one_run(args, workdir, input_path, codec, run_no):
+    outdir = workdir / ("out-%s-%d" % (codec, run_no))
+    outdir.mkdir()
+    port = free_port()
+    rx_err = workdir / ("receiver-%s-%d.log" % (codec, run_no))
+    sx_err = workdir / ("sensor-%s-%d.log" % (codec, run_no))
+    env = child_env()
+    with open(rx_err, "wb") as rxf:
+        rx = subprocess.Popen([args.bin, "receiver", "--listen", "127.0.0.1:%d" % port,
+                               "--output", str(outdir), "--format", "pcapng"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=rxf,
+                              env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not listening(port):
+            if rx.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("receiver did not start:\n" + rx_err.read_text()[-2000:])
+            time.sleep(0.01)
+        with open(sx_err, "wb") as sxf:
+            t0 = time.perf_counter()
+            sx = subprocess.Popen([args.bin, "sensor", "--read-file", str(input_path),
+                                   "--receiver", "127.0.0.1:%d" % port, "--codec", codec,
+                                   "--id", "bench"],
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=sxf,
+                                  env=env)
+            sx_rc, sx_ru, sx_hwm = wait4(sx)
+            wall = time.perf_counter() - t0
+        sensor_log = sx_err.read_text(errors="replace")
+        if sx_rc != 0:
+            raise RuntimeError("sensor (%s) exited %d:\n%s" % (codec, sx_rc, sensor_log[-2000:]))
+        rx_hwm_before = vm_hwm_kib(rx.pid)
+        rx.send_signal(signal.SIGTERM)
+        rx_rc, rx_ru, rx_hwm = wait4(rx)
+        rx_hwm = max(h for h in (rx_hwm, rx_hwm_before, 0) if h is not None)
+        if rx_rc != 0:
+            raise RuntimeError("receiver exited %d:\n%s" % (rx_rc, rx_err.read_text()[-2000:]))
+    finally:
+        if rx.returncode is None and rx.poll() is None:
+            rx.kill()
+            rx.wait()
+    files = [p for p in outdir.iterdir() if p.name.endswith((".pcapng", ".pcap"))]
+    written = sum(pcaplib.count_packets(str(p)) for p in files)
+    out_bytes = sum(p.stat().st_size for p in files)
+    shutil.rmtree(outdir)
+    if written != args.packets:
+        raise RuntimeError("codec %s: %d packets written, expected %d" % (codec, written, args.packets))
+    kv = parse_kv(sensor_log)
+    raw, wire = int(kv.get("raw_bytes", 0)), int(kv.get("wire_bytes", 0))
+    mpkt = args.packets / 1e6
+    return {
+        "codec": codec,
+        "run": run_no,
+        "wall_s": wall,
+        "packets_per_s": args.packets / wall,
+        "mb_per_s": args.packet_bytes / wall / MB,
+        "sensor_cpu_s": cpu(sx_ru),
+        "sensor_user_s": sx_ru.ru_utime,
+        "sensor_sys_s": sx_ru.ru_stime,
+        "sensor_cpu_s_per_mpkt": cpu(sx_ru) / mpkt,
+        "sensor_peak_rss_mib": (sx_hwm or 0) / 1024,
+        "sensor_ru_maxrss_mib": sx_ru.ru_maxrss / 1024,
+        "receiver_cpu_s": cpu(rx_ru),
+        "receiver_user_s": rx_ru.ru_utime,
+        "receiver_sys_s": rx_ru.ru_stime,
+        "receiver_cpu_s_per_mpkt": cpu(rx_ru) / mpkt,
+        "receiver_peak_rss_mib": rx_hwm / 1024,
+        "receiver_ru_maxrss_mib": rx_ru.ru_maxrss / 1024,
+        "raw_bytes": raw,
+        "wire_bytes": wire,
+        "compression_ratio": (raw / wire) if wire else None,
+        "packets_written": written,
+        "output_bytes": out_bytes,
+        "sensor_last_line": sensor_log.strip().splitlines()[-1] if sensor_log.strip() else "",
+    }
+
+
+COLUMNS = [
+    ("codec", "codec", "%s"),
+    ("wall s", "wall_s", "%.3f"),
+    ("packets/s", "packets_per_s", "%.0f"),
+    ("MB/s", "mb_per_s", "%.1f"),
+    ("sensor CPU s", "sensor_cpu_s", "%.3f"),
+    ("sensor CPU s/Mpkt", "sensor_cpu_s_per_mpkt", "%.3f"),
+    ("sensor RSS MiB", "sensor_peak_rss_mib", "%.1f"),
+    ("receiver CPU s", "receiver_cpu_s", "%.3f"),
+    ("receiver CPU s/Mpkt", "receiver_cpu_s_per_mpkt", "%.3f"),
+    ("receiver RSS MiB", "receiver_peak_rss_mib", "%.1f"),
+    ("ratio raw/wire", "compression_ratio", "%.2f"),
+]
+
+
+def median_of(runs):
+    med = {"codec": runs[0]["codec"]}
+    for key, val in runs[0].items():
+        if isinstance(val, (int, float)) and key != "run" and not isinstance(val, bool):
+            vals = [r[key] for r in runs if r[key] is not None]
+            med[key] = statistics.median(vals) if vals else None
+    return med
+
+
+def table(medians):
+    lines = ["| " + " | ".join(c[0] for c in COLUMNS) + " |",
+             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(COLUMNS))) + "|"]
+    for m in medians:
+        cells = []
+        for _, key, fmt in COLUMNS:
+            v = m.get(key)
+            cells.append("-" if v is None else fmt % v)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bin", default=os.environ.get("BIN", str(REPO / "build" / "packetstreamer")),
+                    help="packetstreamer binary (default build/packetstreamer, the Release build)")
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--codecs", default="none,lz4,zlib", help="comma-separated")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per codec; the table shows medians")
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed runs (first codec) before measuring: page cache, tmpfs pages")
+    ap.add_argument("--dir", default="/dev/shm", help="tmpfs directory for input and output")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--results", default=str(REPO / "bench" / "results"),
+                    help="directory for the JSON results")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args(argv)
+    args.bin = str(Path(args.bin).resolve())
+    codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
+    if not os.access(args.bin, os.X_OK):
+        print("offline.py: no executable at %s (run 'make build')" % args.bin, file=sys.stderr)
+        return 2
+    if args.packets <= 0 or args.repeat <= 0 or not codecs:
+        ap.error("--packets and --repeat must be positive, --codecs non-empty")
+
+    version = subprocess.run([args.bin, "--version"], capture_output=True, text=True,
+                             env=child_env()).stdout.strip()
+    workdir = Path(tempfile.mkdtemp(prefix="packetstreamer-bench-", dir=args.dir))
+    try:
+        input_path = workdir / "imix.pcap"
+        t = time.perf_counter()
+        pcaplib.write_imix(str(input_path), args.packets, seed=args.seed, fmt="pcap")
+        # packet bytes: sum of caplen (IMIX cycle of 12 frames, 7x64 + 4x576 + 1500)
+        full, rest = divmod(args.packets, 12)
+        args.packet_bytes = full * sum(pcaplib.IMIX_SIZES) + sum(pcaplib.IMIX_SIZES[:rest])
+        input_size = input_path.stat().st_size
+        print("%s; input %d packets, %.1f MB of packets (%d bytes of pcap) in %s, generated in %.1fs"
+              % (version, args.packets, args.packet_bytes / MB, input_size, workdir,
+                 time.perf_counter() - t), file=sys.stderr)
+        for i in range(args.warmup):
+            r = one_run(args, workdir, input_path, codecs[0], -1 - i)
+            print("  warm-up (%s): %.3fs" % (codecs[0], r["wall_s"]), file=sys.stderr)
+        results = []
+        for codec in codecs:
+            runs = []
+            for i in range(args.repeat):
+                r = one_run(args, workdir, input_path, codec, i)
+                print("  %s run %d: %.3fs, %.0f packets/s, sensor %.2fs CPU, receiver %.2fs CPU"
+                      % (codec, i, r["wall_s"], r["packets_per_s"], r["sensor_cpu_s"],
+                         r["receiver_cpu_s"]), file=sys.stderr)
+                runs.append(r)
+            results.append({"codec": codec, "median": median_of(runs), "runs": runs})
+    finally:
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    sys.stderr.flush()
+    print()
+    print("%s, %d IMIX packets (64/576/1500 B, 7:4:1), median of %d run(s), %s"
+          % (version, args.packets, args.repeat, machine()["cpu"] or platform.machine()))
+    print()
+    print(table([r["median"] for r in results]))
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    resdir = Path(args.results)
+    resdir.mkdir(parents=True, exist_ok=True)
+    gi = resdir / ".gitignore"
+    if not gi.exists():
+        gi.write_text("*.json\n")
+    out = resdir / ("offline-%s.json" % stamp)
+    out.write_text(json.dumps({
+        "benchmark": "offline",
+        "time": stamp,
+        "version": version,
+        "binary": args.bin,
+        "packets": args.packets,
+        "packet_bytes": args.packet_bytes,
+        "input_file_bytes": input_size,
+        "repeat": args.repeat,
+        "warmup": args.warmup,
+        "machine": machine(),
+        "results": results,
+    }, indent=2) + "\n")
+    print()
+    print("results: %s" % out)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as e:
+        print("offline.py: %s" % e, file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,291 @@
+"""check-config, configuration layering (file < flags < environment) and the
+command line itself."""
+
+import re
+import pytest
+
+from conftest import REPO, assert_no_sanitizer, free_port, pcaplib, port_listening
+
+# Deepfence PacketStreamer's example configurations, as its users have them.
+ORIGINAL_EXAMPLES = {
+    "receiver.yaml": """\
+input:
+  address: 0.0.0.0
+  port: 8081
+output:
+  file:
+    path: /tmp/dump_file
+""",
+    "receiver-stdout.yaml": """\
+input:
+  address: 0.0.0.0
+  port: 8081
+output:
+  file:
+    path: stdout
+""",
+    "sensor-local.yaml": """\
+output:
+  server:
+    address: 127.0.0.1
+    port: 8081
+pcapMode: all
+""",
+    "sensor-full.yaml": """\
+output:
+  server:
+    address: 127.0.0.1
+    port: 8081
+tls:
+  enable: false
+auth:
+  enable: false
+compressBlockSize: 65
+inputPacketLen: 65535
+gatherMaxWaitSec: 5
+pcapMode: allow
+capturePorts: [80, 443, 8080]
+ignorePorts: [22]
+""",
+}
+
+TYPO = """\
+input:
+  address: 127.0.0.1
+  port: 8081
+output:
+  file:
+    path: /tmp/x
+    rotateSizeMb: 10
+"""
+
+DATA_CONFIGS = REPO / "tests" / "data" / "configs"
+
+
+def shipped(valid):
+    """Sample configs in tests/data/configs: invalid-* and typo* are invalid."""
+    if not DATA_CONFIGS.is_dir():
+        return ["(none shipped)"]
+    names = sorted(p.name for p in DATA_CONFIGS.glob("*.yaml")
+                   if p.name.startswith(("invalid", "typo")) != valid)
+    return names or ["(none shipped)"]
+
+
+def write(env, name, text):
+    p = env.workdir / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL_EXAMPLES))
+def test_check_config_accepts_original_examples(env, name):
+    path = write(env, name, ORIGINAL_EXAMPLES[name])
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 0, "%s rejected:\n%s" % (name, err)
+
+
+@pytest.mark.parametrize("name", shipped(valid=True))
+def test_check_config_accepts_shipped_samples(env, name):
+    path = DATA_CONFIGS / name
+    if not path.exists():
+        pytest.skip("no sample configs shipped in %s" % DATA_CONFIGS)
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 0, "%s rejected:\n%s" % (name, err)
+
+
+def test_check_config_rejects_typo(env):
+    path = write(env, "typo.yaml", TYPO)
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 1, "typo accepted (rc %d):\n%s" % (rc, err)
+    assert "typo.yaml:7" in err, "no FILE:LINE in:\n" + err
+    assert "rotateSizeMb" in err
+    assert re.search(r"did you mean.*rotateSizeMB", err), err
+
+
+@pytest.mark.parametrize("name", shipped(valid=False))
+def test_check_config_rejects_shipped_invalid(env, name):
+    # each file may state the message it must produce in a first line
+    # "# expect-error: :LINE: message" (FILE is prepended here)
+    path = DATA_CONFIGS / name
+    if not path.exists():
+        pytest.skip("no invalid sample configs shipped in %s" % DATA_CONFIGS)
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 1, "%s accepted (rc %d):\n%s" % (name, rc, err)
+    assert re.search(re.escape(name) + r":\d+", err), "message does not name FILE:LINE:\n" + err
+    m = re.match(r"#\s*expect-error:\s*(.*\S)", path.read_text())
+    if m:
+        assert name + m.group(1) in err, "expected %r in:\n%s" % (name + m.group(1), err)
+    if name.startswith("typo"):
+        assert "did you mean" in err, err
+
+
+@pytest.mark.parametrize("text,line,key", [
+    ("input:\n  port: 8081\nbogusKey: 1\n", 3, "bogusKey"),
+    ("output:\n  file:\n    path: /tmp/x\n    colour: red\n", 4, "colour"),
+    ("input:\n  port: notaport\n", 2, "port"),
+    ("input:\n  port: 99999\n", 2, "port"),
+    ("pcapMode: sometimes\n", 1, "pcapMode"),
+    ("output:\n  file:\n    rotateSizeMB: -1\n", 3, "rotateSizeMB"),
+])
+def test_check_config_rejects_bad_keys_and_values(env, text, line, key):
+    path = write(env, "bad.yaml", text)
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 1, "accepted (rc %d):\n%s" % (rc, err)
+    assert "bad.yaml:%d" % line in err, "no FILE:LINE in:\n" + err
+    assert key in err, err
+
+
+def test_check_config_missing_file(env):
+    rc, err = env.run(["check-config", "--config", str(env.workdir / "nope.yaml")])
+    assert rc == 1
+    assert "nope.yaml" in err
+
+
+def test_check_config_invalid_yaml(env):
+    path = write(env, "broken.yaml", "input:\n  port: [8081\n  address: x\n")
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 1
+    assert "broken.yaml:" in err
+
+
+def test_receiver_rejects_unknown_key_at_start(env):
+    path = write(env, "bad.yaml", "output:\n  file:\n    rotateSizeMb: 1\n")
+    rc, err = env.run(["receiver", "--config", str(path), "--listen", "127.0.0.1:%d" % free_port(),
+                       "--output", str(env.mkdir("o"))], timeout=20)
+    assert rc != 0
+    assert "bad.yaml:3" in err and "rotateSizeMb" in err, err
+
+
+def test_flags_override_file(env, captures):
+    file_port, flag_port = free_port(), free_port()
+    file_dir = env.mkdir("from-file")
+    cfg = write(env, "rx.yaml", "input:\n  address: 127.0.0.1\n  port: %d\noutput:\n  file:\n"
+                "    path: %s\n" % (file_port, file_dir))
+    outdir = env.mkdir("from-flag")
+    rx = env.receiver(config=cfg, port=flag_port, outdir=outdir)
+    assert port_listening(flag_port)
+    assert not port_listening(file_port), "listens on the config file's port despite --listen"
+    path, _ = captures.varied(200, seed=50)
+    rc, err = env.run_sensor(path, flag_port, sensor_id="f")
+    assert rc == 0, err
+    rx.stop()
+    assert len(rx.files()) == 1
+    assert not list(file_dir.iterdir()), "wrote into the config file's path despite --output"
+
+
+def test_file_alone_is_used(env, captures):
+    file_port = free_port()
+    outdir = env.mkdir("from-file")
+    cfg = write(env, "rx.yaml", "input:\n  address: 127.0.0.1\n  port: %d\noutput:\n  file:\n"
+                "    path: %s\n" % (file_port, outdir))
+    rx = env.receiver(config=cfg, port=file_port, listen=False, outdir=False)
+    rx.outdir = outdir
+    path, _ = captures.varied(200, seed=50)
+    rc, err = env.run_sensor(path, file_port, sensor_id="f")
+    assert rc == 0, err
+    rx.stop()
+    assert len(rx.files()) == 1
+
+
+def test_env_overrides_flags(env, captures):
+    flag_port, env_port = free_port(), free_port()
+    outdir = env.mkdir("o")
+    rx = env.receiver(port=env_port, listen="127.0.0.1:%d" % flag_port, outdir=outdir,
+                      env={"PACKETSTREAMER_INPUT_PORT": env_port})
+    assert not port_listening(flag_port), "--listen port used despite PACKETSTREAMER_INPUT_PORT"
+    path, expected = captures.varied(200, seed=51)
+    rc, err = env.run_sensor(path, env_port, sensor_id="e")
+    assert rc == 0, err
+    rx.stop()
+    assert len(rx.files()) == 1
+
+
+def test_env_sensor_id(env, captures):
+    rx = env.receiver()
+    path, expected = captures.varied(200, seed=52)
+    rc, err = env.run_sensor(path, rx.port, sensor_id="from-flag",
+                             env={"PACKETSTREAMER_SENSOR_ID": "from-env"})
+    assert rc == 0, err
+    rx.stop()
+    names = {r[0] for r in pcaplib.read_named(str(rx.files()[0]))}
+    assert names == {"from-env/" + path.name}
+
+
+def test_kubernetes_service_link_variables_are_ignored(env, captures):
+    # Kubernetes injects <SERVICE>_* variables for a Service named
+    # "packetstreamer": they are not configuration and must not stop the process
+    links = {
+        "PACKETSTREAMER_SERVICE_HOST": "10.96.0.10",
+        "PACKETSTREAMER_SERVICE_PORT": "8081",
+        "PACKETSTREAMER_PORT": "tcp://10.96.0.10:8081",
+        "PACKETSTREAMER_PORT_8081_TCP": "tcp://10.96.0.10:8081",
+        "PACKETSTREAMER_PORT_8081_TCP_PROTO": "tcp",
+        "PACKETSTREAMER_PORT_8081_TCP_PORT": "8081",
+        "PACKETSTREAMER_PORT_8081_TCP_ADDR": "10.96.0.10",
+    }
+    rx = env.receiver(env=links)
+    path, expected = captures.varied(200, seed=53)
+    rc, err = env.run_sensor(path, rx.port, sensor_id="k8s", env=links)
+    assert rc == 0, err
+    rx.stop()
+    assert len(pcaplib.read_named(str(rx.files()[0]))) == len(expected)
+
+
+def test_env_variable_with_bad_value_is_an_error(env):
+    rc, err = env.run(["receiver", "--listen", "127.0.0.1:%d" % free_port(),
+                       "--output", str(env.mkdir("o"))],
+                      env={"PACKETSTREAMER_OUTPUT_FILE_ROTATE_SIZE_MB": "lots"}, timeout=10)
+    assert rc != 0
+    assert "PACKETSTREAMER_OUTPUT_FILE_ROTATE_SIZE_MB" in err, err
+
+
+def test_version(env):
+    rc, err = env.run(["--version"])
+    assert rc == 0, err
+    assert re.fullmatch(r"packetstreamer \d+\.\d+\.\d+\S*\n?", env.last_stdout), env.last_stdout
+
+
+@pytest.mark.parametrize("args", [["--help"], ["receiver", "--help"], ["sensor", "--help"]])
+def test_help(env, args):
+    rc, err = env.run(args)
+    assert rc == 0, err
+    out = env.last_stdout
+    assert "usage" in out.lower() or "Usage" in out, out
+    if args == ["--help"]:
+        for word in ("sensor", "receiver", "check-config"):
+            assert word in out
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], ["receiver", "--no-such-flag"], []])
+def test_usage_errors_exit_2(env, args):
+    rc, err = env.run(args, timeout=20)
+    assert rc == 2, "rc %d for %r:\n%s" % (rc, args, err)
+    assert "usage" in err.lower(), err
+    assert env.last_stdout == ""
+
+
+def test_bad_flag_value(env):
+    rc, err = env.run(["sensor", "--codec", "brotli", "--receiver", "127.0.0.1:1",
+                       "--read-file", "/dev/null"], timeout=20)
+    assert rc in (1, 2), "rc %d:\n%s" % (rc, err)
+    assert "brotli" in err, err
+
+
+def test_receiver_unwritable_output(env):
+    blocker = env.workdir / "regular-file"
+    blocker.write_text("not a directory\n")
+    target = blocker / "captures"
+    rc, err = env.run(["receiver", "--listen", "127.0.0.1:%d" % free_port(),
+                       "--output", str(target)], timeout=20)
+    assert rc != 0, "receiver started with output under a regular file"
+    assert str(target) in err or str(blocker) in err, err
+    assert_no_sanitizer(err, "receiver")
+
+
+def test_receiver_port_in_use(env):
+    rx = env.receiver()
+    rc, err = env.run(["receiver", "--listen", "127.0.0.1:%d" % rx.port,
+                       "--output", str(env.mkdir("o2"))], timeout=20)
+    assert rc != 0
+    assert str(rx.port) in err, err
+    rx.stop()
