@@ -292,7 +292,8 @@ static int build_config(ps_config *cfg, ps_role role, const cli *c, int validate
             goto fail;
     if (ps_config_apply_env(cfg, environ, err, sizeof(err)) != 0)
         goto fail;
-    if (validate && ps_config_validate(cfg, err, sizeof(err)) != 0)
+    if (validate && (ps_config_validate(cfg, err, sizeof(err)) != 0 ||
+                     ps_config_load_key_file(cfg, err, sizeof(err)) != 0))
         goto fail;
     return 0;
 fail:

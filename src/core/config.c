@@ -32,6 +32,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <yaml.h>
 
 #define MIB (1024ull * 1024ull)
@@ -1646,6 +1647,8 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
         return errf(&e, "tls.certFile and tls.keyFile must be set together");
     if (c->auth_enable && !c->auth_key && !c->auth_key_file)
         return errf(&e, "auth.enable is true but neither auth.key nor auth.keyFile is set");
+    if (c->auth_key && strlen(c->auth_key) > PS_AUTH_KEY_MAX)
+        return errf(&e, "auth.key is longer than %d bytes", PS_AUTH_KEY_MAX);
     if (c->auth_enable && c->auth_key && c->auth_key_file)
         return errf(&e, "auth.key and auth.keyFile are both set; use one");
 
@@ -1689,4 +1692,43 @@ const char *ps_config_key_name(size_t i)
             return key_table[j].name;
     }
     return NULL;
+}
+
+int ps_config_load_key_file(ps_config *c, char *err, size_t errlen)
+{
+    if (!c->auth_enable || !c->auth_key_file)
+        return 0;
+    FILE *f = fopen(c->auth_key_file, "re");
+    if (!f) {
+        snprintf(err, errlen, "auth.keyFile: cannot read '%s': %s", c->auth_key_file,
+                 strerror(errno));
+        return -1;
+    }
+    char buf[PS_AUTH_KEY_MAX + 2];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    int rerr = ferror(f);
+    fclose(f);
+    if (rerr) {
+        snprintf(err, errlen, "auth.keyFile: cannot read '%s'", c->auth_key_file);
+        return -1;
+    }
+    /* Secrets mounted from Kubernetes or written by echo end in a newline
+     * that is not part of the token. */
+    while (n > 0 &&
+           (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' || buf[n - 1] == '\t'))
+        n--;
+    if (n == 0 || n > PS_AUTH_KEY_MAX || memchr(buf, '\0', n)) {
+        snprintf(err, errlen, "auth.keyFile: '%s' must hold a token of 1 to %d bytes",
+                 c->auth_key_file, PS_AUTH_KEY_MAX);
+        return -1;
+    }
+    char *key = strndup(buf, n);
+    OPENSSL_cleanse(buf, sizeof(buf));
+    if (!key) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    free(c->auth_key);
+    c->auth_key = key;
+    return 0;
 }

@@ -25,6 +25,7 @@
 #define PS_CONFIG_MAX_PORTS 64
 #define PS_CONFIG_MAX_IFACE_PORTS 64
 #define PS_CONFIG_MAX_INTERFACES 64
+#define PS_AUTH_KEY_MAX 1024 /* the wire's token limit */
 
 typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
 
@@ -135,6 +136,11 @@ int ps_config_apply_env(ps_config *c, char *const *envp, char *err, size_t errle
 /* Checks cross-key rules for the role (a sensor needs a receiver address,
  * tls.enable needs cert and key on the receiver, ...). */
 int ps_config_validate(const ps_config *c, char *err, size_t errlen);
+
+/* With auth enabled and auth.keyFile set, reads the token from that file
+ * (trailing newline and blanks dropped) into auth_key. Call after
+ * ps_config_validate(). */
+int ps_config_load_key_file(ps_config *c, char *err, size_t errlen);
 
 /* The env variable name for a dotted key, into out; returns out. */
 char *ps_config_env_name(const char *key, char *out, size_t outlen);

@@ -135,10 +135,18 @@ int ps_receiver_run(const ps_config *cfg)
     r.hub.max_batch_raw = PS_WIRE_MAX_BATCH_RAW_DEFAULT;
     r.hub.token = cfg->auth_enable ? cfg->auth_key : NULL;
     r.hub.on_idle = on_hub_idle;
+    r.hub.metrics = ps_metrics_new();
+    if (!r.hub.metrics) {
+        ps_error("receiver", "out of memory");
+        ps_writer_close(w);
+        uv_loop_close(&r.loop);
+        return 1;
+    }
     if (ps_listener_open(&r.listener, &r.loop, cfg->input_address, cfg->input_port, on_conn, &r,
                          err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
         ps_writer_close(w);
+        ps_metrics_free(r.hub.metrics);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         return 1;
@@ -173,5 +181,6 @@ int ps_receiver_run(const ps_config *cfg)
     uv_run(&r.loop, UV_RUN_DEFAULT);
     uv_loop_close(&r.loop);
     ps_hub_free(&r.hub);
+    ps_metrics_free(r.hub.metrics);
     return code;
 }

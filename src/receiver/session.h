@@ -17,6 +17,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "core/metrics.h"
 #include "writer.h"
 
 typedef struct ps_session ps_session;
@@ -48,6 +49,7 @@ typedef struct ps_hub {
     int stopping;
     int write_failing; /* the last flush failed: ACKs are held */
     ps_hub_counters counters;
+    ps_metrics *metrics;                 /* the process registry (owned by receiver.c) */
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
 

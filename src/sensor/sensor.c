@@ -19,6 +19,7 @@
 
 #include "capture.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "uplink.h"
 
 #define PS_SENSOR_READ_SLICE 2048
@@ -33,6 +34,7 @@ typedef struct sensor {
     ps_capture_file *file;
     ps_batcher *batcher;
     ps_uplink *uplink;
+    ps_metrics *metrics; /* the process registry, exported by the HTTP server */
     int reading;
     int input_done;
     int stopping;
