@@ -276,6 +276,10 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
     return 0;
 }
 
+/* How far build_config goes: check-config validates values but does not
+ * read referenced files (they may live only on the target machine). */
+enum { CHECK_NONE = 0, CHECK_VALID = 1, CHECK_FILES = 2 };
+
 /* Defaults, then the file, the flags and the environment, then validation. */
 static int build_config(ps_config *cfg, ps_role role, const cli *c, int validate)
 {
@@ -292,8 +296,9 @@ static int build_config(ps_config *cfg, ps_role role, const cli *c, int validate
             goto fail;
     if (ps_config_apply_env(cfg, environ, err, sizeof(err)) != 0)
         goto fail;
-    if (validate && (ps_config_validate(cfg, err, sizeof(err)) != 0 ||
-                     ps_config_load_key_file(cfg, err, sizeof(err)) != 0))
+    if (validate >= CHECK_VALID && ps_config_validate(cfg, err, sizeof(err)) != 0)
+        goto fail;
+    if (validate >= CHECK_FILES && ps_config_load_key_file(cfg, err, sizeof(err)) != 0)
         goto fail;
     return 0;
 fail:
@@ -342,7 +347,7 @@ static int run_role(int argc, char **argv, ps_role role)
         return rc > 0 ? 0 : 2;
     }
     ps_config cfg;
-    rc = build_config(&cfg, role, &c, 1);
+    rc = build_config(&cfg, role, &c, CHECK_FILES);
     free_cli(&c);
     if (rc != 0)
         return 1;
@@ -386,7 +391,7 @@ static int run_check_config(int argc, char **argv)
         }
     } else {
         /* Guess from the file itself: only sensors send to a server. */
-        if (build_config(&cfg, PS_ROLE_SENSOR, &c, 0) != 0) {
+        if (build_config(&cfg, PS_ROLE_SENSOR, &c, CHECK_NONE) != 0) {
             free_cli(&c);
             return 1;
         }
@@ -394,7 +399,7 @@ static int run_check_config(int argc, char **argv)
             role = PS_ROLE_SENSOR;
         ps_config_free(&cfg);
     }
-    rc = build_config(&cfg, role, &c, 1);
+    rc = build_config(&cfg, role, &c, CHECK_VALID);
     if (rc == 0) {
         printf("%s: valid %s configuration\n", c.config_file,
                role == PS_ROLE_SENSOR ? "sensor" : "receiver");

@@ -254,22 +254,27 @@ static void on_handshake_timeout(uv_timer_t *t)
         ps_conn_close(u->conn, UV_ETIMEDOUT, "no answer to the handshake");
 }
 
+static int up_announce(ps_uplink *u, const up_iface *f)
+{
+    ps_iface w = {.index = f->index,
+                  .linktype = f->linktype,
+                  .snaplen = f->snaplen,
+                  .name = f->name,
+                  .name_len = (uint16_t)strlen(f->name),
+                  .desc = f->desc,
+                  .desc_len = (uint16_t)strlen(f->desc)};
+    ps_buf_reset(&u->scratch);
+    if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
+        ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+        return -1;
+    return 0;
+}
+
 static int up_send_ifaces(ps_uplink *u)
 {
-    for (size_t i = 0; i < u->n_ifaces; i++) {
-        up_iface *f = &u->ifaces[i];
-        ps_iface w = {.index = f->index,
-                      .linktype = f->linktype,
-                      .snaplen = f->snaplen,
-                      .name = f->name,
-                      .name_len = (uint16_t)strlen(f->name),
-                      .desc = f->desc,
-                      .desc_len = (uint16_t)strlen(f->desc)};
-        ps_buf_reset(&u->scratch);
-        if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
-            ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+    for (size_t i = 0; i < u->n_ifaces; i++)
+        if (up_announce(u, &u->ifaces[i]) != 0)
             return -1;
-    }
     return 0;
 }
 
@@ -515,19 +520,8 @@ int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_
         return -1;
     }
     u->n_ifaces++;
-    if (u->state == UP_READY && u->conn) {
-        ps_iface w = {.index = index,
-                      .linktype = linktype,
-                      .snaplen = snaplen,
-                      .name = f->name,
-                      .name_len = (uint16_t)strlen(f->name),
-                      .desc = f->desc,
-                      .desc_len = (uint16_t)strlen(f->desc)};
-        ps_buf_reset(&u->scratch);
-        if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
-            ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
-            ps_conn_close(u->conn, UV_ENOMEM, "cannot announce an interface");
-    }
+    if (u->state == UP_READY && u->conn && up_announce(u, f) != 0)
+        ps_conn_close(u->conn, UV_ENOMEM, "cannot announce an interface");
     return 0;
 }
 
