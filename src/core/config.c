@@ -300,6 +300,12 @@ static const key_def key_table[] = {
     /* Default: the host name, set by ps_config_init. */
     {.name = "sensor.id", .type = K_STR, FIELD(sensor_id), .min = 1, .max = 253, .flags = KF_ID},
     {.name = "sensor.readFile", .type = K_STR, FIELD(read_file)},
+    {.name = "sensor.readPacketsPerSec",
+     .type = K_INT,
+     FIELD(read_pps),
+     .min = 0,
+     .max = 100000000,
+     .def = "0"},
     {.name = "sensor.connectTimeoutSec",
      .type = K_INT,
      FIELD(connect_timeout_sec),

@@ -91,8 +91,9 @@ typedef struct ps_config {
     int iface_ports_count;
     char *interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.interfaces */
     int interfaces_count;
-    char *filter;    /* capture.filter: BPF ANDed in */
-    char *read_file; /* sensor.readFile (--read-file) */
+    char *filter;      /* capture.filter: BPF ANDed in */
+    char *read_file;   /* sensor.readFile (--read-file) */
+    uint32_t read_pps; /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */
 
     /* identity and connection (sensor) */
     char *sensor_id;              /* sensor.id, default the host name */

@@ -198,6 +198,30 @@ int ps_pcapng_isb(ps_buf *out, uint32_t if_id, const ps_pcapng_isb_counters *c)
     return 0;
 }
 
+int ps_pcapng_nrb_custom(ps_buf *out, uint32_t pen, const uint8_t *data, uint32_t len)
+{
+    if (len > OPT_MAX_LEN - 4)
+        return -1;
+    /* header 8 | nrb_record_end 4 | option header 4 | pen 4 | data | endofopt 4 | trailer 4 */
+    size_t total = 8 + 4 + 4 + 4 + pad4(len) + 4 + 4;
+    if (ps_buf_reserve(out, total) != 0)
+        return -1;
+    uint8_t *p = out->data + out->len;
+    memset(p, 0, total);
+    ps_put_u32ne(p, PS_PCAPNG_NRB);
+    ps_put_u32ne(p + 4, (uint32_t)total);
+    /* p + 8: nrb_record_end, all zero */
+    ps_put_u16ne(p + 12, PS_PCAPNG_OPT_CUSTOM_BIN_NOCOPY);
+    ps_put_u16ne(p + 14, (uint16_t)(4 + len));
+    ps_put_u32ne(p + 16, pen);
+    if (len)
+        memcpy(p + 20, data, len);
+    /* endofopt and padding are the zeros already there */
+    ps_put_u32ne(p + total - 4, (uint32_t)total);
+    out->len += total;
+    return 0;
+}
+
 int ps_pcap_file_header(ps_buf *out, int nanosecond, uint32_t snaplen, uint32_t linktype)
 {
     if (ps_buf_reserve(out, 24) != 0)

@@ -19,7 +19,9 @@
 #define PS_PCAPNG_IDB 0x00000001u
 #define PS_PCAPNG_EPB 0x00000006u
 #define PS_PCAPNG_ISB 0x00000005u
-#define PS_PCAPNG_EPB_OVERHEAD 32 /* block header/trailer + fixed fields */
+#define PS_PCAPNG_NRB 0x00000004u
+#define PS_PCAPNG_OPT_CUSTOM_BIN_NOCOPY 19373 /* custom option: binary, not copied */
+#define PS_PCAPNG_EPB_OVERHEAD 32             /* block header/trailer + fixed fields */
 
 /* Section header: shb_userappl = app (e.g. "packetstreamer 0.1.0"),
  * shb_os = os (may be NULL). Section length -1 (unknown). */
@@ -44,6 +46,12 @@ typedef struct ps_pcapng_isb_counters {
 } ps_pcapng_isb_counters;
 
 int ps_pcapng_isb(ps_buf *out, uint32_t if_id, const ps_pcapng_isb_counters *c);
+
+/* A Name Resolution Block with no records and one custom option (binary,
+ * not to be copied: PS_PCAPNG_OPT_CUSTOM_BIN_NOCOPY) holding pen + data.
+ * Wireshark, tshark and libpcap read past it without showing a frame,
+ * unlike a Custom Block, which Wireshark 4 lists as one; len <= 65531. */
+int ps_pcapng_nrb_custom(ps_buf *out, uint32_t pen, const uint8_t *data, uint32_t len);
 
 /* Classic pcap: 24-byte file header (nanosecond magic a1b23c4d when ns) and a
  * 16-byte record header + data; microsecond files truncate ts_ns. */

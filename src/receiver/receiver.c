@@ -50,6 +50,18 @@ static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_
     ps_info("receiver", "wrote %s (%" PRIu64 " packets, %" PRIu64 " bytes)", path, packets, bytes);
 }
 
+static int on_checkpoint(void *ud, ps_buf *out)
+{
+    receiver *r = ud;
+    return ps_hub_checkpoint(&r->hub, out);
+}
+
+static void on_recovered(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
+{
+    receiver *r = ud;
+    ps_hub_recovered(&r->hub, id, id_len, session, seq);
+}
+
 static void on_conn(void *ud, uv_tcp_t *tcp, const char *peer)
 {
     receiver *r = ud;
@@ -121,6 +133,8 @@ int ps_receiver_run(const ps_config *cfg)
                          .max_total_bytes = cfg->max_total_bytes,
                          .per_sensor = cfg->per_sensor,
                          .app = app,
+                         .checkpoint = on_checkpoint,
+                         .on_recovered = on_recovered,
                          .on_file_closed = on_file_closed,
                          .ud = &r};
     ps_writer *w = NULL;

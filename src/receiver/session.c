@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
+#include "recovery.h"
 
 #define PS_SESSION_MAX_IFACES 65536
 
@@ -117,6 +118,34 @@ static ps_sensor_rec *registry_get(ps_hub *hub, const char *id, size_t id_len, u
     r->next = hub->sensors;
     hub->sensors = r;
     return r;
+}
+
+void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t session, uint64_t seq)
+{
+    ps_sensor_rec *r = registry_get(hub, id, id_len, session);
+    if (!r) {
+        ps_error("receiver", "out of memory recovering sensor state");
+        return;
+    }
+    if (seq > r->last_seq)
+        r->last_seq = seq;
+}
+
+int ps_hub_checkpoint(ps_hub *hub, ps_buf *out)
+{
+    size_t n = 0;
+    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
+        n++;
+    ps_recovery_entry *e = calloc(n ? n : 1, sizeof(*e));
+    if (!e)
+        return -1;
+    n = 0;
+    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
+        if (r->last_seq > 0)
+            e[n++] = (ps_recovery_entry){.id = r->id, .session = r->session, .seq = r->last_seq};
+    int rc = n ? ps_recovery_checkpoint(out, e, n) : 0;
+    free(e);
+    return rc;
 }
 
 static int on_hello(ps_session *s, const ps_frame *f)
@@ -297,13 +326,20 @@ static int on_batch(ps_session *s, const ps_frame *f)
     }
     ps_record_iter_init(&it, raw, b.raw_len);
     uint64_t bytes = 0;
+    int handle = -1;
     while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
-        if (ps_writer_record(hub->writer, s->ifmap[r.iface], r.ts_ns, r.caplen, r.origlen,
-                             r.data) != 0) {
+        handle = s->ifmap[r.iface];
+        if (ps_writer_record(hub->writer, handle, r.ts_ns, r.caplen, r.origlen, r.data) != 0) {
             sess_close(s, UV_EIO, "cannot write batch %" PRIu64 ": %s", b.seq, strerror(errno));
             return -1;
         }
         bytes += r.caplen;
+    }
+    /* The batch marker makes this batch recoverable as a whole. */
+    if (handle >= 0 &&
+        ps_writer_batch_end(hub->writer, handle, rec->id, rec->session, b.seq) != 0) {
+        sess_close(s, UV_EIO, "cannot end batch %" PRIu64 ": %s", b.seq, strerror(errno));
+        return -1;
     }
     rec->last_seq = b.seq;
     rec->packets += b.records;

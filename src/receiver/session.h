@@ -53,6 +53,13 @@ typedef struct ps_hub {
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
 
+/* What earlier runs wrote (writer's on_recovered): remembered so that the
+ * sensor resumes after it and resends are dropped as duplicates. */
+void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t session, uint64_t seq);
+/* Appends a checkpoint of every (sensor, session, last sequence) known
+ * (writer's checkpoint callback). */
+int ps_hub_checkpoint(ps_hub *hub, ps_buf *out);
+
 /* Takes ownership of tcp (accepted, malloc'd). */
 void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer);
 /* Flushes, acknowledges what is written and closes every session. */

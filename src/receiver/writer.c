@@ -33,6 +33,8 @@
  */
 #include "writer.h"
 
+#include "recovery.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -115,6 +117,7 @@ struct ps_writer {
     char *app;
     char os[256];
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
+    int (*checkpoint)(void *ud, ps_buf *out);
     void *ud;
 
     wr_set **sets;
@@ -662,6 +665,13 @@ static int file_close(ps_writer *w, wr_set *s, int final)
 {
     if (!s->open)
         return 0;
+    /* A failed flush below may leave this checkpoint in the middle of the
+     * file once later records follow; recovery reads only the last one. */
+    if (is_pcapng(w) && !w->to_stdout && w->checkpoint) {
+        size_t before = s->buf.len;
+        if (w->checkpoint(w->ud, &s->buf) == 0)
+            s->file_bytes += s->buf.len - before;
+    }
     if (set_flush(w, s) != 0) {
         if (!final)
             return -1;
@@ -762,6 +772,7 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
     w->max_total_bytes = o->max_total_bytes;
     w->per_sensor = o->per_sensor;
     w->on_file_closed = o->on_file_closed;
+    w->checkpoint = o->checkpoint;
     w->ud = o->ud;
     w->next_gen = 1;
     w->app = strdup(o->app ? o->app : WR_DEFAULT_PREFIX);
@@ -795,6 +806,20 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
             errno = e;
             return -1;
         }
+    }
+    /* Before any set scans the directory: repaired .part files take their
+     * final names, and the caller learns what earlier runs wrote. */
+    if (!w->to_stdout && o->on_recovered) {
+        ps_recovery_report rep;
+        if (ps_recovery_run(w->dir, w->prefix, w->format, o->on_recovered, o->ud, &rep, err,
+                            errlen) != 0) {
+            ps_writer_close(w);
+            errno = EIO;
+            return -1;
+        }
+        if (rep.entries)
+            ps_info("writer", "%s: %u files repaired, %u checkpoints read, %llu sequence facts",
+                    w->dir, rep.repaired, rep.files_read, (unsigned long long)rep.entries);
     }
     /* The single set exists from the start so its directory scan (and any
      * error in it) happens here; per-sensor sets appear with their sensor. */
@@ -1011,9 +1036,10 @@ int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, u
         return -1;
     }
 
-    /* Rotate before a record that would take a non-empty file past the
-     * limit, counting the IDB it may bring along. */
-    if (s->open && w->rotate_bytes && !w->to_stdout && s->file_packets > 0) {
+    /* Classic pcap: rotate before a record that would take a non-empty
+     * file past the limit. pcapng rotates between batches instead
+     * (ps_writer_batch_end), so a batch marker never leaves its batch. */
+    if (!ng && s->open && w->rotate_bytes && !w->to_stdout && s->file_packets > 0) {
         uint64_t need =
             ng ? PS_PCAPNG_EPB_OVERHEAD + (((uint64_t)caplen + 3) & ~3ull) : 16 + (uint64_t)caplen;
         if (ng && f->gen != s->gen)
@@ -1050,6 +1076,26 @@ int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, u
         (void)set_flush(w, s);
         errno = e;
     }
+    return 0;
+}
+
+int ps_writer_batch_end(ps_writer *w, int iface, const char *sensor, uint64_t session, uint64_t seq)
+{
+    if (!w || iface < 0 || (size_t)iface >= w->nifaces) {
+        errno = EINVAL;
+        return -1;
+    }
+    wr_set *s = w->ifaces[iface].set;
+    if (!is_pcapng(w) || w->to_stdout || !s->open)
+        return 0;
+    size_t before = s->buf.len;
+    if (ps_recovery_marker(&s->buf, sensor, session, seq) != 0) {
+        errno = ENOMEM;
+        return -1;
+    }
+    s->file_bytes += s->buf.len - before;
+    if (w->rotate_bytes && s->file_bytes >= w->rotate_bytes)
+        rotate_for_size(s, file_close(w, s, 0));
     return 0;
 }
 

@@ -41,6 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../core/buf.h"
 #include "../core/config.h"
 
 typedef struct ps_writer ps_writer;
@@ -54,6 +55,13 @@ typedef struct ps_writer_opts {
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
     const char *app; /* shb_userappl */
+    /* pcapng files only (not stdout), both may be NULL:
+     * checkpoint appends the receiver's sequence checkpoint to a file about
+     * to close (ps_recovery_checkpoint); on_recovered receives, at open, each
+     * (sensor, session, last sequence) that earlier runs left in the files,
+     * after .part files from a crash have been repaired (recovery.h). */
+    int (*checkpoint)(void *ud, ps_buf *out);
+    void (*on_recovered)(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq);
     /* Called after a file is closed and renamed to its final name. */
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
     void *ud;
@@ -77,6 +85,16 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
  * returns the error. */
 int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
                      const uint8_t *data);
+
+/*
+ * Ends a batch of records from (sensor, session): in pcapng files a batch
+ * marker follows the batch's records (recovery.h), and a size rotation, if
+ * due, happens here, between batches, so a batch never spans two files
+ * (files may exceed rotate_bytes by up to one batch). iface: any handle of
+ * that sensor (it names the file set). Classic pcap and stdout: no marker.
+ */
+int ps_writer_batch_end(ps_writer *w, int iface, const char *sensor, uint64_t session,
+                        uint64_t seq);
 
 /* Interface statistics (pcapng ISB; ignored for classic pcap). */
 int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv, uint64_t drop,

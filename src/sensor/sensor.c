@@ -30,6 +30,9 @@ typedef struct sensor {
     uv_loop_t loop;
     uv_idle_t reader;
     uv_timer_t gather;
+    uv_timer_t pace; /* sensor.readPacketsPerSec */
+    uint64_t pace_start_ms;
+    uint64_t read_count;
     uv_signal_t sigint, sigterm;
     ps_capture_file *file;
     ps_batcher *batcher;
@@ -44,6 +47,7 @@ typedef struct sensor {
 } sensor;
 
 static void sensor_stop(sensor *s, int code);
+static void on_pace(uv_timer_t *t);
 
 static void on_read_slice(uv_idle_t *h)
 {
@@ -53,10 +57,25 @@ static void on_read_slice(uv_idle_t *h)
         s->reading = 0;
         return;
     }
-    int n = ps_capture_file_read(s->file, s->batcher, PS_SENSOR_IFACE_FILE, PS_SENSOR_READ_SLICE,
-                                 s->err, sizeof(s->err));
-    if (n > 0)
+    int max = PS_SENSOR_READ_SLICE;
+    if (s->cfg->read_pps) {
+        /* Replay pace: what the rate allows so far, re-checked every 5 ms. */
+        uint64_t allowed = (uv_now(&s->loop) - s->pace_start_ms) * s->cfg->read_pps / 1000 + 1;
+        if (s->read_count >= allowed) {
+            uv_idle_stop(h);
+            s->reading = 0;
+            uv_timer_start(&s->pace, on_pace, 5, 0);
+            return;
+        }
+        if (allowed - s->read_count < (uint64_t)max)
+            max = (int)(allowed - s->read_count);
+    }
+    int n = ps_capture_file_read(s->file, s->batcher, PS_SENSOR_IFACE_FILE, max, s->err,
+                                 sizeof(s->err));
+    if (n > 0) {
+        s->read_count += (uint64_t)n;
         return;
+    }
     uv_idle_stop(h);
     s->reading = 0;
     s->input_done = 1;
@@ -69,6 +88,15 @@ static void on_read_slice(uv_idle_t *h)
     ps_debug("sensor", "end of %s", s->cfg->read_file);
     if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
         sensor_stop(s, 0);
+}
+
+static void on_pace(uv_timer_t *t)
+{
+    sensor *s = t->data;
+    if (!s->reading && !s->input_done && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
+        s->reading = 1;
+        uv_idle_start(&s->reader, on_read_slice);
+    }
 }
 
 static void on_acked(void *ud)
@@ -133,6 +161,7 @@ static void sensor_stop(sensor *s, int code)
     s->exit_code = code;
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->gather);
+    uv_timer_stop(&s->pace);
     uv_signal_stop(&s->sigint);
     uv_signal_stop(&s->sigterm);
     ps_uplink_close(s->uplink, on_uplink_closed);
@@ -215,6 +244,9 @@ int ps_sensor_run(const ps_config *cfg)
     s.reader.data = &s;
     uv_timer_init(&s.loop, &s.gather);
     s.gather.data = &s;
+    uv_timer_init(&s.loop, &s.pace);
+    s.pace.data = &s;
+    s.pace_start_ms = uv_now(&s.loop);
     uv_signal_init(&s.loop, &s.sigint);
     uv_signal_init(&s.loop, &s.sigterm);
     s.sigint.data = s.sigterm.data = &s;

@@ -1,0 +1,265 @@
+/* Unit tests for receiver/recovery: marker and checkpoint encoding, and the
+ * repair of .part files left by a crash (cut back to the last whole batch). */
+#include <fcntl.h>
+#include <ftw.h>
+#include <pcap/pcap.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "core/pcapng.h"
+#include "receiver/recovery.h"
+
+typedef struct seen {
+    char id[64];
+    uint64_t session, seq;
+} seen;
+
+static seen g_seen[16];
+static int g_nseen;
+
+static void collect(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
+{
+    (void)ud;
+    assert_true(g_nseen < 16 && id_len < 64);
+    memcpy(g_seen[g_nseen].id, id, id_len);
+    g_seen[g_nseen].id[id_len] = '\0';
+    g_seen[g_nseen].session = session;
+    g_seen[g_nseen].seq = seq;
+    g_nseen++;
+}
+
+static const seen *find(const char *id, uint64_t session)
+{
+    for (int i = 0; i < g_nseen; i++)
+        if (strcmp(g_seen[i].id, id) == 0 && g_seen[i].session == session)
+            return &g_seen[i];
+    return NULL;
+}
+
+/* The custom option's data inside our NRB (see pcapng.c). */
+static const uint8_t *nrb_data(const ps_buf *b, size_t *len)
+{
+    uint32_t type, olen;
+    memcpy(&type, b->data, 4);
+    assert_int_equal(type, PS_PCAPNG_NRB);
+    uint16_t code, ol;
+    memcpy(&code, b->data + 12, 2);
+    memcpy(&ol, b->data + 14, 2);
+    assert_int_equal(code, PS_PCAPNG_OPT_CUSTOM_BIN_NOCOPY);
+    memcpy(&olen, b->data + 16, 4);
+    assert_int_equal(olen, PS_RECOVERY_PEN);
+    *len = ol - 4u;
+    return b->data + 20;
+}
+
+static void test_marker_and_checkpoint_roundtrip(void **state)
+{
+    (void)state;
+    ps_buf b = PS_BUF_INIT;
+    size_t len;
+    g_nseen = 0;
+    assert_int_equal(ps_recovery_marker(&b, "node-1", 0x1122334455667788ull, 42), 0);
+    const uint8_t *d = nrb_data(&b, &len);
+    assert_int_equal(ps_recovery_parse(d, len, collect, NULL), 1);
+    assert_int_equal(g_nseen, 1);
+    assert_string_equal(g_seen[0].id, "node-1");
+    assert_true(g_seen[0].session == 0x1122334455667788ull && g_seen[0].seq == 42);
+    ps_buf_free(&b);
+
+    ps_recovery_entry e[3] = {{"a", 1, 10}, {"bb", 2, 20}, {"ccc", 3, 30}};
+    assert_int_equal(ps_recovery_checkpoint(&b, e, 3), 0);
+    d = nrb_data(&b, &len);
+    g_nseen = 0;
+    assert_int_equal(ps_recovery_parse(d, len, collect, NULL), 1);
+    assert_int_equal(g_nseen, 3);
+    assert_true(find("bb", 2)->seq == 20);
+    /* Every strict prefix of the data is malformed, and nothing is reported
+     * from a malformed block. */
+    for (size_t n = 4; n + 3 < len; n++) {
+        uint8_t *copy = malloc(n);
+        memcpy(copy, d, n);
+        g_nseen = 0;
+        assert_int_equal(ps_recovery_parse(copy, n, collect, NULL), -1);
+        assert_int_equal(g_nseen, 0);
+        free(copy);
+    }
+    ps_buf_free(&b);
+    /* Not ours, and an empty id. */
+    assert_int_equal(ps_recovery_parse((const uint8_t *)"XXXXabcdefgh", 12, collect, NULL), 0);
+    uint8_t bad[4 + 18] = {'P', 'S', 'B', '1'};
+    assert_int_equal(ps_recovery_parse(bad, sizeof bad, collect, NULL), -1);
+    assert_int_equal(ps_recovery_marker(&b, "", 1, 1), -1);
+    assert_int_equal(b.len, 0);
+}
+
+static char g_dir[64];
+
+static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    strcpy(g_dir, "/tmp/ps-recovery-XXXXXX");
+    return mkdtemp(g_dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return nftw(g_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static void write_file(const char *name, const ps_buf *b, size_t len)
+{
+    char path[256];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b->data, 1, len, f), len);
+    fclose(f);
+}
+
+static off_t size_of(const char *name)
+{
+    char path[256];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    return stat(path, &sb) == 0 ? sb.st_size : -1;
+}
+
+static int count_packets(const char *name)
+{
+    char path[256], eb[PCAP_ERRBUF_SIZE];
+    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    pcap_t *p = pcap_open_offline(path, eb);
+    assert_non_null(p);
+    struct pcap_pkthdr *h;
+    const u_char *d;
+    int n = 0, rc;
+    while ((rc = pcap_next_ex(p, &h, &d)) == 1)
+        n++;
+    assert_int_equal(rc, PCAP_ERROR_BREAK); /* a clean end, not a truncated file */
+    pcap_close(p);
+    return n;
+}
+
+static void add_epbs(ps_buf *b, int n)
+{
+    uint8_t data[60] = {0};
+    for (int i = 0; i < n; i++) {
+        data[0] = (uint8_t)i;
+        assert_int_equal(ps_pcapng_epb(b, 0, 1000 + (uint64_t)i, 60, 60, data), 0);
+    }
+}
+
+static void test_repair_pcapng_cuts_to_last_batch(void **state)
+{
+    (void)state;
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_pcapng_shb(&b, "test", NULL), 0);
+    assert_int_equal(ps_pcapng_idb(&b, 1, 262144, "n1/eth0", NULL), 0);
+    add_epbs(&b, 2);
+    assert_int_equal(ps_recovery_marker(&b, "n1", 7, 1), 0);
+    add_epbs(&b, 3);
+    assert_int_equal(ps_recovery_marker(&b, "n1", 7, 2), 0);
+    size_t whole = b.len;
+    add_epbs(&b, 2); /* batch 3: records on disk, marker never written */
+    write_file("cap-20200101T000000Z-000002.pcapng.part", &b, b.len - 30); /* torn block */
+
+    /* An older completed file whose checkpoint knows another sensor. */
+    ps_buf old = PS_BUF_INIT;
+    assert_int_equal(ps_pcapng_shb(&old, "test", NULL), 0);
+    ps_recovery_entry e = {"n2", 9, 5};
+    assert_int_equal(ps_recovery_checkpoint(&old, &e, 1), 0);
+    write_file("cap-20200101T000000Z-000001.pcapng", &old, old.len);
+    /* Not ours: other prefixes and garbage .part files are left alone. */
+    write_file("other-20200101T000000Z-000001.pcapng.part", &old, 10);
+    write_file("cap-20200101T000000Z-000003.pcapng.part", &old, 7);
+
+    g_nseen = 0;
+    ps_recovery_report rep;
+    char err[256];
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
+    assert_int_equal(rep.repaired, 1);
+    assert_int_equal(rep.files_read, 1);
+    assert_true(find("n1", 7) && find("n1", 7)->seq == 2);
+    assert_true(find("n2", 9) && find("n2", 9)->seq == 5);
+    assert_int_equal(size_of("cap-20200101T000000Z-000002.pcapng.part"), -1);
+    /* Cut right after batch 2's marker, then a checkpoint of what it holds. */
+    ps_buf cp = PS_BUF_INIT;
+    ps_recovery_entry mine = {"n1", 7, 2};
+    assert_int_equal(ps_recovery_checkpoint(&cp, &mine, 1), 0);
+    assert_int_equal(size_of("cap-20200101T000000Z-000002.pcapng"), (off_t)(whole + cp.len));
+    assert_int_equal(count_packets("cap-20200101T000000Z-000002.pcapng"), 5);
+    assert_true(size_of("other-20200101T000000Z-000001.pcapng.part") == 10);
+    assert_true(size_of("cap-20200101T000000Z-000003.pcapng.part") == 7);
+
+    /* A second start reads the repaired file's new tail: same facts. */
+    g_nseen = 0;
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
+    assert_int_equal(rep.repaired, 0);
+    assert_int_equal(rep.files_read, 2);
+    assert_true(find("n1", 7)->seq == 2 && find("n2", 9)->seq == 5);
+    ps_buf_free(&cp);
+    ps_buf_free(&old);
+    ps_buf_free(&b);
+}
+
+static void test_repair_pcap_keeps_whole_records(void **state)
+{
+    (void)state;
+    ps_buf b = PS_BUF_INIT;
+    uint8_t data[100] = {1, 2, 3};
+    assert_int_equal(ps_pcap_file_header(&b, 1, 262144, 1), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ps_pcap_record(&b, 1, 1000 + (uint64_t)i, 100, 100, data), 0);
+    size_t whole = b.len;
+    assert_int_equal(ps_pcap_record(&b, 1, 2000, 100, 100, data), 0);
+    write_file("cap-20200101T000000Z-000004.pcap.part", &b, whole + 50);
+    ps_recovery_report rep;
+    char err[256];
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAP_NS, collect, NULL, &rep, err, sizeof err), 0);
+    assert_int_equal(rep.repaired, 1);
+    assert_int_equal(size_of("cap-20200101T000000Z-000004.pcap"), (off_t)whole);
+    assert_int_equal(count_packets("cap-20200101T000000Z-000004.pcap"), 3);
+    ps_buf_free(&b);
+}
+
+static void test_missing_dir_is_an_error(void **state)
+{
+    (void)state;
+    ps_recovery_report rep;
+    char err[256];
+    assert_int_equal(ps_recovery_run("/nonexistent/dir", "cap", PS_FORMAT_PCAPNG, collect, NULL,
+                                     &rep, err, sizeof err),
+                     -1);
+    assert_non_null(strstr(err, "/nonexistent/dir"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_marker_and_checkpoint_roundtrip),
+        cmocka_unit_test_setup_teardown(test_repair_pcapng_cuts_to_last_batch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repair_pcap_keeps_whole_records, setup, teardown),
+        cmocka_unit_test(test_missing_dir_is_an_error),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
