@@ -71,8 +71,9 @@ static void on_conn(void *ud, uv_tcp_t *tcp, const char *peer)
 static void on_tick(uv_timer_t *t)
 {
     receiver *r = t->data;
-    if (ps_writer_tick(r->hub.writer, now_realtime_ns()) != 0)
+    if (ps_writer_tick(r->hub.writer, now_realtime_ns()) != 0 && !r->hub.write_failing)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
+    ps_hub_retry(&r->hub);
 }
 
 static void on_hub_idle(ps_hub *hub)

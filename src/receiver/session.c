@@ -403,31 +403,49 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
 }
 
 /* Flushes the writer and acknowledges every session whose batches are now
- * on disk. Shared by all sessions: one flush covers them all. */
+ * on disk. Shared by all sessions: one flush covers them all. While writes
+ * fail (a full disk) every session stops reading, so sensors keep their
+ * batches in their spools instead of the receiver piling them up in memory;
+ * the receiver's tick retries (ps_hub_retry) and reading resumes once a
+ * flush succeeds. */
 static void hub_flush_and_ack(ps_hub *hub)
 {
-    int need = 0;
+    int need = hub->write_failing;
     for (ps_session *s = hub->sessions; s; s = s->next)
         if (s->pending_ack > s->acked)
             need = 1;
     if (!need)
         return;
     if (ps_writer_flush(hub->writer) != 0) {
-        if (!hub->write_failing)
-            ps_error("receiver", "writing captures failed: %s; holding acknowledgements",
+        if (!hub->write_failing) {
+            ps_error("receiver",
+                     "writing captures failed: %s; holding acknowledgements and "
+                     "pausing sensors until it works again",
                      strerror(errno));
+            for (ps_session *s = hub->sessions; s; s = s->next)
+                ps_conn_pause(s->conn);
+        }
         hub->write_failing = 1;
         return;
     }
-    if (hub->write_failing)
-        ps_info("receiver", "writing captures works again");
-    hub->write_failing = 0;
+    if (hub->write_failing) {
+        ps_info("receiver", "writing captures works again: resuming sensors");
+        hub->write_failing = 0;
+        for (ps_session *s = hub->sessions; s; s = s->next)
+            ps_conn_resume(s->conn);
+    }
     for (ps_session *s = hub->sessions; s; s = s->next) {
         if (s->pending_ack > s->acked && s->state == SS_ACTIVE) {
             if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0)
                 s->acked = s->pending_ack;
         }
     }
+}
+
+void ps_hub_retry(ps_hub *hub)
+{
+    if (hub->write_failing)
+        hub_flush_and_ack(hub);
 }
 
 static void sess_on_read_done(ps_conn *c)
@@ -488,6 +506,8 @@ void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
     hub->counters.connections++;
     if (ps_conn_start(s->conn) != 0)
         ps_conn_close(s->conn, UV_EIO, "cannot read from the connection");
+    else if (hub->write_failing)
+        ps_conn_pause(s->conn);
 }
 
 void ps_hub_stop(ps_hub *hub)

@@ -62,6 +62,8 @@ int ps_hub_checkpoint(ps_hub *hub, ps_buf *out);
 
 /* Takes ownership of tcp (accepted, malloc'd). */
 void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer);
+/* Retries a failed flush (called by the receiver's 1-second tick). */
+void ps_hub_retry(ps_hub *hub);
 /* Flushes, acknowledges what is written and closes every session. */
 void ps_hub_stop(ps_hub *hub);
 /* Closes every session at once (the shutdown deadline passed). */
