@@ -91,9 +91,10 @@ typedef struct ps_config {
     int iface_ports_count;
     char *interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.interfaces */
     int interfaces_count;
-    char *filter;      /* capture.filter: BPF ANDed in */
-    char *read_file;   /* sensor.readFile (--read-file) */
-    uint32_t read_pps; /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */
+    char *filter;                   /* capture.filter: BPF ANDed in */
+    char *read_file;                /* sensor.readFile (--read-file) */
+    uint32_t read_pps;              /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */
+    uint32_t shutdown_deadline_sec; /* sensor.shutdownDeadlineSec: SIGTERM flush, 0 = none */
 
     /* identity and connection (sensor) */
     char *sensor_id;              /* sensor.id, default the host name */

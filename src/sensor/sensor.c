@@ -30,7 +30,9 @@ typedef struct sensor {
     uv_loop_t loop;
     uv_idle_t reader;
     uv_timer_t gather;
-    uv_timer_t pace; /* sensor.readPacketsPerSec */
+    uv_timer_t pace;     /* sensor.readPacketsPerSec */
+    uv_timer_t deadline; /* sensor.shutdownDeadlineSec after SIGTERM */
+    int draining;
     uint64_t pace_start_ms;
     uint64_t read_count;
     uv_signal_t sigint, sigterm;
@@ -126,19 +128,51 @@ static void on_gather(uv_timer_t *t)
     ps_batcher_tick(s->batcher);
 }
 
+static void on_deadline(uv_timer_t *t)
+{
+    sensor *s = t->data;
+    ps_uplink_totals ut;
+    ps_batcher_totals bt;
+    ps_uplink_get_totals(s->uplink, &ut);
+    ps_batcher_get_totals(s->batcher, &bt);
+    ps_error("sensor",
+             "shutdown deadline (%" PRIu32 " s) passed: %" PRIu64
+             " packets not delivered to %s (reason shutdown_deadline)",
+             s->cfg->shutdown_deadline_sec, bt.packets - ut.acked_packets,
+             ps_uplink_target(s->uplink));
+    sensor_stop(s, 1);
+}
+
+/* SIGTERM/SIGINT: stop reading and deliver what the spool holds, within
+ * sensor.shutdownDeadlineSec (below Kubernetes' 30 s grace period); a
+ * second signal stops at once. */
 static void on_signal(uv_signal_t *h, int signum)
 {
     sensor *s = h->data;
-    ps_warn("sensor", "received %s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
-    uint64_t pending = 0;
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (s->draining || s->cfg->shutdown_deadline_sec == 0) {
+        ps_warn("sensor", "received %s: stopping now", name);
+        on_deadline(&s->deadline);
+        return;
+    }
+    s->draining = 1;
+    uv_idle_stop(&s->reader);
+    uv_timer_stop(&s->pace);
+    s->reading = 0;
+    s->input_done = 1;
+    ps_batcher_flush(s->batcher);
     ps_uplink_totals ut;
-    ps_uplink_get_totals(s->uplink, &ut);
     ps_batcher_totals bt;
+    ps_uplink_get_totals(s->uplink, &ut);
     ps_batcher_get_totals(s->batcher, &bt);
-    pending = bt.packets - ut.acked_packets;
-    if (pending)
-        ps_warn("sensor", "%" PRIu64 " packets read but not acknowledged by the receiver", pending);
-    sensor_stop(s, pending ? 1 : 0);
+    ps_warn("sensor",
+            "received %s: delivering %" PRIu64 " spooled packets (deadline %" PRIu32 " s)", name,
+            bt.packets - ut.acked_packets, s->cfg->shutdown_deadline_sec);
+    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0) {
+        sensor_stop(s, 0);
+        return;
+    }
+    uv_timer_start(&s->deadline, on_deadline, (uint64_t)s->cfg->shutdown_deadline_sec * 1000, 0);
 }
 
 static void on_uplink_closed(void *ud)
@@ -162,6 +196,7 @@ static void sensor_stop(sensor *s, int code)
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->gather);
     uv_timer_stop(&s->pace);
+    uv_timer_stop(&s->deadline);
     uv_signal_stop(&s->sigint);
     uv_signal_stop(&s->sigterm);
     ps_uplink_close(s->uplink, on_uplink_closed);
@@ -246,6 +281,8 @@ int ps_sensor_run(const ps_config *cfg)
     s.gather.data = &s;
     uv_timer_init(&s.loop, &s.pace);
     s.pace.data = &s;
+    uv_timer_init(&s.loop, &s.deadline);
+    s.deadline.data = &s;
     s.pace_start_ms = uv_now(&s.loop);
     uv_signal_init(&s.loop, &s.sigint);
     uv_signal_init(&s.loop, &s.sigterm);

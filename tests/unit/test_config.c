@@ -366,6 +366,7 @@ CHECK(k_filter, streq(c->filter, "tcp port 80"))
 CHECK(k_sensor_id, streq(c->sensor_id, "node-1.example"))
 CHECK(k_read_file, streq(c->read_file, "/tmp/in.pcap"))
 CHECK(k_read_pps, c->read_pps == 5000)
+CHECK(k_shutdown_deadline, c->shutdown_deadline_sec == 7)
 CHECK(k_connect_timeout, c->connect_timeout_sec == 5)
 CHECK(k_spool, c->spool_size_mb == 128)
 CHECK(k_log_level, c->log_level == PS_LOG_DEBUG)
@@ -407,6 +408,7 @@ static const key_case key_cases[] = {
     {"sensor.id", "node-1.example", "node-1.example", k_sensor_id},
     {"sensor.readFile", "/tmp/in.pcap", "/tmp/in.pcap", k_read_file},
     {"sensor.readPacketsPerSec", "5000", "5000", k_read_pps},
+    {"sensor.shutdownDeadlineSec", "7", "7", k_shutdown_deadline},
     {"sensor.connectTimeoutSec", "5", "5", k_connect_timeout},
     {"spool.size", "128", "128", k_spool},
     {"log.level", "debug", "DEBUG", k_log_level},
