@@ -317,11 +317,6 @@ static int open_log(const ps_config *cfg)
  * so refuse clearly instead. */
 static int refuse_unbuilt(const ps_config *cfg)
 {
-    if (cfg->tls_enable) {
-        ps_error("main", "tls.enable is set, but TLS is not available in this version yet; "
-                         "refusing to stream packets in plaintext");
-        return -1;
-    }
     if (cfg->role == PS_ROLE_SENSOR && cfg->interfaces_count > 0 && !cfg->read_file) {
         ps_error("main", "live capture on interfaces is not available in this version yet; "
                          "use --read-file");

@@ -54,6 +54,7 @@ typedef struct ps_writer_opts {
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
     const char *app; /* shb_userappl */
+    unsigned mode;   /* capture files' permission bits; 0 means 0640 */
     /* Called after a file is closed and renamed to its final name. */
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
     void *ud;
