@@ -15,6 +15,7 @@
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,8 +137,14 @@ static void conn_dispatch(ps_conn *c)
             break;
         }
         if (rc != PS_WIRE_OK) {
-            char why[128];
-            snprintf(why, sizeof(why), "bad frame header: %s", ps_wire_strerror(rc));
+            char why[160];
+            if (rc == PS_WIRE_E_TOO_LONG)
+                snprintf(why, sizeof(why),
+                         "frame of %" PRIu32 " bytes exceeds the negotiated maximum of %" PRIu32
+                         " bytes",
+                         ps_get_u32be(c->rx.data + off), c->max_frame);
+            else
+                snprintf(why, sizeof(why), "bad frame header: %s", ps_wire_strerror(rc));
             ps_conn_close(c, PS_CONN_E_WIRE(rc), why);
             break;
         }
