@@ -349,7 +349,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     ps_conn *c = s->data;
     if (nread < 0) {
-        if (nread == UV_EOF && c->ssl && !c->tls_ready) {
+        /* A connect-and-close (a TCP probe) sent nothing: an ordinary EOF. */
+        if (nread == UV_EOF && c->ssl && !c->tls_ready && (c->first_seen || !c->tls_server)) {
             ps_conn_close(c, PS_CONN_E_TLS,
                           c->tls_server ? "connection closed during the TLS handshake"
                                         : "connection closed during the TLS handshake (is TLS "

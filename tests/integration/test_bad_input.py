@@ -251,3 +251,48 @@ def test_plaintext_to_tls_port(env, captures, pki):
     rx, counters = attack(env, captures, "plaintext_on_tls", bad, rx_args=args,
                           tls=(ctx, good_args), log_text="plaintext on a TLS port")
     assert counters.get("tls_failures_plaintext") == 1, counters
+
+
+def test_idle_sensor_sends_heartbeats(env, captures):
+    """A sensor with nothing to send (here: waiting for ACKs that a fake
+    receiver never sends) sends HEARTBEAT every idleTimeout/3, so a healthy
+    idle sensor is not cut by the receiver's idle timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    srv.settimeout(20)
+    port = srv.getsockname()[1]
+    path, _ = captures.varied(50, seed=21)
+    p = env.start_sensor(path, port, sensor_id="idle",
+                         env={"PACKETSTREAMER_LIMITS_IDLE_TIMEOUT_SEC": "1"})
+    conn, _ = srv.accept()
+    conn.settimeout(10)
+    buf = b""
+
+    def frames():
+        nonlocal buf
+        while True:
+            while len(buf) >= 8 and len(buf) >= 8 + struct.unpack(">I", buf[:4])[0]:
+                n, t = struct.unpack(">IB", buf[:5])
+                yield t
+                buf = buf[8 + n:]
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            buf += chunk
+
+    it = frames()
+    assert next(it) == P.T_HELLO
+    conn.sendall(P.frame(P.T_ACCEPT, struct.pack(">HBxIIQ", 1, 2, 1 << 20, 1 << 26, 0)))
+    t0, beats = time.monotonic(), 0
+    for t in it:
+        if t == P.T_HEARTBEAT:
+            beats += 1
+            if beats == 3:
+                break
+    elapsed = time.monotonic() - t0
+    assert beats == 3 and 0.5 < elapsed < 5, (beats, elapsed)
+    p.terminate()
+    rc, err = env.wait_sensor(p)
+    conn.close()
+    srv.close()

@@ -217,8 +217,11 @@ def test_tls_policy_refuses_old_protocols_and_weak_ciphers(env, pki):
     c = psclient.Client("127.0.0.1", rx.port, tls=client_ctx(pki, "good"),
                         server_hostname="localhost")
     assert c.sock.version() == "TLSv1.3"
-    c.close()
+    assert c.hello("good-slow")[0] == "ACCEPT"
+    # Stopped with a TLS session open: clean exit, no leak (ASan checks).
     rx.stop()
+    assert c.closed_by_peer()
+    c.close()
     assert "tls_failures_protocol=2" in rx.stderr, rx.stderr
 
 
@@ -299,3 +302,23 @@ def test_certificate_rotation(env, captures, pki):
     assert_records_equal([g for g in got if g[0] == "good-slow/eth0"], recs, who="old session")
     assert_records_equal([g for g in got if g[0] == "node-2/" + path.name], expected,
                          who="new sensor")
+
+
+def test_tcp_probe_is_not_an_attack_but_slow_tls_is(env, pki):
+    import socket
+    rx = env.receiver(args=rx_args(pki),
+                      env={"PACKETSTREAMER_LIMITS_HANDSHAKE_TIMEOUT_SEC": "1"})
+    # A TCP probe (connect, close) is not logged or counted.
+    socket.create_connection(("127.0.0.1", rx.port)).close()
+    # A TLS handshake that never finishes is cut at the deadline.
+    s = socket.create_connection(("127.0.0.1", rx.port))
+    s.sendall(b"\x16\x03\x01\x02\x00\x01")  # the start of a ClientHello
+    s.settimeout(10)
+    assert s.recv(100) == b""
+    s.close()
+    rx.stop()
+    assert rx.stderr.count("closing connection from") == 1, rx.stderr
+    assert re.search(r"handshake not completed within 1 s \(TLS handshake unfinished\) "
+                     r"\[reason=handshake_timeout\]", rx.stderr), rx.stderr
+    c = rxcounters.counters(rx)
+    assert c.get("tls_failures_timeout") == 1 and c.get("rejected_handshake_timeout") == 1, c
