@@ -353,8 +353,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (nread == UV_EOF && c->ssl && !c->tls_ready && (c->first_seen || !c->tls_server)) {
             ps_conn_close(c, PS_CONN_E_TLS,
                           c->tls_server ? "connection closed during the TLS handshake"
-                                        : "connection closed during the TLS handshake (is TLS "
-                                          "enabled on the receiver?)");
+                                        : "connection closed by the receiver during the TLS "
+                                          "handshake (TLS not enabled there, or it refused "
+                                          "the connection: see its log)");
             c->fail_label = "eof";
             return;
         }
@@ -463,6 +464,10 @@ void ps_conn_resume(ps_conn *c)
             int eof = tls_read_plain(c); /* what waited in the read BIO */
             if (eof < 0)
                 return;
+            if (tls_flush(c, NULL, NULL) != 0) {
+                ps_conn_close(c, UV_EIO, "cannot send");
+                return;
+            }
             if (eof == 1) {
                 conn_dispatch(c);
                 if (!c->closing)

@@ -716,6 +716,8 @@ void ps_hub_tick(ps_hub *hub)
     uint64_t now = uv_now(hub->loop);
     for (ps_session *s = hub->sessions, *next; s; s = next) {
         next = s->next; /* closing is deferred, but stay safe */
+        if (s->logged || s->state == SS_DONE)
+            continue; /* already being closed */
         if (s->state == SS_HELLO && hub->limits.handshake_timeout_ms &&
             now - s->started_ms >= hub->limits.handshake_timeout_ms) {
             if (hub->tls && !ps_conn_secure(s->conn))
