@@ -452,6 +452,11 @@ void ps_conn_pause(ps_conn *c)
     }
 }
 
+int ps_conn_paused(const ps_conn *c)
+{
+    return c->paused;
+}
+
 void ps_conn_resume(ps_conn *c)
 {
     if (c->paused && !c->closing) {

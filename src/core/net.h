@@ -90,6 +90,8 @@ size_t ps_conn_write_queue(const ps_conn *c);
 /* Stops and starts reading (backpressure from the writer). */
 void ps_conn_pause(ps_conn *c);
 void ps_conn_resume(ps_conn *c);
+/* True between ps_conn_pause and ps_conn_resume. */
+int ps_conn_paused(const ps_conn *c);
 
 /* Closes at once: pending writes are cancelled. Calling it after
  * ps_conn_close_graceful() cuts a shutdown short (a peer that stopped reading). */

@@ -718,6 +718,10 @@ void ps_hub_tick(ps_hub *hub)
         next = s->next; /* closing is deferred, but stay safe */
         if (s->logged || s->state == SS_DONE)
             continue; /* already being closed */
+        if (ps_conn_paused(s->conn)) {
+            s->last_rx_ms = now; /* we stopped reading it: it is not idle */
+            continue;
+        }
         if (s->state == SS_HELLO && hub->limits.handshake_timeout_ms &&
             now - s->started_ms >= hub->limits.handshake_timeout_ms) {
             if (hub->tls && !ps_conn_secure(s->conn))
