@@ -19,7 +19,8 @@
  * ctime: a Kubernetes Secret update is a symlink swap, which changes the
  * inode) and rebuilds the SSL_CTX when they changed. SSL objects hold a
  * reference to the SSL_CTX they were made from, so established sessions keep
- * the old material and only new ones see the new.
+ * the old material and only new ones see the new. The receiver checks on
+ * every accept, the sensor before every connection attempt.
  *
  * Private keys and passphrases are never logged: errors name files and
  * OpenSSL's reason, never contents.

@@ -446,6 +446,18 @@ static void on_connected(uv_connect_t *req, int status)
         up_schedule_retry(u, "out of memory");
         return;
     }
+    if (u->o.tls) {
+        /* Every connection is a new session: pick up rotated files. */
+        char err[512];
+        int rl = ps_tls_maybe_reload(u->o.tls, err, sizeof(err));
+        if (rl > 0)
+            ps_info("sensor", "TLS certificate files changed: using the new ones");
+        else if (rl < 0)
+            ps_warn("sensor",
+                    "TLS certificate files changed but do not load (%s); still using "
+                    "the previous ones",
+                    err);
+    }
     if (u->o.tls && ps_conn_use_tls(u->conn, ps_tls_new_ssl(u->o.tls, u->server_name), 0) != 0) {
         u->state = UP_HANDSHAKE;
         ps_conn_close(u->conn, UV_ENOMEM, "cannot set up TLS");

@@ -322,3 +322,36 @@ def test_tcp_probe_is_not_an_attack_but_slow_tls_is(env, pki):
                      r"\[reason=handshake_timeout\]", rx.stderr), rx.stderr
     c = rxcounters.counters(rx)
     assert c.get("tls_failures_timeout") == 1 and c.get("rejected_handshake_timeout") == 1, c
+
+
+def test_sensor_picks_up_rotated_client_certificate(env, captures, pki):
+    import time
+    new = certlib.Certs(env.workdir / "pki3")
+    new.leaf("ca3", "node-3", dns=["node-3"])
+    live = env.mkdir("sensor-secret")
+    v1, v2 = env.mkdir("sensor-secret/v1"), env.mkdir("sensor-secret/v2")
+    (v1 / "tls.crt").write_bytes(pki.p("node-1.crt").read_bytes())  # of the wrong CA
+    (v1 / "tls.key").write_bytes(pki.p("node-1.key").read_bytes())
+    (v2 / "tls.crt").write_bytes(new.p("node-3.crt").read_bytes())
+    (v2 / "tls.key").write_bytes(new.p("node-3.key").read_bytes())
+    os.symlink("v1", live / "..data")
+    for f in ("tls.crt", "tls.key"):
+        os.symlink("..data/" + f, live / f)
+    # The receiver accepts only clients of ca3.
+    rx = env.receiver(args=["--tls-cert", str(pki.p("server.crt")), "--tls-key",
+                            str(pki.p("server.key"))],
+                      env={"PACKETSTREAMER_TLS_CLIENT_CA_FILE": str(new.p("ca3.crt"))})
+    path, expected = captures.varied(300, seed=15)
+    p = env.start_sensor(path, rx.port, sensor_id="node-3",
+                         args=["--tls-cert", str(live / "tls.crt"), "--tls-key",
+                               str(live / "tls.key"), "--tls-ca", str(pki.p("ca.crt"))])
+    deadline = time.monotonic() + 20
+    while "retrying" not in p.stderr_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.symlink("v2", live / "..tmp")
+    os.replace(live / "..tmp", live / "..data")
+    rc, err = env.wait_sensor(p)
+    assert rc == 0, err
+    assert "TLS certificate files changed" in err
+    rx.stop()
+    assert_records_equal(read_outputs(rx.files()), expected, ifname="node-3/" + path.name)
