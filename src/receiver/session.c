@@ -583,6 +583,8 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
         } else if (err == PS_CONN_E_PLAIN_ON_TLS) {
             r = PS_REASON_plaintext_on_tls;
             count_tls_failure(hub, "plaintext");
+        } else if (err == PS_CONN_E_TLS && ps_conn_secure(c)) {
+            r = PS_REASON_tls_error; /* a bad record after the handshake */
         } else if (err == PS_CONN_E_TLS) {
             r = PS_REASON_tls_handshake;
             count_tls_failure(hub, ps_conn_fail_label(c) ? ps_conn_fail_label(c) : "other");

@@ -59,6 +59,7 @@ typedef struct ps_hub_counters {
     X(tls_on_plaintext)                                                                            \
     X(plaintext_on_tls)                                                                            \
     X(tls_handshake)                                                                               \
+    X(tls_error)                                                                                   \
     X(auth)                                                                                        \
     X(identity)
 

@@ -296,3 +296,33 @@ def test_idle_sensor_sends_heartbeats(env, captures):
     rc, err = env.wait_sensor(p)
     conn.close()
     srv.close()
+
+
+def test_forged_tls_record_after_handshake(env, captures, pki):
+    """A record that does not authenticate (a forged or corrupted one, after a
+    completed mTLS handshake) closes that connection only."""
+    import os
+    args = ["--tls-cert", str(pki.p("server.crt")), "--tls-key", str(pki.p("server.key")),
+            "--tls-ca", str(pki.p("ca.crt"))]
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(pki.p("ca.crt")))
+    ctx.load_cert_chain(str(pki.p("good.crt")), str(pki.p("good.key")))
+    good_args = ["--tls-cert", str(pki.p("good.crt")), "--tls-key", str(pki.p("good.key")),
+                 "--tls-ca", str(pki.p("ca.crt"))]
+
+    def bad(rx):
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+        s = raw(rx)
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                inc.write(s.recv(65536))
+        s.sendall(out.read())
+        s.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))  # application data, forged
+        assert closed(s)
+    attack(env, captures, "tls_error", bad, rx_args=args, tls=(ctx, good_args),
+           log_text="TLS error")
