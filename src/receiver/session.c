@@ -149,10 +149,12 @@ static void sess_log_bad(ps_session *s, ps_hub_reason r, const char *why)
             s->sensor ? s->sensor->id : "?", why, reason_names[r]);
 }
 
-static void sess_close(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
+static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static void sess_close(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
+/* Closes with a reason label: counted and logged once (sess_log_bad) unless
+ * err is our own failure (UV_ENOMEM, UV_EIO), which is logged only. */
+static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
 {
     char why[512];
     va_list ap;
@@ -168,6 +170,20 @@ static void sess_close(ps_session *s, int err, ps_hub_reason r, const char *fmt,
         s->logged = 1;
     }
     ps_conn_close(s->conn, err, why);
+}
+
+static void sess_close(ps_session *s, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The same with the generic reason "protocol". */
+static void sess_close(ps_session *s, int err, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    sess_close_r(s, err, PS_REASON_protocol, "%s", why);
 }
 
 static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason r, const char *fmt, ...)
@@ -277,8 +293,8 @@ static int on_hello(ps_session *s, const ps_frame *f)
     ps_hub *hub = s->hub;
     ps_hello h;
     if (f->type != PS_FRAME_HELLO) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), PS_REASON_data_before_handshake,
-                   "%s frame before the handshake", ps_frame_type_name(f->type));
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), PS_REASON_data_before_handshake,
+                     "%s frame before the handshake", ps_frame_type_name(f->type));
         return -1;
     }
     int rc = ps_wire_decode_hello(f->payload, f->len, &h);
@@ -338,7 +354,7 @@ static int on_hello(ps_session *s, const ps_frame *f)
         rc = ps_conn_send(s->conn, out.data, out.len);
     ps_buf_free(&out);
     if (rc != 0) {
-        sess_close(s, UV_ENOMEM, PS_REASON_protocol, "cannot answer the handshake");
+        sess_close(s, UV_ENOMEM, "cannot answer the handshake");
         return -1;
     }
     s->state = SS_ACTIVE;
@@ -353,20 +369,19 @@ static int on_iface(ps_session *s, const ps_frame *f)
     ps_iface i;
     int rc = ps_wire_decode_iface(f->payload, f->len, &i);
     if (rc != PS_WIRE_OK) {
-        sess_close(s, PS_CONN_E_WIRE(rc), PS_REASON_protocol, "bad interface announcement: %s",
-                   ps_wire_strerror(rc));
+        sess_close(s, PS_CONN_E_WIRE(rc), "bad interface announcement: %s", ps_wire_strerror(rc));
         return -1;
     }
     if (i.index >= PS_SESSION_MAX_IFACES) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG), PS_REASON_protocol,
-                   "interface index %" PRIu32 " too large", i.index);
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG), "interface index %" PRIu32 " too large",
+                   i.index);
         return -1;
     }
     if (i.index >= s->ifmap_len) {
         uint32_t n = i.index + 1 < 8 ? 8 : i.index + 1;
         int *m = realloc(s->ifmap, n * sizeof(*m));
         if (!m) {
-            sess_close(s, UV_ENOMEM, PS_REASON_protocol, "out of memory");
+            sess_close(s, UV_ENOMEM, "out of memory");
             return -1;
         }
         for (uint32_t k = s->ifmap_len; k < n; k++)
@@ -398,15 +413,15 @@ static int on_batch(ps_session *s, const ps_frame *f)
     ps_batch_hdr b;
     int rc = ps_wire_decode_batch(f->payload, f->len, hub->max_batch_raw, &b);
     if (rc != PS_WIRE_OK) {
-        sess_close(s, PS_CONN_E_WIRE(rc),
-                   rc == PS_WIRE_E_TOO_LONG ? PS_REASON_decompression_bomb : PS_REASON_bad_batch,
-                   "bad batch: %s", ps_wire_strerror(rc));
+        sess_close_r(s, PS_CONN_E_WIRE(rc),
+                     rc == PS_WIRE_E_TOO_LONG ? PS_REASON_decompression_bomb : PS_REASON_bad_batch,
+                     "bad batch: %s", ps_wire_strerror(rc));
         return -1;
     }
     if (b.codec != PS_CODEC_NONE && b.codec != s->codec) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
-                   "batch %" PRIu64 " uses codec %s, not %s", b.seq, ps_codec_name(b.codec),
-                   ps_codec_name(s->codec));
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
+                     "batch %" PRIu64 " uses codec %s, not %s", b.seq, ps_codec_name(b.codec),
+                     ps_codec_name(s->codec));
         return -1;
     }
     if (b.seq <= rec->last_seq) {
@@ -426,15 +441,14 @@ static int on_batch(ps_session *s, const ps_frame *f)
     if (b.codec != PS_CODEC_NONE) {
         ps_buf_reset(&s->raw);
         if (ps_buf_reserve(&s->raw, b.raw_len ? b.raw_len : 1) != 0) {
-            sess_close(s, UV_ENOMEM, PS_REASON_protocol, "out of memory inflating batch %" PRIu64,
-                       b.seq);
+            sess_close(s, UV_ENOMEM, "out of memory inflating batch %" PRIu64, b.seq);
             return -1;
         }
         rc = ps_codec_decompress((ps_codec)b.codec, b.payload, b.payload_len, s->raw.data,
                                  b.raw_len);
         if (rc != PS_CODEC_OK) {
             /* Output beyond the declared raw size is a bomb, not noise. */
-            sess_close(
+            sess_close_r(
                 s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
                 rc == PS_CODEC_E_SPACE || rc == PS_CODEC_E_SIZE ? PS_REASON_decompression_bomb
                                                                 : PS_REASON_bad_batch,
@@ -451,17 +465,17 @@ static int on_batch(ps_session *s, const ps_frame *f)
     ps_record_iter_init(&it, raw, b.raw_len);
     while ((rc = ps_record_iter_next(&it, &r)) == PS_WIRE_OK) {
         if (r.iface >= s->ifmap_len || s->ifmap[r.iface] < 0) {
-            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
-                       "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
-                       r.iface);
+            sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
+                         "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
+                         r.iface);
             return -1;
         }
         n++;
     }
     if (rc != PS_WIRE_NEED_MORE || n != b.records) {
-        sess_close(s, PS_CONN_E_WIRE(rc != PS_WIRE_NEED_MORE ? rc : PS_WIRE_E_BAD_VALUE),
-                   PS_REASON_bad_batch, "batch %" PRIu64 ": %s", b.seq,
-                   rc != PS_WIRE_NEED_MORE ? ps_wire_strerror(rc) : "record count mismatch");
+        sess_close_r(s, PS_CONN_E_WIRE(rc != PS_WIRE_NEED_MORE ? rc : PS_WIRE_E_BAD_VALUE),
+                     PS_REASON_bad_batch, "batch %" PRIu64 ": %s", b.seq,
+                     rc != PS_WIRE_NEED_MORE ? ps_wire_strerror(rc) : "record count mismatch");
         return -1;
     }
     ps_record_iter_init(&it, raw, b.raw_len);
@@ -469,8 +483,7 @@ static int on_batch(ps_session *s, const ps_frame *f)
     while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
         if (ps_writer_record(hub->writer, s->ifmap[r.iface], r.ts_ns, r.caplen, r.origlen,
                              r.data) != 0) {
-            sess_close(s, UV_EIO, PS_REASON_protocol, "cannot write batch %" PRIu64 ": %s", b.seq,
-                       strerror(errno));
+            sess_close(s, UV_EIO, "cannot write batch %" PRIu64 ": %s", b.seq, strerror(errno));
             return -1;
         }
         bytes += r.caplen;
@@ -490,12 +503,11 @@ static int on_stats(ps_session *s, const ps_frame *f)
     ps_stats st;
     int rc = ps_wire_decode_stats(f->payload, f->len, &st);
     if (rc != PS_WIRE_OK) {
-        sess_close(s, PS_CONN_E_WIRE(rc), PS_REASON_protocol, "bad stats frame: %s",
-                   ps_wire_strerror(rc));
+        sess_close(s, PS_CONN_E_WIRE(rc), "bad stats frame: %s", ps_wire_strerror(rc));
         return -1;
     }
     if (st.index >= s->ifmap_len || s->ifmap[st.index] < 0) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_protocol,
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
                    "stats for unannounced interface %" PRIu32, st.index);
         return -1;
     }
@@ -524,7 +536,7 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
     case PS_FRAME_BYE: {
         uint64_t last;
         if (ps_wire_decode_u64(f->payload, f->len, &last) != PS_WIRE_OK) {
-            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TRUNCATED), PS_REASON_protocol, "bad BYE frame");
+            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TRUNCATED), "bad BYE frame");
             return -1;
         }
         ps_info("receiver", "sensor %s finished: %" PRIu64 " packets written", s->sensor->id,
@@ -532,8 +544,8 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
         return 0;
     }
     default:
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), PS_REASON_protocol,
-                   "unexpected %s frame from a sensor", ps_frame_type_name(f->type));
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "unexpected %s frame from a sensor",
+                   ps_frame_type_name(f->type));
         return -1;
     }
 }
@@ -728,15 +740,15 @@ void ps_hub_tick(ps_hub *hub)
             now - s->started_ms >= hub->limits.handshake_timeout_ms) {
             if (hub->tls && !ps_conn_secure(s->conn))
                 count_tls_failure(hub, "timeout");
-            sess_close(s, UV_ETIMEDOUT, PS_REASON_handshake_timeout,
-                       "handshake not completed within %" PRIu64 " s%s",
-                       hub->limits.handshake_timeout_ms / 1000,
-                       hub->tls && !ps_conn_secure(s->conn) ? " (TLS handshake unfinished)" : "");
+            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_handshake_timeout,
+                         "handshake not completed within %" PRIu64 " s%s",
+                         hub->limits.handshake_timeout_ms / 1000,
+                         hub->tls && !ps_conn_secure(s->conn) ? " (TLS handshake unfinished)" : "");
         } else if (s->state == SS_ACTIVE && hub->limits.idle_timeout_ms &&
                    now - s->last_rx_ms >= hub->limits.idle_timeout_ms) {
-            sess_close(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
-                       "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
-                       (now - s->last_rx_ms) / 1000);
+            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
+                         "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
+                         (now - s->last_rx_ms) / 1000);
         }
     }
 }
