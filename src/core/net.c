@@ -198,7 +198,9 @@ static int tls_flush(ps_conn *c, ps_conn_done_cb done, void *arg)
 {
     size_t n = BIO_ctrl_pending(c->wbio);
     if (n == 0) {
-        if (done) /* nothing to carry it: still from the loop, never inline */
+        /* A send that produced no ciphertext has no write to hang `done` on;
+         * refuse it rather than call `done` from inside sendv. */
+        if (done)
             return UV_EINVAL;
         return 0;
     }
