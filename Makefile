@@ -2,16 +2,17 @@
 #   make deps    install every build and test dependency (Debian 12, idempotent)
 #   make build   release build in build/
 #   make run     demo: a receiver and a sensor stream a generated capture
-#   make test    sanitizer build, unit tests (cmocka) and integration tests (pytest)
+#   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), fuzzing
+#   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev \
-	python3 python3-pytest tshark tcpdump
+	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev
 
-.PHONY: deps build build-asan run test unit integration bench format clean
+.PHONY: deps build build-asan run test unit integration fuzz bench format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -37,15 +38,20 @@ unit: build-asan
 integration: build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/integration
 
+FUZZ_SECONDS ?= 20
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
+
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) fuzz
 
 bench: deps build
 	./bench/offline.sh
 
 format:
-	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c
+	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz

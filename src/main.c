@@ -41,6 +41,8 @@ static const char sensor_usage[] =
     "  --id NAME              sensor id (sensor.id, default the host name)\n"
     "  --interface NAME|GLOB  capture on these interfaces (live capture; repeatable)\n"
     "  --auth-key-file F      shared token sent in the handshake (auth.keyFile)\n"
+    "  --tls-cert F --tls-key F  client certificate and key for mutual TLS\n"
+    "  --tls-ca F             CA the receiver's certificate must chain to (enables TLS)\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -53,6 +55,8 @@ static const char receiver_usage[] =
     "                         (output.file.path, default ./captures)\n"
     "  --format F             pcapng (default), pcap (microseconds) or pcap-ns\n"
     "  --auth-key-file F      require this shared token from sensors (auth.keyFile)\n"
+    "  --tls-cert F --tls-key F  server certificate and key (enables TLS)\n"
+    "  --tls-ca F             require client certificates signed by this CA (mutual TLS)\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -318,15 +322,10 @@ static int open_log(const ps_config *cfg)
 }
 
 /* Features whose keys load today but whose code lands with later work: run
- * without them would silently do less than asked (plaintext instead of TLS),
- * so refuse clearly instead. */
+ * without them would silently do less than asked (no packets instead of a
+ * live capture), so refuse clearly instead. */
 static int refuse_unbuilt(const ps_config *cfg)
 {
-    if (cfg->tls_enable) {
-        ps_error("main", "tls.enable is set, but TLS is not available in this version yet; "
-                         "refusing to stream packets in plaintext");
-        return -1;
-    }
     if (cfg->role == PS_ROLE_SENSOR && cfg->interfaces_count > 0 && !cfg->read_file) {
         ps_error("main", "live capture on interfaces is not available in this version yet; "
                          "use --read-file");

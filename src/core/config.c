@@ -324,6 +324,56 @@ static const key_def key_table[] = {
      .min = 1,
      .max = 65536,
      .def = "64"},
+    {.name = "tls.certPem", .type = K_STR, FIELD(tls_cert_pem), .max = 1048576},
+    {.name = "tls.keyPem", .type = K_STR, FIELD(tls_key_pem), .max = 1048576},
+    {.name = "tls.caPem", .type = K_STR, FIELD(tls_ca_pem), .max = 1048576},
+    {.name = "tls.serverName", .type = K_STR, FIELD(tls_server_name), .min = 1, .max = 253},
+    {.name = "tls.insecureSkipVerify",
+     .type = K_BOOL,
+     FIELD(tls_insecure_skip_verify),
+     .def = "false"},
+    {.name = "tls.clientCaFile", .type = K_STR, FIELD(tls_client_ca_file)},
+    {.name = "tls.requireClientCert",
+     .type = K_BOOL,
+     FIELD(tls_require_client_cert),
+     .def = "true"},
+    {.name = "tls.allowedIdentities",
+     .type = K_STRLIST,
+     FIELD(tls_allowed_ids),
+     .count_off = offsetof(ps_config, tls_allowed_ids_count),
+     .min = 1,
+     .max = 253},
+    {.name = "tls.requireIdMatch", .type = K_BOOL, FIELD(tls_require_id_match), .def = "false"},
+    {.name = "limits.handshakeTimeoutSec",
+     .type = K_INT,
+     FIELD(handshake_timeout_sec),
+     .min = 1,
+     .max = 3600,
+     .def = "10"},
+    {.name = "limits.idleTimeoutSec",
+     .type = K_INT,
+     FIELD(idle_timeout_sec),
+     .min = 0,
+     .max = 86400,
+     .def = "60"},
+    {.name = "limits.maxConnections",
+     .type = K_INT,
+     FIELD(max_connections),
+     .min = 1,
+     .max = 1000000,
+     .def = "1024"},
+    {.name = "limits.maxConnectionsPerSource",
+     .type = K_INT,
+     FIELD(max_connections_per_source),
+     .min = 0,
+     .max = 1000000,
+     .def = "0"},
+    {.name = "output.file.mode",
+     .type = K_STR,
+     FIELD(file_mode),
+     .min = 1,
+     .max = 4,
+     .def = "0640"},
     {.name = "log.level", .type = K_ENUM, FIELD(log_level), .e = &log_level_enum, .def = "info"},
     {.name = "log.format", .type = K_ENUM, FIELD(log_json), .e = &log_format_enum, .def = "text"},
 };
@@ -1655,8 +1705,21 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
     if (err && errlen)
         err[0] = '\0';
 
-    if (c->tls_enable && (!c->tls_cert_file) != (!c->tls_key_file))
+    if (c->tls_enable &&
+        (!c->tls_cert_file && !c->tls_cert_pem) != (!c->tls_key_file && !c->tls_key_pem))
         return errf(&e, "tls.certFile and tls.keyFile must be set together");
+    if (c->tls_cert_file && c->tls_cert_pem)
+        return errf(&e, "tls.certFile and tls.certPem are both set; use one");
+    if (c->tls_key_file && c->tls_key_pem)
+        return errf(&e, "tls.keyFile and tls.keyPem are both set; use one");
+    if (c->tls_ca_file && c->tls_ca_pem)
+        return errf(&e, "tls.caFile and tls.caPem are both set; use one");
+    if (!c->file_mode || strspn(c->file_mode, "01234567") != strlen(c->file_mode) ||
+        strtoul(c->file_mode, NULL, 8) > 0666)
+        return errf(&e,
+                    "output.file.mode must be an octal mode of at most 0666 (e.g. 0640), "
+                    "got '%s'",
+                    c->file_mode ? c->file_mode : "");
     if (c->auth_enable && !c->auth_key && !c->auth_key_file)
         return errf(&e, "auth.enable is true but neither auth.key nor auth.keyFile is set");
     if (c->auth_key && strlen(c->auth_key) > PS_AUTH_KEY_MAX)
@@ -1680,7 +1743,8 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
         if (!c->sensor_id)
             return errf(&e, "sensor.id is not set");
     } else {
-        if (c->tls_enable && (!c->tls_cert_file || !c->tls_key_file))
+        if (c->tls_enable &&
+            ((!c->tls_cert_file && !c->tls_cert_pem) || (!c->tls_key_file && !c->tls_key_pem)))
             return errf(&e, "tls.enable is true but tls.certFile and tls.keyFile are not set: "
                             "the receiver needs its certificate and private key");
         if (!c->file_path)
@@ -1693,6 +1757,11 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
                             "retention would delete the file being written");
     }
     return 0;
+}
+
+unsigned ps_config_file_mode(const ps_config *c)
+{
+    return c->file_mode ? (unsigned)strtoul(c->file_mode, NULL, 8) & 0666u : 0640u;
 }
 
 const char *ps_config_key_name(size_t i)

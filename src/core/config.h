@@ -68,9 +68,17 @@ typedef struct ps_config {
     uint64_t max_total_bytes; /* output.file.maxTotalSizeMB * MiB, 0 = unlimited */
     int per_sensor;           /* output.file.perSensor: one file set per sensor */
 
-    /* tls / auth (used by the security work; parsed and validated now) */
+    /* tls / auth (docs/security.md) */
     int tls_enable;
     char *tls_cert_file, *tls_key_file, *tls_ca_file;
+    char *tls_cert_pem, *tls_key_pem, *tls_ca_pem;   /* PEM text (env), instead of files */
+    char *tls_server_name;                           /* sensor: name to verify, default the host */
+    int tls_insecure_skip_verify;                    /* sensor: explicit, warned about */
+    char *tls_client_ca_file;                        /* receiver: default tls.caFile */
+    int tls_require_client_cert;                     /* receiver, with a client CA; default true */
+    char *tls_allowed_ids[PS_CONFIG_MAX_INTERFACES]; /* receiver: CN/SAN glob patterns */
+    int tls_allowed_ids_count;
+    int tls_require_id_match; /* receiver: HELLO id must be a certificate identity */
     int auth_enable;
     char *auth_key; /* never logged */
     char *auth_key_file;
@@ -100,6 +108,13 @@ typedef struct ps_config {
     char *sensor_id;              /* sensor.id, default the host name */
     uint32_t connect_timeout_sec; /* sensor.connectTimeoutSec, default 30 */
     uint32_t spool_size_mb;       /* spool.size in MiB, default 64 */
+
+    /* limits (receiver; idleTimeoutSec also paces the sensor's heartbeats) */
+    uint32_t handshake_timeout_sec;      /* limits.handshakeTimeoutSec, default 10 */
+    uint32_t idle_timeout_sec;           /* limits.idleTimeoutSec, default 60, 0 = never */
+    uint32_t max_connections;            /* limits.maxConnections, default 1024 */
+    uint32_t max_connections_per_source; /* limits.maxConnectionsPerSource, 0 = unlimited */
+    char *file_mode;                     /* output.file.mode, octal text, default "0640" */
 
     /* logging */
     char *log_filename;     /* logFilename */
@@ -143,6 +158,9 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen);
  * (trailing newline and blanks dropped) into auth_key. Call after
  * ps_config_validate(). */
 int ps_config_load_key_file(ps_config *c, char *err, size_t errlen);
+
+/* output.file.mode as a mode_t-compatible number (validated: 0..0666). */
+unsigned ps_config_file_mode(const ps_config *c);
 
 /* The env variable name for a dotted key, into out; returns out. */
 char *ps_config_env_name(const char *key, char *out, size_t outlen);

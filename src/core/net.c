@@ -6,15 +6,31 @@
  * frame (never more than max_frame + header), so a large batch arrives in a
  * few big reads with no copy. Complete frames are handed out in place; what is
  * left of a partial frame is moved to the front once per read.
+ *
+ * With TLS the socket's bytes go into a small ciphertext buffer, then through
+ * OpenSSL's memory BIOs; the plaintext lands in the same receive buffer, so
+ * framing and its length checks are identical for both. Writes are encrypted
+ * at once and the write BIO is drained into one uv_write per send.
  */
 #include "net.h"
 
 #include <arpa/inet.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "tls.h"
+#include "wire.h"
+
 #define PS_NET_READ_CHUNK (256 * 1024)
+#define PS_NET_TLS_CHUNK (64 * 1024)
+#define PS_TLS_RECORD_TYPE_HANDSHAKE 0x16
 
 struct ps_conn {
     uv_tcp_t *tcp;
@@ -29,7 +45,17 @@ struct ps_conn {
     int close_err;
     char close_reason[256];
     char peer[64];
+    int first_seen; /* the first bytes from the peer were checked */
+    /* TLS */
+    SSL *ssl;
+    BIO *rbio, *wbio; /* owned by ssl */
+    int tls_server, tls_ready, tls_started;
+    ps_buf pending; /* plaintext sent before the handshake completed */
+    uint8_t *cbuf;  /* ciphertext read buffer */
+    const char *fail_label;
 };
+
+static void on_write(uv_write_t *req, int status);
 
 typedef struct ps_write_req {
     uv_write_t req;
@@ -78,6 +104,11 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     (void)suggested;
     ps_conn *c = h->data;
+    if (c->ssl) {
+        buf->base = (char *)c->cbuf;
+        buf->len = c->cbuf ? PS_NET_TLS_CHUNK : 0;
+        return;
+    }
     size_t room = PS_NET_READ_CHUNK;
     /* A frame larger than a chunk is read whole into room reserved for it. */
     if (c->want > c->rx.len && c->want - c->rx.len > room)
@@ -106,8 +137,14 @@ static void conn_dispatch(ps_conn *c)
             break;
         }
         if (rc != PS_WIRE_OK) {
-            char why[128];
-            snprintf(why, sizeof(why), "bad frame header: %s", ps_wire_strerror(rc));
+            char why[160];
+            if (rc == PS_WIRE_E_TOO_LONG)
+                snprintf(why, sizeof(why),
+                         "frame of %" PRIu32 " bytes exceeds the negotiated maximum of %" PRIu32
+                         " bytes",
+                         ps_get_u32be(c->rx.data + off), c->max_frame);
+            else
+                snprintf(why, sizeof(why), "bad frame header: %s", ps_wire_strerror(rc));
             ps_conn_close(c, PS_CONN_E_WIRE(rc), why);
             break;
         }
@@ -128,23 +165,272 @@ static void on_close_handle(uv_handle_t *h)
     ps_conn *c = h->data;
     c->cbs.on_close(c, c->close_err, c->close_reason);
     ps_buf_free(&c->rx);
+    if (c->pending.data)
+        OPENSSL_cleanse(c->pending.data, c->pending.cap); /* may hold the token */
+    ps_buf_free(&c->pending);
+    SSL_free(c->ssl);
+    free(c->cbuf);
     free(c->tcp);
     free(c);
 }
 
+static void send_plain_reject(ps_conn *c, const char *why)
+{
+    ps_buf out = PS_BUF_INIT;
+    ps_reject r = {.code = PS_REJECT_PROTOCOL, .reason = why, .reason_len = (uint16_t)strlen(why)};
+    if (ps_wire_encode_reject(&out, &r) == 0 && out.len > 0) {
+        ps_write_req *w = malloc(sizeof(*w) + out.len);
+        if (w) {
+            w->done = NULL;
+            w->arg = NULL;
+            w->len = out.len;
+            memcpy(w->data, out.data, out.len);
+            uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)out.len);
+            if (uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, on_write) != 0)
+                free(w);
+        }
+    }
+    ps_buf_free(&out);
+}
+
+/* Drains the write BIO into one uv_write; `done` rides on it. */
+static int tls_flush(ps_conn *c, ps_conn_done_cb done, void *arg)
+{
+    size_t n = BIO_ctrl_pending(c->wbio);
+    if (n == 0) {
+        /* A send that produced no ciphertext has no write to hang `done` on;
+         * refuse it rather than call `done` from inside sendv. */
+        if (done)
+            return UV_EINVAL;
+        return 0;
+    }
+    ps_write_req *w = malloc(sizeof(*w) + n);
+    if (!w)
+        return UV_ENOMEM;
+    w->done = done;
+    w->arg = arg;
+    w->len = n;
+    if (BIO_read(c->wbio, w->data, (int)n) != (int)n) {
+        free(w);
+        return UV_EIO;
+    }
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
+    int rc = uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, on_write);
+    if (rc != 0)
+        free(w);
+    return rc;
+}
+
+static void tls_fail(ps_conn *c, const char *what)
+{
+    unsigned long e = ERR_peek_last_error();
+    char lib[200] = "";
+    char why[256];
+    if (e)
+        ERR_error_string_n(e, lib, sizeof(lib));
+    long v = SSL_get_verify_result(c->ssl);
+    c->fail_label = ps_tls_failure_label(c->ssl, e);
+    /* "error:0A000086:SSL routines::certificate verify failed": the last part
+     * is the reason; the verify result says which certificate check. */
+    const char *reason = strrchr(lib, ':');
+    reason = reason ? reason + 1 : (e ? lib : "connection closed");
+    if (v != X509_V_OK)
+        snprintf(why, sizeof(why), "%s: %s (%s)", what, reason, X509_verify_cert_error_string(v));
+    else
+        snprintf(why, sizeof(why), "%s: %s", what, reason);
+    ERR_clear_error();
+    tls_flush(c, NULL, NULL); /* our alert, if any */
+    ps_conn_close_graceful(c, PS_CONN_E_TLS, why);
+}
+
+static int tls_write(ps_conn *c, const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    while (len > 0) {
+        int n = SSL_write(c->ssl, b, len > INT_MAX ? INT_MAX : (int)len);
+        if (n <= 0)
+            return UV_EPROTO;
+        b += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+static int tls_handshake(ps_conn *c)
+{
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls_ready = 1;
+        int rc = 0;
+        if (c->pending.len > 0) {
+            rc = tls_write(c, c->pending.data, c->pending.len);
+            OPENSSL_cleanse(c->pending.data, c->pending.len);
+            ps_buf_reset(&c->pending);
+        }
+        if (rc == 0)
+            rc = tls_flush(c, NULL, NULL);
+        if (rc != 0) {
+            ps_conn_close(c, rc, "cannot send after the TLS handshake");
+            return -1;
+        }
+        return 0;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+        if (tls_flush(c, NULL, NULL) != 0) {
+            ps_conn_close(c, UV_EIO, "cannot send the TLS handshake");
+            return -1;
+        }
+        return 0;
+    }
+    tls_fail(c, "TLS handshake failed");
+    return -1;
+}
+
+/* Moves the plaintext OpenSSL can produce into rx. Returns 1 when the peer
+ * sent close_notify, -1 when the connection was closed, else 0. */
+static int tls_read_plain(ps_conn *c)
+{
+    for (;;) {
+        size_t room = PS_NET_TLS_CHUNK;
+        if (c->want > c->rx.len && c->want - c->rx.len > room)
+            room = c->want - c->rx.len;
+        if (ps_buf_reserve(&c->rx, room) != 0) {
+            ps_conn_close(c, UV_ENOBUFS, "out of memory");
+            return -1;
+        }
+        size_t cap = c->rx.cap - c->rx.len;
+        int n = SSL_read(c->ssl, c->rx.data + c->rx.len, cap > INT_MAX ? INT_MAX : (int)cap);
+        if (n > 0) {
+            c->rx.len += (size_t)n;
+            continue;
+        }
+        int e = SSL_get_error(c->ssl, n);
+        if (e == SSL_ERROR_WANT_READ)
+            return 0;
+        if (e == SSL_ERROR_ZERO_RETURN)
+            return 1;
+        tls_fail(c, "TLS error");
+        return -1;
+    }
+}
+
+static void on_read_tls(ps_conn *c, const uint8_t *data, size_t n)
+{
+    if (!c->first_seen) {
+        c->first_seen = 1;
+        if (c->tls_server && data[0] != PS_TLS_RECORD_TYPE_HANDSHAKE) {
+            c->fail_label = "plaintext";
+            send_plain_reject(c, "this receiver requires TLS: enable tls on the sensor");
+            ps_conn_close_graceful(c, PS_CONN_E_PLAIN_ON_TLS,
+                                   "plaintext on a TLS port (the sensor does not use TLS)");
+            return;
+        }
+    }
+    if (BIO_write(c->rbio, data, (int)n) != (int)n) {
+        ps_conn_close(c, UV_ENOBUFS, "out of memory");
+        return;
+    }
+    if (!c->tls_ready && (tls_handshake(c) != 0 || !c->tls_ready))
+        return;
+    if (c->paused)
+        return; /* left in the read BIO until ps_conn_resume */
+    int eof = tls_read_plain(c);
+    if (eof < 0)
+        return;
+    if (tls_flush(c, NULL, NULL) != 0) { /* e.g. a key update answer */
+        ps_conn_close(c, UV_EIO, "cannot send");
+        return;
+    }
+    conn_dispatch(c);
+    if (eof == 1 && !c->closing)
+        ps_conn_close(c, UV_EOF, "connection closed by peer");
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
-    (void)buf;
     ps_conn *c = s->data;
     if (nread < 0) {
+        /* A connect-and-close (a TCP probe) sent nothing: an ordinary EOF. */
+        if (nread == UV_EOF && c->ssl && !c->tls_ready && (c->first_seen || !c->tls_server)) {
+            ps_conn_close(c, PS_CONN_E_TLS,
+                          c->tls_server ? "connection closed during the TLS handshake"
+                                        : "connection closed by the receiver during the TLS "
+                                          "handshake (TLS not enabled there, or it refused "
+                                          "the connection: see its log)");
+            c->fail_label = "eof";
+            return;
+        }
+        if (nread == UV_EOF && c->rx.len > 0) {
+            char why[160];
+            snprintf(why, sizeof(why),
+                     "truncated frame: connection closed with %zu bytes of an "
+                     "incomplete frame",
+                     c->rx.len);
+            ps_conn_close(c, PS_CONN_E_TRUNCATED, why);
+            return;
+        }
         ps_conn_close(c, (int)nread,
                       nread == UV_EOF ? "connection closed by peer" : uv_strerror((int)nread));
         return;
     }
     if (nread == 0)
         return;
+    if (c->ssl) {
+        on_read_tls(c, (const uint8_t *)buf->base, (size_t)nread);
+        return;
+    }
     c->rx.len += (size_t)nread;
+    if (!c->first_seen) {
+        c->first_seen = 1;
+        if (c->rx.data[0] == PS_TLS_RECORD_TYPE_HANDSHAKE) {
+            c->fail_label = "tls_on_plaintext";
+            ps_conn_close(c, PS_CONN_E_TLS_ON_PLAIN, "TLS handshake on a plaintext port");
+            return;
+        }
+    }
     conn_dispatch(c);
+}
+
+int ps_conn_use_tls(ps_conn *c, SSL *ssl, int server)
+{
+    c->cbuf = malloc(PS_NET_TLS_CHUNK);
+    c->rbio = BIO_new(BIO_s_mem());
+    c->wbio = BIO_new(BIO_s_mem());
+    if (!ssl || !c->cbuf || !c->rbio || !c->wbio) {
+        SSL_free(ssl);
+        BIO_free(c->rbio);
+        BIO_free(c->wbio);
+        free(c->cbuf);
+        c->cbuf = NULL;
+        c->rbio = c->wbio = NULL;
+        return UV_ENOMEM;
+    }
+    /* An empty memory BIO reads as "retry", not EOF. */
+    BIO_set_mem_eof_return(c->rbio, -1);
+    SSL_set_bio(ssl, c->rbio, c->wbio);
+    if (server)
+        SSL_set_accept_state(ssl);
+    else
+        SSL_set_connect_state(ssl);
+    c->ssl = ssl;
+    c->tls_server = server;
+    return 0;
+}
+
+SSL *ps_conn_ssl(const ps_conn *c)
+{
+    return c->ssl;
+}
+
+int ps_conn_secure(const ps_conn *c)
+{
+    return c->ssl && c->tls_ready;
+}
+
+const char *ps_conn_fail_label(const ps_conn *c)
+{
+    return c->fail_label;
 }
 
 int ps_conn_start(ps_conn *c)
@@ -152,6 +438,10 @@ int ps_conn_start(ps_conn *c)
     int rc = uv_read_start((uv_stream_t *)c->tcp, on_alloc, on_read);
     if (rc == 0)
         c->reading = 1;
+    if (rc == 0 && c->ssl && !c->tls_server && !c->tls_started) {
+        c->tls_started = 1;
+        tls_handshake(c); /* the ClientHello; failures close c */
+    }
     return rc;
 }
 
@@ -164,6 +454,11 @@ void ps_conn_pause(ps_conn *c)
     }
 }
 
+int ps_conn_paused(const ps_conn *c)
+{
+    return c->paused;
+}
+
 void ps_conn_resume(ps_conn *c)
 {
     if (c->paused && !c->closing) {
@@ -171,6 +466,21 @@ void ps_conn_resume(ps_conn *c)
         if (ps_conn_start(c) != 0) {
             ps_conn_close(c, UV_EIO, "cannot resume reading");
             return;
+        }
+        if (c->ssl && c->tls_ready) {
+            int eof = tls_read_plain(c); /* what waited in the read BIO */
+            if (eof < 0)
+                return;
+            if (tls_flush(c, NULL, NULL) != 0) {
+                ps_conn_close(c, UV_EIO, "cannot send");
+                return;
+            }
+            if (eof == 1) {
+                conn_dispatch(c);
+                if (!c->closing)
+                    ps_conn_close(c, UV_EOF, "connection closed by peer");
+                return;
+            }
         }
         if (c->rx.len > 0)
             conn_dispatch(c); /* frames that arrived before the pause */
@@ -189,6 +499,12 @@ int ps_conn_send(ps_conn *c, const void *frame, size_t len)
 {
     if (c->closing)
         return UV_ECANCELED;
+    if (c->ssl) {
+        if (!c->tls_ready)
+            return ps_buf_append(&c->pending, frame, len) == 0 ? 0 : UV_ENOMEM;
+        int rc = tls_write(c, frame, len);
+        return rc ? rc : tls_flush(c, NULL, NULL);
+    }
     ps_write_req *w = malloc(sizeof(*w) + len);
     if (!w)
         return UV_ENOMEM;
@@ -207,6 +523,20 @@ int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done
 {
     if (c->closing)
         return UV_ECANCELED;
+    if (c->ssl) {
+        if (!c->tls_ready)
+            return UV_ENOTCONN;
+        size_t total = 0;
+        for (unsigned i = 0; i < nbufs; i++) {
+            int rc = tls_write(c, bufs[i].base, bufs[i].len);
+            if (rc != 0)
+                return rc;
+            total += bufs[i].len;
+        }
+        if (total == 0)
+            return UV_EINVAL;
+        return tls_flush(c, done, arg);
+    }
     ps_write_req *w = malloc(sizeof(*w));
     if (!w)
         return UV_ENOMEM;
@@ -252,6 +582,11 @@ void ps_conn_close_graceful(ps_conn *c, int err, const char *reason)
     if (c->closing)
         return;
     set_close(c, err, reason);
+    if (c->ssl && c->tls_ready) {
+        SSL_shutdown(c->ssl); /* close_notify: the peer knows nothing was cut */
+        tls_flush(c, NULL, NULL);
+        ERR_clear_error();
+    }
     uv_shutdown_t *req = malloc(sizeof(*req));
     if (req) {
         req->data = c;

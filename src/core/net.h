@@ -15,8 +15,19 @@
  *
  * Closing: ps_conn_close() is idempotent; on_close runs exactly once, after
  * which the ps_conn is freed and must not be used. Pending write callbacks
- * fire (with a non-zero status) before on_close. TLS will sit inside this
- * module, so nothing above it changes when it arrives.
+ * fire (with a non-zero status) before on_close.
+ *
+ * TLS: ps_conn_use_tls() before ps_conn_start() makes the connection speak
+ * TLS (OpenSSL over two memory BIOs): ciphertext read from the socket is fed
+ * to the read BIO, SSL_read yields the plaintext that the frame parser cuts,
+ * and what SSL_write produces in the write BIO is sent with uv_write. The
+ * handshake is driven by reads; sends made before it completes are queued
+ * (copied) and go out once it does. Nothing above this module changes: the
+ * frame callbacks see plaintext either way. With TLS, ps_conn_sendv() copies
+ * the caller's bytes into SSL at call time (encryption), so `done` means
+ * "the encrypted copy was written" and the caller's memory is in fact free
+ * as soon as sendv returns; `done` still fires exactly once, from the loop,
+ * never from inside sendv.
  */
 #ifndef PS_NET_H
 #define PS_NET_H
@@ -41,18 +52,36 @@ typedef struct ps_conn_cbs {
 /* Wire errors are reported below libuv's error range. */
 #define PS_CONN_E_WIRE(e) (-10000 + (e))
 #define PS_CONN_IS_WIRE_ERR(e) ((e) <= -10000 + 0 && (e) > -10100)
+/* TLS failures; ps_conn_fail_label() names the kind for metrics. */
+#define PS_CONN_E_TLS (-10200)          /* handshake or record layer failed */
+#define PS_CONN_E_TLS_ON_PLAIN (-10201) /* a TLS ClientHello on a plaintext conn */
+#define PS_CONN_E_PLAIN_ON_TLS (-10202) /* plaintext where a TLS handshake was due */
+#define PS_CONN_E_TRUNCATED (-10203)    /* EOF in the middle of a frame */
 
 /* Takes an initialised, connected uv_tcp_t allocated with malloc: the conn
  * owns it from now on (and frees it). peer is a printable address. */
 ps_conn *ps_conn_new(uv_tcp_t *tcp, const ps_conn_cbs *cbs, void *ud, uint32_t max_frame,
                      const char *peer);
 int ps_conn_start(ps_conn *c);
+
+/* Speak TLS on this connection (call before ps_conn_start). Takes ownership
+ * of ssl (made by ps_tls_new_ssl) in every case. server: the accepting side;
+ * a server that sees plaintext instead of a ClientHello answers with a
+ * plaintext REJECT saying TLS is required, so the peer's error is clear. */
+typedef struct ssl_st SSL;
+int ps_conn_use_tls(ps_conn *c, SSL *ssl, int server);
+/* The connection's SSL (NULL for plaintext) and whether its handshake is done. */
+SSL *ps_conn_ssl(const ps_conn *c);
+int ps_conn_secure(const ps_conn *c);
+/* After a TLS failure: a short label for metrics ("unknown_ca", ...). */
+const char *ps_conn_fail_label(const ps_conn *c);
 void ps_conn_set_max_frame(ps_conn *c, uint32_t max_frame);
 void *ps_conn_data(const ps_conn *c);
 const char *ps_conn_peer(const ps_conn *c);
 
 int ps_conn_send(ps_conn *c, const void *frame, size_t len);
 typedef void (*ps_conn_done_cb)(void *arg, int status);
+/* Over TLS, sendv before the handshake completed returns UV_ENOTCONN. */
 int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done_cb done,
                   void *arg);
 /* Bytes queued in libuv and not yet handed to the kernel. */
@@ -61,6 +90,8 @@ size_t ps_conn_write_queue(const ps_conn *c);
 /* Stops and starts reading (backpressure from the writer). */
 void ps_conn_pause(ps_conn *c);
 void ps_conn_resume(ps_conn *c);
+/* True between ps_conn_pause and ps_conn_resume. */
+int ps_conn_paused(const ps_conn *c);
 
 /* Closes at once: pending writes are cancelled. Calling it after
  * ps_conn_close_graceful() cuts a shutdown short (a peer that stopped reading). */

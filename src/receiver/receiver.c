@@ -62,6 +62,39 @@ static void on_recovered(void *ud, const char *id, size_t id_len, uint64_t sessi
     ps_hub_recovered(&r->hub, id, id_len, session, seq);
 }
 
+/* The server context, and the startup warnings of docs/security.md. */
+static int setup_tls(ps_hub *hub, const ps_config *cfg)
+{
+    if (!cfg->tls_enable) {
+        if (cfg->auth_enable)
+            ps_warn("receiver", "auth.enable without TLS: the token crosses the network in "
+                                "plaintext; enable tls");
+        return 0;
+    }
+    const char *ca_file = cfg->tls_client_ca_file ? cfg->tls_client_ca_file : cfg->tls_ca_file;
+    ps_tls_opts o = {.server = 1,
+                     .cert_file = cfg->tls_cert_file,
+                     .cert_pem = cfg->tls_cert_pem,
+                     .key_file = cfg->tls_key_file,
+                     .key_pem = cfg->tls_key_pem,
+                     .ca_file = ca_file,
+                     .ca_pem = cfg->tls_client_ca_file ? NULL : cfg->tls_ca_pem,
+                     .require_client_cert = cfg->tls_require_client_cert};
+    char err[512];
+    if (ps_tls_new(&hub->tls, &o, err, sizeof(err)) != 0) {
+        ps_error("receiver", "TLS: %s", err);
+        return -1;
+    }
+    if ((cfg->tls_allowed_ids_count > 0 || cfg->tls_require_id_match) && !ca_file &&
+        !cfg->tls_ca_pem)
+        ps_warn("receiver", "tls.allowedIdentities / tls.requireIdMatch need client "
+                            "certificates: set tls.clientCaFile (or --tls-ca); every sensor "
+                            "will be refused");
+    if (cfg->tls_insecure_skip_verify)
+        ps_warn("receiver", "tls.insecureSkipVerify has no effect on the receiver");
+    return 0;
+}
+
 static void on_conn(void *ud, uv_tcp_t *tcp, const char *peer)
 {
     receiver *r = ud;
@@ -71,6 +104,7 @@ static void on_conn(void *ud, uv_tcp_t *tcp, const char *peer)
 static void on_tick(uv_timer_t *t)
 {
     receiver *r = t->data;
+    ps_hub_tick(&r->hub);
     if (ps_writer_tick(r->hub.writer, now_realtime_ns()) != 0 && !r->hub.write_failing)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
     ps_hub_retry(&r->hub);
@@ -136,6 +170,7 @@ int ps_receiver_run(const ps_config *cfg)
                          .app = app,
                          .checkpoint = on_checkpoint,
                          .on_recovered = on_recovered,
+                         .mode = ps_config_file_mode(cfg),
                          .on_file_closed = on_file_closed,
                          .ud = &r};
     ps_writer *w = NULL;
@@ -150,9 +185,23 @@ int ps_receiver_run(const ps_config *cfg)
     r.hub.max_batch_raw = PS_WIRE_MAX_BATCH_RAW_DEFAULT;
     r.hub.token = cfg->auth_enable ? cfg->auth_key : NULL;
     r.hub.on_idle = on_hub_idle;
+    r.hub.allowed_ids = cfg->tls_allowed_ids;
+    r.hub.n_allowed_ids = cfg->tls_allowed_ids_count;
+    r.hub.require_id_match = cfg->tls_require_id_match;
+    r.hub.limits.handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_sec * 1000;
+    r.hub.limits.idle_timeout_ms = (uint64_t)cfg->idle_timeout_sec * 1000;
+    r.hub.limits.max_connections = cfg->max_connections;
+    r.hub.limits.max_per_source = cfg->max_connections_per_source;
     r.hub.metrics = ps_metrics_new();
-    if (!r.hub.metrics) {
+    if (!r.hub.metrics || ps_hub_init_metrics(&r.hub) != 0) {
         ps_error("receiver", "out of memory");
+        ps_metrics_free(r.hub.metrics);
+        ps_writer_close(w);
+        uv_loop_close(&r.loop);
+        return 1;
+    }
+    if (setup_tls(&r.hub, cfg) != 0) {
+        ps_metrics_free(r.hub.metrics);
         ps_writer_close(w);
         uv_loop_close(&r.loop);
         return 1;
@@ -162,6 +211,7 @@ int ps_receiver_run(const ps_config *cfg)
         ps_error("receiver", "%s", err);
         ps_writer_close(w);
         ps_metrics_free(r.hub.metrics);
+        ps_tls_free(r.hub.tls);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         return 1;
@@ -176,7 +226,11 @@ int ps_receiver_run(const ps_config *cfg)
     r.sigint.data = r.sigterm.data = &r;
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
-    ps_info("receiver", "listening on %s, writing %s (%s)", ps_listener_addr(r.listener),
+    ps_info("receiver", "listening on %s (%s), writing %s (%s)", ps_listener_addr(r.listener),
+            r.hub.tls ? (cfg->tls_ca_file || cfg->tls_ca_pem || cfg->tls_client_ca_file
+                             ? "TLS, client certificates verified"
+                             : "TLS")
+                      : "plaintext",
             cfg->file_path, ps_format_name(cfg->format));
 
     uv_run(&r.loop, UV_RUN_DEFAULT);
@@ -186,16 +240,19 @@ int ps_receiver_run(const ps_config *cfg)
         ps_error("receiver", "closing capture files failed: %s", strerror(errno));
         code = 1;
     }
+    char kv[1024];
+    ps_hub_counters_kv(&r.hub, kv, sizeof(kv));
     ps_info("receiver",
             "stopped: %" PRIu64 " packets (%" PRIu64 " bytes) written from %" PRIu64
             " connections, %" PRIu64 " duplicate batches dropped, %" PRIu64 " rejected, %" PRIu64
-            " protocol errors",
+            " protocol errors;%s",
             r.hub.counters.packets, r.hub.counters.bytes, r.hub.counters.connections,
-            r.hub.counters.duplicates, r.hub.counters.rejected, r.hub.counters.decode_errors);
+            r.hub.counters.duplicates, r.hub.counters.rejected, r.hub.counters.decode_errors, kv);
     uv_walk(&r.loop, close_walk, NULL);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     uv_loop_close(&r.loop);
     ps_hub_free(&r.hub);
     ps_metrics_free(r.hub.metrics);
+    ps_tls_free(r.hub.tls);
     return code;
 }

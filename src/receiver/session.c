@@ -6,11 +6,17 @@
  * inflating, each record by the record iterator, interface indexes by
  * PS_SESSION_MAX_IFACES. A violation closes this connection only; other
  * sensors' streams go on.
+ *
+ * Every refused or cut connection is logged once, as "closing connection
+ * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL in
+ * packetstreamer_rejected_connections_total (and, for TLS failures, in
+ * packetstreamer_tls_handshake_failures_total).
  */
 #include "session.h"
 
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/ssl.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,7 +46,87 @@ struct ps_session {
     ps_buf raw;           /* inflated batch */
     uint64_t pending_ack; /* highest seq handed to the writer */
     uint64_t acked;
+    uint64_t started_ms, last_rx_ms; /* loop time */
+    int logged;                      /* the bad-input line was written */
 };
+
+#define PS_REASON_NAME(n) #n,
+static const char *const reason_names[] = {PS_HUB_REASONS(PS_REASON_NAME)};
+static const char *const tls_reason_names[] = {PS_HUB_TLS_REASONS(PS_REASON_NAME)};
+#undef PS_REASON_NAME
+
+const char *ps_hub_reason_name(ps_hub_reason r)
+{
+    return r < PS_REASON_COUNT ? reason_names[r] : "?";
+}
+
+int ps_hub_init_metrics(ps_hub *hub)
+{
+    if (!hub->metrics)
+        return 0;
+    hub->m_rejected = ps_metrics_family(
+        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_rejected_connections_total",
+        "Connections refused or closed because of what the peer sent or did, by reason.", "reason");
+    hub->m_tls_failures = ps_metrics_family(hub->metrics, PS_METRIC_COUNTER,
+                                            "packetstreamer_tls_handshake_failures_total",
+                                            "TLS handshakes that failed, by reason.", "reason");
+    ps_metric *auth =
+        ps_metrics_family(hub->metrics, PS_METRIC_COUNTER, "packetstreamer_auth_failures_total",
+                          "Handshakes refused for a wrong or missing token or a disallowed "
+                          "certificate identity.",
+                          NULL);
+    if (!hub->m_rejected || !hub->m_tls_failures || !auth)
+        return -1;
+    hub->m_auth_failures = ps_metric_series(auth, NULL, NULL, NULL);
+    /* Every label exists from the start, at zero, as rate() prefers. */
+    for (size_t i = 0; i < PS_REASON_COUNT; i++)
+        if (!ps_metric_series(hub->m_rejected, reason_names[i], NULL, NULL))
+            return -1;
+    for (size_t i = 0; i < sizeof(tls_reason_names) / sizeof(tls_reason_names[0]); i++)
+        if (!ps_metric_series(hub->m_tls_failures, tls_reason_names[i], NULL, NULL))
+            return -1;
+    return hub->m_auth_failures ? 0 : -1;
+}
+
+static void count_reason(ps_hub *hub, ps_hub_reason r)
+{
+    hub->rejected_by_reason[r]++;
+    if (hub->m_rejected) {
+        ps_series *se = ps_metric_series(hub->m_rejected, reason_names[r], NULL, NULL);
+        if (se)
+            ps_series_add(se, 1);
+    }
+}
+
+static void count_tls_failure(ps_hub *hub, const char *label)
+{
+    if (!hub->m_tls_failures || !label)
+        return;
+    ps_series *se = ps_metric_series(hub->m_tls_failures, label, NULL, NULL);
+    if (se)
+        ps_series_add(se, 1);
+}
+
+void ps_hub_counters_kv(const ps_hub *hub, char *out, size_t outlen)
+{
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < PS_REASON_COUNT && n < outlen; i++)
+        if (hub->rejected_by_reason[i])
+            n += (size_t)snprintf(out + n, outlen - n, " rejected_%s=%" PRIu64, reason_names[i],
+                                  hub->rejected_by_reason[i]);
+    for (size_t i = 0; hub->m_tls_failures && n < outlen &&
+                       i < sizeof(tls_reason_names) / sizeof(tls_reason_names[0]);
+         i++) {
+        ps_series *se = ps_metric_series(hub->m_tls_failures, tls_reason_names[i], NULL, NULL);
+        uint64_t v = se ? ps_series_get_u64(se) : 0;
+        if (v)
+            n += (size_t)snprintf(out + n, outlen - n, " tls_failures_%s=%" PRIu64,
+                                  tls_reason_names[i], v);
+    }
+    if (n < outlen)
+        snprintf(out + n, outlen - n, " auth_failures=%" PRIu64, hub->counters.auth_failures);
+}
 
 static void hub_remove(ps_hub *hub, ps_session *s)
 {
@@ -53,9 +139,44 @@ static void hub_remove(ps_hub *hub, ps_session *s)
     hub->n_sessions--;
 }
 
+/* The one log line and the counter for a connection we cut or refuse. */
+static void sess_log_bad(ps_session *s, ps_hub_reason r, const char *why)
+{
+    if (s->logged)
+        return;
+    s->logged = 1;
+    count_reason(s->hub, r);
+    ps_warn("receiver", "closing connection from %s (sensor %s): %s [reason=%s]", s->peer,
+            s->sensor ? s->sensor->id : "?", why, reason_names[r]);
+}
+
+static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Closes with a reason label: counted and logged once (sess_log_bad) unless
+ * err is our own failure (UV_ENOMEM, UV_EIO), which is logged only. */
+static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (err != 0 && err != UV_ENOMEM && err != UV_EIO) {
+        s->hub->counters.decode_errors++;
+        sess_log_bad(s, r, why);
+    } else if (err != 0) {
+        ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
+                s->sensor ? s->sensor->id : "?", why);
+        s->logged = 1;
+    }
+    ps_conn_close(s->conn, err, why);
+}
+
 static void sess_close(ps_session *s, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same with the generic reason "protocol". */
 static void sess_close(ps_session *s, int err, const char *fmt, ...)
 {
     char why[512];
@@ -63,18 +184,13 @@ static void sess_close(ps_session *s, int err, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    if (err != 0) {
-        s->hub->counters.decode_errors++;
-        ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
-                s->sensor ? s->sensor->id : "?", why);
-    }
-    ps_conn_close(s->conn, err, why);
+    sess_close_r(s, err, PS_REASON_protocol, "%s", why);
 }
 
-static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
-static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
+static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason label, const char *fmt, ...)
 {
     char why[PS_WIRE_MAX_REASON_LEN];
     va_list ap;
@@ -82,8 +198,12 @@ static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     s->hub->counters.rejected++;
-    ps_warn("receiver", "rejecting %s (sensor %s): %s", s->peer, s->sensor ? s->sensor->id : "?",
-            why);
+    s->logged = 1;
+    if (label < PS_REASON_COUNT)
+        count_reason(s->hub, label);
+    ps_warn("receiver", "rejecting %s (sensor %s): %s [reason=%s]", s->peer,
+            s->sensor ? s->sensor->id : "?", why,
+            label < PS_REASON_COUNT ? reason_names[label] : "other");
     ps_buf out = PS_BUF_INIT;
     ps_reject r = {.code = code, .reason = why, .reason_len = (uint16_t)strlen(why)};
     if (ps_wire_encode_reject(&out, &r) == 0)
@@ -148,23 +268,75 @@ int ps_hub_checkpoint(ps_hub *hub, ps_buf *out)
     return rc;
 }
 
+typedef struct id_check {
+    const ps_hub *hub;
+    const char *id;
+    size_t id_len;
+    int allowed, matches;
+    char first[256];
+} id_check;
+
+static int id_visit(void *arg, const char *name)
+{
+    id_check *k = arg;
+    if (!k->first[0])
+        snprintf(k->first, sizeof(k->first), "%s", name);
+    if (ps_tls_name_allowed(name, k->hub->allowed_ids, k->hub->n_allowed_ids))
+        k->allowed = 1;
+    if (strlen(name) == k->id_len && strncasecmp(name, k->id, k->id_len) == 0)
+        k->matches = 1;
+    return 0;
+}
+
+/* Certificate identity policy: allowed patterns, and the HELLO id matching
+ * one of the certificate's names. */
+static int check_identity(ps_session *s, const ps_hello *h)
+{
+    ps_hub *hub = s->hub;
+    if (!hub->tls || (hub->n_allowed_ids == 0 && !hub->require_id_match))
+        return 0;
+    id_check k = {.hub = hub, .id = h->id, .id_len = h->id_len};
+    char id[PS_WIRE_MAX_ID_LEN + 1];
+    snprintf(id, sizeof(id), "%.*s", (int)h->id_len, h->id);
+    SSL *ssl = ps_conn_ssl(s->conn);
+    int rc = ssl ? ps_tls_peer_names(ssl, id_visit, &k) : -1;
+    const char *why = NULL;
+    if (rc < 0)
+        why = "no client certificate: this receiver checks certificate identities";
+    else if (hub->n_allowed_ids > 0 && !k.allowed)
+        why = "certificate identity is not allowed (tls.allowedIdentities)";
+    else if (hub->require_id_match && !k.matches)
+        why = "sensor id does not match the certificate (tls.requireIdMatch)";
+    if (!why)
+        return 0;
+    hub->counters.auth_failures++;
+    if (hub->m_auth_failures)
+        ps_series_add(hub->m_auth_failures, 1);
+    sess_reject(s, PS_REJECT_AUTH, PS_REASON_identity, "%s: certificate '%s', sensor id '%s'", why,
+                k.first[0] ? k.first : "-", id);
+    return -1;
+}
+
 static int on_hello(ps_session *s, const ps_frame *f)
 {
     ps_hub *hub = s->hub;
     ps_hello h;
     if (f->type != PS_FRAME_HELLO) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "%s frame before the handshake",
-                   ps_frame_type_name(f->type));
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), PS_REASON_data_before_handshake,
+                     "%s frame before the handshake", ps_frame_type_name(f->type));
         return -1;
     }
     int rc = ps_wire_decode_hello(f->payload, f->len, &h);
     if (rc == PS_WIRE_E_VERSION) {
-        sess_reject(s, PS_REJECT_VERSION, "protocol version %u..%u not supported (this is %d)",
-                    h.version_min, h.version_max, PS_WIRE_VERSION);
+        sess_reject(s, PS_REJECT_VERSION, PS_REASON_unsupported_version,
+                    "protocol version %u..%u not supported (this is %d)", h.version_min,
+                    h.version_max, PS_WIRE_VERSION);
         return -1;
     }
     if (rc != PS_WIRE_OK) {
-        sess_reject(s, PS_REJECT_PROTOCOL, "malformed handshake: %s", ps_wire_strerror(rc));
+        sess_reject(s, PS_REJECT_PROTOCOL,
+                    rc == PS_WIRE_E_BAD_MAGIC ? PS_REASON_bad_magic : PS_REASON_malformed_handshake,
+                    "malformed handshake: %s", ps_wire_strerror(rc));
         return -1;
     }
     if (hub->token) {
@@ -172,13 +344,18 @@ static int on_hello(ps_session *s, const ps_frame *f)
         /* Constant time over the expected token's length. */
         int ok = h.token_len == tl && CRYPTO_memcmp(h.token, hub->token, tl) == 0;
         if (!ok) {
-            sess_reject(s, PS_REJECT_AUTH, "authentication failed");
+            hub->counters.auth_failures++;
+            if (hub->m_auth_failures)
+                ps_series_add(hub->m_auth_failures, 1);
+            sess_reject(s, PS_REJECT_AUTH, PS_REASON_auth, "authentication failed");
             return -1;
         }
     }
+    if (check_identity(s, &h) != 0)
+        return -1;
     ps_sensor_rec *rec = registry_get(hub, h.id, h.id_len, h.session);
     if (!rec) {
-        sess_reject(s, PS_REJECT_INTERNAL, "out of memory");
+        sess_reject(s, PS_REJECT_INTERNAL, PS_REASON_COUNT, "out of memory");
         return -1;
     }
     if (rec->live && rec->live != s) {
@@ -249,7 +426,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
     int h = ps_writer_iface(s->hub->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
                             sizeof(err));
     if (h < 0) {
-        sess_reject(s, PS_REJECT_UNSUPPORTED, "%s", err);
+        sess_reject(s, PS_REJECT_UNSUPPORTED, PS_REASON_COUNT, "%s", err);
         return -1;
     }
     s->ifmap[i.index] = h;
@@ -265,13 +442,15 @@ static int on_batch(ps_session *s, const ps_frame *f)
     ps_batch_hdr b;
     int rc = ps_wire_decode_batch(f->payload, f->len, hub->max_batch_raw, &b);
     if (rc != PS_WIRE_OK) {
-        sess_close(s, PS_CONN_E_WIRE(rc), "bad batch: %s", ps_wire_strerror(rc));
+        sess_close_r(s, PS_CONN_E_WIRE(rc),
+                     rc == PS_WIRE_E_TOO_LONG ? PS_REASON_decompression_bomb : PS_REASON_bad_batch,
+                     "bad batch: %s", ps_wire_strerror(rc));
         return -1;
     }
     if (b.codec != PS_CODEC_NONE && b.codec != s->codec) {
-        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
-                   "batch %" PRIu64 " uses codec %s, not %s", b.seq, ps_codec_name(b.codec),
-                   ps_codec_name(s->codec));
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
+                     "batch %" PRIu64 " uses codec %s, not %s", b.seq, ps_codec_name(b.codec),
+                     ps_codec_name(s->codec));
         return -1;
     }
     if (b.seq <= rec->last_seq) {
@@ -297,8 +476,12 @@ static int on_batch(ps_session *s, const ps_frame *f)
         rc = ps_codec_decompress((ps_codec)b.codec, b.payload, b.payload_len, s->raw.data,
                                  b.raw_len);
         if (rc != PS_CODEC_OK) {
-            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), "batch %" PRIu64 ": %s: %s", b.seq,
-                       ps_codec_name(b.codec), ps_codec_strerror(rc));
+            /* Output beyond the declared raw size is a bomb, not noise. */
+            sess_close_r(
+                s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                rc == PS_CODEC_E_SPACE || rc == PS_CODEC_E_SIZE ? PS_REASON_decompression_bomb
+                                                                : PS_REASON_bad_batch,
+                "batch %" PRIu64 ": %s: %s", b.seq, ps_codec_name(b.codec), ps_codec_strerror(rc));
             return -1;
         }
         raw = s->raw.data;
@@ -311,17 +494,17 @@ static int on_batch(ps_session *s, const ps_frame *f)
     ps_record_iter_init(&it, raw, b.raw_len);
     while ((rc = ps_record_iter_next(&it, &r)) == PS_WIRE_OK) {
         if (r.iface >= s->ifmap_len || s->ifmap[r.iface] < 0) {
-            sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
-                       "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
-                       r.iface);
+            sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
+                         "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
+                         r.iface);
             return -1;
         }
         n++;
     }
     if (rc != PS_WIRE_NEED_MORE || n != b.records) {
-        sess_close(s, PS_CONN_E_WIRE(rc != PS_WIRE_NEED_MORE ? rc : PS_WIRE_E_BAD_VALUE),
-                   "batch %" PRIu64 ": %s", b.seq,
-                   rc != PS_WIRE_NEED_MORE ? ps_wire_strerror(rc) : "record count mismatch");
+        sess_close_r(s, PS_CONN_E_WIRE(rc != PS_WIRE_NEED_MORE ? rc : PS_WIRE_E_BAD_VALUE),
+                     PS_REASON_bad_batch, "batch %" PRIu64 ": %s", b.seq,
+                     rc != PS_WIRE_NEED_MORE ? ps_wire_strerror(rc) : "record count mismatch");
         return -1;
     }
     ps_record_iter_init(&it, raw, b.raw_len);
@@ -372,6 +555,7 @@ static int on_stats(ps_session *s, const ps_frame *f)
 static int sess_on_frame(ps_conn *c, const ps_frame *f)
 {
     ps_session *s = ps_conn_data(c);
+    s->last_rx_ms = uv_now(s->hub->loop);
     if (s->state == SS_HELLO)
         return on_hello(s, f);
     if (s->state != SS_ACTIVE || !s->sensor)
@@ -458,11 +642,36 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
 {
     ps_session *s = ps_conn_data(c);
     ps_hub *hub = s->hub;
+    if (!s->logged && err != 0 && err != UV_EOF && err != UV_ECONNRESET) {
+        ps_hub_reason r = PS_REASON_COUNT;
+        if (err == PS_CONN_E_TLS_ON_PLAIN) {
+            r = PS_REASON_tls_on_plaintext;
+        } else if (err == PS_CONN_E_PLAIN_ON_TLS) {
+            r = PS_REASON_plaintext_on_tls;
+            count_tls_failure(hub, "plaintext");
+        } else if (err == PS_CONN_E_TLS && ps_conn_secure(c)) {
+            r = PS_REASON_tls_error; /* a bad record after the handshake */
+        } else if (err == PS_CONN_E_TLS) {
+            r = PS_REASON_tls_handshake;
+            count_tls_failure(hub, ps_conn_fail_label(c) ? ps_conn_fail_label(c) : "other");
+        } else if (err == PS_CONN_E_TRUNCATED) {
+            r = PS_REASON_truncated;
+        } else if (err == PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG)) {
+            r = PS_REASON_frame_too_long;
+        } else if (PS_CONN_IS_WIRE_ERR(err)) {
+            r = PS_REASON_garbage;
+        }
+        if (r != PS_REASON_COUNT) {
+            hub->counters.decode_errors++;
+            sess_log_bad(s, r, reason);
+        }
+    }
     if (s->sensor) {
         if (s->sensor->live == s)
             s->sensor->live = NULL;
-        ps_log(err == 0 || err == UV_EOF ? PS_LOG_INFO : PS_LOG_WARN, "receiver",
-               "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
+        if (!s->logged || err == 0)
+            ps_log(err == 0 || err == UV_EOF ? PS_LOG_INFO : PS_LOG_WARN, "receiver",
+                   "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
     }
     hub_remove(hub, s);
     ps_buf_free(&s->raw);
@@ -483,17 +692,75 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
+/* "1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "[::1]" */
+static size_t host_len(const char *peer)
+{
+    const char *colon = strrchr(peer, ':');
+    return colon ? (size_t)(colon - peer) : strlen(peer);
+}
+
+static void refuse(ps_hub *hub, uv_tcp_t *tcp, const char *peer, ps_hub_reason r, const char *why)
+{
+    count_reason(hub, r);
+    ps_warn("receiver", "closing connection from %s (sensor ?): %s [reason=%s]", peer, why,
+            reason_names[r]);
+    uv_close((uv_handle_t *)tcp, free_handle);
+}
+
 void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
 {
+    char why[200];
+    if (hub->limits.max_connections && hub->n_sessions >= hub->limits.max_connections) {
+        snprintf(why, sizeof(why), "%u connections open (limits.maxConnections)", hub->n_sessions);
+        refuse(hub, tcp, peer, PS_REASON_max_connections, why);
+        return;
+    }
+    if (hub->limits.max_per_source) {
+        size_t hl = host_len(peer);
+        uint32_t same = 0;
+        for (ps_session *o = hub->sessions; o; o = o->next)
+            if (host_len(o->peer) == hl && memcmp(o->peer, peer, hl) == 0)
+                same++;
+        if (same >= hub->limits.max_per_source) {
+            snprintf(why, sizeof(why),
+                     "%u connections open from %.*s "
+                     "(limits.maxConnectionsPerSource)",
+                     same, (int)hl, peer);
+            refuse(hub, tcp, peer, PS_REASON_max_connections_per_source, why);
+            return;
+        }
+    }
+    SSL *ssl = NULL;
+    if (hub->tls) {
+        char err[512];
+        int rl = ps_tls_maybe_reload(hub->tls, err, sizeof(err));
+        if (rl > 0)
+            ps_info("receiver", "TLS certificate files changed: new connections use the new "
+                                "material");
+        else if (rl < 0)
+            ps_warn("receiver",
+                    "TLS certificate files changed but do not load (%s); still "
+                    "using the previous ones",
+                    err);
+        ssl = ps_tls_new_ssl(hub->tls, NULL);
+        if (!ssl) {
+            ps_error("receiver", "out of memory accepting a TLS connection");
+            uv_close((uv_handle_t *)tcp, free_handle);
+            return;
+        }
+    }
     ps_session *s = calloc(1, sizeof(*s));
     if (!s) {
+        SSL_free(ssl);
         uv_close((uv_handle_t *)tcp, free_handle);
         return;
     }
     s->hub = hub;
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
+    s->started_ms = s->last_rx_ms = uv_now(hub->loop);
     s->conn = ps_conn_new(tcp, &sess_cbs, s, PS_WIRE_MAX_HELLO_FRAME, peer);
     if (!s->conn) {
+        SSL_free(ssl);
         free(s);
         uv_close((uv_handle_t *)tcp, free_handle);
         return;
@@ -504,10 +771,42 @@ void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
     hub->sessions = s;
     hub->n_sessions++;
     hub->counters.connections++;
+    if (ssl && ps_conn_use_tls(s->conn, ssl, 1) != 0) {
+        ps_conn_close(s->conn, UV_ENOMEM, "out of memory");
+        return;
+    }
     if (ps_conn_start(s->conn) != 0)
         ps_conn_close(s->conn, UV_EIO, "cannot read from the connection");
     else if (hub->write_failing)
         ps_conn_pause(s->conn);
+}
+
+void ps_hub_tick(ps_hub *hub)
+{
+    uint64_t now = uv_now(hub->loop);
+    for (ps_session *s = hub->sessions, *next; s; s = next) {
+        next = s->next; /* closing is deferred, but stay safe */
+        if (s->logged || s->state == SS_DONE)
+            continue; /* already being closed */
+        if (ps_conn_paused(s->conn)) {
+            s->last_rx_ms = now; /* we stopped reading it: it is not idle */
+            continue;
+        }
+        if (s->state == SS_HELLO && hub->limits.handshake_timeout_ms &&
+            now - s->started_ms >= hub->limits.handshake_timeout_ms) {
+            if (hub->tls && !ps_conn_secure(s->conn))
+                count_tls_failure(hub, "timeout");
+            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_handshake_timeout,
+                         "handshake not completed within %" PRIu64 " s%s",
+                         hub->limits.handshake_timeout_ms / 1000,
+                         hub->tls && !ps_conn_secure(s->conn) ? " (TLS handshake unfinished)" : "");
+        } else if (s->state == SS_ACTIVE && hub->limits.idle_timeout_ms &&
+                   now - s->last_rx_ms >= hub->limits.idle_timeout_ms) {
+            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
+                         "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
+                         (now - s->last_rx_ms) / 1000);
+        }
+    }
 }
 
 void ps_hub_stop(ps_hub *hub)

@@ -114,6 +114,7 @@ struct ps_writer {
     uint32_t max_files;
     uint64_t max_total_bytes;
     int per_sensor;
+    unsigned mode;
     char *app;
     char os[256];
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
@@ -590,7 +591,7 @@ static int file_open(ps_writer *w, wr_set *s)
                 }
                 continue;
             }
-            fd = open(s->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+            fd = open(s->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)w->mode);
             if (fd >= 0)
                 s->counter = counter;
             else if (errno != EEXIST || attempt >= WR_OPEN_ATTEMPTS)
@@ -771,6 +772,9 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
     w->max_files = o->max_files;
     w->max_total_bytes = o->max_total_bytes;
     w->per_sensor = o->per_sensor;
+    /* Captures hold credentials and personal data: never world-readable by
+     * default (the umask can only make this stricter). */
+    w->mode = o->mode ? o->mode & 0666u : 0640u;
     w->on_file_closed = o->on_file_closed;
     w->checkpoint = o->checkpoint;
     w->ud = o->ud;

@@ -219,6 +219,36 @@ static void log_summary(sensor *s)
            ut.reconnects, secs, ps_uplink_target(s->uplink));
 }
 
+/* The client TLS context (NULL without tls.enable) and the startup warnings
+ * of docs/security.md. */
+static int sensor_tls(const ps_config *cfg, ps_tls **out)
+{
+    *out = NULL;
+    if (!cfg->tls_enable) {
+        if (cfg->auth_enable)
+            ps_warn("sensor", "auth.enable without TLS: the token crosses the network in "
+                              "plaintext; enable tls");
+        return 0;
+    }
+    if (cfg->tls_insecure_skip_verify)
+        ps_warn("sensor", "tls.insecureSkipVerify is set: the receiver's certificate is NOT "
+                          "verified; anyone on the path can read and change the stream");
+    ps_tls_opts o = {.server = 0,
+                     .cert_file = cfg->tls_cert_file,
+                     .cert_pem = cfg->tls_cert_pem,
+                     .key_file = cfg->tls_key_file,
+                     .key_pem = cfg->tls_key_pem,
+                     .ca_file = cfg->tls_ca_file,
+                     .ca_pem = cfg->tls_ca_pem,
+                     .insecure_skip_verify = cfg->tls_insecure_skip_verify};
+    char err[512];
+    if (ps_tls_new(out, &o, err, sizeof(err)) != 0) {
+        ps_error("sensor", "TLS: %s", err);
+        return -1;
+    }
+    return 0;
+}
+
 int ps_sensor_run(const ps_config *cfg)
 {
     sensor s;
@@ -229,13 +259,18 @@ int ps_sensor_run(const ps_config *cfg)
         ps_error("sensor", "live capture is not available yet: pass --read-file FILE");
         return 1;
     }
+    ps_tls *tls = NULL;
+    if (sensor_tls(cfg, &tls) != 0)
+        return 1;
     if (ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
         ps_error("sensor", "%s", s.err);
+        ps_tls_free(tls);
         return 1;
     }
     if (uv_loop_init(&s.loop) != 0) {
         ps_error("sensor", "cannot initialise the event loop");
         ps_capture_file_close(s.file);
+        ps_tls_free(tls);
         return 1;
     }
     uint64_t wait_ms = cfg->gather_max_wait_ms ? cfg->gather_max_wait_ms
@@ -256,6 +291,9 @@ int ps_sensor_run(const ps_config *cfg)
                          .max_batch_raw = bo.block_bytes + PS_WIRE_REC_HDR_LEN + PS_WIRE_MAX_CAPLEN,
                          .spool_bytes = (uint64_t)cfg->spool_size_mb << 20,
                          .connect_timeout_ms = (uint64_t)cfg->connect_timeout_sec * 1000,
+                         .tls = tls,
+                         .server_name = cfg->tls_server_name,
+                         .heartbeat_ms = (uint64_t)cfg->idle_timeout_sec * 1000 / 3,
                          .on_acked = on_acked,
                          .on_fatal = on_fatal,
                          .ud = &s};
@@ -265,6 +303,7 @@ int ps_sensor_run(const ps_config *cfg)
         ps_batcher_free(s.batcher);
         uv_loop_close(&s.loop);
         ps_capture_file_close(s.file);
+        ps_tls_free(tls);
         return 1;
     }
     /* The batcher reports to the uplink: bind it now that both exist. */
@@ -310,5 +349,6 @@ int ps_sensor_run(const ps_config *cfg)
     ps_uplink_free(s.uplink);
     ps_batcher_free(s.batcher);
     ps_capture_file_close(s.file);
+    ps_tls_free(tls);
     return s.exit_code;
 }

@@ -8,12 +8,20 @@
  * unacknowledged batch, cursor the next one to write on this connection. A
  * batch leaves the queue when acknowledged and goes back to the batcher's
  * pool once no write references it any more.
+ *
+ * With TLS the connection is wrapped right after connect (net.c does the
+ * handshake); the handshake timer covers TLS and HELLO together. A heartbeat
+ * timer sends HEARTBEAT when nothing else was sent for heartbeat_ms, so an
+ * idle but healthy sensor is not cut by the receiver's idle timeout.
  */
 #include "uplink.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+#include <openssl/ssl.h>
 
 #include "core/log.h"
 #include "core/net.h"
@@ -39,7 +47,7 @@ struct ps_uplink {
     uv_loop_t *loop;
     ps_batcher *batcher;
     ps_uplink_opts o;
-    char *host, *id, *token;
+    char *host, *id, *token, *server_name;
     char target[300];
     uint64_t session;
     up_state state;
@@ -50,6 +58,8 @@ struct ps_uplink {
     uv_tcp_t *connecting;
     int connect_pending;
     uv_timer_t timer;
+    uv_timer_t hb;
+    uint64_t last_send_ms;
     ps_batch *head, *tail, *cursor;
     uint64_t last_sent_seq;
     uint64_t backoff_ms;
@@ -83,14 +93,18 @@ ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_o
     u->host = dupstr(o->host);
     u->id = dupstr(o->sensor_id);
     u->token = dupstr(o->token ? o->token : "");
-    if (!u->host || !u->id || !u->token || uv_timer_init(loop, &u->timer) != 0) {
+    u->server_name = dupstr(o->server_name ? o->server_name : o->host);
+    if (!u->host || !u->id || !u->token || !u->server_name || uv_timer_init(loop, &u->timer) != 0) {
         free(u->host);
         free(u->id);
         free(u->token);
+        free(u->server_name);
         free(u);
         return NULL;
     }
+    uv_timer_init(loop, &u->hb); /* cannot fail once the first one worked */
     u->timer.data = u;
+    u->hb.data = u;
     if (strchr(o->host, ':'))
         snprintf(u->target, sizeof(u->target), "[%s]:%d", o->host, o->port);
     else
@@ -204,6 +218,7 @@ static void up_pump(ps_uplink *u)
             return;
         }
         b->writes++;
+        u->last_send_ms = uv_now(u->loop);
         if (b->seq <= u->last_sent_seq)
             u->totals.resent_batches++;
         else
@@ -278,6 +293,21 @@ static int up_send_ifaces(ps_uplink *u)
     return 0;
 }
 
+static void on_heartbeat(uv_timer_t *t)
+{
+    ps_uplink *u = t->data;
+    if (u->state != UP_READY || !u->conn || uv_now(u->loop) - u->last_send_ms < u->o.heartbeat_ms)
+        return;
+    ps_buf_reset(&u->scratch);
+    uint64_t now_ns = 0;
+    struct timespec ts;
+    if (clock_gettime(CLOCK_REALTIME, &ts) == 0)
+        now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    if (ps_wire_encode_heartbeat(&u->scratch, now_ns) == 0 &&
+        ps_conn_send(u->conn, u->scratch.data, u->scratch.len) == 0)
+        u->last_send_ms = uv_now(u->loop);
+}
+
 static int on_accept(ps_uplink *u, const ps_frame *f)
 {
     ps_accept a;
@@ -291,6 +321,11 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
     uv_timer_stop(&u->timer);
     ps_conn_set_max_frame(u->conn, a.max_frame);
     u->state = UP_READY;
+    u->last_send_ms = uv_now(u->loop);
+    if (u->o.heartbeat_ms) {
+        uint64_t tick = u->o.heartbeat_ms / 4 ? u->o.heartbeat_ms / 4 : 1;
+        uv_timer_start(&u->hb, on_heartbeat, tick, tick);
+    }
     u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
     u->totals.connects++;
     if (u->totals.connects > 1)
@@ -375,6 +410,7 @@ static void up_on_close(ps_conn *c, int err, const char *reason)
     (void)err;
     u->conn = NULL;
     uv_timer_stop(&u->timer);
+    uv_timer_stop(&u->hb);
     if (u->state == UP_READY)
         u->down_since_ms = uv_now(u->loop);
     /* Everything not acknowledged goes again on the next connection. */
@@ -413,6 +449,23 @@ static void on_connected(uv_connect_t *req, int status)
     if (!u->conn) {
         uv_close((uv_handle_t *)tcp, free_handle);
         up_schedule_retry(u, "out of memory");
+        return;
+    }
+    if (u->o.tls) {
+        /* Every connection is a new session: pick up rotated files. */
+        char err[512];
+        int rl = ps_tls_maybe_reload(u->o.tls, err, sizeof(err));
+        if (rl > 0)
+            ps_info("sensor", "TLS certificate files changed: using the new ones");
+        else if (rl < 0)
+            ps_warn("sensor",
+                    "TLS certificate files changed but do not load (%s); still using "
+                    "the previous ones",
+                    err);
+    }
+    if (u->o.tls && ps_conn_use_tls(u->conn, ps_tls_new_ssl(u->o.tls, u->server_name), 0) != 0) {
+        u->state = UP_HANDSHAKE;
+        ps_conn_close(u->conn, UV_ENOMEM, "cannot set up TLS");
         return;
     }
     ps_hello h = {.version_min = PS_WIRE_VERSION,
@@ -534,11 +587,19 @@ static void on_timer_closed(uv_handle_t *h)
         u->close_done(u->o.ud);
 }
 
+/* The two timers close one after the other, so on_timer_closed (which may
+ * free u) runs last. */
+static void on_hb_closed(uv_handle_t *h)
+{
+    ps_uplink *u = h->data;
+    uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+}
+
 static void up_maybe_finish_close(ps_uplink *u)
 {
-    if (u->conn || u->resolving || u->connect_pending || uv_is_closing((uv_handle_t *)&u->timer))
+    if (u->conn || u->resolving || u->connect_pending || uv_is_closing((uv_handle_t *)&u->hb))
         return;
-    uv_close((uv_handle_t *)&u->timer, on_timer_closed);
+    uv_close((uv_handle_t *)&u->hb, on_hb_closed);
 }
 
 void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
@@ -548,6 +609,7 @@ void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
     u->closing = 1;
     u->close_done = done;
     uv_timer_stop(&u->timer);
+    uv_timer_stop(&u->hb);
     if (u->conn) {
         if (u->state == UP_READY) {
             ps_buf_reset(&u->scratch);
@@ -590,5 +652,6 @@ void ps_uplink_free(ps_uplink *u)
     free(u->host);
     free(u->id);
     free(u->token);
+    free(u->server_name);
     free(u);
 }

@@ -20,6 +20,7 @@
 #include <uv.h>
 
 #include "batcher.h"
+#include "core/tls.h"
 
 typedef struct ps_uplink ps_uplink;
 
@@ -32,6 +33,9 @@ typedef struct ps_uplink_opts {
     uint32_t max_batch_raw; /* what our batches can reach */
     uint64_t spool_bytes;
     uint64_t connect_timeout_ms;
+    ps_tls *tls;                /* client TLS context, NULL for plaintext (not owned) */
+    const char *server_name;    /* name the receiver's certificate must hold; NULL: host */
+    uint64_t heartbeat_ms;      /* HEARTBEAT after this long with nothing sent; 0: never */
     void (*on_acked)(void *ud); /* after an ACK freed spool space */
     void (*on_fatal)(void *ud, const char *msg);
     void *ud;

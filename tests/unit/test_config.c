@@ -371,6 +371,21 @@ CHECK(k_connect_timeout, c->connect_timeout_sec == 5)
 CHECK(k_spool, c->spool_size_mb == 128)
 CHECK(k_log_level, c->log_level == PS_LOG_DEBUG)
 CHECK(k_log_format, c->log_json == 1)
+CHECK(k_tls_cert_pem, streq(c->tls_cert_pem, "-----BEGIN CERTIFICATE-----"))
+CHECK(k_tls_key_pem, streq(c->tls_key_pem, "-----BEGIN PRIVATE KEY-----"))
+CHECK(k_tls_ca_pem, streq(c->tls_ca_pem, "-----BEGIN CERTIFICATE-----"))
+CHECK(k_tls_server_name, streq(c->tls_server_name, "receiver.example"))
+CHECK(k_tls_insecure, c->tls_insecure_skip_verify == 1)
+CHECK(k_tls_client_ca, streq(c->tls_client_ca_file, "/clients.crt"))
+CHECK(k_tls_require_client, c->tls_require_client_cert == 0)
+CHECK(k_tls_allowed, c->tls_allowed_ids_count == 2 && streq(c->tls_allowed_ids[0], "node-*") &&
+                         streq(c->tls_allowed_ids[1], "*.sensors.example"))
+CHECK(k_tls_id_match, c->tls_require_id_match == 1)
+CHECK(k_hs_timeout, c->handshake_timeout_sec == 3)
+CHECK(k_idle_timeout, c->idle_timeout_sec == 90)
+CHECK(k_max_conns, c->max_connections == 10)
+CHECK(k_max_per_source, c->max_connections_per_source == 2)
+CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600)
 
 static const key_case key_cases[] = {
     {"input.address", "10.1.2.3", "10.1.2.3", k_input_address},
@@ -413,6 +428,22 @@ static const key_case key_cases[] = {
     {"spool.size", "128", "128", k_spool},
     {"log.level", "debug", "DEBUG", k_log_level},
     {"log.format", "json", "json", k_log_format},
+    {"tls.certPem", "\"-----BEGIN CERTIFICATE-----\"", "-----BEGIN CERTIFICATE-----",
+     k_tls_cert_pem},
+    {"tls.keyPem", "\"-----BEGIN PRIVATE KEY-----\"", "-----BEGIN PRIVATE KEY-----", k_tls_key_pem},
+    {"tls.caPem", "\"-----BEGIN CERTIFICATE-----\"", "-----BEGIN CERTIFICATE-----", k_tls_ca_pem},
+    {"tls.serverName", "receiver.example", "receiver.example", k_tls_server_name},
+    {"tls.insecureSkipVerify", "true", "yes", k_tls_insecure},
+    {"tls.clientCaFile", "/clients.crt", "/clients.crt", k_tls_client_ca},
+    {"tls.requireClientCert", "false", "no", k_tls_require_client},
+    {"tls.allowedIdentities", "[\"node-*\", \"*.sensors.example\"]", "node-*,*.sensors.example",
+     k_tls_allowed},
+    {"tls.requireIdMatch", "true", "1", k_tls_id_match},
+    {"limits.handshakeTimeoutSec", "3", "3", k_hs_timeout},
+    {"limits.idleTimeoutSec", "90", "90", k_idle_timeout},
+    {"limits.maxConnections", "10", "10", k_max_conns},
+    {"limits.maxConnectionsPerSource", "2", "2", k_max_per_source},
+    {"output.file.mode", "\"0600\"", "0600", k_file_mode},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))
