@@ -62,7 +62,7 @@ typedef struct ps_writer_opts {
      * after .part files from a crash have been repaired (recovery.h). */
     int (*checkpoint)(void *ud, ps_buf *out);
     void (*on_recovered)(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq);
-    unsigned mode;   /* capture files' permission bits; 0 means 0640 */
+    unsigned mode; /* capture files' permission bits; 0 means 0640 */
     /* Called after a file is closed and renamed to its final name. */
     void (*on_file_closed)(void *ud, const char *path, uint64_t packets, uint64_t bytes);
     void *ud;
