@@ -41,6 +41,8 @@ static const char sensor_usage[] =
     "  --id NAME              sensor id (sensor.id, default the host name)\n"
     "  --interface NAME|GLOB  capture on these interfaces (live capture; repeatable)\n"
     "  --auth-key-file F      shared token sent in the handshake (auth.keyFile)\n"
+    "  --http ADDR:PORT       health, readiness and metrics (http.listen, "
+    "default " PS_HTTP_LISTEN_SENSOR ")\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -53,6 +55,8 @@ static const char receiver_usage[] =
     "                         (output.file.path, default ./captures)\n"
     "  --format F             pcapng (default), pcap (microseconds) or pcap-ns\n"
     "  --auth-key-file F      require this shared token from sensors (auth.keyFile)\n"
+    "  --http ADDR:PORT       probes, metrics, captures, live stream, status page\n"
+    "                         (http.listen, default " PS_HTTP_LISTEN_RECEIVER ")\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -246,9 +250,10 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
             rc = add_flag(c, "log.format", optarg, "--log-format");
             break;
         case OPT_HTTP:
-            fprintf(stderr, "packetstreamer: --http: the HTTP server is not available in this "
-                            "version yet\n");
-            return -1;
+            rc = add_flag(c, "http.listen", optarg, "--http");
+            if (rc == 0)
+                rc = add_flag(c, "http.enable", "true", "--http");
+            break;
         case OPT_ROLE:
             *role = optarg;
             break;

@@ -16,11 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
+#include "live.h"
 
 #define PS_SESSION_MAX_IFACES 65536
 
@@ -39,6 +41,8 @@ struct ps_session {
     ps_buf raw;           /* inflated batch */
     uint64_t pending_ack; /* highest seq handed to the writer */
     uint64_t acked;
+    uint64_t pending_since; /* uv_hrtime of the oldest batch not yet acknowledged */
+    uint64_t *ifdrops;      /* last STATS drops per sensor interface index */
 };
 
 static void hub_remove(ps_hub *hub, ps_session *s)
@@ -64,6 +68,10 @@ static void sess_close(ps_session *s, int err, const char *fmt, ...)
     va_end(ap);
     if (err != 0) {
         s->hub->counters.decode_errors++;
+        if (err <= PS_CONN_E_WIRE(0))
+            s->hub->counters.decode_wire++;
+        else
+            s->hub->counters.decode_io++;
         ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
                 s->sensor ? s->sensor->id : "?", why);
     }
@@ -81,6 +89,7 @@ static void sess_reject(ps_session *s, uint16_t code, const char *fmt, ...)
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     s->hub->counters.rejected++;
+    s->hub->counters.rejected_by[code < PS_HUB_REJECT_CODES ? code : 0]++;
     ps_warn("receiver", "rejecting %s (sensor %s): %s", s->peer, s->sensor ? s->sensor->id : "?",
             why);
     ps_buf out = PS_BUF_INIT;
@@ -162,6 +171,10 @@ static int on_hello(ps_session *s, const ps_frame *f)
         ps_conn_close(old->conn, 0, "replaced by a new connection");
     }
     rec->live = s;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rec->connected_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    snprintf(rec->addr, sizeof(rec->addr), "%s", s->peer);
     s->sensor = rec;
     s->codec = (ps_codec)h.codec;
     s->pending_ack = s->acked = rec->last_seq;
@@ -210,6 +223,16 @@ static int on_iface(ps_session *s, const ps_frame *f)
         for (uint32_t k = s->ifmap_len; k < n; k++)
             m[k] = -1;
         s->ifmap = m;
+        /* Drop counters per index; without them (OOM) drops go unreported. */
+        uint32_t from = s->ifdrops ? s->ifmap_len : 0;
+        uint64_t *d = realloc(s->ifdrops, n * sizeof(*d));
+        if (d) {
+            for (uint32_t k = from; k < n; k++)
+                d[k] = 0;
+        } else {
+            free(s->ifdrops);
+        }
+        s->ifdrops = d;
         s->ifmap_len = n;
     }
     char name[PS_WIRE_MAX_IFNAME_LEN + 1], desc[PS_WIRE_MAX_DESC_LEN + 1], err[512];
@@ -224,6 +247,9 @@ static int on_iface(ps_session *s, const ps_frame *f)
         return -1;
     }
     s->ifmap[i.index] = h;
+    if (ps_live_iface(s->hub->live, h, s->sensor->id, name, desc, i.linktype) != 0)
+        ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
+                name);
     ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
              s->sensor->id, i.index, name, i.linktype);
     return 0;
@@ -305,6 +331,11 @@ static int on_batch(ps_session *s, const ps_frame *f)
         }
         bytes += r.caplen;
     }
+    /* After the writer has the batch: live clients never hold up the files. */
+    if (ps_live_active(hub->live))
+        ps_live_batch(hub->live, s->ifmap, s->ifmap_len, raw, b.raw_len);
+    if (s->pending_ack == s->acked)
+        s->pending_since = uv_hrtime();
     rec->last_seq = b.seq;
     rec->packets += b.records;
     rec->bytes += bytes;
@@ -330,6 +361,16 @@ static int on_stats(ps_session *s, const ps_frame *f)
     }
     ps_writer_iface_stats(s->hub->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
                           st.kernel_drops + st.if_drops, st.sensor_drops);
+    /* ifdrops has ifmap_len entries (grown in on_iface, see there). */
+    /* The sensor's counters are cumulative per interface: the sensor's
+     * total is the sum of the latest ones (also right after a reconnect). */
+    if (s->ifdrops) {
+        s->ifdrops[st.index] = st.kernel_drops + st.if_drops + st.sensor_drops;
+        uint64_t sum = 0;
+        for (uint32_t k = 0; k < s->ifmap_len; k++)
+            sum += s->ifdrops[k];
+        s->sensor->drops = sum;
+    }
     return 0;
 }
 
@@ -388,8 +429,14 @@ static void hub_flush_and_ack(ps_hub *hub)
     hub->write_failing = 0;
     for (ps_session *s = hub->sessions; s; s = s->next) {
         if (s->pending_ack > s->acked && s->state == SS_ACTIVE) {
-            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0)
+            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0) {
                 s->acked = s->pending_ack;
+                hub->counters.acks++;
+                /* From the oldest batch this ACK covers arriving to the ACK. */
+                if (hub->ack_latency)
+                    ps_series_observe(hub->ack_latency,
+                                      (double)(uv_hrtime() - s->pending_since) / 1e9);
+            }
         }
     }
 }
@@ -413,6 +460,7 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
     hub_remove(hub, s);
     ps_buf_free(&s->raw);
     free(s->ifmap);
+    free(s->ifdrops);
     free(s);
     if (hub->stopping && hub->n_sessions == 0 && hub->on_idle)
         hub->on_idle(hub);

@@ -21,6 +21,7 @@
 #include "writer.h"
 
 typedef struct ps_session ps_session;
+struct ps_live;
 
 /* What the receiver knows about one sensor process. */
 typedef struct ps_sensor_rec {
@@ -30,11 +31,19 @@ typedef struct ps_sensor_rec {
     uint64_t last_seq;       /* highest batch handed to the writer */
     uint64_t packets, bytes; /* records written */
     uint64_t batches, duplicates, gaps;
-    ps_session *live; /* its current connection, if any */
+    uint64_t drops;        /* sum over its interfaces of the last STATS drop counters */
+    uint64_t connected_ns; /* CLOCK_REALTIME of its last handshake */
+    char addr[80];         /* peer address of its last connection */
+    ps_session *live;      /* its current connection, if any */
 } ps_sensor_rec;
+
+#define PS_HUB_REJECT_CODES 8 /* PS_REJECT_* codes 1..7; 0 counts unknown ones */
 
 typedef struct ps_hub_counters {
     uint64_t connections, rejected, decode_errors, duplicates, packets, bytes;
+    uint64_t rejected_by[PS_HUB_REJECT_CODES]; /* by PS_REJECT_* code */
+    uint64_t decode_io, decode_wire;           /* decode_errors: I/O or memory vs protocol */
+    uint64_t acks;                             /* ACK frames sent */
 } ps_hub_counters;
 
 typedef struct ps_hub {
@@ -50,6 +59,8 @@ typedef struct ps_hub {
     int write_failing; /* the last flush failed: ACKs are held */
     ps_hub_counters counters;
     ps_metrics *metrics;                 /* the process registry (owned by receiver.c) */
+    struct ps_live *live;                /* /live clients (api.c), or NULL */
+    ps_series *ack_latency;              /* histogram, seconds (api.c), or NULL */
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
 
