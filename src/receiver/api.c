@@ -61,7 +61,8 @@ struct ps_api {
 
     ps_metric *f_packets, *f_bytes, *f_batches, *f_dups, *f_gaps, *f_drops;
     ps_series *connections, *connected, *rotated, *deleted, *disk, *file_bytes, *auth_failures,
-        *acks, *ack_latency, *write_failing, *decode_wire, *decode_io;
+        *acks, *ack_latency, *write_failing, *decode_io;
+    ps_series *decode_wire[PS_HUB_WIRE_REASONS];
     ps_series *rejected[PS_HUB_REJECT_CODES];
     api_sensor *sensors;
     size_t nsensors;
@@ -122,11 +123,18 @@ static int register_metrics(ps_api *a)
     a->auth_failures =
         one(m, C, "packetstreamer_receiver_auth_failures_total",
             "Sensor handshakes refused because the token did not match.", NULL, NULL);
-    a->decode_wire = one(m, C, "packetstreamer_receiver_decode_errors_total",
-                         "Connections closed on an error, by reason (protocol: a frame broke the "
-                         "protocol; io: a read, write or memory failure).",
-                         "reason", "protocol");
-    a->decode_io = one(m, C, "packetstreamer_receiver_decode_errors_total", NULL, "reason", "io");
+    static const char decode_help[] =
+        "Sensor connections closed on an error, by reason: the protocol rule a frame broke "
+        "(truncated, too_long, bad_value, ...; other: any other), or io (a read, write or memory "
+        "failure).";
+    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++) {
+        a->decode_wire[i] = one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help,
+                                "reason", i ? ps_wire_strerror(-i) : "other");
+        if (!a->decode_wire[i])
+            return -1;
+    }
+    a->decode_io =
+        one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help, "reason", "io");
     a->acks =
         one(m, C, "packetstreamer_receiver_acks_total",
             "Acknowledgements sent to sensors (each after the batches are on disk).", NULL, NULL);
@@ -141,8 +149,8 @@ static int register_metrics(ps_api *a)
     a->hub->ack_latency = a->ack_latency;
     if (!a->connections || !a->connected || !a->f_packets || !a->f_bytes || !a->f_batches ||
         !a->f_dups || !a->f_gaps || !a->f_drops || !a->rotated || !a->deleted || !a->disk ||
-        !a->file_bytes || !a->write_failing || !a->auth_failures || !a->decode_wire ||
-        !a->decode_io || !a->acks || !a->ack_latency)
+        !a->file_bytes || !a->write_failing || !a->auth_failures || !a->decode_io || !a->acks ||
+        !a->ack_latency)
         return -1;
     for (int i = 0; i < PS_HUB_REJECT_CODES; i++)
         if (!a->rejected[i])
@@ -224,7 +232,8 @@ static void publish(ps_api *a)
     ps_series_set_u64(a->auth_failures, h->counters.rejected_by[PS_REJECT_AUTH]);
     for (int i = 0; i < PS_HUB_REJECT_CODES; i++)
         ps_series_set_u64(a->rejected[i], h->counters.rejected_by[i]);
-    ps_series_set_u64(a->decode_wire, h->counters.decode_wire);
+    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++)
+        ps_series_set_u64(a->decode_wire[i], h->counters.decode_wire[i]);
     ps_series_set_u64(a->decode_io, h->counters.decode_io);
     ps_series_set_u64(a->acks, h->counters.acks);
     ps_writer_totals wt;

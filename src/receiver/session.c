@@ -68,10 +68,12 @@ static void sess_close(ps_session *s, int err, const char *fmt, ...)
     va_end(ap);
     if (err != 0) {
         s->hub->counters.decode_errors++;
-        if (err <= PS_CONN_E_WIRE(0))
-            s->hub->counters.decode_wire++;
-        else
+        if (err <= PS_CONN_E_WIRE(0)) {
+            int w = PS_CONN_E_WIRE(0) - err; /* -PS_WIRE_E_* */
+            s->hub->counters.decode_wire[w < PS_HUB_WIRE_REASONS ? w : 0]++;
+        } else {
             s->hub->counters.decode_io++;
+        }
         ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
                 s->sensor ? s->sensor->id : "?", why);
     }

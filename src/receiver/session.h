@@ -38,11 +38,13 @@ typedef struct ps_sensor_rec {
 } ps_sensor_rec;
 
 #define PS_HUB_REJECT_CODES 8 /* PS_REJECT_* codes 1..7; 0 counts unknown ones */
+#define PS_HUB_WIRE_REASONS 9 /* -PS_WIRE_E_* 1..8; 0 counts other ones */
 
 typedef struct ps_hub_counters {
     uint64_t connections, rejected, decode_errors, duplicates, packets, bytes;
     uint64_t rejected_by[PS_HUB_REJECT_CODES]; /* by PS_REJECT_* code */
-    uint64_t decode_io, decode_wire;           /* decode_errors: I/O or memory vs protocol */
+    uint64_t decode_io;                        /* decode_errors: I/O or memory failures */
+    uint64_t decode_wire[PS_HUB_WIRE_REASONS]; /* decode_errors: by -PS_WIRE_E_* */
     uint64_t acks;                             /* ACK frames sent */
 } ps_hub_counters;
 

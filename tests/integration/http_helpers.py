@@ -115,6 +115,9 @@ class FakeSensor:
             buf += chunk
         return buf
 
+    def send_frame(self, ftype, payload):
+        self.sock.sendall(struct.pack(">IBBH", len(payload), ftype, 0, 0) + payload)
+
     @property
     def accepted(self):
         return self.reply_type == 0x02

@@ -98,13 +98,20 @@ def test_receiver_readiness_follows_the_output_directory(env):
     outdir = env.mkdir("out-ro")
     rx = env.receiver(outdir=outdir, args=rargs)
     wait_status(rport, "/readyz", 200)
-    subprocess.run(["chattr", "+i", str(outdir)], check=True)
+    # chattr +i where the file system supports it, else a read-only bind mount
+    if subprocess.run(["chattr", "+i", str(outdir)], capture_output=True).returncode == 0:
+        undo = [["chattr", "-i", str(outdir)]]
+    else:
+        subprocess.run(["mount", "--bind", str(outdir), str(outdir)], check=True)
+        undo = [["umount", str(outdir)]]
+        subprocess.run(["mount", "-o", "remount,ro,bind", str(outdir)], check=True)
     try:
         body = wait_status(rport, "/readyz", 503)
         assert b"output directory is not writable" in body
         assert get(rport, "/healthz")[0] == 200  # alive all the same
     finally:
-        subprocess.run(["chattr", "-i", str(outdir)], check=True)
+        for cmd in undo:
+            subprocess.run(cmd, check=True)
     wait_status(rport, "/readyz", 200)
     rx.stop()
 
@@ -120,6 +127,11 @@ def test_receiver_counts_connected_sensors_and_auth_failures(env, tmp_path):
     bad = FakeSensor(rx.port, "fake-2", token=b"wrong")
     assert not bad.accepted
     bad.close()
+    broken = FakeSensor(rx.port, "fake-3", token=b"right-token")
+    assert broken.accepted
+    broken.send_frame(0x11, b"\x00\x01\x02")  # a BATCH far too short for its header
+    wait_metric(rport, 'packetstreamer_receiver_decode_errors_total{reason="truncated"}', 1)
+    broken.close()
     wait_metric(rport, "packetstreamer_receiver_sensors_connected", 1)
     wait_metric(rport, "packetstreamer_receiver_auth_failures_total", 1)
     wait_metric(rport, 'packetstreamer_receiver_rejected_connections_total{reason="auth"}', 1)
