@@ -30,6 +30,7 @@
 #include "writer.h"
 
 #define API_PUBLISH_MS 250
+#define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
 #define API_RATE_WINDOW_NS 1000000000ull
 #define API_MAX_LISTED_FILES 100000
 
@@ -55,6 +56,7 @@ struct ps_api {
     ps_live *live;
     uv_timer_t timer;
     int timer_on;
+    unsigned ticks;
     int listening;
     char *dir, *prefix; /* copies of the writer's; NULL with stdout output */
     ps_snapshot sensors_json, files_meta;
@@ -310,12 +312,14 @@ static void publish(ps_api *a)
     }
     ps_buf_free(&j);
 
-    ps_buf m = PS_BUF_INIT;
-    if (ps_writer_files_meta(h->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
-        ps_snapshot_set(&a->files_meta, (char *)m.data, m.len);
-        m.data = NULL;
+    if (a->ticks++ % API_FILES_EVERY == 0 || !a->listening) {
+        ps_buf m = PS_BUF_INIT;
+        if (ps_writer_files_meta(h->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
+            ps_snapshot_set(&a->files_meta, (char *)m.data, m.len);
+            m.data = NULL;
+        }
+        ps_buf_free(&m);
     }
-    ps_buf_free(&m);
 
     if (!a->http)
         return;

@@ -35,7 +35,10 @@ def test_live_stream_read_by_tshark(env, captures):
     # a filtered client that must see nothing of this sensor
     other = subprocess.Popen(["curl", "-sS", "-N", "--max-time", str(int(6 * SCALE)),
                               url + "?sensor=someone-else"], stdout=subprocess.PIPE)
-    wait_live_clients(rport, 2)
+    both = subprocess.Popen(["curl", "-sS", "-N", "--max-time", str(int(6 * SCALE)),
+                             url + "?sensor=node-l&interface=node-l/live.pcap"],
+                            stdout=subprocess.PIPE)
+    wait_live_clients(rport, 3)
     rc, err = env.run_sensor(path, rx.port, sensor_id="node-l")
     assert rc == 0, err
     out, terr = pipeline.communicate(timeout=30 * SCALE)
@@ -46,7 +49,12 @@ def test_live_stream_read_by_tshark(env, captures):
     filtered, _ = other.communicate(timeout=30 * SCALE)
     assert filtered[:4] == b"\x0a\x0d\x0d\x0a"  # a section header...
     assert pcaplib.read_named(filtered) == []  # ...and nothing else
-    wait_metric(rport, "packetstreamer_live_packets_total", len(expected))
+    matched, _ = both.communicate(timeout=30 * SCALE)
+    got = pcaplib.read_named(matched)
+    assert len(got) == len(expected)
+    assert [g[4] for g in got] == [r.data for r in expected]
+    assert {g[0] for g in got} == {"node-l/live.pcap"}
+    wait_metric(rport, "packetstreamer_live_packets_total", 2 * len(expected))  # two matched
     rx.stop()
     assert len(read_outputs(rx.files())) == len(expected)
 
