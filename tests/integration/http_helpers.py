@@ -89,6 +89,23 @@ def wait_metric(port, key, want, timeout=10):
     pytest.fail("metric %s = %r, expected %r" % (key, got, want))
 
 
+def wait_capture_listed(port, name, timeout=10):
+    """The /api/captures entry for name once the writer's metadata for it is
+    published (every second) and the file is complete."""
+    import json
+    deadline = time.monotonic() + timeout * SCALE
+    entry = None
+    while time.monotonic() < deadline:
+        st, _, body = get(port, "/api/captures")
+        assert st == 200
+        found = [e for e in json.loads(body) if e["name"] == name]
+        entry = found[0] if found else None
+        if entry and entry["complete"] and entry["packets"] is not None:
+            return entry
+        time.sleep(0.1)
+    pytest.fail("%s not listed with its metadata: %r" % (name, entry))
+
+
 class FakeSensor:
     """Protocol v1 HELLO with codec none, then silence (the receiver sends
     no timeout on an idle session): a sensor that stays connected."""

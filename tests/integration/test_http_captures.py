@@ -4,7 +4,7 @@ import json
 import time
 
 from conftest import SCALE, pcaplib
-from http_helpers import FakeSensor, get, http_args, wait_http_up
+from http_helpers import FakeSensor, get, http_args, wait_capture_listed, wait_http_up
 
 N = 2000
 
@@ -28,12 +28,10 @@ def test_list_and_download(env, captures):
     rport, rargs = http_args()
     rx, f, expected = completed_capture(env, captures, rargs)
     wait_http_up(rport)
+    e = wait_capture_listed(rport, f.name)
     st, hdr, body = get(rport, "/api/captures")
     assert st == 200 and hdr["content-type"] == "application/json"
-    listing = json.loads(body)
-    entry = [e for e in listing if e["name"] == f.name]
-    assert entry, listing
-    e = entry[0]
+    assert [x["name"] for x in json.loads(body)] == [f.name]
     assert e["size"] == f.stat().st_size
     assert e["complete"] is True
     assert e["packets"] == N

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import SCALE
-from http_helpers import FakeSensor, get, http_args, wait_http_up
+from http_helpers import FakeSensor, get, http_args, wait_capture_listed, wait_http_up
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -39,9 +39,14 @@ def test_status_page_in_chromium(env, captures, tmp_path):
         time.sleep(0.1)
     files = rx.files()
     assert files
+    for f in files:
+        wait_capture_listed(rport, f.name)
     live = FakeSensor(rx.port, "pod-sensor-live")  # stays connected
     assert live.accepted
-    time.sleep(0.5)  # one publish period
+    deadline = time.monotonic() + 10 * SCALE
+    while b"pod-sensor-live" not in get(rport, "/api/sensors")[2]:
+        assert time.monotonic() < deadline, "the connected sensor never showed up"
+        time.sleep(0.1)
 
     url = "http://127.0.0.1:%d/" % rport
     st, hdr, body = get(rport, "/")
