@@ -52,6 +52,7 @@ def test_status_page_in_chromium(env, captures, tmp_path):
     st, hdr, body = get(rport, "/")
     assert st == 200 and hdr["content-type"].startswith("text/html")
     assert b"http://" not in body and b"https://" not in body  # no external assets
+    assert "connect-src 'self'" in hdr["content-security-policy"]
 
     dom = chromium(tmp_path, "--dump-dom", url)
     sensors = re.search(r'<table id="sensors">.*?</table>', dom, re.S).group(0)
