@@ -495,8 +495,12 @@ ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
     snprintf(h->reason, sizeof(h->reason), "starting");
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                      MHD_USE_ERROR_LOG | MHD_USE_POLL;
-    if (res->ai_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+    if (res->ai_family == AF_INET6) {
+        struct sockaddr_in6 a6;
+        memcpy(&a6, res->ai_addr, sizeof(a6));
+        /* [::] means every address, IPv4 ones included (dual stack). */
+        flags |= IN6_IS_ADDR_UNSPECIFIED(&a6.sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
+    }
     h->d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, res->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)PS_HTTP_MAX_CONNECTIONS,
