@@ -323,19 +323,15 @@ static void publish(ps_api *a)
 
     if (!a->http)
         return;
-    const char *why = NULL;
+    char reason[PATH_MAX + 64] = "";
     if (!a->listening)
-        why = "not listening for sensors";
+        snprintf(reason, sizeof(reason), "not listening for sensors");
     else if (h->write_failing)
-        why = "writing capture files fails";
-    else if (a->dir && access(a->dir, W_OK) != 0)
-        why = "output directory is not writable";
-    char reason[PATH_MAX + 64];
-    if (why && a->dir && why[0] == 'o')
-        snprintf(reason, sizeof(reason), "%s: %s (%s)", why, a->dir, strerror(errno));
-    else
-        snprintf(reason, sizeof(reason), "%s", why ? why : "");
-    ps_http_set_ready(a->http, why == NULL, reason);
+        snprintf(reason, sizeof(reason), "writing capture files fails");
+    else if (a->dir && access(a->dir, W_OK) != 0) /* root too: EROFS, EPERM (immutable) */
+        snprintf(reason, sizeof(reason), "output directory is not writable: %s (%s)", a->dir,
+                 strerror(errno));
+    ps_http_set_ready(a->http, reason[0] == '\0', reason);
 }
 
 static void on_timer(uv_timer_t *t)
