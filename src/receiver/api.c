@@ -202,12 +202,11 @@ static api_rate *rate_for(ps_api *a, const ps_sensor_rec *r, uint64_t now)
 /* "2026-11-26T08:50:50.123456789Z", or null for 0. */
 static int json_time(ps_buf *out, uint64_t ns)
 {
-    if (ns == 0)
-        return ps_buf_append(out, "null", 4);
     time_t t = (time_t)(ns / 1000000000u);
     struct tm tm;
     char s[64], d[24];
-    gmtime_r(&t, &tm);
+    if (ns == 0 || !gmtime_r(&t, &tm)) /* packet times come from sensors */
+        return ps_buf_append(out, "null", 4);
     strftime(s, sizeof(s), "\"%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(d, sizeof(d), ".%09uZ\"", (unsigned)(ns % 1000000000u));
     return ps_buf_append(out, s, strlen(s)) | ps_buf_append(out, d, strlen(d));
