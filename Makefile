@@ -10,7 +10,8 @@ JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev \
-	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev
+	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
+	curl prometheus chromium
 
 .PHONY: deps build build-asan run test unit integration fuzz bench format clean
 

@@ -43,6 +43,8 @@ static const char sensor_usage[] =
     "  --auth-key-file F      shared token sent in the handshake (auth.keyFile)\n"
     "  --tls-cert F --tls-key F  client certificate and key for mutual TLS\n"
     "  --tls-ca F             CA the receiver's certificate must chain to (enables TLS)\n"
+    "  --http ADDR:PORT       health, readiness and metrics (http.listen, "
+    "default " PS_HTTP_LISTEN_SENSOR ")\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -57,6 +59,8 @@ static const char receiver_usage[] =
     "  --auth-key-file F      require this shared token from sensors (auth.keyFile)\n"
     "  --tls-cert F --tls-key F  server certificate and key (enables TLS)\n"
     "  --tls-ca F             require client certificates signed by this CA (mutual TLS)\n"
+    "  --http ADDR:PORT       probes, metrics, captures, live stream, status page\n"
+    "                         (http.listen, default " PS_HTTP_LISTEN_RECEIVER ")\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -250,9 +254,10 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
             rc = add_flag(c, "log.format", optarg, "--log-format");
             break;
         case OPT_HTTP:
-            fprintf(stderr, "packetstreamer: --http: the HTTP server is not available in this "
-                            "version yet\n");
-            return -1;
+            rc = add_flag(c, "http.listen", optarg, "--http");
+            if (rc == 0)
+                rc = add_flag(c, "http.enable", "true", "--http");
+            break;
         case OPT_ROLE:
             *role = optarg;
             break;

@@ -376,6 +376,11 @@ static const key_def key_table[] = {
      .def = "0640"},
     {.name = "log.level", .type = K_ENUM, FIELD(log_level), .e = &log_level_enum, .def = "info"},
     {.name = "log.format", .type = K_ENUM, FIELD(log_json), .e = &log_format_enum, .def = "text"},
+    /* HTTP server (probes, metrics, captures). http.listen's default depends
+     * on the role and is set by ps_config_init. */
+    {.name = "http.enable", .type = K_BOOL, FIELD(http_enable), .def = "true"},
+    {.name = "http.listen", .type = K_STR, FIELD(http_listen), .min = 1, .max = 300},
+    {.name = "http.token", .type = K_STR, FIELD(http_token), .max = PS_AUTH_KEY_MAX},
 };
 
 #define NKEYS (sizeof(key_table) / sizeof(key_table[0]))
@@ -1566,7 +1571,9 @@ int ps_config_init(ps_config *c, ps_role role)
         }
     }
     c->sensor_id = default_sensor_id();
-    if (!c->sensor_id) {
+    c->http_listen =
+        strdup(role == PS_ROLE_SENSOR ? PS_HTTP_LISTEN_SENSOR : PS_HTTP_LISTEN_RECEIVER);
+    if (!c->sensor_id || !c->http_listen) {
         ps_config_free(c);
         return -1;
     }
@@ -1699,6 +1706,23 @@ static int is_stdout_path(const char *p)
     return p && (strcmp(p, "stdout") == 0 || strcmp(p, "/dev/stdout") == 0 || strcmp(p, "-") == 0);
 }
 
+/* ADDR:PORT or [V6]:PORT with a port 0..65535 (0: any free port). */
+static int valid_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || colon[1] == '\0' || strlen(colon + 1) > 5)
+        return 0;
+    if (s[0] == '[' && colon[-1] != ']')
+        return 0;
+    unsigned long port = 0;
+    for (const char *p = colon + 1; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        port = port * 10 + (unsigned long)(*p - '0');
+    }
+    return port <= 65535;
+}
+
 int ps_config_validate(const ps_config *c, char *err, size_t errlen)
 {
     errctx e = {err, errlen, "config", 0};
@@ -1726,6 +1750,10 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
         return errf(&e, "auth.key is longer than %d bytes", PS_AUTH_KEY_MAX);
     if (c->auth_enable && c->auth_key && c->auth_key_file)
         return errf(&e, "auth.key and auth.keyFile are both set; use one");
+
+    if (c->http_enable && (!c->http_listen || !valid_hostport(c->http_listen)))
+        return errf(&e, "http.listen: '%s' is not ADDR:PORT (IPv6 as [ADDR]:PORT)",
+                    c->http_listen ? c->http_listen : "");
 
     if (c->role == PS_ROLE_SENSOR) {
         if (!c->server_address)

@@ -26,6 +26,8 @@
 #define PS_CONFIG_MAX_IFACE_PORTS 64
 #define PS_CONFIG_MAX_INTERFACES 64
 #define PS_AUTH_KEY_MAX 1024 /* the wire's token limit */
+#define PS_HTTP_LISTEN_SENSOR "0.0.0.0:8082"
+#define PS_HTTP_LISTEN_RECEIVER "0.0.0.0:8080"
 
 typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
 
@@ -115,6 +117,10 @@ typedef struct ps_config {
     uint32_t max_connections;            /* limits.maxConnections, default 1024 */
     uint32_t max_connections_per_source; /* limits.maxConnectionsPerSource, 0 = unlimited */
     char *file_mode;                     /* output.file.mode, octal text, default "0640" */
+    /* HTTP server: probes, metrics, captures (http.*) */
+    int http_enable;   /* http.enable, default true */
+    char *http_listen; /* http.listen "ADDR:PORT", default by role (below) */
+    char *http_token;  /* http.token: bearer token for non-loopback clients */
 
     /* logging */
     char *log_filename;     /* logFilename */

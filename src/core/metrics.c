@@ -17,6 +17,8 @@ struct ps_metric {
     char *label_names[PS_METRICS_MAX_LABELS];
     int n_labels;
     ps_series *series;
+    double bounds[PS_METRICS_MAX_BUCKETS]; /* histograms */
+    int n_bounds;
 };
 
 struct ps_metrics {
@@ -37,6 +39,7 @@ static void free_series(ps_series *s)
 {
     for (int i = 0; i < PS_METRICS_MAX_LABELS; i++)
         free(s->labels[i]);
+    free((void *)(uintptr_t)s->buckets);
     free(s);
 }
 
@@ -159,6 +162,14 @@ ps_series *ps_metric_series(ps_metric *f, const char *v1, const char *v2, const 
     }
     if (f->type == PS_METRIC_GAUGE)
         ps_series_set(s, 0.0);
+    if (f->type == PS_METRIC_HISTOGRAM) {
+        s->buckets = calloc((size_t)f->n_bounds + 1, sizeof(*s->buckets));
+        if (!s->buckets)
+            goto oom;
+        s->bounds = f->bounds;
+        s->n_bounds = f->n_bounds;
+        /* calloc'd: count 0, sum +0.0 (all bits zero) */
+    }
     /* Appended at the tail so a concurrent render walking the list sees a
      * fully built node or none. */
     if (last)
@@ -179,6 +190,45 @@ void ps_series_remove(ps_metric *f, ps_series *s)
     pthread_mutex_lock(&f->owner->mu);
     s->removed = 1;
     pthread_mutex_unlock(&f->owner->mu);
+}
+
+ps_metric *ps_metrics_histogram(ps_metrics *m, const char *name, const char *help,
+                                const char *label_names, const double *bounds, int n_bounds)
+{
+    if (n_bounds < 1 || n_bounds > PS_METRICS_MAX_BUCKETS)
+        return NULL;
+    for (int i = 0; i < n_bounds; i++)
+        if (!(bounds[i] == bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1]))
+            return NULL;
+    ps_metric *f = ps_metrics_family(m, PS_METRIC_HISTOGRAM, name, help, label_names);
+    if (!f || f->type != PS_METRIC_HISTOGRAM)
+        return NULL;
+    pthread_mutex_lock(&m->mu);
+    if (f->n_bounds == 0) { /* new family: no series can exist yet */
+        memcpy(f->bounds, bounds, (size_t)n_bounds * sizeof(*bounds));
+        f->n_bounds = n_bounds;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return f;
+}
+
+void ps_series_observe(ps_series *s, double v)
+{
+    if (!s || !s->buckets)
+        return;
+    int i = 0;
+    while (i < s->n_bounds && v > s->bounds[i])
+        i++;
+    atomic_fetch_add_explicit(&s->buckets[i], 1, memory_order_relaxed);
+    uint64_t old = atomic_load_explicit(&s->sum, memory_order_relaxed), nbits;
+    do {
+        double d;
+        memcpy(&d, &old, sizeof(d));
+        d += v;
+        memcpy(&nbits, &d, sizeof(nbits));
+    } while (!atomic_compare_exchange_weak_explicit(&s->sum, &old, nbits, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    atomic_fetch_add_explicit(&s->value, 1, memory_order_relaxed);
 }
 
 void ps_series_set(ps_series *s, double v)
@@ -224,21 +274,64 @@ static int append_escaped(ps_buf *out, const char *s, int quotes)
     return 0;
 }
 
-static int render_series(ps_buf *out, const ps_metric *f, const ps_series *s)
+/* NAME[SUFFIX]{labels[,le="LE"]} */
+static int render_name(ps_buf *out, const ps_metric *f, const ps_series *s, const char *suffix,
+                       const char *le)
 {
-    char num[64];
-    if (append_str(out, f->name) != 0)
+    if (append_str(out, f->name) != 0 || append_str(out, suffix) != 0)
         return -1;
-    if (f->n_labels > 0) {
+    if (f->n_labels > 0 || le) {
         for (int i = 0; i < f->n_labels; i++) {
             if (append_str(out, i ? "," : "{") != 0 || append_str(out, f->label_names[i]) ||
                 append_str(out, "=\"") || append_escaped(out, s->labels[i], 1) ||
                 append_str(out, "\""))
                 return -1;
         }
+        if (le && (append_str(out, f->n_labels ? ",le=\"" : "{le=\"") || append_str(out, le) ||
+                   append_str(out, "\"")))
+            return -1;
         if (append_str(out, "}") != 0)
             return -1;
     }
+    return 0;
+}
+
+static int render_histogram(ps_buf *out, const ps_metric *f, const ps_series *s)
+{
+    char num[64], le[40];
+    uint64_t cum = 0;
+    /* Buckets are read one by one while observations go on: the count is
+     * taken as the cumulative total so the +Inf bucket always equals it. */
+    for (int i = 0; i <= s->n_bounds; i++) {
+        cum += atomic_load_explicit(&s->buckets[i], memory_order_relaxed);
+        if (i < s->n_bounds)
+            snprintf(le, sizeof(le), "%.15g",
+                     s->bounds[i]); /* 0.0005, not 0.00050000000000000001 */
+        else
+            snprintf(le, sizeof(le), "+Inf");
+        snprintf(num, sizeof(num), " %llu\n", (unsigned long long)cum);
+        if (render_name(out, f, s, "_bucket", le) != 0 || append_str(out, num) != 0)
+            return -1;
+    }
+    uint64_t bits = atomic_load_explicit(&s->sum, memory_order_relaxed);
+    double sum;
+    memcpy(&sum, &bits, sizeof(sum));
+    snprintf(num, sizeof(num), " %.17g\n", sum);
+    if (render_name(out, f, s, "_sum", NULL) != 0 || append_str(out, num) != 0)
+        return -1;
+    snprintf(num, sizeof(num), " %llu\n", (unsigned long long)cum);
+    if (render_name(out, f, s, "_count", NULL) != 0 || append_str(out, num) != 0)
+        return -1;
+    return 0;
+}
+
+static int render_series(ps_buf *out, const ps_metric *f, const ps_series *s)
+{
+    char num[64];
+    if (f->type == PS_METRIC_HISTOGRAM)
+        return render_histogram(out, f, s);
+    if (render_name(out, f, s, "", NULL) != 0)
+        return -1;
     if (f->type == PS_METRIC_COUNTER)
         snprintf(num, sizeof(num), " %llu\n", (unsigned long long)ps_series_get_u64(s));
     else
@@ -254,7 +347,9 @@ int ps_metrics_render(ps_metrics *m, ps_buf *out)
         rc |= append_str(out, "# HELP ") | append_str(out, f->name) | append_str(out, " ") |
               append_escaped(out, f->help, 0) | append_str(out, "\n# TYPE ") |
               append_str(out, f->name) |
-              append_str(out, f->type == PS_METRIC_COUNTER ? " counter\n" : " gauge\n");
+              append_str(out, f->type == PS_METRIC_COUNTER ? " counter\n"
+                              : f->type == PS_METRIC_GAUGE ? " gauge\n"
+                                                           : " histogram\n");
         for (ps_series *s = f->series; s && rc == 0; s = s->next)
             if (!s->removed)
                 rc = render_series(out, f, s);

@@ -25,13 +25,26 @@
 
 #define PS_METRICS_MAX_LABELS 3
 
-typedef enum ps_metric_type { PS_METRIC_COUNTER, PS_METRIC_GAUGE } ps_metric_type;
+#define PS_METRICS_MAX_BUCKETS 16
+
+typedef enum ps_metric_type {
+    PS_METRIC_COUNTER,
+    PS_METRIC_GAUGE,
+    PS_METRIC_HISTOGRAM
+} ps_metric_type;
 
 typedef struct ps_series {
-    _Atomic uint64_t value; /* counters: the count; gauges: a double's bits */
+    _Atomic uint64_t value; /* counters: the count; gauges: a double's bits;
+                             * histograms: the observation count */
     struct ps_series *next;
     int removed;
     char *labels[PS_METRICS_MAX_LABELS];
+    /* Histograms only: per-bucket (not cumulative) counts, the last one for
+     * values above every bound, and the sum as a double's bits. */
+    _Atomic uint64_t *buckets;
+    _Atomic uint64_t sum;
+    const double *bounds; /* the family's, ascending */
+    int n_bounds;
 } ps_series;
 
 typedef struct ps_metric ps_metric;
@@ -45,6 +58,17 @@ void ps_metrics_free(ps_metrics *m);
  * NULL on OOM or a bad name. */
 ps_metric *ps_metrics_family(ps_metrics *m, ps_metric_type type, const char *name, const char *help,
                              const char *label_names);
+
+/* A histogram family with fixed upper bounds (ascending, finite, at most
+ * PS_METRICS_MAX_BUCKETS; copied). Rendered as NAME_bucket{le=...}
+ * (cumulative, +Inf last), NAME_sum and NAME_count. NULL on OOM or bad
+ * arguments. */
+ps_metric *ps_metrics_histogram(ps_metrics *m, const char *name, const char *help,
+                                const char *label_names, const double *bounds, int n_bounds);
+
+/* Records one observation in a histogram series: a few relaxed atomic
+ * operations (the sum is a compare-and-swap loop), no lock. */
+void ps_series_observe(ps_series *s, double v);
 
 /* The series for these label values (as many as the family has labels; the
  * rest ignored), created at zero on first use. NULL on OOM. Takes a lock:

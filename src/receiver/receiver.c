@@ -20,6 +20,7 @@
 
 #include "core/log.h"
 #include "core/wire.h"
+#include "api.h"
 #include "listener.h"
 #include "session.h"
 #include "writer.h"
@@ -34,6 +35,7 @@ typedef struct receiver {
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
+    ps_api *api; /* metrics, readiness, HTTP */
     int stopping;
 } receiver;
 
@@ -117,6 +119,7 @@ static void on_hub_idle(ps_hub *hub)
     uv_timer_stop(&r->deadline);
     uv_signal_stop(&r->sigint);
     uv_signal_stop(&r->sigterm);
+    ps_api_close(r->api);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -136,6 +139,7 @@ static void on_signal(uv_signal_t *h, int signum)
             signum == SIGINT ? "SIGINT" : "SIGTERM");
     ps_listener_close(r->listener);
     r->listener = NULL;
+    ps_api_set_listening(r->api, 0);
     /* A sensor that stops reading must not hold the shutdown hostage. */
     uv_timer_start(&r->deadline, on_deadline, PS_RECEIVER_CLOSE_DEADLINE_MS, 0);
     ps_hub_stop(&r->hub);
@@ -232,6 +236,9 @@ int ps_receiver_run(const ps_config *cfg)
                              : "TLS")
                       : "plaintext",
             cfg->file_path, ps_format_name(cfg->format));
+    r.api = ps_api_start(&r.loop, &r.hub, cfg, err, sizeof(err));
+    if (!r.api)
+        ps_warn("receiver", "%s: running without metrics and HTTP", err);
 
     uv_run(&r.loop, UV_RUN_DEFAULT);
 
@@ -251,6 +258,7 @@ int ps_receiver_run(const ps_config *cfg)
     uv_walk(&r.loop, close_walk, NULL);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     uv_loop_close(&r.loop);
+    ps_api_free(r.api); /* joins the HTTP threads before what they read is freed */
     ps_hub_free(&r.hub);
     ps_metrics_free(r.hub.metrics);
     ps_tls_free(r.hub.tls);

@@ -9,8 +9,8 @@
  *
  * Every refused or cut connection is logged once, as "closing connection
  * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL in
- * packetstreamer_rejected_connections_total (and, for TLS failures, in
- * packetstreamer_tls_handshake_failures_total).
+ * packetstreamer_receiver_rejected_connections_total (and, for TLS failures, in
+ * packetstreamer_receiver_tls_handshake_failures_total).
  */
 #include "session.h"
 
@@ -22,12 +22,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
 #include "recovery.h"
+#include "live.h"
 
 #define PS_SESSION_MAX_IFACES 65536
 
@@ -48,6 +50,8 @@ struct ps_session {
     uint64_t acked;
     uint64_t started_ms, last_rx_ms; /* loop time */
     int logged;                      /* the bad-input line was written */
+    uint64_t pending_since;          /* uv_hrtime of the oldest batch not yet acknowledged */
+    uint64_t *ifdrops;               /* last STATS drops per sensor interface index */
 };
 
 #define PS_REASON_NAME(n) #n,
@@ -65,16 +69,16 @@ int ps_hub_init_metrics(ps_hub *hub)
     if (!hub->metrics)
         return 0;
     hub->m_rejected = ps_metrics_family(
-        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_rejected_connections_total",
+        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_receiver_rejected_connections_total",
         "Connections refused or closed because of what the peer sent or did, by reason.", "reason");
     hub->m_tls_failures = ps_metrics_family(hub->metrics, PS_METRIC_COUNTER,
-                                            "packetstreamer_tls_handshake_failures_total",
+                                            "packetstreamer_receiver_tls_handshake_failures_total",
                                             "TLS handshakes that failed, by reason.", "reason");
-    ps_metric *auth =
-        ps_metrics_family(hub->metrics, PS_METRIC_COUNTER, "packetstreamer_auth_failures_total",
-                          "Handshakes refused for a wrong or missing token or a disallowed "
-                          "certificate identity.",
-                          NULL);
+    ps_metric *auth = ps_metrics_family(
+        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_receiver_auth_failures_total",
+        "Handshakes refused for a wrong or missing token or a disallowed "
+        "certificate identity.",
+        NULL);
     if (!hub->m_rejected || !hub->m_tls_failures || !auth)
         return -1;
     hub->m_auth_failures = ps_metric_series(auth, NULL, NULL, NULL);
@@ -164,8 +168,16 @@ static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fm
     va_end(ap);
     if (err != 0 && err != UV_ENOMEM && err != UV_EIO) {
         s->hub->counters.decode_errors++;
+        if (err <= PS_CONN_E_WIRE(0)) {
+            int w = PS_CONN_E_WIRE(0) - err; /* -PS_WIRE_E_* */
+            s->hub->counters.decode_wire[w < PS_HUB_WIRE_REASONS ? w : 0]++;
+        } else {
+            s->hub->counters.decode_wire[0]++;
+        }
         sess_log_bad(s, r, why);
     } else if (err != 0) {
+        s->hub->counters.decode_errors++;
+        s->hub->counters.decode_io++;
         ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
                 s->sensor ? s->sensor->id : "?", why);
         s->logged = 1;
@@ -368,6 +380,10 @@ static int on_hello(ps_session *s, const ps_frame *f)
         ps_conn_close(old->conn, 0, "replaced by a new connection");
     }
     rec->live = s;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    rec->connected_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    snprintf(rec->addr, sizeof(rec->addr), "%s", s->peer);
     s->sensor = rec;
     s->codec = (ps_codec)h.codec;
     s->pending_ack = s->acked = rec->last_seq;
@@ -416,6 +432,16 @@ static int on_iface(ps_session *s, const ps_frame *f)
         for (uint32_t k = s->ifmap_len; k < n; k++)
             m[k] = -1;
         s->ifmap = m;
+        /* Drop counters per index; without them (OOM) drops go unreported. */
+        uint32_t from = s->ifdrops ? s->ifmap_len : 0;
+        uint64_t *d = realloc(s->ifdrops, n * sizeof(*d));
+        if (d) {
+            for (uint32_t k = from; k < n; k++)
+                d[k] = 0;
+        } else {
+            free(s->ifdrops);
+        }
+        s->ifdrops = d;
         s->ifmap_len = n;
     }
     char name[PS_WIRE_MAX_IFNAME_LEN + 1], desc[PS_WIRE_MAX_DESC_LEN + 1], err[512];
@@ -430,6 +456,9 @@ static int on_iface(ps_session *s, const ps_frame *f)
         return -1;
     }
     s->ifmap[i.index] = h;
+    if (ps_live_iface(s->hub->live, h, s->sensor->id, name, desc, i.linktype) != 0)
+        ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
+                name);
     ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
              s->sensor->id, i.index, name, i.linktype);
     return 0;
@@ -524,6 +553,11 @@ static int on_batch(ps_session *s, const ps_frame *f)
         sess_close(s, UV_EIO, "cannot end batch %" PRIu64 ": %s", b.seq, strerror(errno));
         return -1;
     }
+    /* After the writer has the batch: live clients never hold up the files. */
+    if (ps_live_active(hub->live))
+        ps_live_batch(hub->live, s->ifmap, s->ifmap_len, raw, b.raw_len);
+    if (s->pending_ack == s->acked)
+        s->pending_since = uv_hrtime();
     rec->last_seq = b.seq;
     rec->packets += b.records;
     rec->bytes += bytes;
@@ -549,6 +583,16 @@ static int on_stats(ps_session *s, const ps_frame *f)
     }
     ps_writer_iface_stats(s->hub->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
                           st.kernel_drops + st.if_drops, st.sensor_drops);
+    /* ifdrops has ifmap_len entries (grown in on_iface, see there). */
+    /* The sensor's counters are cumulative per interface: the sensor's
+     * total is the sum of the latest ones (also right after a reconnect). */
+    if (s->ifdrops) {
+        s->ifdrops[st.index] = st.kernel_drops + st.if_drops + st.sensor_drops;
+        uint64_t sum = 0;
+        for (uint32_t k = 0; k < s->ifmap_len; k++)
+            sum += s->ifdrops[k];
+        s->sensor->drops = sum;
+    }
     return 0;
 }
 
@@ -620,8 +664,14 @@ static void hub_flush_and_ack(ps_hub *hub)
     }
     for (ps_session *s = hub->sessions; s; s = s->next) {
         if (s->pending_ack > s->acked && s->state == SS_ACTIVE) {
-            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0)
+            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0) {
                 s->acked = s->pending_ack;
+                hub->counters.acks++;
+                /* From the oldest batch this ACK covers arriving to the ACK. */
+                if (hub->ack_latency)
+                    ps_series_observe(hub->ack_latency,
+                                      (double)(uv_hrtime() - s->pending_since) / 1e9);
+            }
         }
     }
 }
@@ -676,6 +726,7 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
     hub_remove(hub, s);
     ps_buf_free(&s->raw);
     free(s->ifmap);
+    free(s->ifdrops);
     free(s);
     if (hub->stopping && hub->n_sessions == 0 && hub->on_idle)
         hub->on_idle(hub);

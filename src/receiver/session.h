@@ -22,6 +22,7 @@
 #include "writer.h"
 
 typedef struct ps_session ps_session;
+struct ps_live;
 
 /* What the receiver knows about one sensor process. */
 typedef struct ps_sensor_rec {
@@ -31,16 +32,24 @@ typedef struct ps_sensor_rec {
     uint64_t last_seq;       /* highest batch handed to the writer */
     uint64_t packets, bytes; /* records written */
     uint64_t batches, duplicates, gaps;
-    ps_session *live; /* its current connection, if any */
+    uint64_t drops;        /* sum over its interfaces of the last STATS drop counters */
+    uint64_t connected_ns; /* CLOCK_REALTIME of its last handshake */
+    char addr[80];         /* peer address of its last connection */
+    ps_session *live;      /* its current connection, if any */
 } ps_sensor_rec;
+
+#define PS_HUB_WIRE_REASONS 9 /* -PS_WIRE_E_* 1..8; 0 counts other ones */
 
 typedef struct ps_hub_counters {
     uint64_t connections, rejected, decode_errors, duplicates, packets, bytes;
     uint64_t auth_failures;
+    uint64_t decode_io;                        /* decode_errors: I/O or memory failures */
+    uint64_t decode_wire[PS_HUB_WIRE_REASONS]; /* decode_errors: by -PS_WIRE_E_* */
+    uint64_t acks;                             /* ACK frames sent */
 } ps_hub_counters;
 
 /* Why a connection was refused or cut: the `reason` label of
- * packetstreamer_rejected_connections_total. */
+ * packetstreamer_receiver_rejected_connections_total. */
 #define PS_HUB_REASONS(X)                                                                          \
     X(garbage)                                                                                     \
     X(bad_magic)                                                                                   \
@@ -108,6 +117,8 @@ typedef struct ps_hub {
     ps_metric *m_rejected, *m_tls_failures;
     ps_series *m_auth_failures;
     uint64_t rejected_by_reason[PS_REASON_COUNT];
+    struct ps_live *live;                /* /live clients (api.c), or NULL */
+    ps_series *ack_latency;              /* histogram, seconds (api.c), or NULL */
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
 
@@ -118,8 +129,6 @@ void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t sessi
  * (writer's checkpoint callback). */
 int ps_hub_checkpoint(ps_hub *hub, ps_buf *out);
 
-/* Takes ownership of tcp (accepted, malloc'd). */
-void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer);
 /* Retries a failed flush (called by the receiver's 1-second tick). */
 void ps_hub_retry(ps_hub *hub);
 /* Registers the hub's counters in hub->metrics. -1 on OOM. */

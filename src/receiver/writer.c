@@ -61,10 +61,19 @@
 #define WR_OPEN_ATTEMPTS 1000 /* names to try when others write the same dir */
 #define WR_NS 1000000000ull
 
+/* What the receiver knows about a file's contents (files of this run only:
+ * files found from earlier runs have first_ns == 0). Kept for the HTTP
+ * capture list, see ps_writer_files_meta(). */
+typedef struct wr_meta {
+    uint64_t first_ns, last_ns, packets;
+    char *sensors; /* comma-separated sensor ids, NULL if none */
+} wr_meta;
+
 typedef struct wr_done {
     char *name; /* file name inside the directory */
     uint64_t size;
     uint64_t counter;
+    wr_meta meta;
 } wr_done;
 
 typedef struct wr_set {
@@ -80,6 +89,7 @@ typedef struct wr_set {
     uint64_t file_bytes; /* current file: written + buffered */
     uint64_t file_packets;
     uint64_t opened_ns;
+    wr_meta meta;        /* current file's contents */
     uint64_t counter;    /* current file's counter */
     int rotate_deferred; /* a size rotation is pending on failing writes */
     uint64_t next_counter;
@@ -102,6 +112,7 @@ typedef struct wr_iface {
     uint64_t gen; /* generation of the file holding our IDB (0: none) */
     uint32_t if_id;
     uint64_t delivered;
+    uint64_t meta_gen; /* generation of the file whose meta lists our sensor */
 } wr_iface;
 
 struct ps_writer {
@@ -349,7 +360,7 @@ static int done_add(wr_set *s, const char *name, uint64_t size, uint64_t counter
     char *copy = strdup(name);
     if (!copy)
         return -1;
-    s->done[s->ndone++] = (wr_done){copy, size, counter};
+    s->done[s->ndone++] = (wr_done){copy, size, counter, {0, 0, 0, NULL}};
     s->done_bytes += size;
     return 0;
 }
@@ -418,9 +429,12 @@ static void set_free(wr_set *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->ndone; i++)
+    for (size_t i = 0; i < s->ndone; i++) {
         free(s->done[i].name);
+        free(s->done[i].meta.sensors);
+    }
     free(s->done);
+    free(s->meta.sensors);
     ps_buf_free(&s->buf);
     free(s->key);
     free(s->prefix);
@@ -542,6 +556,8 @@ static int set_flush(ps_writer *w, wr_set *s)
 
 static void file_forget(wr_set *s)
 {
+    free(s->meta.sensors);
+    memset(&s->meta, 0, sizeof(s->meta));
     s->open = 0;
     s->fd = -1;
     s->file_bytes = s->file_packets = 0;
@@ -650,6 +666,7 @@ static void retention(ps_writer *w, wr_set *s)
          * way, otherwise one stuck file would block retention forever. */
         bytes -= d->size;
         free(d->name);
+        free(d->meta.sensors);
         drop++;
     }
     if (drop) {
@@ -691,6 +708,8 @@ static int file_close(ps_writer *w, wr_set *s, int final)
         return 0;
     }
     uint64_t packets = s->file_packets, bytes = s->file_bytes;
+    wr_meta meta = s->meta; /* file_forget() would free it */
+    s->meta.sensors = NULL;
     int rc = close(s->fd);
     int e = errno;
     file_forget(s);
@@ -701,6 +720,7 @@ static int file_close(ps_writer *w, wr_set *s, int final)
             e = errno;
         ps_error("writer", "cannot complete %s: %s: %s; file left as is", s->part,
                  rc ? "close" : "rename", strerror(e));
+        free(meta.sensors);
         errno = e;
         return -1;
     }
@@ -708,7 +728,10 @@ static int file_close(ps_writer *w, wr_set *s, int final)
     const char *name = strrchr(s->final, '/');
     name = name ? name + 1 : s->final;
     /* Untracked on OOM: the file is only exempt from retention this run. */
-    (void)done_add(s, name, bytes, s->counter);
+    if (done_add(s, name, bytes, s->counter) == 0)
+        s->done[s->ndone - 1].meta = meta; /* takes the sensors string */
+    else
+        free(meta.sensors);
     if (w->on_file_closed)
         w->on_file_closed(w->ud, s->final, packets, bytes);
     retention(w, s);
@@ -729,6 +752,37 @@ static void rotate_for_size(wr_set *s, int rc)
         ps_warn("writer", "cannot complete %s: %s; rotation deferred", s->part, strerror(errno));
         s->rotate_deferred = 1;
     }
+}
+
+/* Adds one record to the current file's meta: a compare per record, and a
+ * string append only the first time an interface appears in a file. OOM
+ * only loses the sensor from the list. */
+static void meta_note(wr_set *s, wr_iface *f, uint64_t ts_ns)
+{
+    wr_meta *m = &s->meta;
+    if (m->packets == 0 || ts_ns < m->first_ns)
+        m->first_ns = ts_ns;
+    if (ts_ns > m->last_ns)
+        m->last_ns = ts_ns;
+    m->packets++;
+    if (f->meta_gen == s->gen)
+        return;
+    f->meta_gen = s->gen;
+    size_t il = strlen(f->sensor), ol = m->sensors ? strlen(m->sensors) : 0;
+    for (const char *p = m->sensors; p && *p;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == il && memcmp(p, f->sensor, il) == 0)
+            return;
+        p += n + (comma ? 1 : 0);
+    }
+    char *n = realloc(m->sensors, ol + il + 2);
+    if (!n)
+        return;
+    if (ol)
+        n[ol++] = ',';
+    memcpy(n + ol, f->sensor, il + 1);
+    m->sensors = n;
 }
 
 /* Emits the interface's IDB into the current file unless already there. */
@@ -1070,6 +1124,7 @@ int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, u
     }
     s->file_bytes += s->buf.len - before;
     s->file_packets++;
+    meta_note(s, f, ts_ns);
     f->delivered++;
     w->totals.packets++;
 
@@ -1176,6 +1231,61 @@ void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t)
         return;
     }
     *t = w->totals;
+}
+
+const char *ps_writer_dir(const ps_writer *w)
+{
+    return w ? w->dir : NULL;
+}
+
+const char *ps_writer_prefix(const ps_writer *w)
+{
+    return w ? w->prefix : NULL;
+}
+
+uint64_t ps_writer_disk_bytes(const ps_writer *w)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; w && !w->to_stdout && i < w->nsets; i++) {
+        const wr_set *s = w->sets[i];
+        n += s->done_bytes;
+        if (s->open)
+            n += s->file_bytes - s->buf.len; /* what reached the file */
+    }
+    return n;
+}
+
+static int meta_line(ps_buf *out, const char *name, const char *suffix, const wr_meta *m,
+                     int complete)
+{
+    char line[NAME_MAX + 128];
+    int n = snprintf(line, sizeof line, "%s%s\t%llu\t%llu\t%llu\t%d\t", name, suffix,
+                     (unsigned long long)m->first_ns, (unsigned long long)m->last_ns,
+                     (unsigned long long)m->packets, complete);
+    if (n < 0 || (size_t)n >= sizeof line)
+        return 0; /* cannot happen with NAME_MAX names; skip rather than cut */
+    const char *sensors = m->sensors ? m->sensors : "";
+    if (ps_buf_append(out, line, (size_t)n) != 0 ||
+        ps_buf_append(out, sensors, strlen(sensors)) != 0 || ps_buf_append(out, "\n", 1) != 0)
+        return -1;
+    return 0;
+}
+
+int ps_writer_files_meta(const ps_writer *w, ps_buf *out)
+{
+    for (size_t i = 0; w && !w->to_stdout && i < w->nsets; i++) {
+        const wr_set *s = w->sets[i];
+        for (size_t k = 0; k < s->ndone; k++)
+            if (s->done[k].meta.packets && meta_line(out, s->done[k].name, "", &s->done[k].meta, 1))
+                return -1;
+        if (s->open) {
+            const char *name = strrchr(s->part, '/');
+            name = name ? name + 1 : s->part;
+            if (meta_line(out, name, "", &s->meta, 0) != 0)
+                return -1;
+        }
+    }
+    return 0;
 }
 
 int ps_writer_close(ps_writer *w)

@@ -115,6 +115,20 @@ typedef struct ps_writer_totals {
 } ps_writer_totals;
 void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t);
 
+/* Output directory and file-name prefix (NULL for stdout). */
+const char *ps_writer_dir(const ps_writer *w);
+const char *ps_writer_prefix(const ps_writer *w);
+/* Bytes of this writer's files on disk: completed files it knows of (this
+ * run's and those found at open), plus what reached the open files. */
+uint64_t ps_writer_disk_bytes(const ps_writer *w);
+
+/* Appends one line per file written by this process, current ones included:
+ * "NAME\tFIRST_NS\tLAST_NS\tPACKETS\tCOMPLETE\tSENSOR,SENSOR\n" (an open
+ * file under its NAME.part). The writer is single-threaded: the receiver
+ * calls this from its loop and publishes the text for the HTTP threads.
+ * 0, or -1 on OOM. */
+int ps_writer_files_meta(const ps_writer *w, ps_buf *out);
+
 /* Flushes, closes and renames every open file, frees w. Returns 0, or -1 if a
  * flush failed (the .part file is then left for repair). NULL is a no-op. */
 int ps_writer_close(ps_writer *w);

@@ -18,12 +18,15 @@
 #include <uv.h>
 
 #include "capture.h"
+#include "core/http.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "observe.h"
 #include "uplink.h"
 
 #define PS_SENSOR_READ_SLICE 2048
 #define PS_SENSOR_IFACE_FILE 0
+#define PS_SENSOR_PUBLISH_MS 250 /* metrics and readiness refresh */
 
 typedef struct sensor {
     const ps_config *cfg;
@@ -40,6 +43,9 @@ typedef struct sensor {
     ps_batcher *batcher;
     ps_uplink *uplink;
     ps_metrics *metrics; /* the process registry, exported by the HTTP server */
+    ps_sensor_obs *obs;
+    ps_http *http;
+    uv_timer_t publish;
     int reading;
     int input_done;
     int stopping;
@@ -143,6 +149,60 @@ static void on_deadline(uv_timer_t *t)
     sensor_stop(s, 1);
 }
 
+/* Whether the inputs are delivering packets. With --read-file: the file is
+ * open. Live capture hooks in here: ready once it captures on at least one
+ * interface. */
+static int sensor_capturing(const sensor *s)
+{
+    return s->file != NULL;
+}
+
+/* Loop timer: copies counters into the registry and readiness into the
+ * HTTP server (see observe.h); never on the packet path. */
+static void on_publish(uv_timer_t *t)
+{
+    sensor *s = t->data;
+    ps_sensor_sample smp = {.connected = ps_uplink_connected(s->uplink),
+                            .dropped_oom = s->file ? ps_capture_file_dropped(s->file) : 0};
+    ps_batcher_get_totals(s->batcher, &smp.batcher);
+    ps_uplink_get_totals(s->uplink, &smp.uplink);
+    ps_sensor_obs_publish(s->obs, &smp);
+    if (!s->http)
+        return;
+    char why[400];
+    if (!smp.connected)
+        snprintf(why, sizeof(why), "not connected to receiver %s", ps_uplink_target(s->uplink));
+    else if (!sensor_capturing(s))
+        snprintf(why, sizeof(why), "not capturing on any interface");
+    else
+        why[0] = '\0';
+    ps_http_set_ready(s->http, why[0] == '\0', why);
+}
+
+static void sensor_http_start(sensor *s)
+{
+    s->metrics = ps_metrics_new();
+    s->obs = s->metrics ? ps_sensor_obs_new(s->metrics) : NULL;
+    if (!s->obs) {
+        ps_warn("sensor", "out of memory for metrics: running without them");
+        return;
+    }
+    uv_timer_init(&s->loop, &s->publish);
+    s->publish.data = s;
+    uv_timer_start(&s->publish, on_publish, 0, PS_SENSOR_PUBLISH_MS);
+    if (!s->cfg->http_enable)
+        return;
+    char err[512];
+    ps_http_opts ho = {
+        .listen = s->cfg->http_listen, .token = s->cfg->http_token, .metrics = s->metrics};
+    s->http = ps_http_start(&ho, err, sizeof(err));
+    /* Capture matters more than its observation: go on without HTTP. */
+    if (!s->http)
+        ps_warn("sensor", "%s: running without health and metrics endpoints", err);
+    else
+        ps_info("sensor", "HTTP (health, metrics) on %s", s->cfg->http_listen);
+}
+
 /* SIGTERM/SIGINT: stop reading and deliver what the spool holds, within
  * sensor.shutdownDeadlineSec (below Kubernetes' 30 s grace period); a
  * second signal stops at once. */
@@ -197,6 +257,8 @@ static void sensor_stop(sensor *s, int code)
     uv_timer_stop(&s->gather);
     uv_timer_stop(&s->pace);
     uv_timer_stop(&s->deadline);
+    if (s->obs)
+        uv_timer_stop(&s->publish);
     uv_signal_stop(&s->sigint);
     uv_signal_stop(&s->sigterm);
     ps_uplink_close(s->uplink, on_uplink_closed);
@@ -328,6 +390,7 @@ int ps_sensor_run(const ps_config *cfg)
     s.sigint.data = s.sigterm.data = &s;
     uv_signal_start(&s.sigint, on_signal, SIGINT);
     uv_signal_start(&s.sigterm, on_signal, SIGTERM);
+    sensor_http_start(&s);
     uint64_t tick = wait_ms / 4 ? wait_ms / 4 : 1;
     uv_timer_start(&s.gather, on_gather, tick, tick);
 
@@ -346,6 +409,9 @@ int ps_sensor_run(const ps_config *cfg)
     uv_walk(&s.loop, close_walk, NULL);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
+    ps_http_stop(s.http); /* its threads read the registry: stop them first */
+    ps_sensor_obs_free(s.obs);
+    ps_metrics_free(s.metrics);
     ps_uplink_free(s.uplink);
     ps_batcher_free(s.batcher);
     ps_capture_file_close(s.file);

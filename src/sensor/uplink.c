@@ -632,6 +632,11 @@ void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
     up_maybe_finish_close(u);
 }
 
+int ps_uplink_connected(const ps_uplink *u)
+{
+    return u->state == UP_READY && u->conn != NULL;
+}
+
 void ps_uplink_free(ps_uplink *u)
 {
     if (!u)

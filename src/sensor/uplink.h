@@ -52,6 +52,8 @@ void ps_uplink_on_sealed(void *u, ps_batch *b);
 void ps_uplink_on_ready(void *u, ps_batch *b);
 
 int ps_uplink_spool_full(const ps_uplink *u);
+/* True while a session with the receiver is established (handshake done). */
+int ps_uplink_connected(const ps_uplink *u);
 /* True when every sealed batch has been acknowledged. */
 int ps_uplink_drained(const ps_uplink *u);
 /* Sends BYE, closes the connection and all handles; done runs when closed. */

@@ -3,16 +3,16 @@
 Today they come from the receiver's final "stopped: ...;" log line
 (`rejected_<reason>=N tls_failures_<reason>=N auth_failures=N`). Once the
 receiver serves /metrics, pass http="127.0.0.1:PORT" and the same names are
-read from packetstreamer_rejected_connections_total{reason=...},
-packetstreamer_tls_handshake_failures_total{reason=...} and
-packetstreamer_auth_failures_total, so tests need not change.
+read from packetstreamer_receiver_rejected_connections_total{reason=...},
+packetstreamer_receiver_tls_handshake_failures_total{reason=...} and
+packetstreamer_receiver_auth_failures_total, so tests need not change.
 """
 import re
 import urllib.request
 
 _METRIC_TO_KEY = {
-    "packetstreamer_rejected_connections_total": "rejected_",
-    "packetstreamer_tls_handshake_failures_total": "tls_failures_",
+    "packetstreamer_receiver_rejected_connections_total": "rejected_",
+    "packetstreamer_receiver_tls_handshake_failures_total": "tls_failures_",
 }
 
 
@@ -34,7 +34,7 @@ def from_metrics(http):
         name, reason, value = m.groups()
         if name in _METRIC_TO_KEY and reason:
             out[_METRIC_TO_KEY[name] + reason] = int(value)
-        elif name == "packetstreamer_auth_failures_total":
+        elif name == "packetstreamer_receiver_auth_failures_total":
             out["auth_failures"] = int(value)
     return out
 

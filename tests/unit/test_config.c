@@ -112,6 +112,36 @@ static void check_common_defaults(const ps_config *c)
     assert_null(c->log_filename);
     assert_int_equal(c->log_level, PS_LOG_INFO);
     assert_int_equal(c->log_json, 0);
+    assert_int_equal(c->http_enable, 1);
+    assert_string_equal(c->http_listen,
+                        c->role == PS_ROLE_SENSOR ? "0.0.0.0:8082" : "0.0.0.0:8080");
+    assert_null(c->http_token);
+}
+
+static void test_http_listen_checked(void **state)
+{
+    (void)state;
+    ps_config c;
+    char err[PS_CONFIG_ERR_MAX];
+    static const char *const bad[] = {"8080",          "host:",     ":x",
+                                      "1.2.3.4:70000", "[::1]x:80", "a:123456"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(ps_config_init(&c, PS_ROLE_RECEIVER), 0);
+        assert_int_equal(ps_config_set(&c, "http.listen", bad[i], "--http", err, sizeof(err)), 0);
+        assert_int_equal(ps_config_validate(&c, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "http.listen"));
+        /* switched off, the address does not matter */
+        assert_int_equal(ps_config_set(&c, "http.enable", "false", "t", err, sizeof(err)), 0);
+        assert_int_equal(ps_config_validate(&c, err, sizeof(err)), 0);
+        ps_config_free(&c);
+    }
+    static const char *const good[] = {"127.0.0.1:0", "[::1]:8080", "localhost:80"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        assert_int_equal(ps_config_init(&c, PS_ROLE_RECEIVER), 0);
+        assert_int_equal(ps_config_set(&c, "http.listen", good[i], "--http", err, sizeof(err)), 0);
+        assert_int_equal(ps_config_validate(&c, err, sizeof(err)), 0);
+        ps_config_free(&c);
+    }
 }
 
 static void test_defaults_sensor(void **state)
@@ -386,6 +416,9 @@ CHECK(k_idle_timeout, c->idle_timeout_sec == 90)
 CHECK(k_max_conns, c->max_connections == 10)
 CHECK(k_max_per_source, c->max_connections_per_source == 2)
 CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600)
+CHECK(k_http_enable, c->http_enable == 0)
+CHECK(k_http_listen, streq(c->http_listen, "127.0.0.1:9999"))
+CHECK(k_http_token, streq(c->http_token, "t0ken"))
 
 static const key_case key_cases[] = {
     {"input.address", "10.1.2.3", "10.1.2.3", k_input_address},
@@ -444,6 +477,9 @@ static const key_case key_cases[] = {
     {"limits.maxConnections", "10", "10", k_max_conns},
     {"limits.maxConnectionsPerSource", "2", "2", k_max_per_source},
     {"output.file.mode", "\"0600\"", "0600", k_file_mode},
+    {"http.enable", "false", "off", k_http_enable},
+    {"http.listen", "127.0.0.1:9999", "127.0.0.1:9999", k_http_listen},
+    {"http.token", "t0ken", "t0ken", k_http_token},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))
@@ -1214,6 +1250,7 @@ int main(void)
         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_format_names),
         cmocka_unit_test(test_docs_list_every_key),
+        cmocka_unit_test(test_http_listen_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -94,12 +94,67 @@ static void test_concurrent_updates(void **state)
     ps_metrics_free(m);
 }
 
+static void test_histogram(void **state)
+{
+    (void)state;
+    ps_metrics *m = ps_metrics_new();
+    static const double b[] = {0.001, 0.01, 0.1};
+    static const double unsorted[] = {0.1, 0.01};
+    assert_null(ps_metrics_histogram(m, "bad_seconds", "x", NULL, unsorted, 2));
+    assert_null(ps_metrics_histogram(m, "bad_seconds", "x", NULL, b, 0));
+    ps_metric *h = ps_metrics_histogram(m, "lat_seconds", "Latency.", "sensor", b, 3);
+    assert_non_null(h);
+    ps_series *s = ps_metric_series(h, "n1", NULL, NULL);
+    assert_non_null(s);
+    ps_series_observe(s, 0.0005); /* le 0.001 */
+    ps_series_observe(s, 0.001);  /* le 0.001: bounds are inclusive */
+    ps_series_observe(s, 0.05);   /* le 0.1 */
+    ps_series_observe(s, 3);      /* +Inf */
+    const char *t = render(m);
+    assert_non_null(strstr(t, "# TYPE lat_seconds histogram\n"
+                              "lat_seconds_bucket{sensor=\"n1\",le=\"0.001\"} 2\n"
+                              "lat_seconds_bucket{sensor=\"n1\",le=\"0.01\"} 2\n"
+                              "lat_seconds_bucket{sensor=\"n1\",le=\"0.1\"} 3\n"
+                              "lat_seconds_bucket{sensor=\"n1\",le=\"+Inf\"} 4\n"
+                              "lat_seconds_sum{sensor=\"n1\"} 3.05"));
+    assert_non_null(strstr(t, "lat_seconds_count{sensor=\"n1\"} 4\n"));
+    ps_metrics_free(m);
+}
+
+static void *observer(void *arg)
+{
+    for (int i = 0; i < 100000; i++)
+        ps_series_observe(arg, 0.5);
+    return NULL;
+}
+
+static void test_histogram_concurrent(void **state)
+{
+    (void)state;
+    ps_metrics *m = ps_metrics_new();
+    static const double b[] = {1};
+    ps_series *s =
+        ps_metric_series(ps_metrics_histogram(m, "h_seconds", "h", NULL, b, 1), NULL, NULL, NULL);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, observer, s);
+    for (int i = 0; i < 20; i++)
+        render(m);
+    for (int i = 0; i < 4; i++)
+        pthread_join(th[i], NULL);
+    const char *t = render(m);
+    assert_non_null(strstr(t, "h_seconds_bucket{le=\"1\"} 400000\n"));
+    assert_non_null(strstr(t, "h_seconds_sum 200000\n"));
+    assert_non_null(strstr(t, "h_seconds_count 400000\n"));
+    ps_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_and_gauge_text),
-        cmocka_unit_test(test_escaping_and_removal),
-        cmocka_unit_test(test_concurrent_updates),
+        cmocka_unit_test(test_counter_and_gauge_text), cmocka_unit_test(test_escaping_and_removal),
+        cmocka_unit_test(test_concurrent_updates),     cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_histogram_concurrent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -733,6 +733,69 @@ static void test_rotate_by_time(void **state)
     names_free(&ls);
 }
 
+/* The per-file knowledge the HTTP capture list shows, and bytes on disk. */
+static void test_files_meta(void **state)
+{
+    const char *dir = *state;
+    ps_writer_opts o = base_opts(dir, PS_FORMAT_PCAPNG);
+    o.rotate_seconds = 60;
+    ps_writer *w;
+    char err[256];
+    assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
+    assert_string_equal(ps_writer_dir(w), dir);
+    assert_string_equal(ps_writer_prefix(w), "packetstreamer");
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_writer_files_meta(w, &b), 0);
+    assert_int_equal(b.len, 0); /* no file yet */
+    int h[2][2];
+    register_all(w, default_sensors, 1, h);
+    rec r;
+    for (size_t i = 0; i < 10; i++) { /* sensor s1 only, out of order by one */
+        gen_rec(2 * i + 1, &r);
+        uint64_t ts = i == 3 ? BASE_TS : r.ts;
+        assert_int_equal(ps_writer_record(w, h[1][0], ts, r.caplen, r.origlen, r.data), 0);
+    }
+    gen_rec(41, &r); /* then s0 */
+    assert_int_equal(ps_writer_record(w, h[0][1], r.ts, r.caplen, r.origlen, r.data), 0);
+    uint64_t last = r.ts;
+    assert_int_equal(ps_writer_flush(w), 0);
+
+    names ls;
+    list_dir(dir, "", &ls);
+    assert_int_equal(ls.n, 1);
+    char want[512];
+    snprintf(want, sizeof want, "%s\t%llu\t%llu\t11\t0\ts1,s0\n", ls.v[0],
+             (unsigned long long)BASE_TS, (unsigned long long)last);
+    assert_int_equal(ps_writer_files_meta(w, &b), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    char path[PATH_MAX];
+    struct stat st;
+    path_join(path, sizeof path, dir, ls.v[0]);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(ps_writer_disk_bytes(w), (uint64_t)st.st_size);
+    names_free(&ls);
+
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    assert_int_equal(ps_writer_tick(w, now + 61 * 1000000000ull), 0); /* completes it */
+    list_dir(dir, "", &ls);
+    assert_int_equal(ls.n, 1);
+    snprintf(want, sizeof want, "%s\t%llu\t%llu\t11\t1\ts1,s0\n", ls.v[0],
+             (unsigned long long)BASE_TS, (unsigned long long)last);
+    ps_buf_reset(&b);
+    assert_int_equal(ps_writer_files_meta(w, &b), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    path_join(path, sizeof path, dir, ls.v[0]);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(ps_writer_disk_bytes(w), (uint64_t)st.st_size);
+    names_free(&ls);
+    ps_buf_free(&b);
+    assert_int_equal(ps_writer_close(w), 0);
+}
+
 static void test_retention_by_count(void **state)
 {
     const char *dir = *state;
@@ -1582,6 +1645,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rotate_by_size, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_rotate_tiny_limit, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_rotate_by_time, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_files_meta, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_retention_by_count, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_retention_deleted_count, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_retention_by_bytes, setup_dir, teardown_dir),

@@ -1,0 +1,128 @@
+/*
+ * http: the process's one HTTP server (libmicrohttpd), for probes, metrics
+ * and, on the receiver, the capture API (src/receiver/api.c).
+ *
+ * Threads: libmicrohttpd runs its own listening thread and one thread per
+ * connection (so a long download or a live stream never holds up another
+ * request). Nothing here ever runs on, or waits for, the libuv loop that
+ * moves packets. The loop publishes what the HTTP side needs through:
+ *  - the metrics registry (atomics, see metrics.h);
+ *  - ps_http_set_ready(): an atomic flag plus a reason string under a mutex,
+ *    called from a timer (at most every ~250 ms), never per packet;
+ *  - ps_snapshot: an immutable blob swapped under a mutex by a timer.
+ *
+ * Built-in routes, open to everyone: /healthz (alive: 200 "ok"), /readyz
+ * (200 "ready" or 503 "not ready: REASON"), /metrics (Prometheus text format
+ * 0.0.4: the registry, then process_* resource metrics read from /proc/self).
+ * Every other path goes through the access rule, then to opts.route:
+ *  - a loopback client (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) is served;
+ *  - otherwise, with opts.token set, "Authorization: Bearer TOKEN" is
+ *    required (compared in constant time), else 401 with WWW-Authenticate;
+ *  - otherwise 403: without a token, captures never leave the host.
+ * Only GET and HEAD are served (405 otherwise).
+ *
+ * The pure helpers at the end (range parsing, JSON escaping, name checks,
+ * bearer check, URL unescaping) do no I/O and are unit-tested directly.
+ */
+#ifndef PS_HTTP_H
+#define PS_HTTP_H
+
+#include <microhttpd.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "metrics.h"
+
+typedef struct ps_http ps_http;
+
+/* A route for paths other than the built-in ones. Called on an HTTP thread
+ * for GET/HEAD requests that passed the access rule; url is unescaped (see
+ * ps_http_unescape). Returns the MHD result of queueing a response, or
+ * PS_HTTP_NOT_FOUND to let the server answer 404. */
+#define PS_HTTP_NOT_FOUND (-1)
+typedef int (*ps_http_route_fn)(void *ud, struct MHD_Connection *c, const char *url);
+
+typedef struct ps_http_opts {
+    const char *listen;  /* "ADDR:PORT" ([v6]:PORT); port 0 picks one */
+    const char *token;   /* http.token, or NULL: non-loopback clients get 403 */
+    ps_metrics *metrics; /* rendered by /metrics (not owned) */
+    ps_http_route_fn route;
+    void *ud;
+} ps_http_opts;
+
+/* Starts the server. On failure returns NULL with err set (bind failure,
+ * bad address). Registers packetstreamer_build_info{version} in metrics. */
+ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen);
+/* Stops accepting, waits for every connection thread, frees. NULL: no-op.
+ * Routes that stream forever must watch ps_http_stopping(). */
+void ps_http_stop(ps_http *h);
+int ps_http_stopping(const ps_http *h);
+/* The port actually bound (useful with port 0). */
+int ps_http_port(const ps_http *h);
+
+/* Readiness as the loop sees it; reason (may be NULL) says why not. */
+void ps_http_set_ready(ps_http *h, int ready, const char *reason);
+
+/* Response helpers for routes: a copied body with a content type. */
+int ps_http_respond(struct MHD_Connection *c, unsigned status, const char *type, const void *body,
+                    size_t len);
+int ps_http_respond_text(struct MHD_Connection *c, unsigned status, const char *text);
+
+/* ---- snapshots: data the loop publishes for the HTTP threads ---- */
+
+typedef struct ps_snapshot {
+    pthread_mutex_t mu;
+    char *data;
+    size_t len;
+} ps_snapshot;
+
+void ps_snapshot_init(ps_snapshot *s);
+void ps_snapshot_destroy(ps_snapshot *s);
+/* Takes ownership of data (malloc'd, may be NULL); frees the previous one. */
+void ps_snapshot_set(ps_snapshot *s, char *data, size_t len);
+/* Appends a copy of the current data to out. 0, or -1 on OOM. */
+int ps_snapshot_get(ps_snapshot *s, ps_buf *out);
+
+/* ---- pure helpers ---- */
+
+typedef enum ps_range_result {
+    PS_RANGE_NONE = 0,      /* no usable Range header: send the whole body (200) */
+    PS_RANGE_OK = 1,        /* one satisfiable range: 206, *start, *len set */
+    PS_RANGE_UNSATISFIABLE, /* 416 with Content-Range: bytes * / size */
+} ps_range_result;
+
+/* Parses a Range header value against a body of `size` bytes. Supports one
+ * range, "bytes=A-B", "bytes=A-" and "bytes=-N" (suffix). Malformed values,
+ * other units and multiple ranges are ignored (PS_RANGE_NONE), as RFC 9110
+ * allows. A syntactically valid range starting at or past the end, or a
+ * zero-length suffix, is PS_RANGE_UNSATISFIABLE. */
+ps_range_result ps_http_parse_range(const char *hdr, uint64_t size, uint64_t *start, uint64_t *len);
+
+/* Appends s as a JSON string, quotes included. Control characters and bytes
+ * >= 0x80 become \u00XX escapes, so the output is ASCII and always valid
+ * (non-ASCII bytes are shown as Latin-1: ids and names here are ASCII). */
+int ps_json_str(ps_buf *out, const char *s);
+
+/* 1 if name is a capture file name the receiver may serve: 1..255 bytes of
+ * [A-Za-z0-9._-], not starting with '.', starting with "PREFIX-", ending in
+ * .pcapng, .pcap, .pcapng.part or .pcap.part. Everything else (slashes,
+ * backslashes, "..", NUL, '%', other files in the directory) is refused. */
+int ps_http_capture_name_ok(const char *name, const char *prefix);
+
+/* 1 if hdr is "Bearer TOKEN" for this token (scheme case-insensitive,
+ * token compared in constant time over its length). */
+int ps_http_bearer_ok(const char *hdr, const char *token);
+
+/* 1 for 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
+int ps_http_is_loopback(const struct sockaddr *sa);
+
+/* Decodes %XX in place (libmicrohttpd's unescape callback). "%00" is left
+ * as is rather than cutting the string, so a NUL trick reaches the name
+ * checks (and fails them) instead of being silently truncated. Returns the
+ * new length. */
+size_t ps_http_unescape(char *s);
+
+#endif

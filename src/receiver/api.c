@@ -1,0 +1,690 @@
+/*
+ * api: receiver metrics, readiness and HTTP routes (see api.h).
+ *
+ * Why snapshots instead of locks: the hub and the writer are single-threaded
+ * structures of the packet loop. Rather than lock them, the loop serialises
+ * what the HTTP side may show (sensors as JSON, the writer's per-file
+ * knowledge as tab-separated lines) every 250 ms and swaps the result in
+ * under a mutex held for a pointer swap. The capture list itself comes from
+ * the directory (readdir at request time), so files from earlier runs and
+ * other file sets are listed too; the writer's lines add packet times and
+ * sensors for the files this process wrote (earlier runs' files show null).
+ */
+#include "api.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/http.h"
+#include "core/log.h"
+#include "core/wire.h"
+#include "live.h"
+#include "writer.h"
+
+#define API_PUBLISH_MS 250
+#define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
+#define API_RATE_WINDOW_NS 1000000000ull
+#define API_MAX_LISTED_FILES 100000
+
+typedef struct api_sensor { /* per-sensor-id series, created on first sight */
+    char *id;
+    ps_series *packets, *bytes, *batches, *dups, *gaps, *drops;
+} api_sensor;
+
+typedef struct api_rate { /* per sensor record: the last rate window */
+    const ps_sensor_rec *rec;
+    uint64_t packets, bytes, t_ns;
+    double pps, bps;
+} api_rate;
+
+struct ps_api {
+    uv_loop_t *loop;
+    ps_hub *hub;
+    const ps_config *cfg;
+    ps_http *http;
+    ps_live *live;
+    uv_timer_t timer;
+    int timer_on;
+    unsigned ticks;
+    int listening;
+    char *dir, *prefix; /* copies of the writer's; NULL with stdout output */
+    ps_snapshot sensors_json, files_meta;
+
+    ps_metric *f_packets, *f_bytes, *f_batches, *f_dups, *f_gaps, *f_drops;
+    ps_series *connections, *connected, *rotated, *deleted, *disk, *file_bytes, *acks, *ack_latency,
+        *write_failing, *decode_io;
+    ps_series *decode_wire[PS_HUB_WIRE_REASONS];
+    api_sensor *sensors;
+    size_t nsensors;
+    api_rate *rates;
+    size_t nrates;
+};
+
+/* ---- metrics and snapshots (loop thread) ---- */
+
+static ps_series *one(ps_metrics *m, ps_metric_type t, const char *name, const char *help,
+                      const char *labels, const char *value)
+{
+    ps_metric *f = ps_metrics_family(m, t, name, help, labels);
+    return f ? ps_metric_series(f, value, NULL, NULL) : NULL;
+}
+
+static int register_metrics(ps_api *a)
+{
+    ps_metrics *m = a->hub->metrics;
+    const ps_metric_type C = PS_METRIC_COUNTER, G = PS_METRIC_GAUGE;
+    a->connections = one(m, C, "packetstreamer_receiver_connections_total",
+                         "TCP connections accepted from sensors.", NULL, NULL);
+    a->connected = one(m, G, "packetstreamer_receiver_sensors_connected",
+                       "Sensors with an established session now.", NULL, NULL);
+    a->f_packets = ps_metrics_family(m, C, "packetstreamer_receiver_packets_total",
+                                     "Packets written to capture files, by sensor.", "sensor");
+    a->f_bytes = ps_metrics_family(m, C, "packetstreamer_receiver_packet_bytes_total",
+                                   "Captured bytes of the packets written, by sensor.", "sensor");
+    a->f_batches = ps_metrics_family(m, C, "packetstreamer_receiver_batches_total",
+                                     "Batches written, by sensor.", "sensor");
+    a->f_dups = ps_metrics_family(m, C, "packetstreamer_receiver_duplicate_batches_total",
+                                  "Batches received again after a reconnect and dropped (already "
+                                  "written), by sensor.",
+                                  "sensor");
+    a->f_gaps = ps_metrics_family(m, C, "packetstreamer_receiver_sequence_gaps_total",
+                                  "Times a sensor's batch sequence skipped ahead (batches lost "
+                                  "before the receiver), by sensor.",
+                                  "sensor");
+    a->f_drops = ps_metrics_family(m, C, "packetstreamer_receiver_sensor_dropped_packets_total",
+                                   "Packets the sensors report as dropped (kernel, interface and "
+                                   "sensor drops), by sensor.",
+                                   "sensor");
+    a->rotated = one(m, C, "packetstreamer_receiver_files_rotated_total",
+                     "Capture files completed (closed and renamed).", NULL, NULL);
+    a->deleted = one(m, C, "packetstreamer_receiver_files_deleted_total",
+                     "Capture files deleted by retention.", NULL, NULL);
+    a->disk = one(m, G, "packetstreamer_receiver_disk_bytes",
+                  "Bytes of capture files on disk in the writer's file sets.", NULL, NULL);
+    a->file_bytes =
+        one(m, C, "packetstreamer_receiver_file_bytes_total",
+            "Bytes written to capture files (headers and blocks included).", NULL, NULL);
+    a->write_failing =
+        one(m, G, "packetstreamer_receiver_write_failing",
+            "1 while writing capture files fails (acknowledgements are held).", NULL, NULL);
+    /* Rejections, TLS failures and auth failures are counted by session.c
+     * as they happen (ps_hub_init_metrics). */
+    static const char decode_help[] =
+        "Sensor connections closed on an error, by reason: the protocol rule a frame broke "
+        "(truncated, too_long, bad_value, ...; other: any other), or io (a read, write or memory "
+        "failure).";
+    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++) {
+        a->decode_wire[i] = one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help,
+                                "reason", i ? ps_wire_strerror(-i) : "other");
+        if (!a->decode_wire[i])
+            return -1;
+    }
+    a->decode_io =
+        one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help, "reason", "io");
+    a->acks =
+        one(m, C, "packetstreamer_receiver_acks_total",
+            "Acknowledgements sent to sensors (each after the batches are on disk).", NULL, NULL);
+    static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+    ps_metric *hist = ps_metrics_histogram(
+        m, "packetstreamer_receiver_ack_latency_seconds",
+        "Time from receiving the oldest batch an acknowledgement covers to sending it (the "
+        "batches are then on disk).",
+        NULL, ack_bounds, (int)(sizeof(ack_bounds) / sizeof(ack_bounds[0])));
+    a->ack_latency = hist ? ps_metric_series(hist, NULL, NULL, NULL) : NULL;
+    a->hub->ack_latency = a->ack_latency;
+    if (!a->connections || !a->connected || !a->f_packets || !a->f_bytes || !a->f_batches ||
+        !a->f_dups || !a->f_gaps || !a->f_drops || !a->rotated || !a->deleted || !a->disk ||
+        !a->file_bytes || !a->write_failing || !a->decode_io || !a->acks || !a->ack_latency)
+        return -1;
+    return 0;
+}
+
+static api_sensor *sensor_series(ps_api *a, const char *id)
+{
+    for (size_t i = 0; i < a->nsensors; i++)
+        if (strcmp(a->sensors[i].id, id) == 0)
+            return &a->sensors[i];
+    api_sensor *n = realloc(a->sensors, (a->nsensors + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    a->sensors = n;
+    api_sensor *s = &n[a->nsensors];
+    memset(s, 0, sizeof(*s));
+    s->id = strdup(id);
+    s->packets = ps_metric_series(a->f_packets, id, NULL, NULL);
+    s->bytes = ps_metric_series(a->f_bytes, id, NULL, NULL);
+    s->batches = ps_metric_series(a->f_batches, id, NULL, NULL);
+    s->dups = ps_metric_series(a->f_dups, id, NULL, NULL);
+    s->gaps = ps_metric_series(a->f_gaps, id, NULL, NULL);
+    s->drops = ps_metric_series(a->f_drops, id, NULL, NULL);
+    if (!s->id || !s->packets || !s->bytes || !s->batches || !s->dups || !s->gaps || !s->drops) {
+        free(s->id);
+        return NULL;
+    }
+    a->nsensors++;
+    return s;
+}
+
+static api_rate *rate_for(ps_api *a, const ps_sensor_rec *r, uint64_t now)
+{
+    for (size_t i = 0; i < a->nrates; i++)
+        if (a->rates[i].rec == r)
+            return &a->rates[i];
+    api_rate *n = realloc(a->rates, (a->nrates + 1) * sizeof(*n));
+    if (!n)
+        return NULL;
+    a->rates = n;
+    n[a->nrates] = (api_rate){r, r->packets, r->bytes, now, 0, 0};
+    return &n[a->nrates++];
+}
+
+/* "2026-11-26T08:50:50.123456789Z", or null for 0. */
+static int json_time(ps_buf *out, uint64_t ns)
+{
+    time_t t = (time_t)(ns / 1000000000u);
+    struct tm tm;
+    char s[64], d[24];
+    if (ns == 0 || !gmtime_r(&t, &tm)) /* packet times come from sensors */
+        return ps_buf_append(out, "null", 4);
+    strftime(s, sizeof(s), "\"%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(d, sizeof(d), ".%09uZ\"", (unsigned)(ns % 1000000000u));
+    return ps_buf_append(out, s, strlen(s)) | ps_buf_append(out, d, strlen(d));
+}
+
+static int json_kv_u64(ps_buf *out, const char *key, uint64_t v)
+{
+    char s[64];
+    snprintf(s, sizeof(s), ",\"%s\":%" PRIu64, key, v);
+    return ps_buf_append(out, s, strlen(s));
+}
+
+static int json_kv_double(ps_buf *out, const char *key, double v)
+{
+    char s[64];
+    snprintf(s, sizeof(s), ",\"%s\":%.3f", key, v);
+    return ps_buf_append(out, s, strlen(s));
+}
+
+static void publish(ps_api *a)
+{
+    ps_hub *h = a->hub;
+    ps_series_set_u64(a->connections, h->counters.connections);
+    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++)
+        ps_series_set_u64(a->decode_wire[i], h->counters.decode_wire[i]);
+    ps_series_set_u64(a->decode_io, h->counters.decode_io);
+    ps_series_set_u64(a->acks, h->counters.acks);
+    ps_writer_totals wt;
+    ps_writer_get_totals(h->writer, &wt);
+    ps_series_set_u64(a->rotated, wt.files_closed);
+    ps_series_set_u64(a->deleted, wt.files_deleted);
+    ps_series_set_u64(a->file_bytes, wt.bytes);
+    ps_series_set(a->disk, (double)ps_writer_disk_bytes(h->writer));
+    ps_series_set(a->write_failing, h->write_failing ? 1.0 : 0.0);
+
+    /* Per sensor id (a sensor id may have had several sessions). */
+    for (size_t i = 0; i < a->nsensors; i++) {
+        api_sensor *s = &a->sensors[i];
+        uint64_t p = 0, b = 0, bt = 0, d = 0, g = 0, dr = 0;
+        for (const ps_sensor_rec *r = h->sensors; r; r = r->next) {
+            if (strcmp(r->id, s->id) != 0)
+                continue;
+            p += r->packets;
+            b += r->bytes;
+            bt += r->batches;
+            d += r->duplicates;
+            g += r->gaps;
+            dr += r->drops;
+        }
+        ps_series_set_u64(s->packets, p);
+        ps_series_set_u64(s->bytes, b);
+        ps_series_set_u64(s->batches, bt);
+        ps_series_set_u64(s->dups, d);
+        ps_series_set_u64(s->gaps, g);
+        ps_series_set_u64(s->drops, dr);
+    }
+
+    uint64_t now = uv_hrtime();
+    unsigned connected = 0;
+    ps_buf j = PS_BUF_INIT;
+    int rc = ps_buf_append(&j, "[", 1);
+    for (const ps_sensor_rec *r = h->sensors; r && rc == 0; r = r->next) {
+        if (!sensor_series(a, r->id))
+            rc = -1;
+        api_rate *rt = rate_for(a, r, now);
+        if (rt && now - rt->t_ns >= API_RATE_WINDOW_NS) {
+            double dt = (double)(now - rt->t_ns) / 1e9;
+            rt->pps = (double)(r->packets - rt->packets) / dt;
+            rt->bps = (double)(r->bytes - rt->bytes) / dt;
+            rt->packets = r->packets;
+            rt->bytes = r->bytes;
+            rt->t_ns = now;
+        }
+        if (r->live)
+            connected++;
+        char sess[40];
+        snprintf(sess, sizeof(sess), "\"%016" PRIx64 "\"", r->session);
+        rc |=
+            ps_buf_append(&j, r == h->sensors ? "{\"id\":" : ",{\"id\":", r == h->sensors ? 6 : 7);
+        rc |= ps_json_str(&j, r->id);
+        rc |= ps_buf_append(&j, ",\"session\":", 11) | ps_buf_append(&j, sess, strlen(sess));
+        rc |= ps_buf_append(&j, ",\"address\":", 11) | ps_json_str(&j, r->addr);
+        rc |= ps_buf_append(&j, ",\"connected\":", 13) |
+              ps_buf_append(&j, r->live ? "true" : "false", r->live ? 4 : 5);
+        rc |= ps_buf_append(&j, ",\"connected_since\":", 19) | json_time(&j, r->connected_ns);
+        rc |= json_kv_u64(&j, "packets", r->packets) | json_kv_u64(&j, "bytes", r->bytes) |
+              json_kv_u64(&j, "batches", r->batches) |
+              json_kv_u64(&j, "duplicate_batches", r->duplicates) |
+              json_kv_u64(&j, "sequence_gaps", r->gaps) | json_kv_u64(&j, "drops", r->drops) |
+              json_kv_double(&j, "packets_per_second", rt ? rt->pps : 0) |
+              json_kv_double(&j, "bytes_per_second", rt ? rt->bps : 0);
+        rc |= ps_buf_append(&j, "}", 1);
+    }
+    rc |= ps_buf_append(&j, "]\n", 2);
+    ps_series_set(a->connected, (double)connected);
+    if (rc == 0) {
+        ps_snapshot_set(&a->sensors_json, (char *)j.data, j.len);
+        j.data = NULL; /* handed over */
+    }
+    ps_buf_free(&j);
+
+    if (a->ticks++ % API_FILES_EVERY == 0 || !a->listening) {
+        ps_buf m = PS_BUF_INIT;
+        if (ps_writer_files_meta(h->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
+            ps_snapshot_set(&a->files_meta, (char *)m.data, m.len);
+            m.data = NULL;
+        }
+        ps_buf_free(&m);
+    }
+
+    if (!a->http)
+        return;
+    char reason[PATH_MAX + 64] = "";
+    if (!a->listening)
+        snprintf(reason, sizeof(reason), "not listening for sensors");
+    else if (h->write_failing)
+        snprintf(reason, sizeof(reason), "writing capture files fails");
+    else if (a->dir && access(a->dir, W_OK) != 0) /* root too: EROFS, EPERM (immutable) */
+        snprintf(reason, sizeof(reason), "output directory is not writable: %s (%s)", a->dir,
+                 strerror(errno));
+    ps_http_set_ready(a->http, reason[0] == '\0', reason);
+}
+
+static void on_timer(uv_timer_t *t)
+{
+    publish(t->data);
+}
+
+/* ---- HTTP routes (HTTP threads) ---- */
+
+typedef struct file_row {
+    char name[256];
+    uint64_t size, mtime_ns;
+} file_row;
+
+static int row_cmp(const void *x, const void *y)
+{
+    return strcmp(((const file_row *)x)->name, ((const file_row *)y)->name);
+}
+
+/* The writer's line for name (meta points into text), or NULL. */
+static const char *meta_find(const char *text, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = text; p && *p;) {
+        const char *nl = strchr(p, '\n');
+        if (strncmp(p, name, n) == 0 && p[n] == '\t')
+            return p + n + 1;
+        p = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int append_file(ps_buf *j, const file_row *f, const char *meta, int first)
+{
+    unsigned long long fn = 0, ln = 0, pk = 0;
+    int complete = !strstr(f->name, ".part");
+    const char *sensors = NULL;
+    size_t slen = 0;
+    if (meta && sscanf(meta, "%llu\t%llu\t%llu\t%d\t", &fn, &ln, &pk, &complete) == 4) {
+        sensors = meta;
+        for (int tabs = 0; tabs < 4 && sensors; tabs++) {
+            sensors = strchr(sensors, '\t');
+            sensors = sensors ? sensors + 1 : NULL;
+        }
+        slen = sensors ? strcspn(sensors, "\n") : 0;
+    } else {
+        meta = NULL;
+    }
+    int rc = ps_buf_append(j, first ? "{\"name\":" : ",{\"name\":", first ? 8 : 9);
+    rc |= ps_json_str(j, f->name);
+    rc |= json_kv_u64(j, "size", f->size);
+    rc |= ps_buf_append(j, ",\"modified\":", 12) | json_time(j, f->mtime_ns);
+    rc |= ps_buf_append(j, ",\"first_packet\":", 16) | json_time(j, meta ? fn : 0);
+    rc |= ps_buf_append(j, ",\"last_packet\":", 15) | json_time(j, meta ? ln : 0);
+    if (meta)
+        rc |= json_kv_u64(j, "packets", pk);
+    else
+        rc |= ps_buf_append(j, ",\"packets\":null", 15);
+    rc |= ps_buf_append(j, ",\"sensors\":", 11);
+    if (!meta) {
+        rc |= ps_buf_append(j, "null", 4);
+    } else {
+        rc |= ps_buf_append(j, "[", 1);
+        for (size_t i = 0, start = 0; i <= slen && slen; i++) {
+            if (i == slen || sensors[i] == ',') {
+                char id[300];
+                size_t n = i - start < sizeof(id) - 1 ? i - start : sizeof(id) - 1;
+                memcpy(id, sensors + start, n);
+                id[n] = '\0';
+                rc |= ps_buf_append(j, start ? "," : "", start ? 1 : 0) | ps_json_str(j, id);
+                start = i + 1;
+            }
+        }
+        rc |= ps_buf_append(j, "]", 1);
+    }
+    rc |= ps_buf_append(j, ",\"complete\":", 12) |
+          ps_buf_append(j, complete ? "true" : "false", complete ? 4 : 5);
+    rc |= ps_buf_append(j, ",\"url\":", 7);
+    char url[300];
+    snprintf(url, sizeof(url), "/captures/%s", f->name);
+    rc |= ps_json_str(j, url) | ps_buf_append(j, "}", 1);
+    return rc ? -1 : 0;
+}
+
+static int route_captures_list(ps_api *a, struct MHD_Connection *c)
+{
+    if (!a->dir)
+        return ps_http_respond(c, MHD_HTTP_OK, "application/json", "[]\n", 3);
+    DIR *d = opendir(a->dir);
+    if (!d)
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR,
+                                    "cannot read the capture directory\n");
+    file_row *rows = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    int oom = 0;
+    while ((e = readdir(d)) != NULL && n < API_MAX_LISTED_FILES) {
+        if (!ps_http_capture_name_ok(e->d_name, a->prefix))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        if (n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            file_row *r = realloc(rows, nc * sizeof(*r));
+            if (!r) {
+                oom = 1;
+                break;
+            }
+            rows = r;
+            cap = nc;
+        }
+        snprintf(rows[n].name, sizeof(rows[n].name), "%s", e->d_name);
+        rows[n].size = (uint64_t)st.st_size;
+        rows[n].mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+        n++;
+    }
+    closedir(d);
+    if (n > 1)
+        qsort(rows, n, sizeof(*rows), row_cmp);
+    ps_buf meta = PS_BUF_INIT, j = PS_BUF_INIT;
+    int rc = oom || ps_snapshot_get(&a->files_meta, &meta) != 0 || ps_buf_append(&meta, "", 1);
+    rc |= ps_buf_append(&j, "[", 1);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = append_file(&j, &rows[i],
+                         meta.data ? meta_find((const char *)meta.data, rows[i].name) : NULL,
+                         i == 0);
+    rc |= ps_buf_append(&j, "]\n", 2);
+    int res = rc ? ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
+                 : ps_http_respond(c, MHD_HTTP_OK, "application/json", j.data, j.len);
+    free(rows);
+    ps_buf_free(&meta);
+    ps_buf_free(&j);
+    return res;
+}
+
+static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
+{
+    if (!a->dir)
+        return ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "captures go to stdout\n");
+    if (!ps_http_capture_name_ok(name, a->prefix))
+        return ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST, "not a capture file name\n");
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->dir, name) >= sizeof(path))
+        return ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST, "name too long\n");
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        if (fd >= 0)
+            close(fd);
+        return ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "no such capture\n");
+    }
+    uint64_t size = (uint64_t)st.st_size, start = 0, len = size;
+    const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    ps_range_result rr = ps_http_parse_range(range, size, &start, &len);
+    char cr[96];
+    if (rr == PS_RANGE_UNSATISFIABLE) {
+        close(fd);
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        int rc = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    /* Streamed from the descriptor by libmicrohttpd (sendfile where it
+     * can): the file is never read into memory. It owns fd from here. */
+    struct MHD_Response *r = MHD_create_response_from_fd_at_offset64(len, fd, start);
+    if (!r) {
+        close(fd);
+        return MHD_NO;
+    }
+    int ng = strstr(name, ".pcapng") != NULL;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            ng ? "application/x-pcapng" : "application/vnd.tcpdump.pcap");
+    char disp[320];
+    snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name); /* name is [A-Za-z0-9._-] */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    unsigned status = MHD_HTTP_OK;
+    if (rr == PS_RANGE_OK) {
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
+                 size);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        status = MHD_HTTP_PARTIAL_CONTENT;
+    }
+    int rc = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static const char status_page[] =
+    "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+    "<title>packetstreamer receiver</title>\n<style>\n"
+    "body{font-family:sans-serif;margin:1.5em;color:#222}h1{font-size:1.4em}"
+    "table{border-collapse:collapse;margin-bottom:1.5em}"
+    "th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;font-size:.9em}"
+    "th{background:#eee}td.n{text-align:right;font-variant-numeric:tabular-nums}"
+    ".up{color:#080}.down{color:#a00}#err{color:#a00}small{color:#666}\n"
+    "</style></head><body>\n"
+    "<h1>packetstreamer receiver</h1>\n"
+    "<p><small>Refreshes every 2 s. <a href=\"/metrics\">metrics</a> &middot; "
+    "<a href=\"/api/sensors\">/api/sensors</a> &middot; <a href=\"/api/captures\">/api/captures</a>"
+    "</small> <span id=\"err\"></span></p>\n"
+    "<h2>Sensors</h2>\n<table id=\"sensors\"><thead><tr><th>sensor</th><th>state</th>"
+    "<th>address</th><th>connected since</th><th>packets</th><th>packets/s</th><th>bytes/s</th>"
+    "<th>drops</th><th>gaps</th></tr></thead><tbody></tbody></table>\n"
+    "<h2>Capture files</h2>\n<table id=\"files\"><thead><tr><th>file</th><th>size</th>"
+    "<th>packets</th><th>first packet</th><th>last packet</th><th>sensors</th><th>state</th>"
+    "</tr></thead><tbody></tbody></table>\n"
+    "<script>\n"
+    "function td(t,c){var e=document.createElement('td');e.textContent=t==null?'':String(t);"
+    "if(c)e.className=c;return e}\n"
+    "function fill(id,rows,mk){var b=document.querySelector('#'+id+' tbody');"
+    "while(b.firstChild)b.removeChild(b.firstChild);rows.forEach(function(r){"
+    "var tr=document.createElement('tr');mk(r).forEach(function(c){tr.appendChild(c)});"
+    "b.appendChild(tr)})}\n"
+    "function size(n){var u=['B','KiB','MiB','GiB','TiB'],i=0;while(n>=1024&&i<4){n/=1024;i++}"
+    "return (i?n.toFixed(1):n)+' '+u[i]}\n"
+    "function refresh(){Promise.all([fetch('/api/sensors'),fetch('/api/captures')]).then("
+    "function(r){if(!r[0].ok||!r[1].ok)throw new Error('HTTP '+r[0].status+'/'+r[1].status);"
+    "return Promise.all([r[0].json(),r[1].json()])}).then(function(d){"
+    "document.getElementById('err').textContent='';"
+    "fill('sensors',d[0],function(s){return [td(s.id),"
+    "td(s.connected?'connected':'disconnected',s.connected?'up':'down'),td(s.address),"
+    "td(s.connected_since),td(s.packets,'n'),td(s.packets_per_second.toFixed(1),'n'),"
+    "td(s.bytes_per_second.toFixed(0),'n'),td(s.drops,'n'),td(s.sequence_gaps,'n')]});"
+    "fill('files',d[1],function(f){var "
+    "c=document.createElement('td'),a=document.createElement('a');"
+    "a.href=f.url;a.textContent=f.name;a.setAttribute('download',f.name);c.appendChild(a);"
+    "return [c,td(size(f.size),'n'),td(f.packets,'n'),td(f.first_packet),td(f.last_packet),"
+    "td(f.sensors?f.sensors.join(', '):''),td(f.complete?'complete':'in progress')]})"
+    "}).catch(function(e){document.getElementById('err').textContent='update failed: '+e})}\n"
+    "refresh();setInterval(refresh,2000);\n"
+    "</script>\n</body></html>\n";
+
+/* The page needs nothing but its own inline code and same-origin fetches;
+ * the policy says so, so injected markup could do nothing either (all data
+ * goes in through textContent anyway). */
+static int respond_status_page(struct MHD_Connection *c)
+{
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        sizeof(status_page) - 1, (void *)(uintptr_t)status_page, MHD_RESPMEM_PERSISTENT);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html; charset=utf-8");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'none'; script-src 'unsafe-inline'; "
+                            "style-src 'unsafe-inline'; connect-src 'self'; "
+                            "frame-ancestors 'none'");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    int rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
+static int route(void *ud, struct MHD_Connection *c, const char *url)
+{
+    ps_api *a = ud;
+    if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
+        return respond_status_page(c);
+    if (strcmp(url, "/api/sensors") == 0) {
+        ps_buf b = PS_BUF_INIT;
+        int rc = ps_snapshot_get(&a->sensors_json, &b);
+        if (rc == 0 && b.len == 0)
+            rc = ps_buf_append(&b, "[]\n", 3);
+        rc = rc ? ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
+                : ps_http_respond(c, MHD_HTTP_OK, "application/json", b.data, b.len);
+        ps_buf_free(&b);
+        return rc;
+    }
+    if (strcmp(url, "/api/captures") == 0)
+        return route_captures_list(a, c);
+    if (strncmp(url, "/captures/", 10) == 0)
+        return route_download(a, c, url + 10);
+    if (strcmp(url, "/live") == 0)
+        return ps_live_respond(a->live, c);
+    return PS_HTTP_NOT_FOUND;
+}
+
+/* ---- lifecycle ---- */
+
+ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *err, size_t errlen)
+{
+    ps_api *a = calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->hub = hub;
+    a->cfg = cfg;
+    a->listening = 1;
+    /* Copies: the HTTP threads outlive the writer by a little. */
+    const char *dir = ps_writer_dir(hub->writer), *prefix = ps_writer_prefix(hub->writer);
+    a->dir = dir ? strdup(dir) : NULL;
+    a->prefix = prefix ? strdup(prefix) : NULL;
+    ps_snapshot_init(&a->sensors_json);
+    ps_snapshot_init(&a->files_meta);
+    char app[64];
+    snprintf(app, sizeof(app), "packetstreamer %s", PS_VERSION);
+    a->live = ps_live_new(hub->metrics, app);
+    if (register_metrics(a) != 0 || !a->live || (dir && !a->dir) || (prefix && !a->prefix)) {
+        snprintf(err, errlen, "out of memory");
+        ps_api_free(a);
+        return NULL;
+    }
+    hub->live = a->live;
+    uv_timer_init(loop, &a->timer);
+    a->timer.data = a;
+    uv_timer_start(&a->timer, on_timer, 0, API_PUBLISH_MS);
+    a->timer_on = 1;
+    if (!cfg->http_enable)
+        return a;
+    ps_http_opts ho = {.listen = cfg->http_listen,
+                       .token = cfg->http_token,
+                       .metrics = hub->metrics,
+                       .route = route,
+                       .ud = a};
+    char herr[512];
+    a->http = ps_http_start(&ho, herr, sizeof(herr));
+    /* The files matter more than their observation: go on without HTTP. */
+    if (!a->http)
+        ps_warn("receiver", "%s: running without the HTTP endpoints", herr);
+    else
+        ps_info("receiver", "HTTP (status, captures, live, metrics) on %s", cfg->http_listen);
+    return a;
+}
+
+void ps_api_set_listening(ps_api *a, int listening)
+{
+    if (!a)
+        return;
+    a->listening = listening;
+    publish(a);
+}
+
+void ps_api_close(ps_api *a)
+{
+    if (a && a->timer_on) {
+        uv_timer_stop(&a->timer);
+        uv_close((uv_handle_t *)&a->timer, NULL);
+        a->timer_on = 0;
+    }
+}
+
+void ps_api_free(ps_api *a)
+{
+    if (!a)
+        return;
+    if (a->live)
+        ps_live_shutdown(a->live); /* ends streams so the threads can be joined */
+    ps_http_stop(a->http);
+    if (a->hub && a->hub->live == a->live)
+        a->hub->live = NULL;
+    if (a->hub && a->hub->ack_latency == a->ack_latency)
+        a->hub->ack_latency = NULL;
+    ps_live_free(a->live);
+    for (size_t i = 0; i < a->nsensors; i++)
+        free(a->sensors[i].id);
+    free(a->sensors);
+    free(a->rates);
+    free(a->dir);
+    free(a->prefix);
+    ps_snapshot_destroy(&a->sensors_json);
+    ps_snapshot_destroy(&a->files_meta);
+    free(a);
+}

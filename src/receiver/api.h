@@ -1,0 +1,43 @@
+/*
+ * api: the receiver's HTTP side. Starts the process's HTTP server
+ * (src/core/http.h) and serves, besides the probes and /metrics:
+ *   /                   status page (HTML + inline JavaScript, no external assets)
+ *   /api/sensors        JSON: sensors, their addresses, counters and rates
+ *   /api/captures       JSON: capture files, sizes, packet times, sensors
+ *   /captures/NAME      a capture file, streamed from disk, Range requests
+ *   /live               a never-ending pcapng stream (src/receiver/live.h)
+ *
+ * Threads: a loop timer (every 250 ms) copies the hub's and the writer's
+ * plain counters into the metrics registry, publishes readiness, and
+ * publishes JSON/text snapshots for the HTTP threads (ps_snapshot). The
+ * HTTP threads read only those snapshots, the registry, and the capture
+ * directory (readdir/stat/open, read-only). Nothing on the packet path
+ * takes a lock.
+ *
+ * Readiness: listening (not shutting down), the last write of the capture
+ * files succeeded, and the output directory is writable (access(2) W_OK,
+ * which also catches read-only mounts and immutable directories for root).
+ */
+#ifndef PS_RECEIVER_API_H
+#define PS_RECEIVER_API_H
+
+#include <uv.h>
+
+#include "core/config.h"
+#include "session.h"
+
+typedef struct ps_api ps_api;
+
+/* Registers the receiver's metrics in hub->metrics, starts the publish
+ * timer on loop and, with http.enable, the HTTP server. NULL on failure
+ * with err set; the caller decides whether that is fatal. */
+ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *err, size_t errlen);
+/* The receiver stopped listening (shutdown): readiness goes false. */
+void ps_api_set_listening(ps_api *a, int listening);
+/* Stops the timer (loop thread). Call before the loop's final run. */
+void ps_api_close(ps_api *a);
+/* Stops the HTTP server (joins its threads) and frees. After the loop ended,
+ * before the hub and the registry are freed. NULL: no-op. */
+void ps_api_free(ps_api *a);
+
+#endif

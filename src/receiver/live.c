@@ -1,0 +1,364 @@
+/*
+ * live: per-client pcapng streams fed by the receiver loop (see live.h).
+ *
+ * Why a byte ring per client rather than a shared queue of batches: each
+ * client has its own interface numbering (IDBs are emitted the first time
+ * that client sees an interface) and its own filter, so the loop encodes
+ * once per client; the rings keep a slow client's backlog its own problem
+ * and bound it (PS_LIVE_RING_BYTES).
+ */
+#include "live.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/buf.h"
+#include "core/http.h"
+#include "core/log.h"
+#include "core/pcapng.h"
+#include "core/wire.h"
+
+#define LIVE_SNAPLEN 262144u
+#define LIVE_FILTER_MAX 300
+#define LIVE_POLL_NS 10000000L /* consumer wait between ring checks */
+#define LIVE_BLOCK 65536
+
+typedef struct live_if {
+    char *sensor, *ifname, *full, *desc;
+    uint32_t linktype;
+} live_if;
+
+typedef struct live_client {
+    struct live_client *next;
+    ps_live *owner;
+    uint8_t *ring;
+    size_t cap;
+    _Atomic uint64_t head; /* bytes ever produced (loop) */
+    _Atomic uint64_t tail; /* bytes ever consumed (HTTP thread) */
+    atomic_int cut;
+    int listed;
+    char *sensor, *iface; /* filters, NULL: any; immutable */
+    /* Loop-owned: client interface id per writer handle, -1 none yet. */
+    int32_t *ifid;
+    size_t nifid;
+    uint32_t next_ifid;
+} live_client;
+
+struct ps_live {
+    pthread_mutex_t mu; /* clients list */
+    live_client *clients;
+    atomic_int nclients;
+    atomic_int stopping;
+    char *app;
+    live_if *ifs; /* by writer handle; loop only */
+    size_t nifs;
+    ps_buf scratch; /* loop only */
+    ps_series *g_clients, *c_cut, *c_dropped, *c_packets;
+};
+
+ps_live *ps_live_new(ps_metrics *m, const char *app)
+{
+    ps_live *l = calloc(1, sizeof(*l));
+    if (!l)
+        return NULL;
+    pthread_mutex_init(&l->mu, NULL);
+    l->app = strdup(app);
+    ps_metric *f;
+    f = ps_metrics_family(m, PS_METRIC_GAUGE, "packetstreamer_live_clients",
+                          "Clients connected to /live now.", NULL);
+    l->g_clients = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+    f = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_live_clients_cut_total",
+                          "/live clients cut off because they did not keep up.", NULL);
+    l->c_cut = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+    f = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_live_dropped_packets_total",
+                          "Packets a /live client missed when it was cut off (the capture files "
+                          "have them).",
+                          NULL);
+    l->c_dropped = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+    f = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_live_packets_total",
+                          "Packets queued to /live clients (a packet counts once per client).",
+                          NULL);
+    l->c_packets = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+    if (!l->app || !l->g_clients || !l->c_cut || !l->c_dropped || !l->c_packets) {
+        ps_live_free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void ps_live_shutdown(ps_live *l)
+{
+    if (l)
+        atomic_store(&l->stopping, 1);
+}
+
+void ps_live_free(ps_live *l)
+{
+    if (!l)
+        return;
+    /* The HTTP server has stopped: every client's free callback ran. */
+    for (size_t i = 0; i < l->nifs; i++) {
+        free(l->ifs[i].sensor);
+        free(l->ifs[i].ifname);
+        free(l->ifs[i].full);
+        free(l->ifs[i].desc);
+    }
+    free(l->ifs);
+    ps_buf_free(&l->scratch);
+    free(l->app);
+    pthread_mutex_destroy(&l->mu);
+    free(l);
+}
+
+/* ---- loop side ---- */
+
+int ps_live_iface(ps_live *l, int handle, const char *sensor, const char *ifname, const char *desc,
+                  uint32_t linktype)
+{
+    if (!l || handle < 0)
+        return 0;
+    if ((size_t)handle >= l->nifs) {
+        size_t n = (size_t)handle + 1;
+        live_if *t = realloc(l->ifs, n * sizeof(*t));
+        if (!t)
+            return -1;
+        memset(t + l->nifs, 0, (n - l->nifs) * sizeof(*t));
+        l->ifs = t;
+        l->nifs = n;
+    }
+    live_if *f = &l->ifs[handle];
+    if (f->full)
+        return 0; /* writer handles are stable for (sensor, name) */
+    size_t fl = strlen(sensor) + strlen(ifname) + 2;
+    f->sensor = strdup(sensor);
+    f->ifname = strdup(ifname);
+    f->desc = strdup(desc ? desc : "");
+    f->full = malloc(fl);
+    if (!f->sensor || !f->ifname || !f->desc || !f->full) {
+        free(f->sensor);
+        free(f->ifname);
+        free(f->desc);
+        free(f->full);
+        memset(f, 0, sizeof(*f));
+        return -1;
+    }
+    snprintf(f->full, fl, "%s/%s", sensor, ifname);
+    f->linktype = linktype;
+    return 0;
+}
+
+int ps_live_active(ps_live *l)
+{
+    return l && atomic_load_explicit(&l->nclients, memory_order_relaxed) > 0;
+}
+
+static int ring_put(live_client *c, const uint8_t *p, size_t n)
+{
+    uint64_t head = atomic_load_explicit(&c->head, memory_order_relaxed);
+    uint64_t tail = atomic_load_explicit(&c->tail, memory_order_acquire);
+    if (n > c->cap - (size_t)(head - tail))
+        return -1;
+    size_t at = (size_t)(head % c->cap), first = c->cap - at < n ? c->cap - at : n;
+    memcpy(c->ring + at, p, first);
+    memcpy(c->ring, p + first, n - first);
+    atomic_store_explicit(&c->head, head + n, memory_order_release);
+    return 0;
+}
+
+static int client_wants(const live_client *c, const live_if *f)
+{
+    if (c->sensor && strcmp(c->sensor, f->sensor) != 0)
+        return 0;
+    if (c->iface && strcmp(c->iface, f->ifname) != 0 && strcmp(c->iface, f->full) != 0)
+        return 0;
+    return 1;
+}
+
+/* Encodes the batch's records for one client into l->scratch; returns the
+ * packet count, or -1 on OOM. */
+static long encode_for(ps_live *l, live_client *c, const int *ifmap, uint32_t ifmap_len,
+                       const uint8_t *raw, size_t raw_len)
+{
+    ps_record_iter it;
+    ps_record r;
+    long n = 0;
+    ps_buf_reset(&l->scratch);
+    ps_record_iter_init(&it, raw, raw_len);
+    while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
+        if (r.iface >= ifmap_len || ifmap[r.iface] < 0 || (size_t)ifmap[r.iface] >= l->nifs)
+            continue;
+        size_t h = (size_t)ifmap[r.iface];
+        const live_if *f = &l->ifs[h];
+        if (!f->full || !client_wants(c, f))
+            continue;
+        if (h >= c->nifid) {
+            int32_t *t = realloc(c->ifid, (h + 1) * sizeof(*t));
+            if (!t)
+                return -1;
+            for (size_t k = c->nifid; k <= h; k++)
+                t[k] = -1;
+            c->ifid = t;
+            c->nifid = h + 1;
+        }
+        if (c->ifid[h] < 0) {
+            if (ps_pcapng_idb(&l->scratch, (uint16_t)f->linktype, LIVE_SNAPLEN, f->full,
+                              f->desc[0] ? f->desc : NULL) != 0)
+                return -1;
+            c->ifid[h] = (int32_t)c->next_ifid++;
+        }
+        if (ps_pcapng_epb(&l->scratch, (uint32_t)c->ifid[h], r.ts_ns, r.caplen, r.origlen,
+                          r.data) != 0)
+            return -1;
+        n++;
+    }
+    return n;
+}
+
+void ps_live_batch(ps_live *l, const int *ifmap, uint32_t ifmap_len, const uint8_t *raw,
+                   size_t raw_len)
+{
+    if (!ps_live_active(l))
+        return;
+    pthread_mutex_lock(&l->mu);
+    for (live_client *c = l->clients; c; c = c->next) {
+        if (atomic_load(&c->cut))
+            continue;
+        long n = encode_for(l, c, ifmap, ifmap_len, raw, raw_len);
+        if (n == 0)
+            continue;
+        if (n < 0 || ring_put(c, l->scratch.data, l->scratch.len) != 0) {
+            /* Its stream would have a hole: end it rather than lie. */
+            atomic_store(&c->cut, 1);
+            ps_series_add(l->c_cut, 1);
+            if (n > 0)
+                ps_series_add(l->c_dropped, (uint64_t)n);
+            ps_warn("live", "a /live client does not keep up: cut off");
+            continue;
+        }
+        ps_series_add(l->c_packets, (uint64_t)n);
+    }
+    pthread_mutex_unlock(&l->mu);
+}
+
+/* ---- HTTP side ---- */
+
+static ssize_t live_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    live_client *c = cls;
+    (void)pos;
+    for (;;) {
+        uint64_t head = atomic_load_explicit(&c->head, memory_order_acquire);
+        uint64_t tail = atomic_load_explicit(&c->tail, memory_order_relaxed);
+        if (head != tail) {
+            size_t n = head - tail < max ? (size_t)(head - tail) : max;
+            size_t at = (size_t)(tail % c->cap), first = c->cap - at < n ? c->cap - at : n;
+            memcpy(buf, c->ring + at, first);
+            memcpy(buf + first, c->ring, n - first);
+            atomic_store_explicit(&c->tail, tail + n, memory_order_release);
+            return (ssize_t)n;
+        }
+        if (atomic_load(&c->cut))
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (atomic_load(&c->owner->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        /* Thread per connection: waiting here blocks only this client. */
+        struct timespec ts = {0, LIVE_POLL_NS};
+        nanosleep(&ts, NULL);
+    }
+}
+
+static void client_free(live_client *c)
+{
+    free(c->ring);
+    free(c->sensor);
+    free(c->iface);
+    free(c->ifid);
+    free(c);
+}
+
+static void live_done(void *cls)
+{
+    live_client *c = cls;
+    ps_live *l = c->owner;
+    pthread_mutex_lock(&l->mu);
+    if (c->listed) {
+        for (live_client **pp = &l->clients; *pp; pp = &(*pp)->next) {
+            if (*pp == c) {
+                *pp = c->next;
+                break;
+            }
+        }
+        atomic_fetch_sub(&l->nclients, 1);
+        ps_series_set(l->g_clients, (double)atomic_load(&l->nclients));
+    }
+    pthread_mutex_unlock(&l->mu);
+    client_free(c);
+}
+
+static char *filter_arg(struct MHD_Connection *conn, const char *key, int *bad)
+{
+    const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
+    if (!v || !*v)
+        return NULL;
+    size_t n = strnlen(v, LIVE_FILTER_MAX + 1);
+    if (n > LIVE_FILTER_MAX) {
+        *bad = 1;
+        return NULL;
+    }
+    char *s = strdup(v);
+    if (!s)
+        *bad = 1;
+    return s;
+}
+
+int ps_live_respond(ps_live *l, struct MHD_Connection *conn)
+{
+    if (!l || atomic_load(&l->stopping))
+        return ps_http_respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down\n");
+    int bad = 0;
+    live_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return MHD_NO;
+    c->owner = l;
+    c->cap = PS_LIVE_RING_BYTES;
+    c->ring = malloc(c->cap);
+    c->sensor = filter_arg(conn, "sensor", &bad);
+    c->iface = filter_arg(conn, "interface", &bad);
+    ps_buf shb = PS_BUF_INIT;
+    if (!c->ring || bad || ps_pcapng_shb(&shb, l->app, NULL) != 0 ||
+        ring_put(c, shb.data, shb.len) != 0) {
+        ps_buf_free(&shb);
+        client_free(c);
+        return ps_http_respond_text(conn, MHD_HTTP_BAD_REQUEST, "bad filter or out of memory\n");
+    }
+    ps_buf_free(&shb);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, LIVE_BLOCK, live_read, c, live_done);
+    if (!r) {
+        client_free(c);
+        return MHD_NO;
+    }
+    pthread_mutex_lock(&l->mu);
+    int full = atomic_load(&l->nclients) >= PS_LIVE_MAX_CLIENTS;
+    if (!full) {
+        c->next = l->clients;
+        l->clients = c;
+        c->listed = 1;
+        atomic_fetch_add(&l->nclients, 1);
+        ps_series_set(l->g_clients, (double)atomic_load(&l->nclients));
+    }
+    pthread_mutex_unlock(&l->mu);
+    if (full) {
+        MHD_destroy_response(r); /* frees c through live_done */
+        return ps_http_respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "too many /live clients\n");
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-pcapng");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    int rc = MHD_queue_response(conn, MHD_HTTP_OK, r);
+    MHD_destroy_response(r); /* the connection keeps its reference */
+    return rc;
+}

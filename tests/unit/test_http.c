@@ -1,0 +1,198 @@
+/* Unit tests for the pure parts of core/http: Range parsing, JSON string
+ * escaping, capture-name checks (path tricks), bearer tokens, loopback
+ * detection, URL unescaping, snapshots. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/http.h"
+
+static void range_ok(const char *h, uint64_t size, uint64_t start, uint64_t len)
+{
+    uint64_t s = 99, l = 99;
+    assert_int_equal(ps_http_parse_range(h, size, &s, &l), PS_RANGE_OK);
+    assert_int_equal(s, start);
+    assert_int_equal(l, len);
+}
+
+static void test_range(void **state)
+{
+    (void)state;
+    uint64_t s, l;
+    range_ok("bytes=0-9", 100, 0, 10);
+    range_ok("bytes=10-", 100, 10, 90);
+    range_ok("bytes=-10", 100, 90, 10);
+    range_ok("bytes=-1000", 100, 0, 100);   /* suffix longer than the body */
+    range_ok("bytes=90-1000", 100, 90, 10); /* end clamped */
+    range_ok("bytes=99-99", 100, 99, 1);
+    range_ok("BYTES=1-2", 100, 1, 2);
+    /* unsatisfiable: 416 */
+    assert_int_equal(ps_http_parse_range("bytes=100-", 100, &s, &l), PS_RANGE_UNSATISFIABLE);
+    assert_int_equal(ps_http_parse_range("bytes=200-300", 100, &s, &l), PS_RANGE_UNSATISFIABLE);
+    assert_int_equal(ps_http_parse_range("bytes=-0", 100, &s, &l), PS_RANGE_UNSATISFIABLE);
+    assert_int_equal(ps_http_parse_range("bytes=0-", 0, &s, &l), PS_RANGE_UNSATISFIABLE);
+    /* ignored (whole body, 200) */
+    static const char *const ignored[] = {
+        NULL,         "",          "bytes=",     "bytes=-",
+        "bytes=5-2",  "bytes=a-b", "items=0-1",  "bytes=0-1,3-4",
+        "bytes=1-2x", "bytes=--1", "bytes=+1-2", "bytes=99999999999999999999-"};
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+        assert_int_equal(ps_http_parse_range(ignored[i], 100, &s, &l), PS_RANGE_NONE);
+}
+
+static void json_is(const char *in, const char *want)
+{
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_json_str(&b, in), 0);
+    assert_int_equal(b.len, strlen(want));
+    assert_memory_equal(b.data, want, b.len);
+    ps_buf_free(&b);
+}
+
+static void test_json(void **state)
+{
+    (void)state;
+    json_is("", "\"\"");
+    json_is("node-1", "\"node-1\"");
+    json_is("a\"b\\c", "\"a\\\"b\\\\c\"");
+    json_is("l1\nl2\t\x01", "\"l1\\u000al2\\u0009\\u0001\"");
+    json_is("</script>", "\"</script>\""); /* served as JSON, never inlined in HTML */
+    json_is("\xc3\xa9\x7f", "\"\\u00c3\\u00a9\\u007f\"");
+}
+
+static void test_capture_names(void **state)
+{
+    (void)state;
+    const char *p = "packetstreamer";
+    assert_true(ps_http_capture_name_ok("packetstreamer-20261126T085050Z-000001.pcapng", p));
+    assert_true(ps_http_capture_name_ok("packetstreamer-node-1-20261126T085050Z-000001.pcap", p));
+    assert_true(ps_http_capture_name_ok("packetstreamer-20261126T085050Z-000002.pcapng.part", p));
+    static const char *const bad[] = {
+        "",
+        "../packetstreamer-1.pcapng",
+        "packetstreamer-..pcapng",
+        "packetstreamer-/../../etc/passwd",
+        "/etc/passwd",
+        "/packetstreamer-1.pcapng",
+        "packetstreamer-1.pcapng/",
+        "..\\packetstreamer-1.pcapng",
+        "packetstreamer-1\\x.pcapng",
+        "packetstreamer-%2e%2e.pcapng",
+        "packetstreamer-1.pcapng%00.txt",
+        ".packetstreamer-1.pcapng",
+        "packetstreamer-1.txt",
+        "packetstreamer.pcapng",
+        "other-20261126T085050Z-000001.pcapng",
+        "packetstreamerx-1.pcapng",
+        "packetstreamer-1 .pcapng",
+        "packetstreamer-1.pcapng.part.part",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ps_http_capture_name_ok(bad[i], p))
+            fail_msg("accepted '%s'", bad[i]);
+    }
+    char longname[300];
+    memset(longname, 'a', sizeof(longname));
+    memcpy(longname, "packetstreamer-", 15);
+    strcpy(longname + 290, ".pcapng");
+    assert_false(ps_http_capture_name_ok(longname, p));
+    assert_false(ps_http_capture_name_ok(NULL, p));
+}
+
+static void test_bearer(void **state)
+{
+    (void)state;
+    assert_true(ps_http_bearer_ok("Bearer s3cret", "s3cret"));
+    assert_true(ps_http_bearer_ok("bearer  s3cret ", "s3cret"));
+    assert_false(ps_http_bearer_ok("Bearer s3cre", "s3cret"));
+    assert_false(ps_http_bearer_ok("Bearer s3cret2", "s3cret"));
+    assert_false(ps_http_bearer_ok("Basic czNjcmV0", "s3cret"));
+    assert_false(ps_http_bearer_ok("Bearer ", "s3cret"));
+    assert_false(ps_http_bearer_ok("s3cret", "s3cret"));
+    assert_false(ps_http_bearer_ok(NULL, "s3cret"));
+    assert_false(ps_http_bearer_ok("Bearer x", NULL));
+    assert_false(ps_http_bearer_ok("Bearer ", ""));
+}
+
+static void test_loopback(void **state)
+{
+    (void)state;
+    struct sockaddr_in a4;
+    struct sockaddr_in6 a6;
+    memset(&a4, 0, sizeof(a4));
+    a4.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &a4.sin_addr);
+    assert_true(ps_http_is_loopback((struct sockaddr *)&a4));
+    inet_pton(AF_INET, "127.200.1.1", &a4.sin_addr);
+    assert_true(ps_http_is_loopback((struct sockaddr *)&a4));
+    inet_pton(AF_INET, "10.0.0.1", &a4.sin_addr);
+    assert_false(ps_http_is_loopback((struct sockaddr *)&a4));
+    inet_pton(AF_INET, "128.0.0.1", &a4.sin_addr);
+    assert_false(ps_http_is_loopback((struct sockaddr *)&a4));
+    memset(&a6, 0, sizeof(a6));
+    a6.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, "::1", &a6.sin6_addr);
+    assert_true(ps_http_is_loopback((struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr);
+    assert_true(ps_http_is_loopback((struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "::ffff:10.0.0.1", &a6.sin6_addr);
+    assert_false(ps_http_is_loopback((struct sockaddr *)&a6));
+    inet_pton(AF_INET6, "fe80::1", &a6.sin6_addr);
+    assert_false(ps_http_is_loopback((struct sockaddr *)&a6));
+    assert_false(ps_http_is_loopback(NULL));
+}
+
+static void unescape_is(const char *in, const char *want)
+{
+    char buf[128];
+    strcpy(buf, in);
+    size_t n = ps_http_unescape(buf);
+    assert_string_equal(buf, want);
+    assert_int_equal(n, strlen(want));
+}
+
+static void test_unescape(void **state)
+{
+    (void)state;
+    unescape_is("/captures/a%2eb", "/captures/a.b");
+    unescape_is("%2e%2E%2f", "../");
+    unescape_is("a%00b", "a%00b"); /* never cut at a NUL */
+    unescape_is("a%zzb%4", "a%zzb%4");
+    unescape_is("%5c", "\\");
+    unescape_is("plain+text", "plain+text");
+}
+
+static void test_snapshot(void **state)
+{
+    (void)state;
+    ps_snapshot s;
+    ps_snapshot_init(&s);
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_snapshot_get(&s, &b), 0);
+    assert_int_equal(b.len, 0);
+    ps_snapshot_set(&s, strdup("one"), 3);
+    ps_snapshot_set(&s, strdup("two!"), 4); /* frees "one" */
+    assert_int_equal(ps_snapshot_get(&s, &b), 0);
+    assert_int_equal(b.len, 4);
+    assert_memory_equal(b.data, "two!", 4);
+    ps_buf_free(&b);
+    ps_snapshot_destroy(&s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_range),         cmocka_unit_test(test_json),
+        cmocka_unit_test(test_capture_names), cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_loopback),      cmocka_unit_test(test_unescape),
+        cmocka_unit_test(test_snapshot),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
