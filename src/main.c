@@ -322,11 +322,6 @@ static int refuse_unbuilt(const ps_config *cfg)
                          "refusing to stream packets in plaintext");
         return -1;
     }
-    if (cfg->role == PS_ROLE_SENSOR && cfg->interfaces_count > 0 && !cfg->read_file) {
-        ps_error("main", "live capture on interfaces is not available in this version yet; "
-                         "use --read-file");
-        return -1;
-    }
     return 0;
 }
 

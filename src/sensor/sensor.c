@@ -1,6 +1,13 @@
 /*
- * sensor: the offline sensor's main loop.
+ * sensor: the sensor's main loop, live or offline.
  *
+ * Live (the default): ifaces.c opens every selected interface as it appears
+ * and feeds the batcher from the capture rings; the sensor runs until SIGTERM
+ * or SIGINT, then closes the interfaces (their final counters go to the
+ * receiver), seals the last batch and waits a short grace period for the
+ * receiver to acknowledge everything.
+ *
+ * Offline (--read-file):
  * A packet's path: capture (libpcap file) -> batcher (record encoding, seal,
  * compression on the worker pool) -> uplink (spool, ordered writes, ACKs).
  * Reading runs from an idle handle a slice at a time, so ACKs and writes are
@@ -18,12 +25,14 @@
 #include <uv.h>
 
 #include "capture.h"
+#include "ifaces.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "uplink.h"
 
 #define PS_SENSOR_READ_SLICE 2048
 #define PS_SENSOR_IFACE_FILE 0
+#define PS_SENSOR_GRACE_MS 5000 /* live: wait this long for the last ACKs */
 
 typedef struct sensor {
     const ps_config *cfg;
@@ -32,6 +41,8 @@ typedef struct sensor {
     uv_timer_t gather;
     uv_signal_t sigint, sigterm;
     ps_capture_file *file;
+    ps_ifaces *ifaces; /* live capture */
+    uv_timer_t grace;
     ps_batcher *batcher;
     ps_uplink *uplink;
     ps_metrics *metrics; /* the process registry, exported by the HTTP server */
@@ -79,7 +90,7 @@ static void on_acked(void *ud)
             sensor_stop(s, 0);
         return;
     }
-    if (!s->reading && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
+    if (s->file && !s->reading && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
         s->reading = 1;
         uv_idle_start(&s->reader, on_read_slice);
     }
@@ -98,9 +109,40 @@ static void on_gather(uv_timer_t *t)
     ps_batcher_tick(s->batcher);
 }
 
+static void on_grace(uv_timer_t *t)
+{
+    sensor *s = t->data;
+    ps_batcher_totals bt;
+    ps_uplink_totals ut;
+    ps_batcher_get_totals(s->batcher, &bt);
+    ps_uplink_get_totals(s->uplink, &ut);
+    ps_warn("sensor", "%" PRIu64 " packets captured but not acknowledged by the receiver",
+            bt.packets - ut.acked_packets);
+    sensor_stop(s, 1);
+}
+
+static void on_resolved(void *ud, const struct addrinfo *res)
+{
+    sensor *s = ud;
+    ps_ifaces_receiver_resolved(s->ifaces, res);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     sensor *s = h->data;
+    if (s->ifaces && !s->input_done) {
+        /* Live: a stop signal is the normal end. Stop capturing, send what
+         * was captured, and exit 0 once the receiver has acknowledged it. */
+        ps_info("sensor", "received %s: stopping capture", signum == SIGINT ? "SIGINT" : "SIGTERM");
+        ps_ifaces_stop(s->ifaces);
+        ps_batcher_flush(s->batcher);
+        s->input_done = 1;
+        if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
+            sensor_stop(s, 0);
+        else
+            uv_timer_start(&s->grace, on_grace, PS_SENSOR_GRACE_MS, 0);
+        return;
+    }
     ps_warn("sensor", "received %s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
     uint64_t pending = 0;
     ps_uplink_totals ut;
@@ -131,6 +173,8 @@ static void sensor_stop(sensor *s, int code)
         return;
     s->stopping = 1;
     s->exit_code = code;
+    ps_ifaces_stop(s->ifaces);
+    uv_timer_stop(&s->grace);
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->gather);
     uv_signal_stop(&s->sigint);
@@ -145,6 +189,15 @@ static void log_summary(sensor *s)
     ps_batcher_get_totals(s->batcher, &bt);
     ps_uplink_get_totals(s->uplink, &ut);
     double secs = (double)(uv_hrtime() - s->started_ns) / 1e9;
+    if (s->ifaces) {
+        ps_ifaces_totals it;
+        ps_ifaces_get_totals(s->ifaces, &it);
+        ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
+               "capture: interfaces_opened=%" PRIu32 " captured=%" PRIu64 " bytes=%" PRIu64
+               " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
+               it.opened_total, it.packets, it.bytes, it.kernel_drops, it.if_drops,
+               it.sensor_drops);
+    }
     ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
            "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
            " unacked=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64 " wire_bytes=%" PRIu64
@@ -161,11 +214,8 @@ int ps_sensor_run(const ps_config *cfg)
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
     s.started_ns = uv_hrtime();
-    if (!cfg->read_file) {
-        ps_error("sensor", "live capture is not available yet: pass --read-file FILE");
-        return 1;
-    }
-    if (ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
+    if (cfg->read_file &&
+        ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
         ps_error("sensor", "%s", s.err);
         return 1;
     }
@@ -174,6 +224,8 @@ int ps_sensor_run(const ps_config *cfg)
         ps_capture_file_close(s.file);
         return 1;
     }
+    /* The process registry; the HTTP server exports it. */
+    s.metrics = ps_metrics_new();
     uint64_t wait_ms = cfg->gather_max_wait_ms ? cfg->gather_max_wait_ms
                                                : (uint64_t)cfg->gather_max_wait_sec * 1000;
     ps_batcher_opts bo = {.codec = cfg->codec,
@@ -194,22 +246,41 @@ int ps_sensor_run(const ps_config *cfg)
                          .connect_timeout_ms = (uint64_t)cfg->connect_timeout_sec * 1000,
                          .on_acked = on_acked,
                          .on_fatal = on_fatal,
+                         .on_resolved = cfg->read_file ? NULL : on_resolved,
                          .ud = &s};
     s.uplink = s.batcher ? ps_uplink_new(&s.loop, s.batcher, &uo) : NULL;
-    if (!s.batcher || !s.uplink) {
+    if (!s.batcher || !s.uplink || !s.metrics) {
         ps_error("sensor", "out of memory");
         ps_batcher_free(s.batcher);
+        ps_metrics_free(s.metrics);
         uv_loop_close(&s.loop);
         ps_capture_file_close(s.file);
         return 1;
     }
     /* The batcher reports to the uplink: bind it now that both exist. */
     ps_batcher_set_ud(s.batcher, s.uplink);
-    const char *fname = ps_capture_file_name(s.file);
-    if (ps_uplink_add_iface(s.uplink, PS_SENSOR_IFACE_FILE, ps_capture_file_linktype(s.file),
+    const char *fname = s.file ? ps_capture_file_name(s.file) : NULL;
+    if (s.file &&
+        ps_uplink_add_iface(s.uplink, PS_SENSOR_IFACE_FILE, ps_capture_file_linktype(s.file),
                             ps_capture_file_snaplen(s.file), fname, cfg->read_file) != 0) {
         ps_error("sensor", "out of memory");
         s.exit_code = 1;
+    }
+    uv_timer_init(&s.loop, &s.grace);
+    s.grace.data = &s;
+    if (!s.file) {
+        ps_ifaces_opts io = {.loop = &s.loop,
+                             .cfg = cfg,
+                             .batcher = s.batcher,
+                             .uplink = s.uplink,
+                             .metrics = s.metrics,
+                             .on_fatal = on_fatal,
+                             .ud = &s};
+        s.ifaces = ps_ifaces_start(&io, s.err, sizeof(s.err));
+        if (!s.ifaces) {
+            ps_error("sensor", "%s", s.err);
+            s.exit_code = 1;
+        }
     }
     uv_idle_init(&s.loop, &s.reader);
     s.reader.data = &s;
@@ -223,11 +294,17 @@ int ps_sensor_run(const ps_config *cfg)
     uint64_t tick = wait_ms / 4 ? wait_ms / 4 : 1;
     uv_timer_start(&s.gather, on_gather, tick, tick);
 
-    ps_info("sensor", "streaming %s as %s/%s to %s (codec %s)", cfg->read_file, cfg->sensor_id,
-            fname, ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
+    if (s.file)
+        ps_info("sensor", "streaming %s as %s/%s to %s (codec %s)", cfg->read_file, cfg->sensor_id,
+                fname, ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
+    else
+        ps_info("sensor", "live capture as %s to %s (codec %s)", cfg->sensor_id,
+                ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
     ps_uplink_start(s.uplink);
-    s.reading = 1;
-    uv_idle_start(&s.reader, on_read_slice);
+    if (s.file) {
+        s.reading = 1;
+        uv_idle_start(&s.reader, on_read_slice);
+    }
     if (s.exit_code != 0)
         sensor_stop(&s, 1);
 
@@ -241,5 +318,7 @@ int ps_sensor_run(const ps_config *cfg)
     ps_uplink_free(s.uplink);
     ps_batcher_free(s.batcher);
     ps_capture_file_close(s.file);
+    ps_ifaces_free(s.ifaces);
+    ps_metrics_free(s.metrics);
     return s.exit_code;
 }
