@@ -2,7 +2,8 @@
 #   make deps    install every build and test dependency (Debian 12, idempotent)
 #   make build   release build in build/
 #   make run     demo: a receiver and a sensor stream a generated capture
-#   make test    sanitizer build, unit tests (cmocka) and integration tests (pytest)
+#   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), then the
+#                e2e tests (network namespaces, root)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 
 JOBS ?= $(shell nproc)
@@ -11,7 +12,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libmicrohttpd-dev libcmocka-dev \
 	python3 python3-pytest tshark tcpdump
 
-.PHONY: deps build build-asan run test unit integration bench format clean
+.PHONY: deps build build-asan run test unit integration e2e bench format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -37,9 +38,13 @@ unit: build-asan
 integration: build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/integration
 
+e2e: build-asan
+	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q e2e
+
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) e2e
 
 bench: deps build
 	./bench/offline.sh

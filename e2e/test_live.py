@@ -1,0 +1,194 @@
+"""Live capture in a namespace cluster (see conftest.py for the topology)."""
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from conftest import (NODE, RX_PORT, TCP_PORT, UDP_PORT, assert_no_sanitizer, by_iface, l4_ports,
+                      output_files, pcaplib, port_frames, ref_frames, run, same_frames)
+
+FAST = "gatherMaxWaitMs: 100\ncapture:\n  statsIntervalSec: 1\n"
+FAST_ENV = {"PACKETSTREAMER_GATHER_MAX_WAIT_MS": "100",
+            "PACKETSTREAMER_CAPTURE_STATS_INTERVAL_SEC": "1"}
+ONLY_NET_RAW = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                "--inh-caps=-all,+net_raw", "--ambient-caps=-all,+net_raw",
+                "--bounding-set=-all,+net_raw"]
+NO_CAPS = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "--inh-caps=-all",
+           "--bounding-set=-all"]
+
+
+def finish(cluster, sensor, receiver):
+    """Stops the sensor (must exit 0 with everything acknowledged) then the receiver."""
+    rc = sensor.stop()
+    text = sensor.text()
+    assert rc == 0, "sensor exit %d:\n%s" % (rc, text[-4000:])
+    assert_no_sanitizer(text, "sensor")
+    assert " ERROR " not in text, text[-4000:]
+    assert receiver.stop() == 0, receiver.text()[-3000:]
+    assert_no_sanitizer(receiver.text(), "receiver")
+    return text
+
+
+def test_pods_traffic_captured_exactly(cluster, tmp_path):
+    """Pod mode + the node uplink named explicitly: every pod frame on the
+    test ports appears byte for byte on the pod's node-side interface; the
+    sensor's own stream never appears, though the uplink is captured."""
+    out = tmp_path / "out"
+    rx = cluster.receiver(out)
+    cluster.servers(["pa", "pb", "pc"])
+    refs = {p: cluster.tcpdump(p) for p in ("pa", "pb", "pc")}
+    s = cluster.sensor(FAST + "  podInterfaces: true\n  interfaces: [eth0]\n")
+    for ifname in ("vethpa", "vethpb", "calipc", "eth0"):
+        s.wait_log(r"capturing on %s " % ifname)
+    s.wait_log("connected to receiver")
+    time.sleep(0.3)
+    pa, pb, pc = (cluster.pods[n] for n in ("pa", "pb", "pc"))
+    sent = []
+    sent += cluster.send("pa", pb[2], "A2B4")  # bridge, IPv4
+    sent += cluster.send("pa", pb[3], "A2B6")  # bridge, IPv6
+    sent += cluster.send("pa", pc[2], "A2C4")  # routed, IPv4
+    sent += cluster.send("pc", pa[3], "C2A6")  # routed, IPv6
+    sent += cluster.send("pb", pc[3], "B2C6")
+    # node -> receiver on the uplink, to show eth0 really is captured
+    r = run("ip", "netns", "exec", NODE, "/usr/bin/python3", "-c",
+            "import socket;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
+            "[s.sendto(b'UPLINK-%d'%i,('192.168.50.2',7009)) for i in range(3)]")
+    assert r.returncode == 0
+    time.sleep(0.5)
+    for p in refs.values():
+        p.stop()
+    text = finish(cluster, s, rx)
+    files = output_files(out)
+    assert files, "no output"
+    got = by_iface(files)
+    names = set(got)
+    assert {"node1/vethpa", "node1/vethpb", "node1/calipc"} <= names, names
+    for pod, veth in (("pa", "vethpa"), ("pb", "vethpb"), ("pc", "calipc")):
+        want = ref_frames(refs[pod].ref)
+        assert len(want) > 40, "%s: reference capture too small (%d)" % (pod, len(want))
+        have = port_frames(got.get("node1/" + veth, []))
+        assert sorted(have) == sorted(want), "%s: %s" % (veth, same_frames(have, want))
+    # every payload sent is in the output, on the sender's interface
+    for payload in sent:
+        src = {"A": "vethpa", "B": "vethpb", "C": "calipc"}[payload[0:1].decode()]
+        assert any(payload in f for f in got["node1/" + src]), payload[:20]
+    # the uplink is captured (the node's datagrams), the sensor's stream is not
+    up = got.get("node1/eth0", [])
+    # (the receiver namespace answers ICMP port unreachable, quoting them: not counted)
+    assert sum(b"UPLINK-" in f and (l4_ports(f) or (0,))[0] == 17 for f in up) == 3
+    for ifname, frames in got.items():
+        for f in frames:
+            p = l4_ports(f)
+            assert not (p and p[0] == 6 and RX_PORT in (p[1], p[2])), \
+                "the sensor's own stream was captured on %s" % ifname
+    # final counters of every interface reached the file as ISBs
+    ifs, _ = pcaplib.read(str(files[0]))
+    for itf in ifs:
+        assert itf.stats, "no ISB for %s" % itf.name
+        assert itf.stats[-1]["ifrecv"] == len(got.get(itf.name, [])), itf
+    assert "capture: interfaces_opened=4" in text
+
+
+def test_pod_added_and_deleted(cluster, tmp_path):
+    """A pod created during the capture is captured from one second after
+    its interface came up; a deleted pod's interface closes cleanly with its
+    statistics in the file; the uplink is left alone in pod mode."""
+    out = tmp_path / "out"
+    rx = cluster.receiver(out)
+    cluster.servers(["pa", "pb"])
+    s = cluster.sensor(FAST + "  podInterfaces: true\n")
+    for ifname in ("vethpa", "vethpb", "calipc"):
+        s.wait_log(r"capturing on %s " % ifname)
+    cluster.send("pb", cluster.pods["pa"][2], "B2A4", count=3)
+
+    # a new pod: its interface comes up at t_up
+    veth = cluster.add_bridge_pod("pd", 20, up=False)
+    t_up = time.time()
+    cluster.ip(NODE, "link", "set", veth, "up")
+    s.wait_log(r"capturing on vethpd ", timeout=1.0)
+    # the reference capture inside the pod (ready well before t_up + 1 s)
+    ref = cluster.tcpdump("pd")
+    assert time.time() < t_up + 1.0
+    time.sleep(max(0.0, t_up + 1.0 - time.time()))
+    sent = cluster.send("pd", cluster.pods["pa"][2], "D2A4")
+    sent += cluster.send("pd", cluster.pods["pa"][3], "D2A6")
+
+    # a pod goes away
+    cluster.delete_pod("pb")
+    s.wait_log(r"stopped capturing on vethpb \(#\d+, interface (removed|down)\)", timeout=2)
+    time.sleep(0.3)
+    ref.stop()
+    text = finish(cluster, s, rx)
+    got = by_iface(output_files(out))
+    assert "node1/eth0" not in got, "pod mode captured the node uplink"
+    want = ref_frames(ref.ref)
+    have = port_frames(got.get("node1/vethpd", []))
+    assert sorted(have) == sorted(want), same_frames(have, want)
+    for payload in sent:
+        assert any(payload in f for f in have), payload[:20]
+    ifs, _ = pcaplib.read(str(output_files(out)[0]))
+    gone = [i for i in ifs if i.name == "node1/vethpb"]
+    assert gone and gone[0].stats, "no ISB for the deleted pod's interface"
+    assert gone[0].stats[-1]["ifrecv"] == len(got["node1/vethpb"])
+    assert "WARN" not in "".join(l for l in text.splitlines() if "vethpb" in l), text
+
+
+def test_sensor_runs_with_only_cap_net_raw(cluster, tmp_path):
+    out = tmp_path / "out"
+    rx = cluster.receiver(out)
+    cluster.servers(["pb"])
+    s = cluster.sensor(None, prefix=ONLY_NET_RAW, extra=["--interface", "vethpa"], env=FAST_ENV)
+    s.wait_log(r"capturing on vethpa ")
+    s.wait_log("connected to receiver")
+    sent = cluster.send("pa", cluster.pods["pb"][2], "NOBODY")
+    time.sleep(0.3)
+    finish(cluster, s, rx)
+    got = by_iface(output_files(out))
+    for payload in sent:
+        assert any(payload in f for f in got["node1/vethpa"])
+
+
+def test_sensor_without_cap_net_raw_says_so(cluster, tmp_path):
+    s = cluster.sensor(None, prefix=NO_CAPS, extra=["--interface", "vethpa"], env=FAST_ENV)
+    rc = s.p.wait(20)
+    text = s.text()
+    assert rc == 1, text
+    assert_no_sanitizer(text, "sensor")
+    assert "CAP_NET_RAW" in text and "vethpa" in text, text
+
+
+def test_promiscuous_with_only_cap_net_raw(cluster, tmp_path):
+    """On Linux libpcap asks for promiscuous mode through the packet socket
+    (PACKET_MR_PROMISC), which CAP_NET_RAW covers: no CAP_NET_ADMIN needed.
+    The interface's promiscuity count goes up by one while captured."""
+    def promiscuity():
+        out = cluster.ip(NODE, "-d", "link", "show", "vethpa").stdout
+        return int(re.search(r"promiscuity (\d+)", out).group(1))
+
+    before = promiscuity()
+    rx = cluster.receiver(tmp_path / "out")
+    env = dict(FAST_ENV, PACKETSTREAMER_CAPTURE_PROMISCUOUS="true")
+    s = cluster.sensor(None, prefix=ONLY_NET_RAW, extra=["--interface", "vethpa"], env=env)
+    s.wait_log(r"capturing on vethpa ")
+    assert promiscuity() == before + 1
+    finish(cluster, s, rx)
+    assert promiscuity() == before
+
+
+@pytest.mark.parametrize("expr,words", [
+    ("tcp port", ["invalid capture filter \"", "tcp port"]),
+    ("tcp) or (udp", ["unbalanced parentheses"]),
+])
+def test_bad_filter_is_refused_at_start(tmp_path, expr, words):
+    """A filter that cannot compile stops the sensor at start, quoting the
+    expression and libpcap's message, before any interface is opened."""
+    from conftest import binary, child_env
+    r = subprocess.run([binary(), "sensor", "--receiver", "127.0.0.1:9", "--filter", expr],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30,
+                       env=child_env())
+    assert r.returncode == 1, r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+    assert "capturing on" not in r.stderr
