@@ -192,3 +192,44 @@ def test_bad_filter_is_refused_at_start(tmp_path, expr, words):
     for w in words:
         assert w in r.stderr, r.stderr
     assert "capturing on" not in r.stderr
+
+
+def test_down_up_and_rename(cluster, tmp_path):
+    """An interface that goes down and up keeps its number and its counters
+    keep counting; renamed, it is a new interface with a new number."""
+    out = tmp_path / "out"
+    rx = cluster.receiver(out)
+    cluster.servers(["pb"])
+    s = cluster.sensor(FAST + "  podInterfaces: true\n")
+    s.wait_log(r"capturing on vethpa \(#(\d+),")
+    first = re.search(r"capturing on vethpa \(#(\d+),", s.text()).group(1)
+    dst = cluster.pods["pb"][2]
+    cluster.send("pa", dst, "ROUND1", count=3)
+    cluster.ip(NODE, "link", "set", "vethpa", "down")
+    s.wait_log(r"stopped capturing on vethpa \(#%s, interface down\)" % first, timeout=2)
+    cluster.ip(NODE, "link", "set", "vethpa", "up")
+    s.wait_log(r"capturing on vethpa \(#%s,.*\n(.*\n)*.*capturing on vethpa \(#%s," % (first, first),
+               timeout=2)
+    time.sleep(1.0)  # the veth peer, and the pod's routes, need a moment after the flap
+    cluster.send("pa", dst, "ROUND2", count=3)
+    cluster.ip(NODE, "link", "set", "vethpa", "down")
+    cluster.ip(NODE, "link", "set", "vethpa", "name", "vethpx")
+    cluster.ip(NODE, "link", "set", "vethpx", "up")
+    s.wait_log(r"capturing on vethpx \(#(\d+),", timeout=2)
+    renamed = re.search(r"capturing on vethpx \(#(\d+),", s.text()).group(1)
+    assert renamed != first
+    time.sleep(1.0)
+    cluster.send("pa", dst, "ROUND3", count=3)
+    time.sleep(0.3)
+    finish(cluster, s, rx)
+    files = output_files(out)
+    got = by_iface(files)
+    a, x = got["node1/vethpa"], got["node1/vethpx"]
+    assert any(b"ROUND1" in f for f in a) and any(b"ROUND2" in f for f in a)
+    assert any(b"ROUND3" in f for f in x) and not any(b"ROUND3" in f for f in a)
+    ifs, _ = pcaplib.read(str(files[0]))
+    stats = {i.name: i.stats for i in ifs}
+    # cumulative over both openings of vethpa, never going down
+    recv = [st["ifrecv"] for st in stats["node1/vethpa"]]
+    assert recv == sorted(recv) and recv[-1] == len(a), recv
+    assert stats["node1/vethpx"][-1]["ifrecv"] == len(x)

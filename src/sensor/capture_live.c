@@ -32,6 +32,10 @@ struct ps_live {
     int nano;
     int dropping; /* spool full during this dispatch round */
     int failed;
+    int closing;
+    int open_handles; /* poll (and the close timer once started) */
+    uv_timer_t close_timer;
+    void (*close_done)(void *ud, ps_live *l, const ps_live_counters *c);
     ps_live_counters c;
     ps_live_counters pushed;         /* what the metrics series already hold */
     uint32_t last_drop, last_ifdrop; /* pcap_stats' 32-bit values, for wrap */
@@ -75,7 +79,7 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
         return;
     }
     l->c.packets++;
-    l->c.bytes += origlen;
+    l->c.bytes += caplen; /* what the receiver gets (docs/protocol.md, STATS) */
 }
 
 static void live_fail(ps_live *l, const char *what)
@@ -84,6 +88,8 @@ static void live_fail(ps_live *l, const char *what)
         return;
     l->failed = 1;
     uv_poll_stop(&l->poll);
+    if (l->closing)
+        return; /* the interface went away while we wait for its last block */
     char msg[PCAP_ERRBUF_SIZE + 128];
     snprintf(msg, sizeof(msg), "capture on %s stopped: %s", l->name, what);
     if (l->o.on_error)
@@ -110,6 +116,12 @@ static void on_readable(uv_poll_t *h, int status, int events)
 {
     ps_live *l = h->data;
     (void)events;
+    if (status < 0 && l->closing) {
+        /* POLLERR once the interface is gone: stop polling, the close timer
+         * still drains what the kernel retires. */
+        uv_poll_stop(&l->poll);
+        return;
+    }
     if (status < 0) {
         live_fail(l, uv_strerror(status));
         return;
@@ -235,6 +247,7 @@ int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char 
         return PS_LIVE_E_OTHER;
     }
     l->poll.data = l;
+    l->open_handles = 1;
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     *out = l;
     return 0;
@@ -268,11 +281,15 @@ int ps_live_nano(const ps_live *l)
 void ps_live_counters_get(ps_live *l, ps_live_counters *c)
 {
     struct pcap_stat st;
-    if (!l->failed && pcap_stats(l->p, &st) == 0) {
+    if (pcap_stats(l->p, &st) == 0) {
         /* 32-bit counters in libpcap's struct: accumulate deltas modulo 2^32
          * so a long-running capture never sees them go backwards. */
         l->c.kernel_drops += (uint32_t)(st.ps_drop - l->last_drop);
-        l->c.if_drops += (uint32_t)(st.ps_ifdrop - l->last_ifdrop);
+        /* ps_ifdrop is libpcap's difference of the interface's sysfs
+         * counter since open; once the interface is gone that read gives 0
+         * and the value would step back: no wrap is meant there. */
+        if (st.ps_ifdrop >= l->last_ifdrop)
+            l->c.if_drops += st.ps_ifdrop - l->last_ifdrop;
         l->last_drop = st.ps_drop;
         l->last_ifdrop = st.ps_ifdrop;
     }
@@ -280,9 +297,11 @@ void ps_live_counters_get(ps_live *l, ps_live_counters *c)
     *c = l->c;
 }
 
-static void on_poll_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     ps_live *l = h->data;
+    if (--l->open_handles > 0)
+        return;
     pcap_close(l->p);
     free(l->name);
     free(l);
@@ -293,5 +312,37 @@ void ps_live_close(ps_live *l)
     if (!l)
         return;
     uv_poll_stop(&l->poll);
-    uv_close((uv_handle_t *)&l->poll, on_poll_closed);
+    uv_close((uv_handle_t *)&l->poll, on_handle_closed);
+    if (l->open_handles > 1)
+        uv_close((uv_handle_t *)&l->close_timer, on_handle_closed);
+}
+
+static void on_close_timer(uv_timer_t *t)
+{
+    ps_live *l = t->data;
+    /* Whatever the kernel retired meanwhile. pcap_dispatch may now fail
+     * (interface gone) once the ring is empty: that is the end, not an error. */
+    for (;;) {
+        l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
+        if (pcap_dispatch(l->p, PS_LIVE_DISPATCH_CNT, on_packet, (u_char *)l) <= 0)
+            break;
+    }
+    ps_live_counters c;
+    ps_live_counters_get(l, &c);
+    if (l->close_done)
+        l->close_done(l->o.ud, l, &c);
+    ps_live_close(l);
+}
+
+void ps_live_close_graceful(ps_live *l,
+                            void (*done)(void *ud, ps_live *l, const ps_live_counters *c))
+{
+    if (!l || l->closing)
+        return;
+    l->closing = 1;
+    l->close_done = done;
+    uv_timer_init(l->poll.loop, &l->close_timer);
+    l->close_timer.data = l;
+    l->open_handles++;
+    uv_timer_start(&l->close_timer, on_close_timer, (uint64_t)l->o.timeout_ms + 50, 0);
 }

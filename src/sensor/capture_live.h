@@ -51,7 +51,9 @@ typedef struct ps_live_opts {
 } ps_live_opts;
 
 #define PS_LIVE_E_OTHER -1
-#define PS_LIVE_E_PERM -2   /* no CAP_NET_RAW (or CAP_NET_ADMIN for promiscuous mode) */
+/* No CAP_NET_RAW; or promiscuous mode refused (CAP_NET_ADMIN on systems that
+ * want it: Linux grants it with CAP_NET_RAW through PACKET_MR_PROMISC). */
+#define PS_LIVE_E_PERM -2
 #define PS_LIVE_E_NODEV -3  /* no such interface (it went away meanwhile) */
 #define PS_LIVE_E_FILTER -4 /* the filter does not compile */
 
@@ -72,11 +74,12 @@ const char *ps_live_name(const ps_live *l);
 /* Non-zero when timestamps are nanosecond (the kernel gave them). */
 int ps_live_nano(const ps_live *l);
 
-/* Reads whatever the ring holds now (used before closing). */
+/* Reads whatever the ring hands out now. Note that a partly filled ring
+ * block is handed out only once full or timeout_ms old. */
 void ps_live_drain(ps_live *l);
 
 typedef struct ps_live_counters {
-    uint64_t packets, bytes; /* handed to the batcher */
+    uint64_t packets, bytes; /* handed to the batcher; bytes: sum of caplen */
     uint64_t kernel_drops;   /* ps_drop: ring full */
     uint64_t if_drops;       /* ps_ifdrop: dropped by the interface/driver */
     uint64_t drops_spool_full, drops_oom;
@@ -86,7 +89,19 @@ typedef struct ps_live_counters {
 void ps_live_counters_get(ps_live *l, ps_live_counters *c);
 
 /* Stops polling and frees the handle (asynchronously: the descriptor is
- * closed once libuv has let go of it). l is invalid afterwards. */
+ * closed once libuv has let go of it). l is invalid afterwards. Packets in a
+ * partly filled ring block are lost: prefer ps_live_close_graceful. */
 void ps_live_close(ps_live *l);
+
+/*
+ * Closes without losing what the kernel already captured: keeps reading for
+ * timeout_ms plus a margin, long enough for the kernel to retire the ring's
+ * current block (TPACKET_V3 hands out partly filled blocks only on timeout;
+ * it does so even when the interface went down or away), drains the ring,
+ * then calls done with the final counters and frees l (as ps_live_close).
+ * on_error is not called any more once closing.
+ */
+void ps_live_close_graceful(ps_live *l,
+                            void (*done)(void *ud, ps_live *l, const ps_live_counters *c));
 
 #endif

@@ -33,10 +33,14 @@ typedef struct slot {
     char name[IF_NAMESIZE];
     uint32_t index;
     ps_live *live;
-    int closing;
+    int closing;           /* graceful close under way (ps_live_close_graceful) */
+    int reopen;            /* the link was wanted again while closing */
+    ps_link pending;       /* its state then */
+    const char *why;       /* why it is closing (a string literal) */
     int warned;            /* an open failure already logged for this slot */
     int announced;         /* ps_uplink_add_iface done */
-    ps_live_counters last; /* counters at close, for totals */
+    ps_live_counters base; /* earlier openings of this interface: STATS are
+                            * cumulative for an index within a session */
     ps_live_series series;
 } slot;
 
@@ -53,6 +57,7 @@ struct ps_ifaces {
     char filter[PS_IFACES_FILTER_MAX];
     char err[PS_IFACES_FILTER_MAX + 512];
     int stopped, fatal;
+    void (*stop_done)(void *ud);
     ps_metric *m_packets, *m_bytes, *m_kdrops, *m_ifdrops, *m_sdrops;
     ps_live_counters closed; /* sum over closed interfaces */
     uint32_t opened_total;
@@ -160,14 +165,26 @@ static int blocked(void *ud)
     return ps_uplink_spool_full(f->o.uplink);
 }
 
-static void send_stats(ps_ifaces *f, slot *s, const ps_live_counters *c)
+static void add_counters(ps_live_counters *to, const ps_live_counters *c)
 {
+    to->packets += c->packets;
+    to->bytes += c->bytes;
+    to->kernel_drops += c->kernel_drops;
+    to->if_drops += c->if_drops;
+    to->drops_spool_full += c->drops_spool_full;
+    to->drops_oom += c->drops_oom;
+}
+
+static void send_stats(ps_ifaces *f, slot *s, const ps_live_counters *cur)
+{
+    ps_live_counters c = s->base;
+    add_counters(&c, cur);
     ps_stats st = {.index = s->index,
-                   .packets = c->packets,
-                   .bytes = c->bytes,
-                   .kernel_drops = c->kernel_drops,
-                   .if_drops = c->if_drops,
-                   .sensor_drops = c->drops_spool_full + c->drops_oom,
+                   .packets = c.packets,
+                   .bytes = c.bytes,
+                   .kernel_drops = c.kernel_drops,
+                   .if_drops = c.if_drops,
+                   .sensor_drops = c.drops_spool_full + c.drops_oom,
                    .timestamp_ns = 0};
     struct timespec now;
     if (clock_gettime(CLOCK_REALTIME, &now) == 0)
@@ -175,31 +192,59 @@ static void send_stats(ps_ifaces *f, slot *s, const ps_live_counters *c)
     ps_uplink_send_stats(f->o.uplink, &st);
 }
 
-static void close_slot(ps_ifaces *f, slot *s, const char *why)
+static void open_link(ps_ifaces *f, const ps_link *l);
+
+static size_t count_open(const ps_ifaces *f)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < f->n_slots; i++)
+        n += f->slots[i].live != NULL;
+    return n;
+}
+
+/* The last block is in: final counters to the receiver (its last ISB covers
+ * every packet of this capture), then maybe open the link again. */
+static void on_live_closed(void *ud, ps_live *l, const ps_live_counters *c)
+{
+    ps_ifaces *f = ud;
+    uint32_t idx = ps_live_index(l); /* = the slot's position */
+    if (idx >= f->n_slots || f->slots[idx].live != l)
+        return;
+    slot *s = &f->slots[idx];
+    send_stats(f, s, c);
+    add_counters(&s->base, c);
+    add_counters(&f->closed, c);
+    ps_info("sensor",
+            "stopped capturing on %s (#%" PRIu32 ", %s): packets=%" PRIu64 " bytes=%" PRIu64
+            " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
+            s->name, s->index, s->why, c->packets, c->bytes, c->kernel_drops, c->if_drops,
+            c->drops_spool_full + c->drops_oom);
+    s->live = NULL; /* ps_live frees itself after this callback */
+    s->closing = 0;
+    if (s->reopen && !f->stopped && !f->fatal) {
+        s->reopen = 0;
+        ps_link again = s->pending;
+        open_link(f, &again); /* may move f->slots: s is not used after */
+    }
+    s = NULL;
+    if (f->stopped && f->stop_done && count_open(f) == 0) {
+        void (*done)(void *) = f->stop_done;
+        f->stop_done = NULL;
+        done(f->o.ud);
+    }
+}
+
+/* Closing waits for the kernel to hand over the ring's last, partly filled
+ * block (it does so after the block timeout): closing at once would lose
+ * the packets of the last PS_IFACES_TIMEOUT_MS without counting them. */
+static void close_slot(slot *s, const char *why)
 {
     if (!s->live || s->closing)
         return;
     s->closing = 1;
-    /* What the ring still holds belongs to this capture: take it, then read
-     * the final counters, so the receiver's last ISB covers every packet. */
-    ps_live_drain(s->live);
-    ps_live_counters c;
-    ps_live_counters_get(s->live, &c);
-    send_stats(f, s, &c);
-    f->closed.packets += c.packets;
-    f->closed.bytes += c.bytes;
-    f->closed.kernel_drops += c.kernel_drops;
-    f->closed.if_drops += c.if_drops;
-    f->closed.drops_spool_full += c.drops_spool_full;
-    f->closed.drops_oom += c.drops_oom;
-    ps_info("sensor",
-            "stopped capturing on %s (#%" PRIu32 ", %s): packets=%" PRIu64 " bytes=%" PRIu64
-            " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
-            s->name, s->index, why, c.packets, c.bytes, c.kernel_drops, c.if_drops,
-            c.drops_spool_full + c.drops_oom);
-    ps_live_close(s->live);
-    s->live = NULL;
-    s->closing = 0;
+    s->reopen = 0;
+    s->why = why;
+    ps_live_close_graceful(s->live, on_live_closed);
 }
 
 static void on_live_error(void *ud, ps_live *l, const char *msg)
@@ -211,7 +256,7 @@ static void on_live_error(void *ud, ps_live *l, const char *msg)
             if (s->closing)
                 return; /* already closing: the drain hit the error */
             ps_warn("sensor", "%s", msg);
-            close_slot(f, s, "read error");
+            close_slot(s, "read error");
             return;
         }
     }
@@ -333,12 +378,19 @@ static void open_link(ps_ifaces *f, const ps_link *l)
             f->filter[0] ? " filter \"" : "", f->filter, f->filter[0] ? "\"" : "");
 }
 
+/* The slot capturing ifindex and not closing, or else one closing. */
 static slot *active_slot(ps_ifaces *f, int ifindex)
 {
-    for (size_t i = 0; i < f->n_slots; i++)
-        if (f->slots[i].live && f->slots[i].ifindex == ifindex)
-            return &f->slots[i];
-    return NULL;
+    slot *closing = NULL;
+    for (size_t i = 0; i < f->n_slots; i++) {
+        slot *s = &f->slots[i];
+        if (s->live && s->ifindex == ifindex) {
+            if (!s->closing)
+                return s;
+            closing = s;
+        }
+    }
+    return closing;
 }
 
 static void on_link(void *ud, const ps_link *l)
@@ -349,12 +401,20 @@ static void on_link(void *ud, const ps_link *l)
     int want = !l->removed && (l->flags & IFF_UP) &&
                ps_ifsel_match(&f->sel, l->name, (l->flags & IFF_LOOPBACK) != 0);
     slot *a = active_slot(f, l->ifindex);
+    if (a && a->closing) {
+        /* Same link, same name, back before its close finished (a quick
+         * down/up): open it again once closed, under the same index. */
+        a->reopen = want && strcmp(a->name, l->name) == 0;
+        a->pending = *l;
+        if (a->reopen || !want)
+            return;
+        a = NULL; /* renamed: a new interface, opened now */
+    }
     if (a && (!want || strcmp(a->name, l->name) != 0))
-        close_slot(f, a,
-                   l->removed                      ? "interface removed"
-                   : strcmp(a->name, l->name) != 0 ? "interface renamed"
-                   : !(l->flags & IFF_UP)          ? "interface down"
-                                                   : "no longer selected");
+        close_slot(a, l->removed                      ? "interface removed"
+                      : strcmp(a->name, l->name) != 0 ? "interface renamed"
+                      : !(l->flags & IFF_UP)          ? "interface down"
+                                                      : "no longer selected");
     else if (a)
         return; /* already capturing it */
     if (want)
@@ -364,10 +424,7 @@ static void on_link(void *ud, const ps_link *l)
 static void on_dump_done(void *ud)
 {
     ps_ifaces *f = ud;
-    size_t n = 0;
-    for (size_t i = 0; i < f->n_slots; i++)
-        n += f->slots[i].live != NULL;
-    if (n == 0 && !f->fatal)
+    if (count_open(f) == 0 && !f->fatal)
         ps_warn("sensor", "no interface to capture on yet; waiting for one to appear");
 }
 
@@ -416,8 +473,9 @@ static void register_metrics(ps_ifaces *f)
         return;
     f->m_packets = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_captured_packets_total",
                                      "Packets captured on the interface", "iface");
-    f->m_bytes = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_captured_bytes_total",
-                                   "Bytes (original lengths) captured on the interface", "iface");
+    f->m_bytes =
+        ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_captured_bytes_total",
+                          "Bytes captured on the interface (sum of capture lengths)", "iface");
     f->m_kdrops =
         ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_kernel_drops_total",
                           "Packets the kernel dropped: capture ring full (ps_drop)", "iface");
@@ -485,18 +543,27 @@ ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen)
     return f;
 }
 
-void ps_ifaces_stop(ps_ifaces *f)
+void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud))
 {
-    if (!f || f->stopped)
+    if (!f)
         return;
+    if (f->stopped) {
+        f->stop_done = done; /* a fatal error after a signal: nobody waits any more */
+        return;
+    }
     f->stopped = 1;
-    for (size_t i = 0; i < f->n_slots; i++)
-        close_slot(f, &f->slots[i], "sensor stopping");
+    f->stop_done = done;
     ps_ifwatch_close(f->watch);
     f->watch = NULL;
     uv_timer_stop(&f->stats_timer);
     if (!uv_is_closing((uv_handle_t *)&f->stats_timer))
         uv_close((uv_handle_t *)&f->stats_timer, NULL);
+    for (size_t i = 0; i < f->n_slots; i++)
+        close_slot(&f->slots[i], "sensor stopping");
+    if (count_open(f) == 0 && f->stop_done) {
+        f->stop_done = NULL;
+        done(f->o.ud);
+    }
 }
 
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
@@ -508,12 +575,7 @@ void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
             continue;
         ps_live_counters c;
         ps_live_counters_get(f->slots[i].live, &c);
-        sum.packets += c.packets;
-        sum.bytes += c.bytes;
-        sum.kernel_drops += c.kernel_drops;
-        sum.if_drops += c.if_drops;
-        sum.drops_spool_full += c.drops_spool_full;
-        sum.drops_oom += c.drops_oom;
+        add_counters(&sum, &c);
         t->open_now++;
     }
     t->packets = sum.packets;

@@ -50,9 +50,11 @@ typedef struct ps_ifaces_opts {
 ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen);
 /* Uplink hook: the receiver's name resolved to res. */
 void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res);
-/* Drains every interface, sends final counters, closes handles and the
- * watcher. Packets already in the batcher stay there (flush it after). */
-void ps_ifaces_stop(ps_ifaces *f);
+/* Stops watching and closes every interface gracefully (each keeps reading
+ * until the kernel has handed over its last ring block, ~150 ms), sending
+ * its final counters; done (may be NULL) runs once all are closed, possibly
+ * before this returns. Packets stay in the batcher: flush it in done. */
+void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud));
 void ps_ifaces_free(ps_ifaces *f);
 
 typedef struct ps_ifaces_totals {

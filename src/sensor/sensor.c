@@ -48,6 +48,7 @@ typedef struct sensor {
     ps_metrics *metrics; /* the process registry, exported by the HTTP server */
     int reading;
     int input_done;
+    int capture_stopping; /* live: stop signal received */
     int stopping;
     int exit_code;
     uint64_t started_ns;
@@ -127,20 +128,29 @@ static void on_resolved(void *ud, const struct addrinfo *res)
     ps_ifaces_receiver_resolved(s->ifaces, res);
 }
 
+/* Live: every interface is closed and its last packets are in the batcher. */
+static void on_capture_stopped(void *ud)
+{
+    sensor *s = ud;
+    if (s->stopping)
+        return;
+    ps_batcher_flush(s->batcher);
+    s->input_done = 1;
+    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
+        sensor_stop(s, 0);
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     sensor *s = h->data;
-    if (s->ifaces && !s->input_done) {
+    if (s->ifaces && !s->capture_stopping) {
         /* Live: a stop signal is the normal end. Stop capturing, send what
-         * was captured, and exit 0 once the receiver has acknowledged it. */
+         * was captured, and exit 0 once the receiver has acknowledged it
+         * (the grace timer bounds the whole wait). */
         ps_info("sensor", "received %s: stopping capture", signum == SIGINT ? "SIGINT" : "SIGTERM");
-        ps_ifaces_stop(s->ifaces);
-        ps_batcher_flush(s->batcher);
-        s->input_done = 1;
-        if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
-            sensor_stop(s, 0);
-        else
-            uv_timer_start(&s->grace, on_grace, PS_SENSOR_GRACE_MS, 0);
+        s->capture_stopping = 1;
+        uv_timer_start(&s->grace, on_grace, PS_SENSOR_GRACE_MS, 0);
+        ps_ifaces_stop(s->ifaces, on_capture_stopped);
         return;
     }
     ps_warn("sensor", "received %s: stopping", signum == SIGINT ? "SIGINT" : "SIGTERM");
@@ -173,7 +183,7 @@ static void sensor_stop(sensor *s, int code)
         return;
     s->stopping = 1;
     s->exit_code = code;
-    ps_ifaces_stop(s->ifaces);
+    ps_ifaces_stop(s->ifaces, NULL);
     uv_timer_stop(&s->grace);
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->gather);

@@ -535,8 +535,8 @@ int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_
 
 int ps_uplink_send_stats(ps_uplink *u, const ps_stats *st)
 {
-    if (u->state != UP_READY || !u->conn)
-        return -1;
+    if (u->state != UP_READY || !u->conn || u->closing)
+        return -1; /* nothing may follow BYE */
     ps_buf_reset(&u->scratch);
     if (ps_wire_encode_stats(&u->scratch, st) != 0 ||
         ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
