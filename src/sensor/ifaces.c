@@ -65,7 +65,13 @@ struct ps_ifaces {
 
 /* ---- receiver addresses ---- */
 
-/* Numeric, scope-less, deduplicated addresses of res into out. */
+static int cmp_addr(const void *a, const void *b)
+{
+    return strcmp((const char *)a, (const char *)b);
+}
+
+/* Numeric, scope-less, deduplicated addresses of res into out, sorted so
+ * that a resolver's changing order is not taken for a change. */
 static size_t collect_addrs(const struct addrinfo *res, char out[][64], size_t max)
 {
     size_t n = 0;
@@ -86,6 +92,7 @@ static size_t collect_addrs(const struct addrinfo *res, char out[][64], size_t m
         if (!dup)
             memcpy(out[n++], host, strlen(host) + 1);
     }
+    qsort(out, n, sizeof(out[0]), cmp_addr);
     return n;
 }
 
