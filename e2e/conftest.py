@@ -87,6 +87,11 @@ def delete_ns(ns):
 def cleanup_all():
     for ns in our_namespaces():
         delete_ns(ns)
+    # per-namespace files `ip netns exec` mounts over /etc (hosts for a test)
+    for d in Path("/etc/netns").glob(PREFIX + "*") if Path("/etc/netns").is_dir() else ():
+        for f in d.iterdir():
+            f.unlink()
+        d.rmdir()
 
 
 def child_env(extra=None):
@@ -224,13 +229,13 @@ class Cluster:
         self.procs.append(p)
         return p
 
-    def receiver(self, out_dir, name="receiver"):
-        p = self.start(ns_exec(RX) + [binary(), "receiver", "--listen", "%s:%d" % (RX_ADDR, RX_PORT),
+    def receiver(self, out_dir, name="receiver", addr=RX_ADDR):
+        p = self.start(ns_exec(RX) + [binary(), "receiver", "--listen", "%s:%d" % (addr, RX_PORT),
                                       "--output", str(out_dir)], self.tmp / (name + ".log"))
         p.wait_log("listening on")
         return p
 
-    def sensor(self, config_text, name="sensor", prefix=(), extra=(), env=None):
+    def sensor(self, config_text, name="sensor", prefix=(), extra=(), env=None, target=None):
         """config_text None: no file (an unprivileged sensor cannot read pytest's
         0700 directories); pass keys in env as PACKETSTREAMER_* instead."""
         conf = []
@@ -239,7 +244,7 @@ class Cluster:
             cfg.write_text(config_text)
             conf = ["--config", str(cfg)]
         args = ns_exec(NODE) + list(prefix) + [binary(), "sensor"] + conf + [
-            "--receiver", "%s:%d" % (RX_ADDR, RX_PORT), "--id", "node1"] + list(extra)
+            "--receiver", target or "%s:%d" % (RX_ADDR, RX_PORT), "--id", "node1"] + list(extra)
         return self.start(args, self.tmp / (name + ".log"), env=env)
 
     def servers(self, pods):

@@ -4,10 +4,11 @@ import re
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
-from conftest import (NODE, RX_PORT, TCP_PORT, UDP_PORT, assert_no_sanitizer, by_iface, l4_ports,
+from conftest import (NODE, RX, RX_PORT, TCP_PORT, UDP_PORT, assert_no_sanitizer, by_iface, l4_ports,
                       output_files, pcaplib, port_frames, ref_frames, run, same_frames)
 
 FAST = "gatherMaxWaitMs: 100\ncapture:\n  statsIntervalSec: 1\n"
@@ -270,3 +271,36 @@ def test_spool_full_drops_are_counted(cluster, tmp_path):
     assert flood + st["osdrop"] + st["ifdrop"] >= n, (flood, st)
     m = re.search(r"capture: .* sensor_drops=(\d+)", text)
     assert m and int(m.group(1)) == st["osdrop"], text[-2000:]
+
+
+def test_receiver_address_change_rebuilds_filters(cluster, tmp_path):
+    """The receiver's name moves to another address (a new Service endpoint):
+    the sensor resolves it again when it reconnects, rebuilds its filters,
+    and its stream to the new address is not captured either."""
+    hosts = Path("/etc/netns") / NODE / "hosts"  # `ip netns exec` mounts it on /etc/hosts
+    hosts.parent.mkdir(parents=True, exist_ok=True)
+    hosts.write_text("127.0.0.1 localhost\n192.168.50.2 receiver.pslc.test\n")
+    cluster.ip(RX, "addr", "add", "192.168.50.3/24", "dev", "eth0")
+    out1, out2 = tmp_path / "out1", tmp_path / "out2"
+    rx = cluster.receiver(out1)
+    s = cluster.sensor(FAST + "  interfaces: [eth0]\n",
+                       target="receiver.pslc.test:%d" % RX_PORT,
+                       env={"PACKETSTREAMER_SENSOR_CONNECT_TIMEOUT_SEC": "30"})
+    s.wait_log(r'capturing on eth0 .*"not \(host 192\.168\.50\.2 and tcp port %d\)"' % RX_PORT)
+    s.wait_log("connected to receiver")
+    # the Service moves: same name, new address, and the old endpoint goes away
+    with open(hosts, "w") as f:  # same inode: the bind mount sees the change
+        f.write("127.0.0.1 localhost\n192.168.50.3 receiver.pslc.test\n")
+    assert rx.stop() == 0
+    rx2 = cluster.receiver(out2, name="receiver2", addr="192.168.50.3")
+    s.wait_log(r"receiver address changed \(now 192\.168\.50\.3\); rebuilding capture filters",
+               timeout=15)
+    s.wait_log(r"connected to receiver.*\n(.*\n)*.*connected to receiver", timeout=15)
+    time.sleep(1.5)  # stream some batches and STATS to the new address
+    finish(cluster, s, rx2)
+    for d in (out1, out2):
+        for ifname, frames in by_iface(output_files(d)).items():
+            for f in frames:
+                p = l4_ports(f)
+                assert not (p and p[0] == 6 and RX_PORT in (p[1], p[2])), \
+                    "the sensor's own stream was captured on %s" % ifname

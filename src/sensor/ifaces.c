@@ -458,7 +458,10 @@ void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res)
     size_t n = collect_addrs(res, addrs, PS_IFACES_MAX_ADDRS);
     if (n == 0 || !set_addrs(f, addrs, n))
         return;
-    ps_info("sensor", "receiver address changed; rebuilding capture filters");
+    char list[PS_IFACES_MAX_ADDRS * 66] = "";
+    for (size_t i = 0, off = 0; i < f->n_addrs && off < sizeof(list); i++)
+        off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s", i ? ", " : "", f->addrs[i]);
+    ps_info("sensor", "receiver address changed (now %s); rebuilding capture filters", list);
     for (size_t i = 0; i < f->n_slots; i++) {
         slot *s = &f->slots[i];
         if (!s->live)
