@@ -5,6 +5,7 @@
 #   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), then the
 #                e2e tests (network namespaces, root)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
+#   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
@@ -12,7 +13,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libmicrohttpd-dev libcmocka-dev \
 	python3 python3-pytest tshark tcpdump
 
-.PHONY: deps build build-asan run test unit integration e2e bench format clean
+.PHONY: deps build build-asan run test unit integration e2e bench bench-live format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -48,6 +49,12 @@ test: deps
 
 bench: deps build
 	./bench/offline.sh
+
+BENCH_LIVE_PACKAGES = tcpreplay netcat-openbsd ethtool
+bench-live: deps build
+	@missing=$$(for p in $(BENCH_LIVE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	/usr/bin/python3 bench/live.py
 
 format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c
