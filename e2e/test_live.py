@@ -304,3 +304,30 @@ def test_receiver_address_change_rebuilds_filters(cluster, tmp_path):
                 p = l4_ports(f)
                 assert not (p and p[0] == 6 and RX_PORT in (p[1], p[2])), \
                     "the sensor's own stream was captured on %s" % ifname
+
+
+def test_burst_of_pods(cluster, tmp_path):
+    """Thirty pod interfaces appearing at once are all captured within a
+    second of coming up, and all close cleanly when they go at once."""
+    n = 30
+    rx = cluster.receiver(tmp_path / "out")
+    s = cluster.sensor(FAST + "  podInterfaces: true\n")
+    s.wait_log(r"capturing on calipc ")
+    batch = tmp_path / "links.batch"
+    batch.write_text("".join("link add vethz%d type veth peer name zpeer%d\n" % (i, i)
+                             for i in range(n)))
+    run("ip", "-n", NODE, "-batch", str(batch))
+    batch.write_text("".join("link set vethz%d up\nlink set zpeer%d up\n" % (i, i)
+                             for i in range(n)))
+    t_up = time.time()
+    run("ip", "-n", NODE, "-batch", str(batch))
+    for i in range(n):
+        s.wait_log(r"capturing on vethz%d " % i, timeout=max(0.05, t_up + 1.0 - time.time()))
+    batch.write_text("".join("link del vethz%d\n" % i for i in range(n)))
+    run("ip", "-n", NODE, "-batch", str(batch))
+    for i in range(n):
+        s.wait_log(r"stopped capturing on vethz%d \(#\d+, interface (removed|down)\)" % i,
+                   timeout=3)
+    text = finish(cluster, s, rx)
+    assert "WARN" not in text, text[-3000:]
+    assert "zpeer" not in text  # not a pod-side name

@@ -127,6 +127,7 @@ int ps_ifwatch_parse(const void *buf, size_t len, ps_link_cb cb, void *ud)
 /* ---- the watcher ---- */
 
 #define PS_IFWATCH_BUF (64 * 1024)
+#define PS_IFWATCH_RCVBUF (4 * 1024 * 1024)
 
 struct ps_ifwatch {
     uv_poll_t poll;
@@ -225,6 +226,14 @@ int ps_ifwatch_start(ps_ifwatch **out, uv_loop_t *loop, ps_link_cb cb, void (*du
     const char *what = "socket";
     if (w->fd < 0)
         goto fail;
+    /* Pods come in bursts (a node drained onto this one, a rollout): each
+     * link event is a ~1.5 KiB message, and the default buffer overflows
+     * after a hundred or so, costing a full dump to recover. Ask for more;
+     * SO_RCVBUFFORCE (CAP_NET_ADMIN) may exceed net.core.rmem_max, plain
+     * SO_RCVBUF is capped by it. */
+    int rcvbuf = PS_IFWATCH_RCVBUF;
+    if (setsockopt(w->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf)) != 0)
+        (void)setsockopt(w->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
     what = "bind";
     if (bind(w->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
         goto fail;
