@@ -123,7 +123,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
-        live_fail(l, uv_strerror(status));
+        /* libuv reports POLLERR on a poll handle as UV_EBADF; on a packet
+         * socket it means the interface went down or away (ENETDOWN). */
+        live_fail(l, status == UV_EBADF ? "socket error (interface down or removed)"
+                                        : uv_strerror(status));
         return;
     }
     if (drain(l, PS_LIVE_DISPATCH_ROUNDS) != 0)

@@ -11,13 +11,16 @@
 #include "ifaces.h"
 
 #include <inttypes.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bpf.h"
 #include "capture_live.h"
@@ -254,6 +257,27 @@ static void close_slot(slot *s, const char *why)
     ps_live_close_graceful(s->live, on_live_closed);
 }
 
+/* Why a capture socket failed, if the link itself says so: the kernel
+ * flags the socket (ENETDOWN, seen as POLLERR) as the interface goes down or
+ * away, usually before its netlink message reaches us. NULL: not that. */
+static const char *link_gone_reason(const slot *s)
+{
+    unsigned idx = if_nametoindex(s->name);
+    if (idx == 0 || (int)idx != s->ifindex)
+        return "interface removed";
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    memcpy(ifr.ifr_name, s->name, strnlen(s->name, IFNAMSIZ - 1));
+    int rc = ioctl(fd, SIOCGIFFLAGS, &ifr);
+    close(fd);
+    if (rc != 0)
+        return "interface removed";
+    return (ifr.ifr_flags & IFF_UP) ? NULL : "interface down";
+}
+
 static void on_live_error(void *ud, ps_live *l, const char *msg)
 {
     ps_ifaces *f = ud;
@@ -262,8 +286,15 @@ static void on_live_error(void *ud, ps_live *l, const char *msg)
         if (s->live == l) {
             if (s->closing)
                 return; /* already closing: the drain hit the error */
-            ps_warn("sensor", "%s", msg);
-            close_slot(s, "read error");
+            const char *why = link_gone_reason(s);
+            if (why) {
+                /* The ordinary end of a pod's interface, not a fault. */
+                ps_debug("sensor", "%s", msg);
+                close_slot(s, why);
+            } else {
+                ps_warn("sensor", "%s", msg);
+                close_slot(s, "read error");
+            }
             return;
         }
     }
