@@ -2,9 +2,11 @@
 #   make deps    install every build and test dependency (Debian 12, idempotent)
 #   make build   release build in build/
 #   make run     demo: a receiver and a sensor stream a generated capture
-#   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), fuzzing
+#   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), e2e tests
+#                (network namespaces, root), fuzzing
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
+#   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
@@ -13,7 +15,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
 	curl prometheus chromium
 
-.PHONY: deps build build-asan run test unit integration fuzz bench format clean
+.PHONY: deps build build-asan run test unit integration e2e fuzz bench bench-live format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -43,13 +45,23 @@ FUZZ_SECONDS ?= 20
 fuzz:
 	FUZZ_SECONDS=$(FUZZ_SECONDS) ./fuzz/run.sh
 
+e2e: build-asan
+	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q e2e
+
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) e2e
 	$(MAKE) fuzz
 
 bench: deps build
 	./bench/offline.sh
+
+BENCH_LIVE_PACKAGES = tcpreplay netcat-openbsd ethtool
+bench-live: deps build
+	@missing=$$(for p in $(BENCH_LIVE_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	/usr/bin/python3 bench/live.py
 
 format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c

@@ -326,19 +326,6 @@ static int open_log(const ps_config *cfg)
     return 0;
 }
 
-/* Features whose keys load today but whose code lands with later work: run
- * without them would silently do less than asked (no packets instead of a
- * live capture), so refuse clearly instead. */
-static int refuse_unbuilt(const ps_config *cfg)
-{
-    if (cfg->role == PS_ROLE_SENSOR && cfg->interfaces_count > 0 && !cfg->read_file) {
-        ps_error("main", "live capture on interfaces is not available in this version yet; "
-                         "use --read-file");
-        return -1;
-    }
-    return 0;
-}
-
 static int run_role(int argc, char **argv, ps_role role)
 {
     cli c;
@@ -356,7 +343,7 @@ static int run_role(int argc, char **argv, ps_role role)
     if (rc != 0)
         return 1;
     int code = 1;
-    if (open_log(&cfg) == 0 && refuse_unbuilt(&cfg) == 0)
+    if (open_log(&cfg) == 0)
         code = role == PS_ROLE_SENSOR ? ps_sensor_run(&cfg) : ps_receiver_run(&cfg);
     ps_log_close();
     ps_config_free(&cfg);

@@ -101,6 +101,12 @@ typedef struct ps_config {
     int iface_ports_count;
     char *interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.interfaces */
     int interfaces_count;
+    char *exclude_interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.excludeInterfaces */
+    int exclude_interfaces_count;
+    int pod_interfaces;             /* capture.podInterfaces: pick CNI pod-side links */
+    uint32_t buffer_size_mb;        /* capture.bufferSizeMB: ring per interface, default 4 */
+    int promiscuous;                /* capture.promiscuous, default false */
+    uint32_t stats_interval_sec;    /* capture.statsIntervalSec, default 5 */
     char *filter;                   /* capture.filter: BPF ANDed in */
     char *read_file;                /* sensor.readFile (--read-file) */
     uint32_t read_pps;              /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */

@@ -1,6 +1,13 @@
 /*
- * sensor: the offline sensor's main loop.
+ * sensor: the sensor's main loop, live or offline.
  *
+ * Live (the default): ifaces.c opens every selected interface as it appears
+ * and feeds the batcher from the capture rings; the sensor runs until SIGTERM
+ * or SIGINT, then closes the interfaces (their final counters go to the
+ * receiver), seals the last batch and waits, for at most
+ * sensor.shutdownDeadlineSec, until the receiver has acknowledged everything.
+ *
+ * Offline (--read-file):
  * A packet's path: capture (libpcap file) -> batcher (record encoding, seal,
  * compression on the worker pool) -> uplink (spool, ordered writes, ACKs).
  * Reading runs from an idle handle a slice at a time, so ACKs and writes are
@@ -19,6 +26,7 @@
 
 #include "capture.h"
 #include "core/http.h"
+#include "ifaces.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "observe.h"
@@ -40,6 +48,7 @@ typedef struct sensor {
     uint64_t read_count;
     uv_signal_t sigint, sigterm;
     ps_capture_file *file;
+    ps_ifaces *ifaces; /* live capture */
     ps_batcher *batcher;
     ps_uplink *uplink;
     ps_metrics *metrics; /* the process registry, exported by the HTTP server */
@@ -115,7 +124,7 @@ static void on_acked(void *ud)
             sensor_stop(s, 0);
         return;
     }
-    if (!s->reading && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
+    if (s->file && !s->reading && !s->stopping && !ps_uplink_spool_full(s->uplink)) {
         s->reading = 1;
         uv_idle_start(&s->reader, on_read_slice);
     }
@@ -149,12 +158,17 @@ static void on_deadline(uv_timer_t *t)
     sensor_stop(s, 1);
 }
 
-/* Whether the inputs are delivering packets. With --read-file: the file is
- * open. Live capture hooks in here: ready once it captures on at least one
- * interface. */
+/* Whether the inputs are delivering packets: the file is open, or live
+ * capture is open on at least one interface. */
 static int sensor_capturing(const sensor *s)
 {
-    return s->file != NULL;
+    if (s->file)
+        return 1;
+    if (!s->ifaces)
+        return 0;
+    ps_ifaces_totals t;
+    ps_ifaces_get_totals(s->ifaces, &t);
+    return t.open_now > 0;
 }
 
 /* Loop timer: copies counters into the registry and readiness into the
@@ -181,7 +195,6 @@ static void on_publish(uv_timer_t *t)
 
 static void sensor_http_start(sensor *s)
 {
-    s->metrics = ps_metrics_new();
     s->obs = s->metrics ? ps_sensor_obs_new(s->metrics) : NULL;
     if (!s->obs) {
         ps_warn("sensor", "out of memory for metrics: running without them");
@@ -203,7 +216,26 @@ static void sensor_http_start(sensor *s)
         ps_info("sensor", "HTTP (health, metrics) on %s", s->cfg->http_listen);
 }
 
-/* SIGTERM/SIGINT: stop reading and deliver what the spool holds, within
+static void on_resolved(void *ud, const struct addrinfo *res)
+{
+    sensor *s = ud;
+    ps_ifaces_receiver_resolved(s->ifaces, res);
+}
+
+/* Live: every interface is closed and its last packets are in the batcher. */
+static void on_capture_stopped(void *ud)
+{
+    sensor *s = ud;
+    if (s->stopping)
+        return;
+    ps_batcher_flush(s->batcher);
+    s->input_done = 1;
+    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
+        sensor_stop(s, 0);
+}
+
+/* SIGTERM/SIGINT: stop reading (live: stop capturing, each interface once
+ * its last ring block is in) and deliver what the spool holds, within
  * sensor.shutdownDeadlineSec (below Kubernetes' 30 s grace period); a
  * second signal stops at once. */
 static void on_signal(uv_signal_t *h, int signum)
@@ -216,6 +248,13 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     s->draining = 1;
+    uv_timer_start(&s->deadline, on_deadline, (uint64_t)s->cfg->shutdown_deadline_sec * 1000, 0);
+    if (s->ifaces) {
+        ps_info("sensor", "received %s: stopping capture (deadline %" PRIu32 " s)", name,
+                s->cfg->shutdown_deadline_sec);
+        ps_ifaces_stop(s->ifaces, on_capture_stopped);
+        return;
+    }
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->pace);
     s->reading = 0;
@@ -228,11 +267,8 @@ static void on_signal(uv_signal_t *h, int signum)
     ps_warn("sensor",
             "received %s: delivering %" PRIu64 " spooled packets (deadline %" PRIu32 " s)", name,
             bt.packets - ut.acked_packets, s->cfg->shutdown_deadline_sec);
-    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0) {
+    if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
         sensor_stop(s, 0);
-        return;
-    }
-    uv_timer_start(&s->deadline, on_deadline, (uint64_t)s->cfg->shutdown_deadline_sec * 1000, 0);
 }
 
 static void on_uplink_closed(void *ud)
@@ -253,6 +289,7 @@ static void sensor_stop(sensor *s, int code)
         return;
     s->stopping = 1;
     s->exit_code = code;
+    ps_ifaces_stop(s->ifaces, NULL);
     uv_idle_stop(&s->reader);
     uv_timer_stop(&s->gather);
     uv_timer_stop(&s->pace);
@@ -271,6 +308,15 @@ static void log_summary(sensor *s)
     ps_batcher_get_totals(s->batcher, &bt);
     ps_uplink_get_totals(s->uplink, &ut);
     double secs = (double)(uv_hrtime() - s->started_ns) / 1e9;
+    if (s->ifaces) {
+        ps_ifaces_totals it;
+        ps_ifaces_get_totals(s->ifaces, &it);
+        ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
+               "capture: interfaces_opened=%" PRIu32 " captured=%" PRIu64 " bytes=%" PRIu64
+               " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
+               it.opened_total, it.packets, it.bytes, it.kernel_drops, it.if_drops,
+               it.sensor_drops);
+    }
     ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
            "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
            " unacked=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64 " wire_bytes=%" PRIu64
@@ -317,14 +363,11 @@ int ps_sensor_run(const ps_config *cfg)
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
     s.started_ns = uv_hrtime();
-    if (!cfg->read_file) {
-        ps_error("sensor", "live capture is not available yet: pass --read-file FILE");
-        return 1;
-    }
     ps_tls *tls = NULL;
     if (sensor_tls(cfg, &tls) != 0)
         return 1;
-    if (ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
+    if (cfg->read_file &&
+        ps_capture_file_open(&s.file, cfg->read_file, cfg->filter, s.err, sizeof(s.err)) != 0) {
         ps_error("sensor", "%s", s.err);
         ps_tls_free(tls);
         return 1;
@@ -335,6 +378,8 @@ int ps_sensor_run(const ps_config *cfg)
         ps_tls_free(tls);
         return 1;
     }
+    /* The process registry; the HTTP server exports it. */
+    s.metrics = ps_metrics_new();
     uint64_t wait_ms = cfg->gather_max_wait_ms ? cfg->gather_max_wait_ms
                                                : (uint64_t)cfg->gather_max_wait_sec * 1000;
     ps_batcher_opts bo = {.codec = cfg->codec,
@@ -358,11 +403,13 @@ int ps_sensor_run(const ps_config *cfg)
                          .heartbeat_ms = (uint64_t)cfg->idle_timeout_sec * 1000 / 3,
                          .on_acked = on_acked,
                          .on_fatal = on_fatal,
+                         .on_resolved = cfg->read_file ? NULL : on_resolved,
                          .ud = &s};
     s.uplink = s.batcher ? ps_uplink_new(&s.loop, s.batcher, &uo) : NULL;
-    if (!s.batcher || !s.uplink) {
+    if (!s.batcher || !s.uplink || !s.metrics) {
         ps_error("sensor", "out of memory");
         ps_batcher_free(s.batcher);
+        ps_metrics_free(s.metrics);
         uv_loop_close(&s.loop);
         ps_capture_file_close(s.file);
         ps_tls_free(tls);
@@ -370,11 +417,26 @@ int ps_sensor_run(const ps_config *cfg)
     }
     /* The batcher reports to the uplink: bind it now that both exist. */
     ps_batcher_set_ud(s.batcher, s.uplink);
-    const char *fname = ps_capture_file_name(s.file);
-    if (ps_uplink_add_iface(s.uplink, PS_SENSOR_IFACE_FILE, ps_capture_file_linktype(s.file),
+    const char *fname = s.file ? ps_capture_file_name(s.file) : NULL;
+    if (s.file &&
+        ps_uplink_add_iface(s.uplink, PS_SENSOR_IFACE_FILE, ps_capture_file_linktype(s.file),
                             ps_capture_file_snaplen(s.file), fname, cfg->read_file) != 0) {
         ps_error("sensor", "out of memory");
         s.exit_code = 1;
+    }
+    if (!s.file) {
+        ps_ifaces_opts io = {.loop = &s.loop,
+                             .cfg = cfg,
+                             .batcher = s.batcher,
+                             .uplink = s.uplink,
+                             .metrics = s.metrics,
+                             .on_fatal = on_fatal,
+                             .ud = &s};
+        s.ifaces = ps_ifaces_start(&io, s.err, sizeof(s.err));
+        if (!s.ifaces) {
+            ps_error("sensor", "%s", s.err);
+            s.exit_code = 1;
+        }
     }
     uv_idle_init(&s.loop, &s.reader);
     s.reader.data = &s;
@@ -394,11 +456,17 @@ int ps_sensor_run(const ps_config *cfg)
     uint64_t tick = wait_ms / 4 ? wait_ms / 4 : 1;
     uv_timer_start(&s.gather, on_gather, tick, tick);
 
-    ps_info("sensor", "streaming %s as %s/%s to %s (codec %s)", cfg->read_file, cfg->sensor_id,
-            fname, ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
+    if (s.file)
+        ps_info("sensor", "streaming %s as %s/%s to %s (codec %s)", cfg->read_file, cfg->sensor_id,
+                fname, ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
+    else
+        ps_info("sensor", "live capture as %s to %s (codec %s)", cfg->sensor_id,
+                ps_uplink_target(s.uplink), ps_codec_name(cfg->codec));
     ps_uplink_start(s.uplink);
-    s.reading = 1;
-    uv_idle_start(&s.reader, on_read_slice);
+    if (s.file) {
+        s.reading = 1;
+        uv_idle_start(&s.reader, on_read_slice);
+    }
     if (s.exit_code != 0)
         sensor_stop(&s, 1);
 
@@ -410,6 +478,7 @@ int ps_sensor_run(const ps_config *cfg)
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
     ps_http_stop(s.http); /* its threads read the registry: stop them first */
+    ps_ifaces_free(s.ifaces);
     ps_sensor_obs_free(s.obs);
     ps_metrics_free(s.metrics);
     ps_uplink_free(s.uplink);

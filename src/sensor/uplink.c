@@ -506,6 +506,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         up_schedule_retry(u, why);
         return;
     }
+    if (u->o.on_resolved)
+        u->o.on_resolved(u->o.ud, res);
     uv_tcp_t *tcp = malloc(sizeof(*tcp));
     if (!tcp || uv_tcp_init(u->loop, tcp) != 0) {
         free(tcp);
@@ -575,6 +577,17 @@ int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_
     u->n_ifaces++;
     if (u->state == UP_READY && u->conn && up_announce(u, f) != 0)
         ps_conn_close(u->conn, UV_ENOMEM, "cannot announce an interface");
+    return 0;
+}
+
+int ps_uplink_send_stats(ps_uplink *u, const ps_stats *st)
+{
+    if (u->state != UP_READY || !u->conn || u->closing)
+        return -1; /* nothing may follow BYE */
+    ps_buf_reset(&u->scratch);
+    if (ps_wire_encode_stats(&u->scratch, st) != 0 ||
+        ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+        return -1;
     return 0;
 }
 

@@ -38,6 +38,10 @@ typedef struct ps_uplink_opts {
     uint64_t heartbeat_ms;      /* HEARTBEAT after this long with nothing sent; 0: never */
     void (*on_acked)(void *ud); /* after an ACK freed spool space */
     void (*on_fatal)(void *ud, const char *msg);
+    /* Optional: every successful resolution of the receiver's name (at each
+     * connection attempt), before connecting; the live sensor keeps its
+     * own stream out of its capture filters with it. */
+    void (*on_resolved)(void *ud, const struct addrinfo *res);
     void *ud;
 } ps_uplink_opts;
 
@@ -47,6 +51,9 @@ void ps_uplink_start(ps_uplink *u);
  * every reconnect. Copies the strings. Returns 0 or -1 on OOM. */
 int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
                         const char *name, const char *desc);
+/* Sends a STATS frame now if connected (counters are cumulative, so one
+ * lost while disconnected is made good by the next). 0, or -1 when not sent. */
+int ps_uplink_send_stats(ps_uplink *u, const ps_stats *st);
 /* batcher callbacks */
 void ps_uplink_on_sealed(void *u, ps_batch *b);
 void ps_uplink_on_ready(void *u, ps_batch *b);

@@ -393,6 +393,12 @@ CHECK(k_zlib_level, c->zlib_level == 9)
 CHECK(k_interfaces, c->interfaces_count == 2 && streq(c->interfaces[0], "eth0") &&
                         streq(c->interfaces[1], "veth*"))
 CHECK(k_filter, streq(c->filter, "tcp port 80"))
+CHECK(k_exclude, c->exclude_interfaces_count == 2 && streq(c->exclude_interfaces[0], "eth0") &&
+                     streq(c->exclude_interfaces[1], "docker*"))
+CHECK(k_pods, c->pod_interfaces == 1)
+CHECK(k_bufsize, c->buffer_size_mb == 16)
+CHECK(k_promisc, c->promiscuous == 1)
+CHECK(k_stats_interval, c->stats_interval_sec == 2)
 CHECK(k_sensor_id, streq(c->sensor_id, "node-1.example"))
 CHECK(k_read_file, streq(c->read_file, "/tmp/in.pcap"))
 CHECK(k_read_pps, c->read_pps == 5000)
@@ -453,6 +459,11 @@ static const key_case key_cases[] = {
     {"compression.zlibLevel", "9", "9", k_zlib_level},
     {"capture.interfaces", "[eth0, \"veth*\"]", "eth0,veth*", k_interfaces},
     {"capture.filter", "\"tcp port 80\"", "tcp port 80", k_filter},
+    {"capture.excludeInterfaces", "[eth0, \"docker*\"]", "eth0,docker*", k_exclude},
+    {"capture.podInterfaces", "true", "yes", k_pods},
+    {"capture.bufferSizeMB", "16", "16", k_bufsize},
+    {"capture.promiscuous", "on", "true", k_promisc},
+    {"capture.statsIntervalSec", "2", "2", k_stats_interval},
     {"sensor.id", "node-1.example", "node-1.example", k_sensor_id},
     {"sensor.readFile", "/tmp/in.pcap", "/tmp/in.pcap", k_read_file},
     {"sensor.readPacketsPerSec", "5000", "5000", k_read_pps},

@@ -1,0 +1,351 @@
+/*
+ * capture_live: libpcap live handles on the libuv loop.
+ *
+ * Why pcap_create/pcap_activate rather than pcap_open_live: only that path
+ * sets the ring size, the timestamp precision and immediate mode, and only
+ * pcap_activate's return codes tell a missing capability (PCAP_ERROR_PERM_*)
+ * from a missing interface, which the operator needs to hear about.
+ *
+ * Why a bounded drain: one busy interface must not starve the others, the
+ * uplink's writes and ACKs. epoll (under uv_poll) is level-triggered, so what
+ * is left in the ring wakes us again on the next loop iteration.
+ */
+#include "capture_live.h"
+
+#include <pcap/pcap.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture.h"
+#include "core/wire.h"
+
+#define PS_LIVE_DISPATCH_CNT 512
+#define PS_LIVE_DISPATCH_ROUNDS 16
+
+struct ps_live {
+    pcap_t *p;
+    uv_poll_t poll;
+    ps_live_opts o;
+    char *name;
+    uint32_t linktype, snaplen;
+    int nano;
+    int dropping; /* spool full during this dispatch round */
+    int failed;
+    int closing;
+    int open_handles; /* poll (and the close timer once started) */
+    uv_timer_t close_timer;
+    void (*close_done)(void *ud, ps_live *l, const ps_live_counters *c);
+    ps_live_counters c;
+    ps_live_counters pushed;         /* what the metrics series already hold */
+    uint32_t last_drop, last_ifdrop; /* pcap_stats' 32-bit values, for wrap */
+};
+
+static void series_push(ps_series *s, uint64_t now, uint64_t *pushed)
+{
+    if (s && now > *pushed)
+        ps_series_add(s, now - *pushed);
+    *pushed = now;
+}
+
+static void push_metrics(ps_live *l)
+{
+    const ps_live_series *s = &l->o.series;
+    series_push(s->packets, l->c.packets, &l->pushed.packets);
+    series_push(s->bytes, l->c.bytes, &l->pushed.bytes);
+    series_push(s->kernel_drops, l->c.kernel_drops, &l->pushed.kernel_drops);
+    series_push(s->if_drops, l->c.if_drops, &l->pushed.if_drops);
+    series_push(s->drops_spool_full, l->c.drops_spool_full, &l->pushed.drops_spool_full);
+    series_push(s->drops_oom, l->c.drops_oom, &l->pushed.drops_oom);
+}
+
+static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
+{
+    ps_live *l = (ps_live *)user;
+    if (l->dropping) {
+        l->c.drops_spool_full++;
+        return;
+    }
+    /* libpcap never hands out more than the snap length; the wire format's
+     * own bound is checked again so a surprise cannot become a bad record. */
+    uint32_t caplen = h->caplen;
+    if (caplen > PS_WIRE_MAX_CAPLEN)
+        caplen = PS_WIRE_MAX_CAPLEN;
+    uint32_t origlen = h->len < caplen ? caplen : h->len;
+    uint64_t frac = (uint64_t)h->ts.tv_usec * (l->nano ? 1u : 1000u);
+    uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + frac;
+    if (ps_batcher_add(l->o.batcher, l->o.index, ts, caplen, origlen, data) != 0) {
+        l->c.drops_oom++;
+        return;
+    }
+    l->c.packets++;
+    l->c.bytes += caplen; /* what the receiver gets (docs/protocol.md, STATS) */
+}
+
+static void live_fail(ps_live *l, const char *what)
+{
+    if (l->failed)
+        return;
+    l->failed = 1;
+    uv_poll_stop(&l->poll);
+    if (l->closing)
+        return; /* the interface went away while we wait for its last block */
+    char msg[PCAP_ERRBUF_SIZE + 128];
+    snprintf(msg, sizeof(msg), "capture on %s stopped: %s", l->name, what);
+    if (l->o.on_error)
+        l->o.on_error(l->o.ud, l, msg);
+}
+
+static int drain(ps_live *l, int rounds)
+{
+    for (int r = 0; r < rounds; r++) {
+        l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
+        int n = pcap_dispatch(l->p, PS_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+        if (n < 0) {
+            push_metrics(l);
+            return n == PCAP_ERROR_BREAK ? 0 : -1;
+        }
+        if (n < PS_LIVE_DISPATCH_CNT)
+            break;
+    }
+    push_metrics(l);
+    return 0;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    ps_live *l = h->data;
+    (void)events;
+    if (status < 0 && l->closing) {
+        /* POLLERR once the interface is gone: stop polling, the close timer
+         * still drains what the kernel retires. */
+        uv_poll_stop(&l->poll);
+        return;
+    }
+    if (status < 0) {
+        /* libuv reports POLLERR on a poll handle as UV_EBADF; on a packet
+         * socket it means the interface went down or away (ENETDOWN). */
+        live_fail(l, status == UV_EBADF ? "socket error (interface down or removed)"
+                                        : uv_strerror(status));
+        return;
+    }
+    if (drain(l, PS_LIVE_DISPATCH_ROUNDS) != 0)
+        live_fail(l, pcap_geterr(l->p));
+}
+
+void ps_live_drain(ps_live *l)
+{
+    if (!l->failed && drain(l, 1 << 20) != 0)
+        live_fail(l, pcap_geterr(l->p));
+}
+
+static int apply_filter(pcap_t *p, const char *ifname, const char *filter, char *err, size_t errlen)
+{
+    struct bpf_program prog;
+    if (pcap_compile(p, &prog, filter ? filter : "", 1, PCAP_NETMASK_UNKNOWN) != 0) {
+        snprintf(err, errlen, "invalid filter \"%s\" on %s: %s", filter ? filter : "", ifname,
+                 pcap_geterr(p));
+        return -1;
+    }
+    int rc = pcap_setfilter(p, &prog);
+    pcap_freecode(&prog);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot apply filter \"%s\" on %s: %s", filter ? filter : "", ifname,
+                 pcap_geterr(p));
+        return -1;
+    }
+    return 0;
+}
+
+int ps_live_set_filter(ps_live *l, const char *filter, char *err, size_t errlen)
+{
+    return apply_filter(l->p, l->name, filter, err, errlen);
+}
+
+static int activate_error(pcap_t *p, int rc, const ps_live_opts *o, char *err, size_t errlen)
+{
+    const char *why = pcap_geterr(p);
+    switch (rc) {
+    case PCAP_ERROR_PERM_DENIED:
+        snprintf(err, errlen,
+                 "cannot capture on %s: permission denied (%s); the sensor needs CAP_NET_RAW: "
+                 "run it as root or grant the capability (setcap cap_net_raw+ep, or "
+                 "securityContext.capabilities.add: [NET_RAW] in Kubernetes)",
+                 o->ifname, why);
+        return PS_LIVE_E_PERM;
+    case PCAP_ERROR_PROMISC_PERM_DENIED:
+        snprintf(err, errlen,
+                 "cannot put %s in promiscuous mode: permission denied (%s); "
+                 "capture.promiscuous needs CAP_NET_ADMIN",
+                 o->ifname, why);
+        return PS_LIVE_E_PERM;
+    case PCAP_ERROR_NO_SUCH_DEVICE:
+        snprintf(err, errlen, "cannot capture on %s: no such interface", o->ifname);
+        return PS_LIVE_E_NODEV;
+    case PCAP_ERROR_IFACE_NOT_UP:
+        snprintf(err, errlen, "cannot capture on %s: interface is down", o->ifname);
+        return PS_LIVE_E_NODEV;
+    default:
+        snprintf(err, errlen, "cannot capture on %s: %s (%s)", o->ifname, pcap_statustostr(rc),
+                 why);
+        return PS_LIVE_E_OTHER;
+    }
+}
+
+int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char *err, size_t errlen)
+{
+    char ebuf[PCAP_ERRBUF_SIZE] = "";
+    *out = NULL;
+    pcap_t *p = pcap_create(o->ifname, ebuf);
+    if (!p) {
+        snprintf(err, errlen, "cannot capture on %s: %s", o->ifname, ebuf);
+        return PS_LIVE_E_OTHER;
+    }
+    uint32_t snaplen = o->snaplen > PS_WIRE_MAX_CAPLEN ? PS_WIRE_MAX_CAPLEN : o->snaplen;
+    pcap_set_snaplen(p, (int)snaplen);
+    pcap_set_promisc(p, o->promisc ? 1 : 0);
+    pcap_set_buffer_size(p, (int)o->buffer_bytes);
+    pcap_set_timeout(p, o->timeout_ms);
+    pcap_set_immediate_mode(p, 0);
+    int nano = pcap_set_tstamp_precision(p, PCAP_TSTAMP_PRECISION_NANO) == 0;
+    int rc = pcap_activate(p);
+    if (rc < 0) {
+        rc = activate_error(p, rc, o, err, errlen);
+        pcap_close(p);
+        return rc;
+    }
+    /* Warnings (rc > 0, e.g. PCAP_WARNING_PROMISC_NOTSUP) leave a usable handle. */
+    nano = nano && pcap_get_tstamp_precision(p) == PCAP_TSTAMP_PRECISION_NANO;
+    if (apply_filter(p, o->ifname, filter, err, errlen) != 0) {
+        pcap_close(p);
+        return PS_LIVE_E_FILTER;
+    }
+    if (pcap_setnonblock(p, 1, ebuf) != 0) {
+        snprintf(err, errlen, "cannot capture on %s: %s", o->ifname, ebuf);
+        pcap_close(p);
+        return PS_LIVE_E_OTHER;
+    }
+    int fd = pcap_get_selectable_fd(p);
+    ps_live *l = calloc(1, sizeof(*l));
+    if (!l || !(l->name = strdup(o->ifname))) {
+        free(l);
+        pcap_close(p);
+        snprintf(err, errlen, "out of memory");
+        return PS_LIVE_E_OTHER;
+    }
+    l->p = p;
+    l->o = *o;
+    l->o.ifname = l->name;
+    l->nano = nano;
+    l->linktype = ps_capture_linktype(pcap_datalink(p));
+    int s = pcap_snapshot(p);
+    l->snaplen = s > 0 && (uint32_t)s <= PS_WIRE_MAX_CAPLEN ? (uint32_t)s : PS_WIRE_MAX_CAPLEN;
+    int urc = fd < 0 ? UV_EINVAL : uv_poll_init(o->loop, &l->poll, fd);
+    if (urc != 0) {
+        snprintf(err, errlen, "cannot capture on %s: no pollable descriptor (%s)", o->ifname,
+                 uv_strerror(urc));
+        free(l->name);
+        free(l);
+        pcap_close(p);
+        return PS_LIVE_E_OTHER;
+    }
+    l->poll.data = l;
+    l->open_handles = 1;
+    uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    *out = l;
+    return 0;
+}
+
+uint32_t ps_live_linktype(const ps_live *l)
+{
+    return l->linktype;
+}
+
+uint32_t ps_live_snaplen(const ps_live *l)
+{
+    return l->snaplen;
+}
+
+uint32_t ps_live_index(const ps_live *l)
+{
+    return l->o.index;
+}
+
+const char *ps_live_name(const ps_live *l)
+{
+    return l->name;
+}
+
+int ps_live_nano(const ps_live *l)
+{
+    return l->nano;
+}
+
+void ps_live_counters_get(ps_live *l, ps_live_counters *c)
+{
+    struct pcap_stat st;
+    if (pcap_stats(l->p, &st) == 0) {
+        /* 32-bit counters in libpcap's struct: accumulate deltas modulo 2^32
+         * so a long-running capture never sees them go backwards. */
+        l->c.kernel_drops += (uint32_t)(st.ps_drop - l->last_drop);
+        /* ps_ifdrop is libpcap's difference of the interface's sysfs
+         * counter since open; once the interface is gone that read gives 0
+         * and the value would step back: no wrap is meant there. */
+        if (st.ps_ifdrop >= l->last_ifdrop)
+            l->c.if_drops += st.ps_ifdrop - l->last_ifdrop;
+        l->last_drop = st.ps_drop;
+        l->last_ifdrop = st.ps_ifdrop;
+    }
+    push_metrics(l);
+    *c = l->c;
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    ps_live *l = h->data;
+    if (--l->open_handles > 0)
+        return;
+    pcap_close(l->p);
+    free(l->name);
+    free(l);
+}
+
+void ps_live_close(ps_live *l)
+{
+    if (!l)
+        return;
+    uv_poll_stop(&l->poll);
+    uv_close((uv_handle_t *)&l->poll, on_handle_closed);
+    if (l->open_handles > 1)
+        uv_close((uv_handle_t *)&l->close_timer, on_handle_closed);
+}
+
+static void on_close_timer(uv_timer_t *t)
+{
+    ps_live *l = t->data;
+    /* Whatever the kernel retired meanwhile. pcap_dispatch may now fail
+     * (interface gone) once the ring is empty: that is the end, not an error. */
+    for (;;) {
+        l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
+        if (pcap_dispatch(l->p, PS_LIVE_DISPATCH_CNT, on_packet, (u_char *)l) <= 0)
+            break;
+    }
+    ps_live_counters c;
+    ps_live_counters_get(l, &c);
+    if (l->close_done)
+        l->close_done(l->o.ud, l, &c);
+    ps_live_close(l);
+}
+
+void ps_live_close_graceful(ps_live *l,
+                            void (*done)(void *ud, ps_live *l, const ps_live_counters *c))
+{
+    if (!l || l->closing)
+        return;
+    l->closing = 1;
+    l->close_done = done;
+    uv_timer_init(l->poll.loop, &l->close_timer);
+    l->close_timer.data = l;
+    l->open_handles++;
+    uv_timer_start(&l->close_timer, on_close_timer, (uint64_t)l->o.timeout_ms + 50, 0);
+}

@@ -1,0 +1,66 @@
+/*
+ * ifaces: the live sensor's set of captured interfaces.
+ *
+ * Ties ifwatch (which links exist), the selection rules, the filter builder
+ * (bpf) and capture_live (one libpcap handle per interface) together:
+ *
+ * - a link that is up and selected is opened with its filter and announced
+ *   to the receiver (ps_uplink_add_iface) under a dense sensor-local index;
+ *   a link that goes down, is removed, renamed or no longer selected is
+ *   drained, its final counters are sent (STATS) and it is closed;
+ * - an index is never given to a different interface during the process's
+ *   life: the same kernel link with the same name gets its old index back
+ *   when it comes up again, anything else a new one;
+ * - every statsIntervalSec, each interface's counters go to the receiver
+ *   (written as pcapng ISBs) and into the metrics registry;
+ * - the receiver's addresses are resolved at start and on every connection
+ *   attempt (ps_ifaces_receiver_resolved); when they change, every filter
+ *   is rebuilt so the sensor's own stream stays out of the capture.
+ *
+ * A missing capability is fatal (on_fatal, naming the capability and the
+ * interface); any other failure to open one interface is logged and that
+ * interface is tried again at its next link event.
+ */
+#ifndef PS_IFACES_H
+#define PS_IFACES_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "batcher.h"
+#include "core/config.h"
+#include "core/metrics.h"
+#include "uplink.h"
+
+typedef struct ps_ifaces ps_ifaces;
+
+typedef struct ps_ifaces_opts {
+    uv_loop_t *loop;
+    const ps_config *cfg;
+    ps_batcher *batcher;
+    ps_uplink *uplink;
+    ps_metrics *metrics; /* may be NULL */
+    void (*on_fatal)(void *ud, const char *msg);
+    void *ud;
+} ps_ifaces_opts;
+
+/* Checks the filter (compiled on a dead handle, so a bad expression fails at
+ * start even before any interface is up), resolves the receiver and starts
+ * watching links. NULL with a message in err on error. */
+ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen);
+/* Uplink hook: the receiver's name resolved to res. */
+void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res);
+/* Stops watching and closes every interface gracefully (each keeps reading
+ * until the kernel has handed over its last ring block, ~150 ms), sending
+ * its final counters; done (may be NULL) runs once all are closed, possibly
+ * before this returns. Packets stay in the batcher: flush it in done. */
+void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud));
+void ps_ifaces_free(ps_ifaces *f);
+
+typedef struct ps_ifaces_totals {
+    uint64_t packets, bytes, kernel_drops, if_drops, sensor_drops;
+    uint32_t open_now, opened_total;
+} ps_ifaces_totals;
+void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t);
+
+#endif
