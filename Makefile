@@ -15,7 +15,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
 	curl prometheus chromium
 
-.PHONY: deps build build-asan run test unit integration e2e fuzz bench bench-live format clean
+.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -48,7 +48,14 @@ fuzz:
 e2e: build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q e2e
 
+# Optimised builds warn about things -O0 cannot see (maybe-uninitialized,
+# null-dereference): compile everything once at -O3 too.
+release-check:
+	cmake -S . -B build-release-check -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build-release-check -j $(JOBS)
+
 test: deps
+	$(MAKE) release-check
 	$(MAKE) unit
 	$(MAKE) integration
 	$(MAKE) e2e
@@ -67,4 +74,4 @@ format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-release-check

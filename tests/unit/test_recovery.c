@@ -36,12 +36,14 @@ static void collect(void *ud, const char *id, size_t id_len, uint64_t session, u
     g_nseen++;
 }
 
-static const seen *find(const char *id, uint64_t session)
+/* The last sequence reported for (id, session); fails the test if none. */
+static uint64_t seq_of(const char *id, uint64_t session)
 {
     for (int i = 0; i < g_nseen; i++)
         if (strcmp(g_seen[i].id, id) == 0 && g_seen[i].session == session)
-            return &g_seen[i];
-    return NULL;
+            return g_seen[i].seq;
+    fail_msg("no sequence reported for %s/%llu", id, (unsigned long long)session);
+    return 0;
 }
 
 /* The custom option's data inside our NRB (see pcapng.c). */
@@ -80,7 +82,7 @@ static void test_marker_and_checkpoint_roundtrip(void **state)
     g_nseen = 0;
     assert_int_equal(ps_recovery_parse(d, len, collect, NULL), 1);
     assert_int_equal(g_nseen, 3);
-    assert_true(find("bb", 2)->seq == 20);
+    assert_int_equal(seq_of("bb", 2), 20);
     /* Every strict prefix of the data is malformed, and nothing is reported
      * from a malformed block. */
     for (size_t n = 4; n + 3 < len; n++) {
@@ -197,8 +199,8 @@ static void test_repair_pcapng_cuts_to_last_batch(void **state)
         ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
     assert_int_equal(rep.repaired, 1);
     assert_int_equal(rep.files_read, 1);
-    assert_true(find("n1", 7) && find("n1", 7)->seq == 2);
-    assert_true(find("n2", 9) && find("n2", 9)->seq == 5);
+    assert_int_equal(seq_of("n1", 7), 2);
+    assert_int_equal(seq_of("n2", 9), 5);
     assert_int_equal(size_of("cap-20200101T000000Z-000002.pcapng.part"), -1);
     /* Cut right after batch 2's marker, then a checkpoint of what it holds. */
     ps_buf cp = PS_BUF_INIT;
@@ -215,7 +217,8 @@ static void test_repair_pcapng_cuts_to_last_batch(void **state)
         ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
     assert_int_equal(rep.repaired, 0);
     assert_int_equal(rep.files_read, 2);
-    assert_true(find("n1", 7)->seq == 2 && find("n2", 9)->seq == 5);
+    assert_int_equal(seq_of("n1", 7), 2);
+    assert_int_equal(seq_of("n2", 9), 5);
     ps_buf_free(&cp);
     ps_buf_free(&old);
     ps_buf_free(&b);
