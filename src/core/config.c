@@ -123,6 +123,22 @@ static const char *log_format_name(int v)
     return v >= 0 && v < 2 ? log_format_names[v] : NULL;
 }
 
+static const char *const drop_policy_names[] = {"newest", "oldest"};
+
+static int drop_policy_parse(const char *s, int *out)
+{
+    int i = name_index(drop_policy_names, 2, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *drop_policy_name(int v)
+{
+    return v >= 0 && v < 2 ? drop_policy_names[v] : NULL;
+}
+
 const char *ps_format_name(ps_format f)
 {
     return (int)f >= 0 && (int)f < 3 ? format_names[f] : NULL;
@@ -187,6 +203,7 @@ static const enum_def format_enum = {format_parse_cb, format_name_cb, 3};
 static const enum_def codec_enum = {codec_parse_cb, codec_name_cb, PS_CODEC_COUNT};
 static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4};
 static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
+static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
 
 /* ---- the key table ---- */
 
@@ -345,6 +362,11 @@ static const key_def key_table[] = {
      .min = 1,
      .max = 65536,
      .def = "64"},
+    {.name = "spool.dropPolicy",
+     .type = K_ENUM,
+     FIELD(spool_drop_oldest),
+     .e = &drop_policy_enum,
+     .def = "newest"},
     {.name = "tls.certPem", .type = K_STR, FIELD(tls_cert_pem), .max = 1048576},
     {.name = "tls.keyPem", .type = K_STR, FIELD(tls_key_pem), .max = 1048576},
     {.name = "tls.caPem", .type = K_STR, FIELD(tls_ca_pem), .max = 1048576},

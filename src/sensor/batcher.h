@@ -48,6 +48,7 @@ typedef struct ps_batch {
     uint64_t opened_ms; /* uv_now() when the first record went in */
     uv_work_t work;
     struct ps_batcher *owner;
+    void *sender; /* the uplink that queued it (for write completions) */
 } ps_batch;
 
 typedef struct ps_batcher ps_batcher;

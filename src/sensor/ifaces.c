@@ -45,6 +45,8 @@ typedef struct slot {
     ps_live_counters base; /* earlier openings of this interface: STATS are
                             * cumulative for an index within a session */
     ps_live_series series;
+    uint64_t evicted;          /* packets evicted from the spool (dropPolicy oldest) */
+    ps_series *evicted_series; /* ... as sensor_drops{reason="spool_evicted"} */
 } slot;
 
 struct ps_ifaces {
@@ -169,9 +171,42 @@ static int check_compiles(const char *expr, uint32_t snaplen, char *err, size_t 
 
 /* ---- interfaces ---- */
 
+static slot *slot_by_index(ps_ifaces *f, uint32_t index)
+{
+    for (size_t i = 0; i < f->n_slots; i++)
+        if (f->slots[i].index == index)
+            return &f->slots[i];
+    return NULL;
+}
+
+/* Counts an evicted batch's packets against their interfaces. */
+static void count_evicted(void *ud, const ps_batch *b)
+{
+    ps_ifaces *f = ud;
+    ps_record_iter it;
+    ps_record r;
+    ps_record_iter_init(&it, b->raw.data, b->raw_len);
+    while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
+        slot *s = slot_by_index(f, r.iface);
+        if (!s)
+            continue;
+        s->evicted++;
+        if (s->evicted_series)
+            ps_series_add(s->evicted_series, 1);
+    }
+}
+
+/* Called before each drain: may the capture add packets to the batcher?
+ * With spool.dropPolicy oldest, room is made by evicting the oldest unsent
+ * batches; otherwise (or when none is left) new packets are the ones
+ * dropped, counted by the capture as spool_full. */
 static int blocked(void *ud)
 {
     ps_ifaces *f = ud;
+    if (f->cfg->spool_drop_oldest)
+        while (ps_uplink_spool_full(f->o.uplink) &&
+               ps_uplink_evict_oldest(f->o.uplink, count_evicted, f) > 0)
+            ;
     return ps_uplink_spool_full(f->o.uplink);
 }
 
@@ -194,7 +229,7 @@ static void send_stats(ps_ifaces *f, slot *s, const ps_live_counters *cur)
                    .bytes = c.bytes,
                    .kernel_drops = c.kernel_drops,
                    .if_drops = c.if_drops,
-                   .sensor_drops = c.drops_spool_full + c.drops_oom,
+                   .sensor_drops = c.drops_spool_full + c.drops_oom + s->evicted,
                    .timestamp_ns = 0};
     struct timespec now;
     if (clock_gettime(CLOCK_REALTIME, &now) == 0)
@@ -320,6 +355,8 @@ static void make_series(ps_ifaces *f, slot *s)
     s->series.drops_spool_full =
         f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "spool_full", NULL) : NULL;
     s->series.drops_oom = f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "oom", NULL) : NULL;
+    s->evicted_series =
+        f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "spool_evicted", NULL) : NULL;
 }
 
 static slot *find_slot(ps_ifaces *f, int ifindex, const char *name)
@@ -611,7 +648,9 @@ void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
 {
     memset(t, 0, sizeof(*t));
     ps_live_counters sum = f->closed;
+    uint64_t evicted = 0;
     for (size_t i = 0; i < f->n_slots; i++) {
+        evicted += f->slots[i].evicted;
         if (!f->slots[i].live)
             continue;
         ps_live_counters c;
@@ -623,7 +662,8 @@ void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
     t->bytes = sum.bytes;
     t->kernel_drops = sum.kernel_drops;
     t->if_drops = sum.if_drops;
-    t->sensor_drops = sum.drops_spool_full + sum.drops_oom;
+    t->sensor_drops = sum.drops_spool_full + sum.drops_oom + evicted;
+    t->evicted = evicted;
     t->opened_total = f->opened_total;
 }
 

@@ -58,7 +58,8 @@ void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud));
 void ps_ifaces_free(ps_ifaces *f);
 
 typedef struct ps_ifaces_totals {
-    uint64_t packets, bytes, kernel_drops, if_drops, sensor_drops;
+    uint64_t packets, bytes, kernel_drops, if_drops, sensor_drops; /* sensor_drops: all */
+    uint64_t evicted; /* of which evicted from the spool (spool.dropPolicy oldest) */
     uint32_t open_now, opened_total;
 } ps_ifaces_totals;
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t);

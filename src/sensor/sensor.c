@@ -153,7 +153,7 @@ static void on_deadline(uv_timer_t *t)
     ps_error("sensor",
              "shutdown deadline (%" PRIu32 " s) passed: %" PRIu64
              " packets not delivered to %s (reason shutdown_deadline)",
-             s->cfg->shutdown_deadline_sec, bt.packets - ut.acked_packets,
+             s->cfg->shutdown_deadline_sec, bt.packets - ut.acked_packets - ut.evicted_packets,
              ps_uplink_target(s->uplink));
     sensor_stop(s, 1);
 }
@@ -266,7 +266,7 @@ static void on_signal(uv_signal_t *h, int signum)
     ps_batcher_get_totals(s->batcher, &bt);
     ps_warn("sensor",
             "received %s: delivering %" PRIu64 " spooled packets (deadline %" PRIu32 " s)", name,
-            bt.packets - ut.acked_packets, s->cfg->shutdown_deadline_sec);
+            bt.packets - ut.acked_packets - ut.evicted_packets, s->cfg->shutdown_deadline_sec);
     if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0)
         sensor_stop(s, 0);
 }
@@ -319,10 +319,10 @@ static void log_summary(sensor *s)
     }
     ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
            "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
-           " unacked=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64 " wire_bytes=%" PRIu64
-           " reconnects=%" PRIu64 " seconds=%.3f receiver=%s",
+           " unacked=%" PRIu64 " evicted=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64
+           " wire_bytes=%" PRIu64 " reconnects=%" PRIu64 " seconds=%.3f receiver=%s",
            s->exit_code == 0 ? "done" : "stopped", bt.packets, bt.bytes, bt.batches,
-           ut.acked_packets, bt.packets - ut.acked_packets,
+           ut.acked_packets, bt.packets - ut.acked_packets - ut.evicted_packets, ut.evicted_packets,
            s->file ? ps_capture_file_dropped(s->file) : 0, bt.raw_bytes, bt.wire_bytes,
            ut.reconnects, secs, ps_uplink_target(s->uplink));
 }

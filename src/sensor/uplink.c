@@ -29,6 +29,9 @@
 #define PS_UPLINK_HANDSHAKE_MS 10000
 #define PS_UPLINK_BACKOFF_MIN_MS 100
 #define PS_UPLINK_BACKOFF_MAX_MS 5000
+/* Bytes handed to libuv but not yet to the kernel: beyond this, batches wait
+ * in the spool unsent, where spool.dropPolicy oldest can still evict them. */
+#define PS_UPLINK_WRITE_WINDOW (4u << 20)
 
 typedef enum {
     UP_IDLE,
@@ -150,6 +153,7 @@ void ps_uplink_on_sealed(void *ud, ps_batch *b)
 {
     ps_uplink *u = ud;
     b->next = NULL;
+    b->sender = u;
     if (u->tail)
         u->tail->next = b;
     else
@@ -193,20 +197,58 @@ static void spool_ack(ps_uplink *u, uint64_t seq)
     }
 }
 
+uint64_t ps_uplink_evict_oldest(ps_uplink *u, void (*each)(void *ud, const ps_batch *b), void *ud)
+{
+    /* Never-sent batches are the tail of the queue: seq > last_sent_seq. */
+    ps_batch *prev = NULL, *b = u->head;
+    while (b && (b->seq <= u->last_sent_seq || b->state != PS_BATCH_READY || b->writes)) {
+        prev = b;
+        b = b->next;
+    }
+    if (!b)
+        return 0;
+    if (each)
+        each(ud, b);
+    if (prev)
+        prev->next = b->next;
+    else
+        u->head = b->next;
+    if (u->tail == b)
+        u->tail = prev;
+    if (u->cursor == b)
+        u->cursor = b->next;
+    u->totals.spool_bytes -= b->spool_mem;
+    u->totals.spool_batches--;
+    u->totals.evicted_batches++;
+    u->totals.evicted_packets += b->records;
+    uint64_t n = b->records;
+    b->acked = 1; /* out of the spool for good */
+    batch_unref(u, b);
+    return n;
+}
+
 static void on_batch_written(void *arg, int status)
 {
     ps_batch *b = arg;
+    ps_uplink *u = b->sender;
     (void)status; /* a failed write shows up as a closed connection */
     b->writes--;
     if (b->acked && b->writes == 0)
         ps_batcher_release(b->owner, b);
+    if (status == 0)
+        up_pump(u); /* room in the write window */
 }
 
 static void up_pump(ps_uplink *u)
 {
     if (u->state != UP_READY || !u->conn)
         return;
-    while (u->cursor && u->cursor->state == PS_BATCH_READY) {
+    /* A quarter of the spool at most, so a small spool still has unsent
+     * batches to evict. */
+    uint64_t window = u->o.spool_bytes / 4 < PS_UPLINK_WRITE_WINDOW ? u->o.spool_bytes / 4
+                                                                    : PS_UPLINK_WRITE_WINDOW;
+    while (u->cursor && u->cursor->state == PS_BATCH_READY &&
+           ps_conn_write_queue(u->conn) < window) {
         ps_batch *b = u->cursor;
         uv_buf_t bufs[2] = {
             uv_buf_init((char *)b->prefix, sizeof(b->prefix)),

@@ -59,6 +59,14 @@ void ps_uplink_on_sealed(void *u, ps_batch *b);
 void ps_uplink_on_ready(void *u, ps_batch *b);
 
 int ps_uplink_spool_full(const ps_uplink *u);
+/*
+ * spool.dropPolicy "oldest": removes the oldest batch that was never written
+ * to any connection (so the receiver cannot have it: a count of what is lost
+ * stays exact) to make room for new packets. each (may be NULL) sees the
+ * batch first, so the caller can count its records per interface. Returns
+ * the number of packets evicted, 0 if no batch qualified.
+ */
+uint64_t ps_uplink_evict_oldest(ps_uplink *u, void (*each)(void *ud, const ps_batch *b), void *ud);
 /* True while a session with the receiver is established (handshake done). */
 int ps_uplink_connected(const ps_uplink *u);
 /* True when every sealed batch has been acknowledged. */
@@ -70,6 +78,7 @@ void ps_uplink_free(ps_uplink *u);
 typedef struct ps_uplink_totals {
     uint64_t acked_batches, acked_packets, connects, reconnects, spool_bytes, spool_batches;
     uint64_t resent_batches;
+    uint64_t evicted_batches, evicted_packets; /* spool.dropPolicy oldest */
 } ps_uplink_totals;
 void ps_uplink_get_totals(const ps_uplink *u, ps_uplink_totals *t);
 /* "127.0.0.1:8081" */

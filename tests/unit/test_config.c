@@ -405,6 +405,7 @@ CHECK(k_read_pps, c->read_pps == 5000)
 CHECK(k_shutdown_deadline, c->shutdown_deadline_sec == 7)
 CHECK(k_connect_timeout, c->connect_timeout_sec == 5)
 CHECK(k_spool, c->spool_size_mb == 128)
+CHECK(k_drop_policy, c->spool_drop_oldest == 1)
 CHECK(k_log_level, c->log_level == PS_LOG_DEBUG)
 CHECK(k_log_format, c->log_json == 1)
 CHECK(k_tls_cert_pem, streq(c->tls_cert_pem, "-----BEGIN CERTIFICATE-----"))
@@ -470,6 +471,7 @@ static const key_case key_cases[] = {
     {"sensor.shutdownDeadlineSec", "7", "7", k_shutdown_deadline},
     {"sensor.connectTimeoutSec", "5", "5", k_connect_timeout},
     {"spool.size", "128", "128", k_spool},
+    {"spool.dropPolicy", "oldest", "OLDEST", k_drop_policy},
     {"log.level", "debug", "DEBUG", k_log_level},
     {"log.format", "json", "json", k_log_format},
     {"tls.certPem", "\"-----BEGIN CERTIFICATE-----\"", "-----BEGIN CERTIFICATE-----",
