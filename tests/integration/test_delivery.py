@@ -78,9 +78,11 @@ def test_output_disk_fills_then_space_returns(env, captures, tmp_path):
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)], check=True)
     saved = env.mkdir("saved")
     try:
+        from http_helpers import get, http_args, wait_status
         cfg = env.workdir / "rx.yaml"
         cfg.write_text("output:\n  file:\n    rotateSizeMB: 1\n")
-        rx = env.receiver(outdir=small, config=cfg)
+        hport, hargs = http_args()
+        rx = env.receiver(outdir=small, config=cfg, args=hargs)
         sensor = env.start_sensor(path, rx.port, sensor_id="full", env=PACE)
         episodes = 0
         deadline = time.monotonic() + 90
@@ -88,12 +90,19 @@ def test_output_disk_fills_then_space_returns(env, captures, tmp_path):
             held = rx.stderr.count("holding acknowledgements")
             if held > episodes:
                 episodes = held
+                if episodes == 1:  # a receiver that cannot write is not ready
+                    deadline_ready = time.monotonic() + 5
+                    while get(hport, "/readyz")[0] != 503 and time.monotonic() < deadline_ready:
+                        time.sleep(0.1)
+                    not_ready = get(hport, "/readyz")
+                    assert not_ready[0] == 503, not_ready
                 time.sleep(0.3)
                 for f in rx.files():  # an operator frees space: completed files only
                     shutil.move(str(f), str(saved / f.name))
             time.sleep(0.1)
         rc, err = env.wait_sensor(sensor, timeout=60)
         assert rc == 0, err
+        wait_status(hport, "/readyz", 200)  # ready again once writes work
         rx.stop(check=False)
         assert rx.returncode == 0
         assert episodes >= 1, "the disk never filled:\n" + rx.stderr
