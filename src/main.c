@@ -181,6 +181,40 @@ static const struct option check_opts[] = {
 };
 
 /* Returns 0 to go on, 1 when --help was printed, -1 on a usage error. */
+/* Flags that set one configuration key (and maybe switch a feature on). */
+static const struct {
+    int opt;
+    const char *flag, *key, *enables;
+} flag_keys[] = {
+    {OPT_READ_FILE, "--read-file", "sensor.readFile", NULL},
+    {OPT_FILTER, "--filter", "capture.filter", NULL},
+    {OPT_CODEC, "--codec", "compression.codec", NULL},
+    {OPT_ID, "--id", "sensor.id", NULL},
+    {OPT_OUTPUT, "--output", "output.file.path", NULL},
+    {OPT_FORMAT, "--format", "output.file.format", NULL},
+    {OPT_TLS_CERT, "--tls-cert", "tls.certFile", "tls.enable"},
+    {OPT_TLS_KEY, "--tls-key", "tls.keyFile", NULL},
+    {OPT_TLS_CA, "--tls-ca", "tls.caFile", "tls.enable"},
+    {OPT_AUTH_KEY_FILE, "--auth-key-file", "auth.keyFile", "auth.enable"},
+    {OPT_LOG_LEVEL, "--log-level", "log.level", NULL},
+    {OPT_LOG_FORMAT, "--log-format", "log.format", NULL},
+    {OPT_HTTP, "--http", "http.listen", "http.enable"},
+};
+
+/* 1 if o is a flag_keys option (rc set by adding it), 0 if not. */
+static int add_flag_key(cli *c, int o, const char *value, int *rc)
+{
+    for (size_t i = 0; i < sizeof(flag_keys) / sizeof(flag_keys[0]); i++) {
+        if (flag_keys[i].opt != o)
+            continue;
+        *rc = add_flag(c, flag_keys[i].key, value, flag_keys[i].flag);
+        if (*rc == 0 && flag_keys[i].enables)
+            *rc = add_flag(c, flag_keys[i].enables, "true", flag_keys[i].flag);
+        return 1;
+    }
+    return 0;
+}
+
 static int parse_flags(int argc, char **argv, const struct option *opts, const char *usage, cli *c,
                        const char **role)
 {
@@ -189,6 +223,11 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
     opterr = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int rc = 0;
+        if (add_flag_key(c, o, optarg, &rc)) {
+            if (rc != 0)
+                return -1;
+            continue;
+        }
         switch (o) {
         case OPT_CONFIG:
             c->config_file = optarg;
@@ -199,18 +238,6 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
             break;
         case OPT_LISTEN:
             rc = add_hostport(c, "--listen", optarg, "input.address", "input.port");
-            break;
-        case OPT_READ_FILE:
-            rc = add_flag(c, "sensor.readFile", optarg, "--read-file");
-            break;
-        case OPT_FILTER:
-            rc = add_flag(c, "capture.filter", optarg, "--filter");
-            break;
-        case OPT_CODEC:
-            rc = add_flag(c, "compression.codec", optarg, "--codec");
-            break;
-        case OPT_ID:
-            rc = add_flag(c, "sensor.id", optarg, "--id");
             break;
         case OPT_INTERFACE: {
             size_t old = c->interfaces ? strlen(c->interfaces) : 0;
@@ -223,41 +250,6 @@ static int parse_flags(int argc, char **argv, const struct option *opts, const c
             c->interfaces = n;
             break;
         }
-        case OPT_OUTPUT:
-            rc = add_flag(c, "output.file.path", optarg, "--output");
-            break;
-        case OPT_FORMAT:
-            rc = add_flag(c, "output.file.format", optarg, "--format");
-            break;
-        case OPT_TLS_CERT:
-            rc = add_flag(c, "tls.certFile", optarg, "--tls-cert");
-            if (rc == 0)
-                rc = add_flag(c, "tls.enable", "true", "--tls-cert");
-            break;
-        case OPT_TLS_KEY:
-            rc = add_flag(c, "tls.keyFile", optarg, "--tls-key");
-            break;
-        case OPT_TLS_CA:
-            rc = add_flag(c, "tls.caFile", optarg, "--tls-ca");
-            if (rc == 0)
-                rc = add_flag(c, "tls.enable", "true", "--tls-ca");
-            break;
-        case OPT_AUTH_KEY_FILE:
-            rc = add_flag(c, "auth.keyFile", optarg, "--auth-key-file");
-            if (rc == 0)
-                rc = add_flag(c, "auth.enable", "true", "--auth-key-file");
-            break;
-        case OPT_LOG_LEVEL:
-            rc = add_flag(c, "log.level", optarg, "--log-level");
-            break;
-        case OPT_LOG_FORMAT:
-            rc = add_flag(c, "log.format", optarg, "--log-format");
-            break;
-        case OPT_HTTP:
-            rc = add_flag(c, "http.listen", optarg, "--http");
-            if (rc == 0)
-                rc = add_flag(c, "http.enable", "true", "--http");
-            break;
         case OPT_ROLE:
             *role = optarg;
             break;
