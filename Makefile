@@ -61,6 +61,7 @@ packaging-deps:
 
 packaging-check: packaging-deps build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 packaging/check_chart.py
+	/usr/bin/python3 packaging/check_fargate.py
 
 images: packaging-deps
 	./packaging/build-images.sh

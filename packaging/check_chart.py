@@ -653,6 +653,8 @@ def main():
             check_values_file(f, binary)
         check_bad_values()
         check_manifests(binary)
+        r = run(["/usr/bin/python3", os.path.join(ROOT, "packaging", "gen_chart_readme.py"), "--check"])
+        report("chart README values table matches values.yaml", [] if r.returncode == 0 else [r.stdout.strip()])
     selftest()
     print(f"packaging: {results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
