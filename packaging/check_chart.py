@@ -586,6 +586,51 @@ def check_manifests(binary):
             print(f"     note: {n}")
 
 
+def render_notes(sets=()):
+    """NOTES.txt as `helm install` would print it. helm template does not
+    render NOTES and helm install needs a cluster, so a copy of the chart
+    renders the file through tpl inside a ConfigMap."""
+    import shutil
+    with tempfile.TemporaryDirectory() as d:
+        c = os.path.join(d, "packetstreamer")
+        shutil.copytree(CHART, c)
+        shutil.copy(os.path.join(c, "templates", "NOTES.txt"), os.path.join(c, "notes-src.txt"))
+        with open(os.path.join(c, "templates", "zz-notes.yaml"), "w") as f:
+            f.write('apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes\ndata:\n  notes: |\n'
+                    '    {{- tpl (.Files.Get "notes-src.txt") . | nindent 4 }}\n')
+        cmd = ["template", RELEASE, c, "--namespace", NAMESPACE, "--show-only", "templates/zz-notes.yaml"]
+        for x in sets:
+            cmd += ["--set", x]
+        r = helm(*cmd)
+        if r.returncode != 0:
+            raise RuntimeError(r.stderr.strip())
+        return yaml.safe_load(r.stdout)["data"]["notes"]
+
+
+def check_notes():
+    """NOTES.txt prints commands that work against what the chart renders."""
+    problems = []
+    objs = render()
+    notes = render_notes()
+    svc = one(objs, "Service", "receiver")
+    name, ns = svc["metadata"]["name"], svc["metadata"]["namespace"]
+    http = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "http")
+    want = [f"kubectl -n {ns} port-forward service/{name} {http}:{http}",
+            f"curl -s http://127.0.0.1:{http}/api/captures",
+            f"http://127.0.0.1:{http}/captures/NAME",
+            f"curl -sN http://127.0.0.1:{http}/live",
+            f"kubectl label namespace {ns} pod-security.kubernetes.io/enforce=privileged"]
+    for w in want:
+        if w not in notes:
+            problems.append(f"NOTES.txt lacks: {w}")
+    if "mutual TLS" not in notes:
+        problems.append("NOTES.txt does not say the stream uses mutual TLS")
+    plain = render_notes(["tls.enabled=false"])
+    if "WARNING" not in plain:
+        problems.append("NOTES.txt does not warn when tls.enabled=false")
+    report("NOTES.txt: port-forward and curl commands match the rendered Service", problems)
+
+
 def selftest():
     """Break a good rendering on purpose; each check must fail, with the
     message that names the break."""
@@ -653,6 +698,7 @@ def main():
             check_values_file(f, binary)
         check_bad_values()
         check_manifests(binary)
+        check_notes()
         r = run(["/usr/bin/python3", os.path.join(ROOT, "packaging", "gen_chart_readme.py"), "--check"])
         report("chart README values table matches values.yaml", [] if r.returncode == 0 else [r.stdout.strip()])
     selftest()
