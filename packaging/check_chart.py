@@ -39,7 +39,7 @@ import tempfile
 import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CHART = os.path.join(ROOT, "charts", "packetstreamer")
+CHART = os.environ.get("PS_CHART_DIR", os.path.join(ROOT, "charts", "packetstreamer"))
 CACHE = os.environ.get("PS_CACHE", "/var/tmp/packetstreamer-cache")
 TOOLS = os.path.join(CACHE, "tools", "bin")
 VALIDATOR = os.path.join(ROOT, "packaging", "k8s-validate", "validate.js")
@@ -683,15 +683,40 @@ def selftest():
         report(f"self-test: {name} is caught", [] if ok else [f"expected a problem containing {expect!r}, got {got}"])
 
 
+def selftest_process():
+    """The whole checker, run on a copy of the chart broken on purpose (the
+    sensor's hostNetwork line deleted, as in the original's chart), must exit
+    non-zero and say why."""
+    import shutil
+    with tempfile.TemporaryDirectory() as d:
+        c = os.path.join(d, "packetstreamer")
+        shutil.copytree(CHART, c)
+        ds = os.path.join(c, "templates", "sensor-daemonset.yaml")
+        text = open(ds).read()
+        broken = text.replace("      hostNetwork: true\n", "")
+        with open(ds, "w") as f:
+            f.write(broken)
+        r = run(["/usr/bin/python3", os.path.abspath(__file__), "--default-only"],
+                env={**os.environ, "PS_CHART_DIR": c})
+        ok = broken != text and r.returncode == 1 and "hostNetwork is not true" in r.stdout
+        report("self-test: the checker exits 1 on a chart copy without hostNetwork",
+               [] if ok else [f"exit {r.returncode}, output: {r.stdout[-500:]}"])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default=os.environ.get("PS_TEST_BIN", os.path.join(ROOT, "build-asan", "packetstreamer")),
                     help="packetstreamer binary for check-config (skipped if absent)")
     ap.add_argument("--selftest-only", action="store_true")
+    ap.add_argument("--default-only", action="store_true", help="only the default values, no self-tests")
     a = ap.parse_args()
     binary = a.bin if os.access(a.bin, os.X_OK) else None
     if not binary:
         print(f"note: no binary at {a.bin}: check-config on rendered configs skipped")
+    if a.default_only:
+        check_values_file(None, None)
+        print(f"packaging: {results['passed']} passed, {results['failed']} failed")
+        return 1 if results["failed"] else 0
     if not a.selftest_only:
         check_values_file(None, binary)
         for f in sorted(glob.glob(os.path.join(CHART, "ci", "*.yaml"))):
@@ -702,6 +727,7 @@ def main():
         r = run(["/usr/bin/python3", os.path.join(ROOT, "packaging", "gen_chart_readme.py"), "--check"])
         report("chart README values table matches values.yaml", [] if r.returncode == 0 else [r.stdout.strip()])
     selftest()
+    selftest_process()
     print(f"packaging: {results['passed']} passed, {results['failed']} failed")
     return 1 if results["failed"] else 0
 
