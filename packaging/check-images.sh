@@ -56,6 +56,7 @@ check "sensor default CMD prints sensor help" sh -c "podman run --rm ${caps[*]} 
 check "sensor runs with no-new-privileges" sh -c "podman run --rm --security-opt no-new-privileges ${caps[*]} '$S' --version"
 check "sensor without NET_ADMIN cannot exec (+ep rule)" sh -c "! podman run --rm --cap-drop all --cap-add NET_RAW '$S' --version 2>&1 | grep -q 'packetstreamer $TAG'"
 check "netraw variant runs with default caps" sh -c "podman run --rm '$N' --version | grep -qx 'packetstreamer $TAG'"
+check "netraw variant runs as on Fargate (NET_RAW only, read-only)" sh -c "podman run --rm --read-only --cap-drop all --cap-add NET_RAW '$N' --version | grep -qx 'packetstreamer $TAG'"
 
 # --- a stream between the two containers ------------------------------------
 work=$(mktemp -d); rx=ps-check-rx-$$
@@ -78,6 +79,17 @@ out=$(ls "$work"/captures/*.pcapng 2>/dev/null | head -1)
 check "capture written by uid 65532" test "$(stat -c %u "${out:-/nonexistent}")" = 65532
 check "capture identical to the input, record by record" $PY "$REPO_DIR/tests/lib/pcaplib.py" compare "$work/in/in.pcapng" "${out:-/nonexistent}"
 [ $fail -eq 0 ] || podman logs "$rx" 2>&1 | tail -10
+
+# The sensor process (uid 65532) holds NET_RAW+NET_ADMIN as effective
+# capabilities through the file capabilities: CapEff bits 12 and 13 = 0x3000.
+sn=ps-check-sn-$$
+podman run -d --name "$sn" --network host --read-only "${caps[@]}" --security-opt no-new-privileges \
+	-v "$work/in:/in:ro,Z" "$S" sensor --receiver 127.0.0.1:9 --read-file /in/in.pcapng --id capcheck >/dev/null
+sleep 1
+st=$(podman exec "$sn" sh -c 'grep -E "^(Uid|CapEff):" /proc/1/status' 2>&1 | tr -s '\t ' ' ')
+podman rm -f -t 1 "$sn" >/dev/null 2>&1
+check "running sensor is uid 65532 with CapEff = NET_RAW+NET_ADMIN only" \
+	sh -c "echo '$st' | grep -q 'Uid: 65532' && echo '$st' | grep -q 'CapEff: 0000000000003000'"
 
 for img in "$S" "$R"; do echo "size $img $(inspect "$img" '{{.Size}}') bytes"; done
 echo "images: $pass passed, $fail failed"
