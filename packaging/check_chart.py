@@ -354,7 +354,9 @@ def assert_tls_files(objs, workload, cfg, who, keys, problems, ctx):
             problems.append(f"{who} config: tls.enable is not true (mTLS is on by default)")
         return
     sources = secret_sources(objs, ctx)
-    for k in keys + (["clientCaFile"] if who == "receiver" and dig(cfg, "tls.requireClientCert") else []):
+    if who == "receiver" and dig(cfg, "tls.requireClientCert") is not True and ctx.get("requireClientCert", True):
+        problems.append("receiver config: tls.requireClientCert is not true (mutual TLS is the default)")
+    for k in keys + (["clientCaFile"] if who == "receiver" else []):
         path = dig(cfg, f"tls.{k}")
         if not path:
             problems.append(f"{who} config: tls.{k} is not set")
@@ -513,6 +515,7 @@ def ctx_for(values_file):
         "podInterfaces": dig(v, "sensor.capture.podInterfaces", True),
         "existingClaim": dig(v, "receiver.persistence.existingClaim"),
         "serviceAccount": dig(v, "serviceAccount.create", True),
+        "requireClientCert": dig(v, "tls.requireClientCert", True),
     }
     return ctx
 
@@ -678,6 +681,10 @@ def selftest():
     mutate("TLS Secret not mounted",
            lambda o: dep(o)["containers"][0].__setitem__("volumeMounts", [m for m in dep(o)["containers"][0]["volumeMounts"] if m["name"] != "tls"]),
            "is not on a mounted Secret volume")
+    mutate("client certificates made optional",
+           lambda o: one(o, "ConfigMap", "receiver")["data"].__setitem__(
+               "receiver.yaml", one(o, "ConfigMap", "receiver")["data"]["receiver.yaml"].replace("requireClientCert: true", "requireClientCert: false")),
+           "tls.requireClientCert is not true")
     mutate("Service targets an unnamed port",
            lambda o: one(o, "Service", "receiver")["spec"]["ports"][0].__setitem__("targetPort", "strem"), "which no container port names")
     mutate("server certificate for another name",

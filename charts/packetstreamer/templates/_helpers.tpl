@@ -173,11 +173,11 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
     "enable" true
     "certFile" (printf "%s/tls.crt" $dir)
     "keyFile" (printf "%s/tls.key" $dir) -}}
-{{- if .Values.tls.requireClientCert -}}
+{{- /* The CA sensors' certificates must chain to; requireClientCert=false
+       makes them optional (still verified when presented). */ -}}
 {{- $_ := set $tls "caFile" (printf "%s/ca.crt" $dir) -}}
 {{- $_ := set $tls "clientCaFile" (printf "%s/ca.crt" $dir) -}}
-{{- $_ := set $tls "requireClientCert" true -}}
-{{- end -}}
+{{- $_ := set $tls "requireClientCert" .Values.tls.requireClientCert -}}
 {{- $_ := set $cfg "tls" $tls -}}
 {{- end -}}
 {{- if .Values.auth.enabled -}}
