@@ -53,6 +53,8 @@ RELEASE = "ps"
 PENDING_KEYS = {
     "capture.podInterfaces": "#3 live capture (pod-interface mode)",
     "capture.excludeInterfaces": "#3 live capture",
+    "capture.bufferSizeMB": "#3 live capture",
+    "capture.promiscuous": "#3 live capture",
     "http.listen": "#6 HTTP server",
     "http.token": "#6 HTTP server",
     "tls.serverName": "#5 TLS",

@@ -43,7 +43,7 @@ trap cleanup EXIT
 # An unknown http/tls key counts as pending only while the image's --help
 # lacks the feature's flag (--http, --tls-cert); after that it is a failure.
 help=$(podman run --rm --cap-add NET_ADMIN "$R" receiver --help 2>&1; podman run --rm --cap-add NET_ADMIN "$S" sensor --help 2>&1)
-pending_keys='capture\.podInterfaces|capture\.excludeInterfaces'
+pending_keys='capture\.podInterfaces|capture\.excludeInterfaces|capture\.bufferSizeMB|capture\.promiscuous'
 grep -q -- '--http' <<<"$help" || pending_keys="$pending_keys|http|http\.listen"
 grep -q -- '--tls-cert' <<<"$help" || pending_keys="$pending_keys|tls\.serverName|tls\.clientCaFile|tls\.requireClientCert"
 PENDING_RE="not available in this version yet|unknown key .($pending_keys).|unrecognized option|unknown option"

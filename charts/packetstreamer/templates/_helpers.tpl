@@ -118,7 +118,8 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
 */}}
 {{- define "ps.sensorConfig" -}}
 {{- $v := .Values.sensor -}}
-{{- $capture := dict "podInterfaces" $v.capture.podInterfaces -}}{{/* pending #3 */}}
+{{- $capture := dict "podInterfaces" $v.capture.podInterfaces "bufferSizeMB" (int $v.capture.bufferSizeMB) -}}{{/* pending #3 */}}
+{{- if $v.capture.promiscuous }}{{ $_ := set $capture "promiscuous" true }}{{ end -}}
 {{- with $v.capture.interfaces }}{{ $_ := set $capture "interfaces" . }}{{ end -}}
 {{- with $v.capture.excludeInterfaces }}{{ $_ := set $capture "excludeInterfaces" . }}{{ end -}}
 {{- with $v.capture.filter }}{{ $_ := set $capture "filter" . }}{{ end -}}
