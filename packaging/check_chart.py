@@ -103,8 +103,8 @@ def helm(*args):
     return run([os.path.join(TOOLS, "helm"), *args])
 
 
-def render(values_files=(), sets=(), namespace=NAMESPACE):
-    cmd = ["template", RELEASE, CHART, "--namespace", namespace]
+def render(values_files=(), sets=(), namespace=NAMESPACE, release=RELEASE):
+    cmd = ["template", release, CHART, "--namespace", namespace]
     for f in values_files:
         cmd += ["-f", f]
     for s in sets:
@@ -603,6 +603,33 @@ def check_manifests(binary):
             print(f"     note: {n}")
 
 
+def check_names():
+    """Release names short and long: every object name is a valid DNS label
+    (Services: RFC 1035, at most 63), label values at most 63, and the
+    sensors dial the Service that exists."""
+    dns1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    for release in ("packetstreamer", "capture-" + "x" * 45):
+        problems = []
+        objs = render(release=release)
+        for o in objs:
+            n = o["metadata"]["name"]
+            # Services (and the DaemonSet/Deployment whose names prefix pod
+            # names) must be DNS-1035 labels; other objects DNS-1123 subdomains.
+            if o["kind"] in ("Service", "DaemonSet", "Deployment"):
+                if len(n) > 63 or not dns1035.match(n):
+                    problems.append(f"{o['kind']} name {n!r} ({len(n)}) is not a DNS-1035 label of at most 63")
+            elif len(n) > 253 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", n):
+                problems.append(f"{o['kind']} name {n!r} is not a DNS-1123 subdomain")
+            for k, v in (o["metadata"].get("labels") or {}).items():
+                if len(str(v)) > 63:
+                    problems.append(f"{o['kind']} {n}: label {k} value longer than 63")
+        names = sorted(o["metadata"]["name"] for o in objs if o["kind"] in ("DaemonSet", "Deployment"))
+        if len(set(names)) != 2:
+            problems.append(f"sensor and receiver names collide: {names}")
+        problems += assert_objects(objs, ctx_for(None))
+        report(f"names with release {release!r}: {', '.join(names)}", problems)
+
+
 def render_notes(sets=()):
     """NOTES.txt as `helm install` would print it. helm template does not
     render NOTES and helm install needs a cluster, so a copy of the chart
@@ -745,6 +772,7 @@ def main():
         check_bad_values()
         check_manifests(binary)
         check_notes()
+        check_names()
         r = run(["/usr/bin/python3", os.path.join(ROOT, "packaging", "gen_chart_readme.py"), "--check"])
         report("chart README values table matches values.yaml", [] if r.returncode == 0 else [r.stdout.strip()])
     selftest()
