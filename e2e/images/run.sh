@@ -33,7 +33,7 @@ ok()  { pass=$((pass+1)); echo "ok   $1"; }
 bad() { fail=$((fail+1)); echo "FAIL $1${2:+: $2}"; }
 
 cleanup() {
-	podman rm -f -t 2 "pspk-sensor-$id" "pspk-receiver-$id" >/dev/null 2>&1
+	for c in "pspk-sensor-$id" "pspk-receiver-$id"; do podman rm -f -t 2 --ignore "$c" >/dev/null 2>&1; done
 	for n in "$POD" "$RX" "$NODE"; do ip netns del "$n" 2>/dev/null; done
 	rm -rf "$work"
 }
