@@ -17,6 +17,7 @@
  */
 #include "sensor.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "observe.h"
+#include "privs.h"
 #include "uplink.h"
 
 #define PS_SENSOR_READ_SLICE 2048
@@ -363,6 +365,9 @@ int ps_sensor_run(const ps_config *cfg)
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
     s.started_ns = uv_hrtime();
+    /* File capabilities come as permitted only (privs.h): make them count. */
+    if (!cfg->read_file && ps_privs_raise() < 0)
+        ps_warn("sensor", "cannot raise capabilities: %s", strerror(errno));
     ps_tls *tls = NULL;
     if (sensor_tls(cfg, &tls) != 0)
         return 1;

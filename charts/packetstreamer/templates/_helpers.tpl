@@ -1,0 +1,188 @@
+{{/* Names ------------------------------------------------------------------ */}}
+{{- define "ps.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "ps.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "ps.sensorName" -}}{{ include "ps.fullname" . | trunc 56 | trimSuffix "-" }}-sensor{{- end -}}
+{{- define "ps.receiverName" -}}{{ include "ps.fullname" . | trunc 54 | trimSuffix "-" }}-receiver{{- end -}}
+
+{{- define "ps.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "ps.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The receiver Service's DNS names, most specific last. */}}
+{{- define "ps.receiverFQDN" -}}
+{{- printf "%s.%s.svc.%s" (include "ps.receiverName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{- define "ps.receiverDNSNames" -}}
+{{- $svc := include "ps.receiverName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (include "ps.receiverFQDN" .) -}}
+{{- concat $names .Values.tls.generate.extraDnsNames | uniq | toJson -}}
+{{- end -}}
+
+{{/* Where sensors stream to: the chart's receiver, or extraConfig's address. */}}
+{{- define "ps.receiverAddress" -}}
+{{- dig "output" "server" "address" (include "ps.receiverFQDN" .) .Values.sensor.extraConfig -}}
+{{- end -}}
+
+{{- define "ps.serverName" -}}
+{{- default (include "ps.receiverAddress" .) .Values.tls.serverName -}}
+{{- end -}}
+
+{{/* Labels ----------------------------------------------------------------- */}}
+{{- define "ps.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "ps.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: packetstreamer
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "ctx" $ "component" "sensor") */}}
+{{- define "ps.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ps.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "ps.componentLabels" -}}
+{{ include "ps.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Images ----------------------------------------------------------------- */}}
+{{- define "ps.image" -}}
+{{- $img := index .ctx.Values.image .component -}}
+{{- $repo := $img.repository -}}
+{{- if .ctx.Values.image.registry -}}{{- $repo = printf "%s/%s" (trimSuffix "/" .ctx.Values.image.registry) $repo -}}{{- end -}}
+{{- if $img.digest -}}
+{{- printf "%s@%s" $repo $img.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .ctx.Chart.AppVersion $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* TLS Secrets: every mode yields these two names, keys tls.crt tls.key ca.crt */}}
+{{- define "ps.receiverTLSSecret" -}}
+{{- if eq .Values.tls.mode "existingSecret" -}}
+{{- required "tls.existingSecret.receiver is required when tls.mode is existingSecret" .Values.tls.existingSecret.receiver -}}
+{{- else -}}
+{{- include "ps.receiverName" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{- define "ps.sensorTLSSecret" -}}
+{{- if eq .Values.tls.mode "existingSecret" -}}
+{{- required "tls.existingSecret.sensor is required when tls.mode is existingSecret" .Values.tls.existingSecret.sensor -}}
+{{- else -}}
+{{- include "ps.sensorName" . }}-tls
+{{- end -}}
+{{- end -}}
+
+{{- define "ps.authSecret" -}}
+{{- default (printf "%s-auth" (include "ps.fullname" .)) .Values.auth.existingSecret -}}
+{{- end -}}
+
+{{/* Paths inside the containers */}}
+{{- define "ps.configDir" -}}/etc/packetstreamer{{- end -}}
+{{- define "ps.authDir" -}}/etc/packetstreamer/auth{{- end -}}
+
+{{/*
+Configuration files, rendered from values as a dict and serialised once, so
+each key exists in exactly one place. Keys follow docs/configuration.md.
+Keys marked (pending #N) are being added by the issue named; scripts/
+packaging check knows them (packaging/check_chart.py PENDING_KEYS).
+*/}}
+{{- define "ps.sensorConfig" -}}
+{{- $v := .Values.sensor -}}
+{{- $capture := dict "podInterfaces" $v.capture.podInterfaces "bufferSizeMB" (int $v.capture.bufferSizeMB) -}}{{/* pending #3 */}}
+{{- if $v.capture.promiscuous }}{{ $_ := set $capture "promiscuous" true }}{{ end -}}
+{{- with $v.capture.interfaces }}{{ $_ := set $capture "interfaces" . }}{{ end -}}
+{{- with $v.capture.excludeInterfaces }}{{ $_ := set $capture "excludeInterfaces" . }}{{ end -}}
+{{- with $v.capture.filter }}{{ $_ := set $capture "filter" . }}{{ end -}}
+{{- $cfg := dict
+  "output" (dict "server" (dict "address" (include "ps.receiverAddress" .) "port" (int .Values.receiver.streamPort)))
+  "capture" $capture
+  "pcapMode" $v.capture.pcapMode
+  "inputPacketLen" (int $v.capture.snaplen)
+  "compression" (dict "codec" $v.codec)
+  "compressBlockSize" (int $v.compressBlockSize)
+  "gatherMaxWaitSec" (int $v.gatherMaxWaitSec)
+  "spool" (dict "size" (int $v.spoolSizeMB))
+  "http" (dict "listen" (printf "%s:%d" $v.http.address (int $v.http.port)))
+  "log" (dict "level" $v.logLevel "format" $v.logFormat)
+-}}
+{{- with $v.capture.capturePorts }}{{ $_ := set $cfg "capturePorts" . }}{{ end -}}
+{{- with $v.capture.ignorePorts }}{{ $_ := set $cfg "ignorePorts" . }}{{ end -}}
+{{- if .Values.tls.enabled -}}
+{{- $dir := .Values.tls.mountPath -}}
+{{- $_ := set $cfg "tls" (dict
+    "enable" true
+    "certFile" (printf "%s/tls.crt" $dir)
+    "keyFile" (printf "%s/tls.key" $dir)
+    "caFile" (printf "%s/ca.crt" $dir)
+    "serverName" (include "ps.serverName" .)) -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- $_ := set $cfg "auth" (dict "enable" true "keyFile" (printf "%s/key" (include "ps.authDir" .))) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $cfg (deepCopy $v.extraConfig)) -}}
+{{- end -}}
+
+{{- define "ps.receiverConfig" -}}
+{{- $v := .Values.receiver -}}
+{{- $o := $v.output -}}
+{{- $cfg := dict
+  "input" (dict "address" "0.0.0.0" "port" (int $v.streamPort))
+  "output" (dict "file" (dict
+      "path" $v.capturesPath
+      "format" $o.format
+      "rotateSizeMB" (int $o.rotateSizeMB)
+      "rotateSeconds" (int $o.rotateSeconds)
+      "maxFiles" (int $o.maxFiles)
+      "maxTotalSizeMB" (int $o.maxTotalSizeMB)
+      "perSensor" $o.perSensor))
+  "http" (dict "listen" (printf "0.0.0.0:%d" (int $v.httpPort)))
+  "log" (dict "level" $v.logLevel "format" $v.logFormat)
+-}}
+{{- if .Values.tls.enabled -}}
+{{- $dir := .Values.tls.mountPath -}}
+{{- $tls := dict
+    "enable" true
+    "certFile" (printf "%s/tls.crt" $dir)
+    "keyFile" (printf "%s/tls.key" $dir) -}}
+{{- /* The CA sensors' certificates must chain to; requireClientCert=false
+       makes them optional (still verified when presented). */ -}}
+{{- $_ := set $tls "caFile" (printf "%s/ca.crt" $dir) -}}
+{{- $_ := set $tls "clientCaFile" (printf "%s/ca.crt" $dir) -}}
+{{- $_ := set $tls "requireClientCert" .Values.tls.requireClientCert -}}
+{{- $_ := set $cfg "tls" $tls -}}
+{{- end -}}
+{{- if .Values.auth.enabled -}}
+{{- $_ := set $cfg "auth" (dict "enable" true "keyFile" (printf "%s/key" (include "ps.authDir" .))) -}}
+{{- end -}}
+{{- toYaml (mustMergeOverwrite $cfg (deepCopy $v.extraConfig)) -}}
+{{- end -}}
