@@ -54,6 +54,7 @@ check "sensor runs with no-new-privileges" sh -c "podman run --rm --security-opt
 check "sensor runs with podman's default capabilities" sh -c "podman run --rm '$S' --version | grep -qx 'packetstreamer $TAG'"
 check "sensor runs as on Fargate (NET_RAW only, read-only)" sh -c "podman run --rm --read-only --cap-drop all --cap-add NET_RAW '$S' --version | grep -qx 'packetstreamer $TAG'"
 check "sensor runs with no capabilities at all" sh -c "podman run --rm --cap-drop all '$S' --version | grep -qx 'packetstreamer $TAG'"
+check "live sensor without NET_RAW exits 1 naming CAP_NET_RAW" sh -c "out=\$(podman run --rm --network host --cap-drop all -e PACKETSTREAMER_HTTP_ENABLE=false '$S' sensor --receiver 127.0.0.1:9 --interface lo --id nocap 2>&1); rc=\$?; [ \$rc -eq 1 ] && echo \"\$out\" | grep -q 'needs CAP_NET_RAW'"
 
 # --- a stream between the two containers ------------------------------------
 work=$(mktemp -d); rx=ps-check-rx-$$
