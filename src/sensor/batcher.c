@@ -12,6 +12,12 @@
 #include "core/log.h"
 
 #define PS_BATCHER_POOL_MAX 8
+/* Adaptive compression: a batch that shrinks by less than 1/32 (3 %) is
+ * not worth the codec's CPU (encrypted traffic, already compressed files);
+ * after one, the next PS_BATCHER_SKIP batches go out stored without trying,
+ * then the codec is tried again, so a change in the traffic is noticed. */
+#define PS_BATCHER_MIN_SAVING_SHIFT 5
+#define PS_BATCHER_SKIP 16
 
 struct ps_batcher {
     uv_loop_t *loop;
@@ -20,6 +26,7 @@ struct ps_batcher {
     ps_batch *pool; /* released batches kept for reuse */
     unsigned pool_len;
     unsigned busy;
+    unsigned skip_left; /* batches still to send stored (adaptive compression) */
     uint64_t next_seq;
     ps_batcher_totals totals;
 };
@@ -121,7 +128,10 @@ static void compress_done(uv_work_t *w, int status)
     ps_batch *batch = w->data;
     ps_batcher *b = batch->owner;
     b->busy--;
-    if (status == 0 && batch->comp_err == PS_CODEC_OK && batch->comp.len < batch->raw.len) {
+    int ok = status == 0 && batch->comp_err == PS_CODEC_OK;
+    if (ok && batch->raw.len - (batch->raw.len >> PS_BATCHER_MIN_SAVING_SHIFT) <= batch->comp.len)
+        b->skip_left = PS_BATCHER_SKIP; /* hardly shrinks: stop paying for it a while */
+    if (ok && batch->comp.len < batch->raw.len) {
         batch->codec = b->o.codec;
         batch->payload = batch->comp.data;
         batch->payload_len = (uint32_t)batch->comp.len;
@@ -135,6 +145,7 @@ static void compress_done(uv_work_t *w, int status)
         batch->codec = PS_CODEC_NONE;
         batch->payload = batch->raw.data;
         batch->payload_len = batch->raw_len;
+        b->totals.stored_batches++;
     }
     batch_finish(batch);
 }
@@ -151,7 +162,11 @@ void ps_batcher_flush(ps_batcher *b)
     b->totals.batches++;
     b->totals.raw_bytes += batch->raw.len;
     b->o.on_sealed(b->o.ud, batch);
-    if (b->o.codec == PS_CODEC_NONE) {
+    if (b->o.codec == PS_CODEC_NONE || b->skip_left > 0) {
+        if (b->o.codec != PS_CODEC_NONE) {
+            b->skip_left--;
+            b->totals.stored_batches++;
+        }
         batch->codec = PS_CODEC_NONE;
         batch->payload = batch->raw.data;
         batch->payload_len = batch->raw_len;

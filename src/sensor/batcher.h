@@ -8,7 +8,8 @@
  * on_sealed (the uplink queues it in order). Compression runs on libuv's
  * worker pool so capture never waits for it; on_ready fires on the loop
  * thread when the payload is ready to send. With codec "none" the raw buffer
- * is the payload and no thread hop happens.
+ * is the payload and no thread hop happens; the same holds for batches that
+ * adaptive compression sends stored because recent ones did not shrink.
  *
  * Batches come from and return to a small pool (ps_batcher_release), so the
  * steady state allocates nothing.
@@ -83,6 +84,9 @@ void ps_batcher_free(ps_batcher *b);
 
 typedef struct ps_batcher_totals {
     uint64_t packets, bytes, batches, raw_bytes, wire_bytes;
+    uint64_t stored_batches; /* sent uncompressed although a codec is set: they
+                              * did not shrink, or adaptive compression skipped
+                              * them (see batcher.c) */
 } ps_batcher_totals;
 void ps_batcher_get_totals(const ps_batcher *b, ps_batcher_totals *t);
 

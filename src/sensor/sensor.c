@@ -322,11 +322,12 @@ static void log_summary(sensor *s)
     ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
            "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
            " unacked=%" PRIu64 " evicted=%" PRIu64 " dropped=%" PRIu64 " raw_bytes=%" PRIu64
-           " wire_bytes=%" PRIu64 " reconnects=%" PRIu64 " seconds=%.3f receiver=%s",
+           " wire_bytes=%" PRIu64 " stored_batches=%" PRIu64 " reconnects=%" PRIu64
+           " seconds=%.3f receiver=%s",
            s->exit_code == 0 ? "done" : "stopped", bt.packets, bt.bytes, bt.batches,
            ut.acked_packets, bt.packets - ut.acked_packets - ut.evicted_packets, ut.evicted_packets,
            s->file ? ps_capture_file_dropped(s->file) : 0, bt.raw_bytes, bt.wire_bytes,
-           ut.reconnects, secs, ps_uplink_target(s->uplink));
+           bt.stored_batches, ut.reconnects, secs, ps_uplink_target(s->uplink));
 }
 
 /* The client TLS context (NULL without tls.enable) and the startup warnings
