@@ -7,6 +7,10 @@
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 #   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
+#   make bench-peers   the performance issue's table: packetstreamer, tcpdump -w, tcpdump | nc,
+#                      netsniff-ng under the same generator, same run (root, ~5 minutes)
+#   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
+#   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
@@ -15,7 +19,8 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
 	curl prometheus chromium
 
-.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live format clean
+.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
+	bench-peers bench-ingest bench-profile build-prof format clean
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -70,8 +75,28 @@ bench-live: deps build
 	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	/usr/bin/python3 bench/live.py
 
+# Packages only the benchmarks need, installed by their targets (not by make deps).
+BENCH_PEERS_PACKAGES = tcpreplay netsniff-ng netcat-openbsd ethtool tcpdump
+bench-peers: deps build
+	@missing=$$(for p in $(BENCH_PEERS_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	/usr/bin/python3 bench/peers.py
+
+bench-ingest: deps build
+	/usr/bin/python3 bench/ingest.py
+
+# Release (-O3) with symbols for callgrind_annotate; same code as build/.
+build-prof:
+	cmake -S . -B build-prof -DCMAKE_BUILD_TYPE=Release -DPS_TESTS=OFF -DCMAKE_C_FLAGS=-g >/dev/null
+	cmake --build build-prof -j $(JOBS)
+
+bench-profile: deps build-prof
+	@dpkg-query -W -f='$${Status}\n' valgrind 2>/dev/null | grep -q 'ok installed' || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
+	/usr/bin/python3 bench/profile.py
+
 format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-fuzz build-release-check
+	rm -rf build build-asan build-fuzz build-release-check build-prof
