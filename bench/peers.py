@@ -90,7 +90,7 @@ def start(a, ns, tool, d):
                         "--id", "bench", "--http", "127.0.0.1:0"]
                 + (["--codec", a.codec] if a.codec else []),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("sensor"),
-                env=benchlib.child_env())
+                env=dict(benchlib.child_env(), **a.sensor_env))
             benchlib.wait_log(d / "sensor.log", "connected to receiver", procs["sensor"])
             benchlib.wait_log(d / "sensor.log", "capturing on %s" % IF, procs["sensor"])
             return procs, [("sensor", signal.SIGTERM), ("receiver", signal.SIGTERM)], \
@@ -221,8 +221,8 @@ def fmt(v, f="%.2f"):
 
 
 def rss(r):
-    return " + ".join("%.1f" % ((r["peak_rss_kib"].get(n) or 0) / 1024)
-                      for n in r["peak_rss_kib"])
+    return ", ".join("%s %.1f" % (n, (r["peak_rss_kib"].get(n) or 0) / 1024)
+                     for n in sorted(r["peak_rss_kib"], key=lambda n: n != "sensor"))
 
 
 def case_name(size, rate):
@@ -240,7 +240,7 @@ def print_tables(results):
             r["written"], fmt(r["loss_pct"], "%.1f"), fmt(r["total_cpu_s_per_M"]),
             fmt(r["cpu_s_per_M"].get("sensor")) if ps else "",
             fmt(r["cpu_s_per_M"].get("receiver")) if ps else "",
-            ("sensor %s" % rss(r)).replace(" + ", " + receiver ", 1) if ps else rss(r)))
+            rss(r)))
     print()
     tools = []
     for r in results:
@@ -276,6 +276,9 @@ def main():
     ap.add_argument("--top-packets-1400", type=int, default=2400000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--codec", default=None, help="sensor --codec (default: the sensor's, lz4)")
+    ap.add_argument("--sensor-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for the sensor, e.g. PACKETSTREAMER_CAPTURE_BUFFER_SIZE_MB=16 "
+                         "(repeatable; default: none, every setting at its default)")
     ap.add_argument("--drain", type=float, default=3.0, help="s to wait after the generator")
     ap.add_argument("--netsniff-ring", default="32MiB")
     ap.add_argument("--quiet-pct", type=float, default=15.0,
@@ -284,9 +287,19 @@ def main():
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--dir", default="/dev/shm", help="tmpfs for captures and outputs")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="print the tables of an earlier run's results file and exit")
     a = ap.parse_args()
+    if a.from_json:
+        import json
+        with open(a.from_json) as f:
+            print_tables(json.load(f)["runs"])
+        return
     if os.geteuid() != 0:
         raise SystemExit("peers.py needs root (network namespaces)")
+    a.sensor_env = dict(kv.split("=", 1) for kv in a.sensor_env)
+    if a.sensor_env:
+        LABEL["ps"] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
     tools = [t for t in a.tools.split(",") if t]
     for t in tools:
         if t not in TOOLS:
@@ -337,7 +350,7 @@ def main():
     print_tables(results)
     out = benchlib.write_results("peers", {
         "benchmark": "peers", "version": version, "binary": a.bin, "machine": benchlib.machine(),
-        "pinned": a.pin, "codec": a.codec, "seconds": a.seconds, "drain": a.drain,
+        "pinned": a.pin, "codec": a.codec, "sensor_env": a.sensor_env, "seconds": a.seconds, "drain": a.drain,
         "netsniff_ring": a.netsniff_ring, "runs": results})
     print("\nresults: %s" % out.relative_to(REPO))
 
