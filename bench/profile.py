@@ -97,6 +97,73 @@ def one(a, work, pcap, packets, codec, role):
     return cg
 
 
+def one_live(a, ns, work, pcap, pps, seconds, codec):
+    """Live: the receiver native, the sensor under callgrind capturing vethb0
+    while tcpreplay sends pps x seconds frames. Returns (callgrind file, sent)."""
+    d = Path(tempfile.mkdtemp(prefix="live-", dir=work))
+    cg = d / "callgrind.out"
+    port = 18602
+    env = benchlib.child_env()
+    node = ns.exec_node()
+    procs = []
+    try:
+        rx = subprocess.Popen(node + [a.bin, "receiver", "--listen", "127.0.0.1:%d" % port,
+                                      "--output", str(d / "out"), "--http", "127.0.0.1:0"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=open(d / "rx.log", "w"), env=env)
+        procs.append(rx)
+        benchlib.wait_log(d / "rx.log", "listening on", rx)
+        sx = subprocess.Popen(node + ["valgrind", "--tool=callgrind",
+                                      "--callgrind-out-file=%s" % cg, a.bin, "sensor",
+                                      "--receiver", "127.0.0.1:%d" % port, "--interface",
+                                      ns.node_if, "--codec", codec, "--id", "prof",
+                                      "--http", "127.0.0.1:0"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=open(d / "sx.log", "w"), env=env)
+        procs.append(sx)
+        benchlib.wait_log(d / "sx.log", "capturing on %s" % ns.node_if, sx, timeout=120)
+        time.sleep(1)
+        sent, _, _ = benchlib.tcpreplay(ns, pcap, int(pps * seconds), pps)
+        time.sleep(2)
+        benchlib.reap(sx, signal.SIGTERM, timeout=a.timeout)
+        benchlib.reap(rx, signal.SIGTERM, timeout=60)
+    finally:
+        benchlib.kill_all(procs)
+    written = sum(benchlib.count_records(f, tagged_only=True) for f in (d / "out").glob("*.pcapng"))
+    if written != sent:
+        raise RuntimeError("live %s at %d pps: %d written of %d sent (the sensor under "
+                           "callgrind is too slow: lower --live-pps)" % (codec, pps, written, sent))
+    return cg, sent
+
+
+def live_profile(a, work, results, rows):
+    """Instructions per packet of the live sensor (TPACKET_V3 ring -> batch
+    -> codec -> socket): two runs of the same length at pps and 3 x pps, so
+    time-driven work (timers, statistics) cancels out of the difference."""
+    with benchlib.Netns("pspf-prof") as ns:
+        for size in (64, 1400):
+            pcap = work / ("udp%d.pcap" % size)
+            benchlib.make_udp_pcap(pcap, size, 20000)
+            for codec in [c for c in a.codecs.split(",") if c]:
+                ir, sent = {}, {}
+                for pps in (a.live_pps, 3 * a.live_pps):
+                    cg, n = one_live(a, ns, work, pcap, pps, a.live_seconds, codec)
+                    ir[pps], sent[pps] = total_ir(cg), n
+                lo, hi = a.live_pps, 3 * a.live_pps
+                per = (ir[hi] - ir[lo]) / (sent[hi] - sent[lo])
+                top = top_functions(cg, a.top)
+                role = "live sensor, %d B" % size
+                rows.append((role, codec, ir[lo], ir[hi], per))
+                results["runs"].append({"role": role, "codec": codec, "ir": ir, "sent": sent,
+                                        "ir_per_packet": per,
+                                        "top_exclusive": [{"ir": t[0], "pct": t[1], "fn": t[2]}
+                                                          for t in top]})
+                print("%s, codec %s: %.0f instructions/packet" % (role, codec, per),
+                      file=sys.stderr)
+                for t in top:
+                    print("    %14d %5.1f%%  %s" % t, file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", default=str(REPO / "build-prof" / "packetstreamer"))
@@ -107,6 +174,11 @@ def main():
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--dir", default="/dev/shm")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--live", action="store_true",
+                    help="also profile the live sensor (root: network namespaces pspf-prof-*, "
+                         "tcpreplay): 64 and 1400 B frames, --live-pps and 3x that")
+    ap.add_argument("--live-pps", type=int, default=5000)
+    ap.add_argument("--live-seconds", type=float, default=4.0)
     a = ap.parse_args()
     a.bin = str(Path(a.bin).resolve())
     if not shutil.which("valgrind"):
@@ -122,6 +194,8 @@ def main():
             pcaps[n] = work / ("imix-%d.pcap" % n)
             pcaplib.write_imix(str(pcaps[n]), n, seed=1, fmt="pcap")
         rows = []
+        if a.live:
+            live_profile(a, work, results, rows)
         for codec in [c for c in a.codecs.split(",") if c]:
             for role in ("sensor", "receiver"):
                 ir = {}
@@ -145,8 +219,7 @@ def main():
             shutil.rmtree(work, ignore_errors=True)
         else:
             print("kept %s" % work, file=sys.stderr)
-    print("| process | sensor codec | Ir (%d pkts) | Ir (%d pkts) | instructions / packet |"
-          % (a.small, a.large))
+    print("| process | sensor codec | Ir (small run) | Ir (large run) | instructions / packet |")
     print("|---|---|--:|--:|--:|")
     for role, codec, s, l, per in rows:
         print("| %s | %s | %d | %d | %.0f |" % (role, codec, s, l, per))
