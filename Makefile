@@ -11,6 +11,10 @@
 #   make images            build both container images with podman
 #   make images-check      build, then check and run the images (part of test)
 #   make e2e-images        images stream pod traffic over mTLS, fetched over HTTP (part of test)
+#   make bench-peers   the performance issue's table: packetstreamer, tcpdump -w, tcpdump | nc,
+#                      netsniff-ng under the same generator, same run (root, ~5 minutes)
+#   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
+#   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
@@ -24,7 +28,8 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 	openssl python3-yaml python3-botocore
 
 .PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
-	format clean packaging-deps packaging-check images images-check e2e-images
+	format clean packaging-deps packaging-check images images-check e2e-images \
+	bench-peers bench-ingest bench-profile build-prof
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -106,8 +111,28 @@ bench-live: deps build
 	if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 	/usr/bin/python3 bench/live.py
 
+# Packages only the benchmarks need, installed by their targets (not by make deps).
+BENCH_PEERS_PACKAGES = tcpreplay netsniff-ng netcat-openbsd ethtool tcpdump
+bench-peers: deps build
+	@missing=$$(for p in $(BENCH_PEERS_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+	/usr/bin/python3 bench/peers.py
+
+bench-ingest: deps build
+	/usr/bin/python3 bench/ingest.py
+
+# Release (-O3) with symbols for callgrind_annotate; same code as build/.
+build-prof:
+	cmake -S . -B build-prof -DCMAKE_BUILD_TYPE=Release -DPS_TESTS=OFF -DCMAKE_C_FLAGS=-g >/dev/null
+	cmake --build build-prof -j $(JOBS)
+
+bench-profile: deps build-prof
+	@dpkg-query -W -f='$${Status}\n' valgrind 2>/dev/null | grep -q 'ok installed' || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
+	/usr/bin/python3 bench/profile.py
+
 format:
 	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
 
 clean:
-	rm -rf build build-asan build-fuzz build-release-check
+	rm -rf build build-asan build-fuzz build-release-check build-prof

@@ -43,110 +43,37 @@ import platform
 import re
 import shutil
 import signal
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pcaplib  # noqa: E402
+import benchlib  # noqa: E402
+from benchlib import REPO, pcaplib  # noqa: E402
 
-GEN, NODE = "pslb-gen", "pslb-node"
-GEN_IF, NODE_IF = "eth0", "vethb0"
+NS = benchlib.Netns("pslb", gen_if="eth0", node_if="vethb0")
+GEN, NODE = NS.gen, NS.node
+GEN_IF, NODE_IF = NS.gen_if, NS.node_if
 PORT = 18600
 
-
-def run(*args, check=True):
-    r = subprocess.run([str(a) for a in args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True)
-    if check and r.returncode:
-        raise SystemExit("%s: %s" % (" ".join(map(str, args)), r.stderr.strip()))
-    return r
-
-
-def teardown():
-    for ns in (GEN, NODE):
-        pids = run("ip", "netns", "pids", ns, check=False).stdout.split()
-        for p in pids:  # only processes this script started live in these namespaces
-            try:
-                os.kill(int(p), signal.SIGKILL)
-            except (ProcessLookupError, ValueError):
-                pass
-        run("ip", "netns", "del", ns, check=False)
-
-
-def setup():
-    teardown()
-    for ns in (GEN, NODE):
-        run("ip", "netns", "add", ns)
-        run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1")
-        run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=1")
-        run("ip", "-n", ns, "link", "set", "lo", "up")
-    run("ip", "-n", GEN, "link", "add", GEN_IF, "type", "veth", "peer", "name", NODE_IF,
-        "netns", NODE)
-    for ns, dev in ((GEN, GEN_IF), (NODE, NODE_IF)):
-        run("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gro", "off", "gso", "off", "tso",
-            "off", check=False)
-        run("ip", "-n", ns, "link", "set", dev, "up")
+run = benchlib.run
+setup, teardown, rx_packets = NS.setup, NS.teardown, NS.rx_packets
+vmhwm_kb = benchlib.vm_hwm_kib
+wait_file = benchlib.wait_log
 
 
 def make_pcap(path, size, count=50000):
-    """count frames of `size` bytes (Ethernet header included), unique payloads."""
-    dst, src = bytes.fromhex("020000000099"), bytes.fromhex("020000000001")
-    s_ip, d_ip = bytes([10, 78, 0, 1]), bytes([10, 78, 0, 2])
-    recs = []
-    pad = size - 14 - 20 - 8
-    for i in range(count):
-        payload = struct.pack("!Q", i) + b"\xa5" * (pad - 8)
-        frame = pcaplib._eth(dst, src, 0x0800) + pcaplib._ipv4(
-            s_ip, d_ip, 17, pcaplib._udp4(s_ip, d_ip, 40000, 9, payload), i)
-        recs.append(pcaplib.Record(0, i * 1000, len(frame), len(frame), frame))
-    pcaplib.write_pcap(path, recs)
-
-
-def rx_packets():
-    out = run("ip", "-n", NODE, "-s", "-j", "link", "show", "dev", NODE_IF).stdout
-    return json.loads(out)[0]["stats64"]["rx"]["packets"]
-
-
-def vmhwm_kb(pid):
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            m = re.search(r"VmHWM:\s+(\d+) kB", f.read())
-        return int(m.group(1)) if m else None
-    except OSError:
-        return None
-
-
-def wait_file(path, pattern, proc, timeout=10):
-    rx = re.compile(pattern)
-    end = time.time() + timeout
-    while time.time() < end:
-        if rx.search(Path(path).read_text(errors="replace")):
-            return
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    raise SystemExit("no /%s/ in %s:\n%s" % (pattern, path, Path(path).read_text()[-2000:]))
+    """count frames of `size` bytes (Ethernet header included), unique
+    counters, otherwise constant (compressible) payloads."""
+    benchlib.make_udp_pcap(path, size, count, payload="counter")
 
 
 def reap(proc, sig, timeout=30):
-    if sig is not None and proc.poll() is None:
-        proc.send_signal(sig)
-    end = time.time() + timeout
-    while time.time() < end:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid == proc.pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return ru.ru_utime + ru.ru_stime
-        time.sleep(0.02)
-    proc.kill()
-    _, status, ru = os.wait4(proc.pid, 0)
-    return ru.ru_utime + ru.ru_stime
+    """CPU seconds (user + system) of proc, stopped with sig."""
+    return benchlib.cpu(benchlib.reap(proc, sig, timeout)[0])
 
 
 def one_run(a, tool, size, rate, count, pcap, work):

@@ -26,10 +26,8 @@ import datetime
 import json
 import os
 import platform
-import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,83 +35,16 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "lib"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pcaplib  # noqa: E402
-
-MB = 1_000_000
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+import benchlib  # noqa: E402
+from benchlib import (MB, REPO, child_env, cpu, free_port, listening, machine,  # noqa: E402
+                      parse_kv, pcaplib, vm_hwm_kib)
 
 
-def listening(port):
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table) as f:
-                next(f)
-                for line in f:
-                    parts = line.split()
-                    if parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
-                        return True
-        except OSError:
-            pass
-    return False
-
-
-def child_env():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PACKETSTREAMER_")}
-    env["LC_ALL"] = "C"
-    return env
-
-
-def parse_kv(text):
-    for line in reversed(text.splitlines()):
-        if "packets=" in line:
-            return dict(re.findall(r"([A-Za-z_][\w.]*)=(\S+)", line))
-    return {}
-
-
-def vm_hwm_kib(pid):
-    """Peak RSS (VmHWM, KiB) of pid's current program, or None."""
-    try:
-        with open("/proc/%d/status" % pid) as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def wait4(proc, poll_s=0.002):
-    """Waits for a Popen with os.wait4; returns (exit code, rusage, peak RSS
-    KiB) and marks it reaped.
-
-    Peak RSS: ru_maxrss of a child on Linux is at least the parent's RSS high
-    water mark at fork time (kept across exec), which for this Python parent
-    is tens of MiB. So VmHWM of /proc/PID/status, a kernel-maintained high
-    water mark of the program after exec, is read while waiting (every
-    poll_s) and its last value is used; ru_maxrss is reported beside it."""
-    hwm = None
-    while True:
-        pid, status, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        h = vm_hwm_kib(proc.pid)
-        if h is not None:
-            hwm = h
-        time.sleep(poll_s)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, ru, hwm
-
-
-def cpu(ru):
-    return ru.ru_utime + ru.ru_stime
+def wait4(proc):
+    rc, ru, hwm, _ = benchlib.wait4(proc)
+    return rc, ru, hwm
 
 
 def one_run(args, workdir, input_path, codec, run_no):
@@ -226,20 +157,6 @@ def table(medians):
             cells.append("-" if v is None else fmt % v)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def machine():
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "cpus": os.cpu_count(), "kernel": platform.release(),
-            "python": platform.python_version()}
 
 
 def main(argv=None):

@@ -30,6 +30,8 @@
 
 #define PS_NET_READ_CHUNK (256 * 1024)
 #define PS_NET_TLS_CHUNK (64 * 1024)
+/* Frames at least this large are read up to their end and no further. */
+#define PS_NET_WHOLE_FRAME_MIN (64 * 1024)
 #define PS_TLS_RECORD_TYPE_HANDSHAKE 0x16
 
 struct ps_conn {
@@ -38,7 +40,8 @@ struct ps_conn {
     void *ud;
     uint32_t max_frame;
     ps_buf rx;
-    size_t want; /* bytes the frame being received needs in total */
+    size_t rx_off; /* rx bytes before this offset are dispatched frames */
+    size_t want;   /* bytes the frame being received needs in total */
     int closing;
     int reading;
     int paused;
@@ -56,6 +59,27 @@ struct ps_conn {
 };
 
 static void on_write(uv_write_t *req, int status);
+
+/* Received bytes not yet cut into frames. */
+static size_t rx_pending(const ps_conn *c)
+{
+    return c->rx.len - c->rx_off;
+}
+
+/* Makes room for `room` more bytes after the pending ones. Dispatched frames
+ * are dropped from the front lazily: the partial frame at the end is moved to
+ * the front only when the space behind it is too small, not after every
+ * read (that moved almost every byte a second time). */
+static int rx_reserve(ps_conn *c, size_t room)
+{
+    if (c->rx_off > 0 && c->rx.cap - c->rx.len < room) {
+        size_t pending = rx_pending(c);
+        memmove(c->rx.data, c->rx.data + c->rx_off, pending);
+        c->rx.len = pending;
+        c->rx_off = 0;
+    }
+    return ps_buf_reserve(&c->rx, room);
+}
 
 typedef struct ps_write_req {
     uv_write_t req;
@@ -111,20 +135,31 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
     }
     size_t room = PS_NET_READ_CHUNK;
     /* A frame larger than a chunk is read whole into room reserved for it. */
-    if (c->want > c->rx.len && c->want - c->rx.len > room)
-        room = c->want - c->rx.len;
-    if (ps_buf_reserve(&c->rx, room) != 0) {
+    if (c->want > rx_pending(c) && c->want - rx_pending(c) > room)
+        room = c->want - rx_pending(c);
+    if (rx_reserve(c, room) != 0) {
         buf->base = NULL;
         buf->len = 0; /* libuv reports UV_ENOBUFS to on_read */
         return;
     }
     buf->base = (char *)c->rx.data + c->rx.len;
     buf->len = c->rx.cap - c->rx.len;
+    /* Inside a large frame (a data batch), read no further than its end:
+     * the frame is then complete, dispatched and dropped whole, and no
+     * partial next frame is left behind to move to the front. Otherwise
+     * read at most a chunk, which a full batch frame (block size plus
+     * headers) never fits in: its first read learns its length, the second
+     * completes it. */
+    size_t limit = PS_NET_READ_CHUNK;
+    if (c->want >= PS_NET_WHOLE_FRAME_MIN && c->want > rx_pending(c))
+        limit = c->want - rx_pending(c);
+    if (buf->len > limit)
+        buf->len = limit;
 }
 
 static void conn_dispatch(ps_conn *c)
 {
-    size_t off = 0;
+    size_t off = c->rx_off;
     while (!c->closing && !c->paused) {
         ps_frame f;
         size_t used = 0;
@@ -154,7 +189,9 @@ static void conn_dispatch(ps_conn *c)
             break;
     }
     if (!c->closing) {
-        ps_buf_consume(&c->rx, off);
+        c->rx_off = off;
+        if (c->rx_off == c->rx.len)
+            c->rx.len = c->rx_off = 0;
         if (c->cbs.on_read_done)
             c->cbs.on_read_done(c);
     }
@@ -293,9 +330,9 @@ static int tls_read_plain(ps_conn *c)
 {
     for (;;) {
         size_t room = PS_NET_TLS_CHUNK;
-        if (c->want > c->rx.len && c->want - c->rx.len > room)
-            room = c->want - c->rx.len;
-        if (ps_buf_reserve(&c->rx, room) != 0) {
+        if (c->want > rx_pending(c) && c->want - rx_pending(c) > room)
+            room = c->want - rx_pending(c);
+        if (rx_reserve(c, room) != 0) {
             ps_conn_close(c, UV_ENOBUFS, "out of memory");
             return -1;
         }
@@ -361,12 +398,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             c->fail_label = "eof";
             return;
         }
-        if (nread == UV_EOF && c->rx.len > 0) {
+        if (nread == UV_EOF && rx_pending(c) > 0) {
             char why[160];
             snprintf(why, sizeof(why),
                      "truncated frame: connection closed with %zu bytes of an "
                      "incomplete frame",
-                     c->rx.len);
+                     rx_pending(c));
             ps_conn_close(c, PS_CONN_E_TRUNCATED, why);
             return;
         }
@@ -383,7 +420,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     c->rx.len += (size_t)nread;
     if (!c->first_seen) {
         c->first_seen = 1;
-        if (c->rx.data[0] == PS_TLS_RECORD_TYPE_HANDSHAKE) {
+        if (c->rx.data[c->rx_off] == PS_TLS_RECORD_TYPE_HANDSHAKE) {
             c->fail_label = "tls_on_plaintext";
             ps_conn_close(c, PS_CONN_E_TLS_ON_PLAIN, "TLS handshake on a plaintext port");
             return;
@@ -482,7 +519,7 @@ void ps_conn_resume(ps_conn *c)
                 return;
             }
         }
-        if (c->rx.len > 0)
+        if (rx_pending(c) > 0)
             conn_dispatch(c); /* frames that arrived before the pause */
     }
 }

@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""Peers benchmark: packetstreamer (sensor -> receiver over TCP) against
+`tcpdump -w file`, `tcpdump -U -w - | nc` (into a file) and netsniff-ng,
+under the same generator in the same run: loss %, CPU seconds per million
+packets, peak RSS.
+
+    bench/peers.py [--bin build/packetstreamer]
+                   [--cases 64:100000,64:top,1400:100000,1400:200000,1400:top]
+                   [--tools ps,tcpdump-file,tcpdump-nc,netsniff] [--seconds 6]
+                   [--repeat 1] [--codec CODEC] [--no-pin] [--quiet-pct 15]
+
+Needs root, a Release build (`make build`), tcpreplay, netcat-openbsd,
+netsniff-ng and tcpdump (`make bench-peers` installs them and runs this).
+Standard library only. It reproduces the method of the performance issue's
+baseline table (shared/peers-bench):
+
+  - topology (created here, prefix "pspf-", always deleted):
+        pspf-gen eth0 --veth-- vethb0 pspf-node
+    IPv6 off, GRO/GSO/TSO off; generated frames go to a MAC nobody owns, so
+    the node answers nothing and every frame on vethb0 is a generated one;
+  - generator: tcpreplay in pspf-gen pinned to CPU 0, replaying
+    Ethernet/IPv4/UDP frames of the case's size with incompressible
+    (pseudo-random) payloads tagged with a magic and a sequence number;
+    fixed rates last --seconds (6), top speed sends 3,000,000 frames of
+    64 B or 2,400,000 of 1400 B (--top-packets-64, --top-packets-1400);
+  - capturers run in pspf-node pinned to CPU 1, outputs in tmpfs:
+      ps            packetstreamer receiver (127.0.0.1, pcapng) and sensor
+                    --interface vethb0, default settings (codec lz4);
+      tcpdump-file  tcpdump -i vethb0 -n -w FILE;
+      tcpdump-nc    tcpdump -i vethb0 -n -U -w - | nc -N 127.0.0.1 PORT,
+                    nc -l 127.0.0.1 PORT > FILE;
+      netsniff      netsniff-ng --in vethb0 --out FILE -s -A -Q
+                    -T 0xa1b2c3d4 -S 32MiB (the issue's settings);
+  - per run: start the capturers, wait until they are ready, wait until the
+    machine is quiet (--quiet-pct, at most --max-wait s), read vethb0's rx
+    counter, replay, wait --drain s, read the counter again (on wire =
+    the difference), stop the capturers (SIGINT for tcpdump and netsniff-ng
+    as the issue's scripts do, SIGTERM for packetstreamer; nc exits at EOF)
+    and reap each with wait4;
+  - written = tagged frames in the output file(s); loss % = (on wire -
+    written) / on wire; CPU = user + system seconds of each capturing
+    process over its whole life (wait4 rusage, threads included) per million
+    packets written: packetstreamer sensor, receiver, and both; baselines:
+    all their processes (tcpdump + both nc); peak RSS = VmHWM of each process.
+
+Prints per-run lines, a detailed markdown table and the issue-style matrix
+(loss % . CPU s/M per cell), and writes bench/results/peers-<UTC>.json.
+"""
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import benchlib  # noqa: E402
+from benchlib import REPO  # noqa: E402
+
+PREFIX = "pspf"
+PORT = 18601
+TOOLS = ("ps", "tcpdump-file", "tcpdump-nc", "netsniff")
+LABEL = {"ps": "packetstreamer", "tcpdump-file": "tcpdump -w file",
+         "tcpdump-nc": "tcpdump -U -w - | nc", "netsniff": "netsniff-ng"}
+
+
+def start(a, ns, tool, d):
+    """Starts the capture side of `tool`; returns (procs dict, stop order,
+    output files). stop order: (name, signal or None = exits on its own)."""
+    node = ns.exec_node("1" if a.pin else None)
+    IF = ns.node_if
+    procs = {}
+    log = lambda n: open(d / (n + ".log"), "w")  # noqa: E731
+    try:
+        if tool == "ps":
+            procs["receiver"] = subprocess.Popen(
+                node + [a.bin, "receiver", "--listen", "127.0.0.1:%d" % PORT, "--output",
+                        str(d / "out"), "--http", "127.0.0.1:0"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("receiver"),
+                env=benchlib.child_env())
+            benchlib.wait_log(d / "receiver.log", "listening on", procs["receiver"])
+            procs["sensor"] = subprocess.Popen(
+                node + [a.bin, "sensor", "--receiver", "127.0.0.1:%d" % PORT, "--interface", IF,
+                        "--id", "bench", "--http", "127.0.0.1:0"]
+                + (["--codec", a.codec] if a.codec else []),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("sensor"),
+                env=dict(benchlib.child_env(), **a.sensor_env))
+            benchlib.wait_log(d / "sensor.log", "connected to receiver", procs["sensor"])
+            benchlib.wait_log(d / "sensor.log", "capturing on %s" % IF, procs["sensor"])
+            return procs, [("sensor", signal.SIGTERM), ("receiver", signal.SIGTERM)], \
+                lambda: sorted((d / "out").glob("*.pcapng"))
+        out = d / "out.pcap"
+        if tool == "tcpdump-file":
+            procs["tcpdump"] = subprocess.Popen(node + ["tcpdump", "-i", IF, "-n", "-w", str(out)],
+                                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                                stderr=log("tcpdump"))
+            benchlib.wait_log(d / "tcpdump.log", "listening on", procs["tcpdump"])
+            return procs, [("tcpdump", signal.SIGINT)], lambda: [out]
+        if tool == "tcpdump-nc":
+            with open(out, "wb") as f:
+                procs["nc-server"] = subprocess.Popen(node + ["nc", "-l", "127.0.0.1", str(PORT)],
+                                                      stdin=subprocess.DEVNULL, stdout=f,
+                                                      stderr=log("nc-server"))
+            end = time.time() + 10
+            while not listening_in(ns, PORT):
+                if time.time() > end or procs["nc-server"].poll() is not None:
+                    raise RuntimeError("nc -l did not start")
+                time.sleep(0.05)
+            r, w = os.pipe()
+            try:
+                procs["nc-client"] = subprocess.Popen(node + ["nc", "-N", "127.0.0.1", str(PORT)],
+                                                      stdin=r, stdout=subprocess.DEVNULL,
+                                                      stderr=log("nc-client"))
+                procs["tcpdump"] = subprocess.Popen(
+                    node + ["tcpdump", "-i", IF, "-n", "-U", "-w", "-"], stdin=subprocess.DEVNULL,
+                    stdout=w, stderr=log("tcpdump"))
+            finally:
+                os.close(r)
+                os.close(w)
+            benchlib.wait_log(d / "tcpdump.log", "listening on", procs["tcpdump"])
+            return procs, [("tcpdump", signal.SIGINT), ("nc-client", None), ("nc-server", None)], \
+                lambda: [out]
+        if tool == "netsniff":
+            procs["netsniff-ng"] = subprocess.Popen(
+                node + ["netsniff-ng", "--in", IF, "--out", str(out), "-s", "-A", "-Q",
+                        "-T", "0xa1b2c3d4", "-S", a.netsniff_ring],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("netsniff-ng"))
+            # netsniff-ng -s prints nothing when ready: give it the issue's 2 s and check the
+            # output file's header is there
+            end = time.time() + 10
+            time.sleep(2)
+            while not (out.exists() and out.stat().st_size >= 24):
+                if time.time() > end or procs["netsniff-ng"].poll() is not None:
+                    raise RuntimeError("netsniff-ng did not start: %s"
+                                       % (d / "netsniff-ng.log").read_text()[-1000:])
+                time.sleep(0.05)
+            return procs, [("netsniff-ng", signal.SIGINT)], lambda: [out]
+    except BaseException:
+        benchlib.kill_all(procs.values())
+        raise
+    raise ValueError("unknown tool %s" % tool)
+
+
+def listening_in(ns, port):
+    r = benchlib.run("ip", "netns", "exec", ns.node, "cat", "/proc/net/tcp", check=False)
+    for line in r.stdout.splitlines()[1:]:
+        parts = line.split()
+        if len(parts) > 3 and parts[3] == "0A" and int(parts[1].rsplit(":", 1)[1], 16) == port:
+            return True
+    return False
+
+
+def one_run(a, ns, tool, size, rate, count, pcap, work):
+    d = Path(tempfile.mkdtemp(prefix="%s-%d-%s-" % (tool, size, rate), dir=work))
+    procs, stop, outputs = start(a, ns, tool, d)
+    try:
+        time.sleep(0.5)
+        busy, waited = benchlib.wait_quiet(a.quiet_pct, a.max_wait)
+        load = benchlib.load()[0]
+        rx0 = ns.rx_packets()
+        sent, secs, _ = benchlib.tcpreplay(ns, pcap, count, rate, "0" if a.pin else None,
+                                           timeout=max(120, 4 * count / 50000))
+        time.sleep(a.drain)
+        rx1 = ns.rx_packets()
+        hwm = {n: benchlib.vm_hwm_kib(p.pid) for n, p in procs.items()}
+        cpu, rc, killed = {}, {}, []
+        for n, sig in stop:
+            ru, k, h = benchlib.reap(procs[n], sig, timeout=30)
+            cpu[n] = benchlib.cpu(ru)
+            rc[n] = procs[n].returncode
+            if h is not None:
+                hwm[n] = max(hwm[n] or 0, h)
+            if k:
+                killed.append(n)
+    finally:
+        benchlib.kill_all(procs.values())
+    on_wire = rx1 - rx0
+    written = sum(benchlib.count_records(f, tagged_only=True) for f in outputs()
+                  if f.exists())
+    res = {"tool": tool, "size": size, "rate": rate, "offered": sent,
+           "offered_pps": round(sent / secs) if secs else None,
+           "on_wire": on_wire, "on_wire_pps": round(on_wire / secs) if secs else None,
+           "written": written,
+           "loss_pct": round(100.0 * (on_wire - written) / on_wire, 3) if on_wire else None,
+           "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
+           "total_cpu_s": round(sum(cpu.values()), 3),
+           "peak_rss_kib": hwm, "exit": rc, "killed": killed,
+           "pre_busy_pct": round(busy, 1), "waited_s": round(waited, 1), "load1": load}
+    per_m = lambda s: round(s / (written / 1e6), 3) if written else None  # noqa: E731
+    res["total_cpu_s_per_M"] = per_m(res["total_cpu_s"])
+    res["cpu_s_per_M"] = {k: per_m(v) for k, v in cpu.items()}
+    if tool == "ps":
+        text = (d / "sensor.log").read_text(errors="replace")
+        m = re.search(r"capture: .*captured=(\d+) .*kernel_drops=(\d+) if_drops=(\d+) "
+                      r"sensor_drops=(\d+)", text)
+        if m:
+            res.update(captured=int(m.group(1)), kernel_drops=int(m.group(2)),
+                       if_drops=int(m.group(3)), sensor_drops=int(m.group(4)))
+        m = re.search(r" acked=(\d+)", text)
+        res["delivered"] = int(m.group(1)) if m else None
+        res["sensor_tail"] = text.strip().splitlines()[-3:]
+    elif tool.startswith("tcpdump"):
+        text = (d / "tcpdump.log").read_text(errors="replace")
+        m1 = re.search(r"(\d+) packets captured", text)
+        m2 = re.search(r"(\d+) packets dropped by kernel", text)
+        res["captured"] = int(m1.group(1)) if m1 else None
+        res["kernel_drops"] = int(m2.group(1)) if m2 else None
+    if not a.keep:
+        shutil.rmtree(d, ignore_errors=True)
+    return res
+
+
+def fmt(v, f="%.2f"):
+    return "-" if v is None else f % v
+
+
+def rss(r):
+    return ", ".join("%s %.1f" % (n, (r["peak_rss_kib"].get(n) or 0) / 1024)
+                     for n in sorted(r["peak_rss_kib"], key=lambda n: n != "sensor"))
+
+
+def case_name(size, rate):
+    return "%d B, %s" % (size, "top" if rate == "top" else "%dk pps" % (int(rate) // 1000))
+
+
+def print_tables(results):
+    print("| frame | rate | tool | on wire (pps) | written | loss % | CPU s/M capture | "
+          "CPU s/M sensor | CPU s/M receiver | peak RSS MiB |")
+    print("|--:|---|---|--:|--:|--:|--:|--:|--:|---|")
+    for r in results:
+        ps = r["tool"] == "ps"
+        print("| %d | %s | %s | %d (%s) | %d | %s | %s | %s | %s | %s |" % (
+            r["size"], r["rate"], LABEL[r["tool"]].replace("|", "\\|"), r["on_wire"], fmt(r["on_wire_pps"], "%d"),
+            r["written"], fmt(r["loss_pct"], "%.1f"), fmt(r["total_cpu_s_per_M"]),
+            fmt(r["cpu_s_per_M"].get("sensor")) if ps else "",
+            fmt(r["cpu_s_per_M"].get("receiver")) if ps else "",
+            rss(r)))
+    print()
+    tools = []
+    for r in results:
+        if r["tool"] not in tools:
+            tools.append(r["tool"])
+    cases = []
+    for r in results:
+        if (r["size"], r["rate"]) not in cases:
+            cases.append((r["size"], r["rate"]))
+    print("| offered | " + " | ".join(LABEL[t].replace("|", "\\|") for t in tools) + " |")
+    print("|---|" + "---|" * len(tools))
+    for c in cases:
+        cells = []
+        pps = [r["on_wire_pps"] for r in results if (r["size"], r["rate"]) == c and r["on_wire_pps"]]
+        for t in tools:
+            rs = [r for r in results if (r["size"], r["rate"]) == c and r["tool"] == t]
+            cells.append(" / ".join("%s · %s" % (fmt(r["loss_pct"], "%.1f"),
+                                                 fmt(r["total_cpu_s_per_M"])) for r in rs) or "-")
+        name = case_name(*c)
+        if c[1] == "top" and pps:
+            name += " (~%dk pps)" % (sum(pps) / len(pps) // 1000)
+        print("| %s | %s |" % (name, " | ".join(cells)))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=str(REPO / "build" / "packetstreamer"))
+    ap.add_argument("--cases", default="64:100000,64:top,1400:100000,1400:200000,1400:top")
+    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of fixed-rate cases")
+    ap.add_argument("--top-packets-64", type=int, default=3000000)
+    ap.add_argument("--top-packets-1400", type=int, default=2400000)
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--codec", default=None, help="sensor --codec (default: the sensor's, lz4)")
+    ap.add_argument("--sensor-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="environment for the sensor, e.g. PACKETSTREAMER_CAPTURE_BUFFER_SIZE_MB=16 "
+                         "(repeatable; default: none, every setting at its default)")
+    ap.add_argument("--drain", type=float, default=3.0, help="s to wait after the generator")
+    ap.add_argument("--netsniff-ring", default="32MiB")
+    ap.add_argument("--quiet-pct", type=float, default=15.0,
+                    help="before each replay wait until the machine is under this %% busy")
+    ap.add_argument("--max-wait", type=float, default=30.0, help="for --quiet-pct, s")
+    ap.add_argument("--no-pin", dest="pin", action="store_false")
+    ap.add_argument("--dir", default="/dev/shm", help="tmpfs for captures and outputs")
+    ap.add_argument("--keep", action="store_true", help="keep each run's directory")
+    ap.add_argument("--from-json", metavar="FILE",
+                    help="print the tables of an earlier run's results file and exit")
+    a = ap.parse_args()
+    if a.from_json:
+        import json
+        with open(a.from_json) as f:
+            print_tables(json.load(f)["runs"])
+        return
+    if os.geteuid() != 0:
+        raise SystemExit("peers.py needs root (network namespaces)")
+    a.sensor_env = dict(kv.split("=", 1) for kv in a.sensor_env)
+    if a.sensor_env:
+        LABEL["ps"] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
+    tools = [t for t in a.tools.split(",") if t]
+    for t in tools:
+        if t not in TOOLS:
+            raise SystemExit("unknown tool %s (one of %s)" % (t, ", ".join(TOOLS)))
+    need = {"tcpreplay", "ethtool"} | ({"tcpdump"} if any(t.startswith("tcpdump") for t in tools)
+                                       else set()) | ({"nc"} if "tcpdump-nc" in tools else set()) \
+        | ({"netsniff-ng"} if "netsniff" in tools else set())
+    missing = [t for t in sorted(need) if not shutil.which(t)]
+    if missing:
+        raise SystemExit("missing %s: apt-get install tcpreplay netcat-openbsd netsniff-ng tcpdump "
+                         "ethtool (make bench-peers does)" % " ".join(missing))
+    a.bin = str(Path(a.bin).resolve())
+    if "ps" in tools and not os.access(a.bin, os.X_OK):
+        raise SystemExit("no executable at %s (make build)" % a.bin)
+    version = benchlib.run(a.bin, "--version", check=False).stdout.strip() if "ps" in tools else ""
+    work = Path(tempfile.mkdtemp(prefix="pspf-", dir=a.dir))
+    results = []
+    t0 = time.time()
+    try:
+        with benchlib.Netns(PREFIX) as ns:
+            pcaps = {}
+            for case in a.cases.split(","):
+                size, rate = case.split(":")
+                size = int(size)
+                if size not in pcaps:
+                    pcaps[size] = work / ("udp%d.pcap" % size)
+                    benchlib.make_udp_pcap(pcaps[size], size, 50000)
+                if rate == "top":
+                    count = a.top_packets_64 if size <= 256 else a.top_packets_1400
+                else:
+                    count = int(float(rate) * a.seconds)
+                for rep in range(a.repeat):
+                    for tool in tools:
+                        r = one_run(a, ns, tool, size, rate, count, pcaps[size], work)
+                        r["rep"] = rep
+                        results.append(r)
+                        print("%-12s %5d B %-7s on wire %8d (%7s pps) written %8d loss %6s %% "
+                              "CPU %s s/M %s RSS %s MiB (load %.2f)"
+                              % (tool, size, rate, r["on_wire"], r["on_wire_pps"], r["written"],
+                                 fmt(r["loss_pct"], "%.2f"), fmt(r["total_cpu_s_per_M"]),
+                                 r["cpu_s_per_M"], rss(r), r["load1"]),
+                              file=sys.stderr, flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print("\n%s; %s; %d CPUs; generator on CPU 0, capturers on CPU 1%s; %.0f s\n"
+          % (version or "baselines only", benchlib.machine()["cpu"], os.cpu_count(),
+             "" if a.pin else " (NOT pinned)", time.time() - t0))
+    print_tables(results)
+    out = benchlib.write_results("peers", {
+        "benchmark": "peers", "version": version, "binary": a.bin, "machine": benchlib.machine(),
+        "pinned": a.pin, "codec": a.codec, "sensor_env": a.sensor_env, "seconds": a.seconds, "drain": a.drain,
+        "netsniff_ring": a.netsniff_ring, "runs": results})
+    print("\nresults: %s" % out.relative_to(REPO))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except RuntimeError as e:
+        raise SystemExit("peers.py: %s" % e)
