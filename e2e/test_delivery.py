@@ -98,43 +98,41 @@ def test_receiver_killed_three_times_during_a_30s_stream(cluster, tmp_path):
     assert "resuming" in logs
 
 
-def test_receiver_paused_for_10s(cluster, tmp_path):
+def outage_during_stream(cluster, tmp_path, tag, outage, recover, settle):
+    """A 14 s stream with a 10 s outage starting 2 s in (outage() starts it,
+    recover() ends it); every datagram must arrive exactly once and the
+    account must balance with no kernel drops."""
     out = tmp_path / "out"
     rx = cluster.receiver(out)
     s = cluster.sensor(CONFIG)
     s.wait_log(r"capturing on vethpa ")
     s.wait_log("connected to receiver")
-    gen = start_generator(cluster, 14, 400, "STOP")
+    gen = start_generator(cluster, 14, 400, tag)
     time.sleep(2)
-    rx.p.send_signal(signal.SIGSTOP)
+    outage(rx)
     time.sleep(10)
-    rx.p.send_signal(signal.SIGCONT)
+    recover(rx)
     wait_generator(gen, 30)
-    time.sleep(2)
+    time.sleep(settle)
     text = finish(cluster, s, rx)
-    check_exactly_once(out, "STOP", gen.expected)
-    check_account(text)  # kernel drops stay 0: the pause filled the spool, not the ring
+    check_exactly_once(out, tag, gen.expected)
+    check_account(text)  # kernel drops stay 0: the outage filled the spool, not the ring
+
+
+def test_receiver_paused_for_10s(cluster, tmp_path):
+    outage_during_stream(cluster, tmp_path, "STOP",
+                         lambda rx: rx.p.send_signal(signal.SIGSTOP),
+                         lambda rx: rx.p.send_signal(signal.SIGCONT), settle=2)
 
 
 def test_link_to_receiver_down_for_10s(cluster, tmp_path):
-    out = tmp_path / "out"
-    rx = cluster.receiver(out)
-    s = cluster.sensor(CONFIG)
-    s.wait_log(r"capturing on vethpa ")
-    s.wait_log("connected to receiver")
-    gen = start_generator(cluster, 14, 400, "LINK")
-    time.sleep(2)
-    run("ip", "-n", "pslc-node", "link", "set", "eth0", "down")
-    time.sleep(10)
-    run("ip", "-n", "pslc-node", "link", "set", "eth0", "up")
-    wait_generator(gen, 30)
     # TCP retransmits (or the sensor reconnects) once the link is back; the
     # SIGTERM in finish() then waits up to sensor.shutdownDeadlineSec (20 s)
     # for the last acknowledgements.
-    time.sleep(3)
-    text = finish(cluster, s, rx)
-    check_exactly_once(out, "LINK", gen.expected)
-    check_account(text)
+    outage_during_stream(cluster, tmp_path, "LINK",
+                         lambda rx: run("ip", "-n", "pslc-node", "link", "set", "eth0", "down"),
+                         lambda rx: run("ip", "-n", "pslc-node", "link", "set", "eth0", "up"),
+                         settle=3)
 
 
 def flood_through_frozen_receiver(cluster, tmp_path, policy, n=6000):
