@@ -178,22 +178,32 @@ static void batch_unref(ps_uplink *u, ps_batch *b)
         ps_batcher_release(u->batcher, b);
 }
 
+/* Takes b (after prev, NULL if b is the head) out of the spool for good:
+ * acknowledged or evicted. Its memory goes back to the batcher once no write
+ * references it. */
+static void spool_remove(ps_uplink *u, ps_batch *prev, ps_batch *b)
+{
+    if (prev)
+        prev->next = b->next;
+    else
+        u->head = b->next;
+    if (u->tail == b)
+        u->tail = prev;
+    if (u->cursor == b)
+        u->cursor = b->next;
+    u->totals.spool_bytes -= b->spool_mem;
+    u->totals.spool_batches--;
+    b->acked = 1;
+    batch_unref(u, b);
+}
+
 /* Removes batches up to seq from the head of the spool. */
 static void spool_ack(ps_uplink *u, uint64_t seq)
 {
     while (u->head && u->head->seq <= seq) {
-        ps_batch *b = u->head;
-        u->head = b->next;
-        if (!u->head)
-            u->tail = NULL;
-        if (u->cursor == b)
-            u->cursor = u->head;
-        u->totals.spool_bytes -= b->spool_mem;
-        u->totals.spool_batches--;
         u->totals.acked_batches++;
-        u->totals.acked_packets += b->records;
-        b->acked = 1;
-        batch_unref(u, b);
+        u->totals.acked_packets += u->head->records;
+        spool_remove(u, NULL, u->head);
     }
 }
 
@@ -209,21 +219,10 @@ uint64_t ps_uplink_evict_oldest(ps_uplink *u, void (*each)(void *ud, const ps_ba
         return 0;
     if (each)
         each(ud, b);
-    if (prev)
-        prev->next = b->next;
-    else
-        u->head = b->next;
-    if (u->tail == b)
-        u->tail = prev;
-    if (u->cursor == b)
-        u->cursor = b->next;
-    u->totals.spool_bytes -= b->spool_mem;
-    u->totals.spool_batches--;
-    u->totals.evicted_batches++;
-    u->totals.evicted_packets += b->records;
     uint64_t n = b->records;
-    b->acked = 1; /* out of the spool for good */
-    batch_unref(u, b);
+    u->totals.evicted_batches++;
+    u->totals.evicted_packets += n;
+    spool_remove(u, prev, b);
     return n;
 }
 
