@@ -11,13 +11,20 @@
 
 #include "core/log.h"
 
-#define PS_BATCHER_POOL_MAX 8
+/* Released batches kept for reuse when no pool size is given. */
+#define PS_BATCHER_POOL_MIN 8
 /* Adaptive compression: a batch that shrinks by less than 1/32 (3 %) is
- * not worth the codec's CPU (encrypted traffic, already compressed files);
- * after one, the next PS_BATCHER_SKIP batches go out stored without trying,
- * then the codec is tried again, so a change in the traffic is noticed. */
+ * not worth the codec's CPU (encrypted traffic, already compressed files).
+ * After one, batches go out stored without trying, then a single batch is
+ * tried again (the probe) so a change in the traffic is noticed. While the
+ * probe is on a worker, the batches behind it go stored too: at line rate
+ * dozens are sealed meanwhile, and compressing them all made the probing
+ * cost more than the rest of the sensor. Each probe that fails doubles the
+ * stored run, from PS_BATCHER_SKIP_MIN up to PS_BATCHER_SKIP_MAX batches;
+ * one that shrinks the data ends it. */
 #define PS_BATCHER_MIN_SAVING_SHIFT 5
-#define PS_BATCHER_SKIP 16
+#define PS_BATCHER_SKIP_MIN 16
+#define PS_BATCHER_SKIP_MAX 256
 
 struct ps_batcher {
     uv_loop_t *loop;
@@ -25,8 +32,13 @@ struct ps_batcher {
     ps_batch *open;
     ps_batch *pool; /* released batches kept for reuse */
     unsigned pool_len;
+    size_t pool_mem; /* bytes the pooled batches hold */
     unsigned busy;
-    unsigned skip_left; /* batches still to send stored (adaptive compression) */
+    /* adaptive compression (see above) */
+    int distrust;       /* the codec stopped paying: send stored, probe now and then */
+    int probing;        /* the probe batch is on a worker */
+    unsigned skip_left; /* batches still to send stored before the next probe */
+    unsigned skip_run;  /* length of the current stored run */
     uint64_t next_seq;
     ps_batcher_totals totals;
 };
@@ -53,6 +65,7 @@ static ps_batch *batch_get(ps_batcher *b)
     if (batch) {
         b->pool = batch->next;
         b->pool_len--;
+        b->pool_mem -= ps_batch_mem(batch);
     } else {
         batch = calloc(1, sizeof(*batch));
         if (!batch)
@@ -123,31 +136,57 @@ static void compress_work(uv_work_t *w)
     batch->comp.len = out;
 }
 
+/* Adaptive compression's bookkeeping for a batch back from the codec. */
+static void learn(ps_batcher *b, const ps_batch *batch, int ok)
+{
+    int poor =
+        ok && batch->raw.len - (batch->raw.len >> PS_BATCHER_MIN_SAVING_SHIFT) <= batch->comp.len;
+    if (batch->probe)
+        b->probing = 0;
+    if (poor && !b->distrust) {
+        b->distrust = 1;
+        b->skip_run = b->skip_left = PS_BATCHER_SKIP_MIN;
+    } else if (batch->probe && !ok) {
+        b->skip_left = b->skip_run; /* the codec failed (memory): try later */
+    } else if (batch->probe && poor) {
+        b->skip_run = b->skip_run * 2 > PS_BATCHER_SKIP_MAX ? PS_BATCHER_SKIP_MAX : b->skip_run * 2;
+        b->skip_left = b->skip_run;
+    } else if (batch->probe) {
+        b->distrust = 0; /* it pays again */
+    }
+}
+
+static void send_stored(ps_batcher *b, ps_batch *batch)
+{
+    batch->codec = PS_CODEC_NONE;
+    batch->payload = batch->raw.data;
+    batch->payload_len = batch->raw_len;
+    if (b->o.codec != PS_CODEC_NONE)
+        b->totals.stored_batches++;
+    batch_finish(batch);
+}
+
 static void compress_done(uv_work_t *w, int status)
 {
     ps_batch *batch = w->data;
     ps_batcher *b = batch->owner;
     b->busy--;
     int ok = status == 0 && batch->comp_err == PS_CODEC_OK;
-    if (ok && batch->raw.len - (batch->raw.len >> PS_BATCHER_MIN_SAVING_SHIFT) <= batch->comp.len)
-        b->skip_left = PS_BATCHER_SKIP; /* hardly shrinks: stop paying for it a while */
+    learn(b, batch, ok);
     if (ok && batch->comp.len < batch->raw.len) {
         batch->codec = b->o.codec;
         batch->payload = batch->comp.data;
         batch->payload_len = (uint32_t)batch->comp.len;
-    } else {
-        /* Each batch names its codec, so data that did not shrink (or a
-         * codec that failed for lack of memory) goes out stored: nothing is
-         * lost and the receiver never inflates what was not deflated. */
-        if (status != 0 || batch->comp_err != PS_CODEC_OK)
-            ps_warn("sensor", "batch %llu sent uncompressed: %s", (unsigned long long)batch->seq,
-                    status ? uv_strerror(status) : ps_codec_strerror(batch->comp_err));
-        batch->codec = PS_CODEC_NONE;
-        batch->payload = batch->raw.data;
-        batch->payload_len = batch->raw_len;
-        b->totals.stored_batches++;
+        batch_finish(batch);
+        return;
     }
-    batch_finish(batch);
+    /* Each batch names its codec, so data that did not shrink (or a codec
+     * that failed for lack of memory) goes out stored: nothing is lost and
+     * the receiver never inflates what was not deflated. */
+    if (!ok)
+        ps_warn("sensor", "batch %llu sent uncompressed: %s", (unsigned long long)batch->seq,
+                status ? uv_strerror(status) : ps_codec_strerror(batch->comp_err));
+    send_stored(b, batch);
 }
 
 void ps_batcher_flush(ps_batcher *b)
@@ -162,16 +201,19 @@ void ps_batcher_flush(ps_batcher *b)
     b->totals.batches++;
     b->totals.raw_bytes += batch->raw.len;
     b->o.on_sealed(b->o.ud, batch);
-    if (b->o.codec == PS_CODEC_NONE || b->skip_left > 0) {
-        if (b->o.codec != PS_CODEC_NONE) {
-            b->skip_left--;
-            b->totals.stored_batches++;
-        }
-        batch->codec = PS_CODEC_NONE;
-        batch->payload = batch->raw.data;
-        batch->payload_len = batch->raw_len;
-        batch_finish(batch);
+    if (b->o.codec == PS_CODEC_NONE) {
+        send_stored(b, batch);
         return;
+    }
+    if (b->distrust) {
+        if (b->probing || b->skip_left > 0) {
+            if (b->skip_left > 0)
+                b->skip_left--;
+            send_stored(b, batch);
+            return;
+        }
+        b->probing = 1;
+        batch->probe = 1;
     }
     batch->work.data = batch;
     b->busy++;
@@ -191,10 +233,15 @@ void ps_batcher_tick(ps_batcher *b)
 
 void ps_batcher_release(ps_batcher *b, ps_batch *batch)
 {
-    if (b->pool_len < PS_BATCHER_POOL_MAX) {
+    /* Reusing buffers is what keeps the steady state free of page faults:
+     * at line rate a fresh 256 KiB batch every few hundred microseconds
+     * costs more in first touches than the copies into it. */
+    size_t mem = ps_batch_mem(batch);
+    if (b->pool_len < PS_BATCHER_POOL_MIN || b->pool_mem + mem <= b->o.pool_bytes) {
         batch->next = b->pool;
         b->pool = batch;
         b->pool_len++;
+        b->pool_mem += mem;
         return;
     }
     ps_buf_free(&batch->raw);

@@ -11,8 +11,10 @@
  * is the payload and no thread hop happens; the same holds for batches that
  * adaptive compression sends stored because recent ones did not shrink.
  *
- * Batches come from and return to a small pool (ps_batcher_release), so the
- * steady state allocates nothing.
+ * Batches come from and return to a pool (ps_batcher_release, up to
+ * pool_bytes), so the steady state allocates nothing and touches no new
+ * pages. The pool only holds batches that were once in use at the same
+ * time, so it never takes more memory than the peak of the spool.
  */
 #ifndef PS_BATCHER_H
 #define PS_BATCHER_H
@@ -46,6 +48,7 @@ typedef struct ps_batch {
     size_t spool_mem; /* bytes charged to the spool for it */
     int acked;
     int comp_err;
+    int probe;          /* adaptive compression's trial batch */
     uint64_t opened_ms; /* uv_now() when the first record went in */
     uv_work_t work;
     struct ps_batcher *owner;
@@ -59,6 +62,8 @@ typedef struct ps_batcher_opts {
     int level;
     uint32_t block_bytes; /* seal when raw reaches this */
     uint64_t wait_ms;     /* seal when open this long (ps_batcher_tick) */
+    size_t pool_bytes;    /* keep released batches for reuse up to this much memory
+                           * (at least 8 batches are kept whatever it says) */
     void (*on_sealed)(void *ud, ps_batch *b);
     void (*on_ready)(void *ud, ps_batch *b);
     void *ud;

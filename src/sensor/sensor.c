@@ -392,6 +392,7 @@ int ps_sensor_run(const ps_config *cfg)
                           .level = cfg->zlib_level,
                           .block_bytes = cfg->compress_block_size_kb * 1024u,
                           .wait_ms = wait_ms,
+                          .pool_bytes = (size_t)cfg->spool_size_mb << 20,
                           .on_sealed = ps_uplink_on_sealed,
                           .on_ready = ps_uplink_on_ready,
                           .ud = NULL};
