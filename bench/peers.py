@@ -164,8 +164,19 @@ def one_run(a, ns, tool, size, rate, count, pcap, work):
         busy, waited = benchlib.wait_quiet(a.quiet_pct, a.max_wait)
         load = benchlib.load()[0]
         rx0 = ns.rx_packets()
+        prof = None
+        if a.perf:
+            # every sample on the capture CPU, kernel included: the capturers'
+            # system calls and the loopback TCP path run there too
+            prof = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-C", "1" if a.pin else "0,1",
+                                     "-o", str(d / "perf.data")],
+                                    stdout=subprocess.DEVNULL, stderr=log_file(d, "perf"))
+            time.sleep(0.5)
         sent, secs, _ = benchlib.tcpreplay(ns, pcap, count, rate, "0" if a.pin else None,
                                            timeout=max(120, 4 * count / 50000))
+        if prof:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(timeout=60)
         time.sleep(a.drain)
         rx1 = ns.rx_packets()
         hwm = {n: benchlib.vm_hwm_kib(p.pid) for n, p in procs.items()}
@@ -211,9 +222,36 @@ def one_run(a, ns, tool, size, rate, count, pcap, work):
         m2 = re.search(r"(\d+) packets dropped by kernel", text)
         res["captured"] = int(m1.group(1)) if m1 else None
         res["kernel_drops"] = int(m2.group(1)) if m2 else None
+    if a.perf:
+        res["perf_report"] = perf_report(a, d, tool, size, rate,
+                                         {n: p.pid for n, p in procs.items()})
     if not a.keep:
         shutil.rmtree(d, ignore_errors=True)
     return res
+
+
+RESULTS = REPO / "bench" / "results"
+
+
+def log_file(d, name):
+    return open(d / (name + ".log"), "w")
+
+
+def perf_report(a, d, tool, size, rate, pids):
+    """Writes where the capture CPU's time went (by process, by process and
+    symbol, self time) to bench/results/perf-<UTC>-<tool>-<case>.txt."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / ("perf-%s-%s-%s.txt" % (a.stamp, tool, case_name(size, rate).replace(" ", "")))
+    with open(out, "w") as f:
+        f.write("# %s, %s; processes: %s\n" % (tool, case_name(size, rate),
+                                               ", ".join("%s=%d" % kv for kv in pids.items())))
+        for sort in ("pid", "pid,dso,sym"):
+            f.write("## perf report --no-children --sort %s\n" % sort)
+            f.flush()
+            subprocess.run(["perf", "report", "-i", str(d / "perf.data"), "--stdio",
+                            "--no-children", "-g", "none", "--percent-limit", "0.5",
+                            "--sort", sort], stdout=f, stderr=subprocess.DEVNULL, check=False)
+    return str(out.relative_to(REPO))
 
 
 def fmt(v, f="%.2f"):
@@ -287,6 +325,9 @@ def main():
     ap.add_argument("--no-pin", dest="pin", action="store_false")
     ap.add_argument("--dir", default="/dev/shm", help="tmpfs for captures and outputs")
     ap.add_argument("--keep", action="store_true", help="keep each run's directory")
+    ap.add_argument("--perf", action="store_true",
+                    help="record the capture CPU with perf during each replay and write where "
+                         "its time went to bench/results/perf-*.txt")
     ap.add_argument("--from-json", metavar="FILE",
                     help="print the tables of an earlier run's results file and exit")
     a = ap.parse_args()
@@ -298,6 +339,9 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("peers.py needs root (network namespaces)")
     a.sensor_env = dict(kv.split("=", 1) for kv in a.sensor_env)
+    a.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    if a.perf and not shutil.which("perf"):
+        raise SystemExit("--perf needs perf: apt-get install linux-perf")
     if a.sensor_env:
         LABEL["ps"] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
     tools = [t for t in a.tools.split(",") if t]
@@ -343,7 +387,10 @@ def main():
                                  r["cpu_s_per_M"], rss(r), r["load1"]),
                               file=sys.stderr, flush=True)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if a.keep:
+            print("kept %s" % work, file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     print("\n%s; %s; %d CPUs; generator on CPU 0, capturers on CPU 1%s; %.0f s\n"
           % (version or "baselines only", benchlib.machine()["cpu"], os.cpu_count(),
              "" if a.pin else " (NOT pinned)", time.time() - t0))
