@@ -24,6 +24,20 @@ int ps_buf_reserve(ps_buf *b, size_t extra)
     return 0;
 }
 
+int ps_buf_reserve_exact(ps_buf *b, size_t extra)
+{
+    if (extra <= b->cap - b->len)
+        return 0;
+    if (extra > SIZE_MAX / 2 - b->len)
+        return -1;
+    uint8_t *p = realloc(b->data, b->len + extra);
+    if (!p)
+        return -1;
+    b->data = p;
+    b->cap = b->len + extra;
+    return 0;
+}
+
 int ps_buf_append(ps_buf *b, const void *p, size_t n)
 {
     if (n == 0)

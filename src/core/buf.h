@@ -25,8 +25,12 @@ typedef struct ps_buf {
         NULL, 0, 0                                                                                 \
     }
 
-/* Ensures room for at least `extra` more bytes after len. */
+/* Ensures room for at least `extra` more bytes after len; grows by doubling,
+ * so appends are amortised O(1) but up to half of cap may never be used. */
 int ps_buf_reserve(ps_buf *b, size_t extra);
+/* The same, growing to exactly len + extra: for buffers whose size is known
+ * up front and whose capacity is accounted (the sensor's spool). */
+int ps_buf_reserve_exact(ps_buf *b, size_t extra);
 int ps_buf_append(ps_buf *b, const void *p, size_t n);
 /* Appends n zero bytes (used for pcapng padding). */
 int ps_buf_append_zeros(ps_buf *b, size_t n);

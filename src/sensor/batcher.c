@@ -25,6 +25,9 @@
 #define PS_BATCHER_MIN_SAVING_SHIFT 5
 #define PS_BATCHER_SKIP_MIN 16
 #define PS_BATCHER_SKIP_MAX 256
+/* Batches on the workers at once (libuv's pool has 4 threads); more are
+ * sent stored rather than queued. */
+#define PS_BATCHER_MAX_BUSY 4
 
 struct ps_batcher {
     uv_loop_t *loop;
@@ -78,8 +81,10 @@ static ps_batch *batch_get(ps_batcher *b)
     ps_buf_reset(&batch->raw);
     ps_buf_reset(&batch->comp);
     batch->owner = b;
-    /* One reservation up front so appends rarely grow the buffer. */
-    if (ps_buf_reserve(&batch->raw, b->o.block_bytes + PS_WIRE_REC_HDR_LEN + 2048) != 0) {
+    /* One reservation up front so appends rarely grow the buffer, of exactly
+     * the block size and some slack: the spool charges the capacity, so a
+     * doubled buffer would hold half as many batches as its size says. */
+    if (ps_buf_reserve_exact(&batch->raw, b->o.block_bytes + PS_WIRE_REC_HDR_LEN + 2048) != 0) {
         ps_buf_free(&batch->raw);
         ps_buf_free(&batch->comp);
         free(batch);
@@ -125,12 +130,7 @@ static void compress_work(uv_work_t *w)
 {
     ps_batch *batch = w->data;
     const ps_batcher *b = batch->owner;
-    size_t bound = ps_codec_bound(b->o.codec, batch->raw.len);
-    if (bound == 0 || ps_buf_reserve(&batch->comp, bound) != 0) {
-        batch->comp_err = PS_CODEC_E_NOMEM;
-        return;
-    }
-    size_t out = 0;
+    size_t out = 0; /* batch->comp was sized by want_codec */
     batch->comp_err = ps_codec_compress(b->o.codec, b->o.level, batch->raw.data, batch->raw.len,
                                         batch->comp.data, batch->comp.cap, &out);
     batch->comp.len = out;
@@ -189,6 +189,38 @@ static void compress_done(uv_work_t *w, int status)
     send_stored(b, batch);
 }
 
+/* Whether the batch about to be sealed goes to the codec (adaptive
+ * compression's decision, see the top of the file). */
+static int want_codec(ps_batcher *b, ps_batch *batch)
+{
+    if (b->o.codec == PS_CODEC_NONE)
+        return 0;
+    /* The workers are behind (the capture CPU is saturated): sending this
+     * one stored keeps capture from waiting and memory from piling up. */
+    if (b->busy >= PS_BATCHER_MAX_BUSY)
+        return 0;
+    if (b->distrust) {
+        if (b->probing || b->skip_left > 0) {
+            if (b->skip_left > 0)
+                b->skip_left--;
+            return 0;
+        }
+        b->probing = 1;
+        batch->probe = 1;
+    }
+    /* The output buffer is sized here, before on_sealed charges the batch
+     * to the spool, so the spool bounds what compression holds too. */
+    size_t bound = ps_codec_bound(b->o.codec, batch->raw.len);
+    if (bound == 0 || ps_buf_reserve_exact(&batch->comp, bound) != 0) {
+        if (batch->probe) {
+            batch->probe = b->probing = 0;
+            b->skip_left = b->skip_run;
+        }
+        return 0;
+    }
+    return 1;
+}
+
 void ps_batcher_flush(ps_batcher *b)
 {
     ps_batch *batch = b->open;
@@ -200,20 +232,11 @@ void ps_batcher_flush(ps_batcher *b)
     batch->state = PS_BATCH_COMPRESSING;
     b->totals.batches++;
     b->totals.raw_bytes += batch->raw.len;
+    int compress = want_codec(b, batch);
     b->o.on_sealed(b->o.ud, batch);
-    if (b->o.codec == PS_CODEC_NONE) {
+    if (!compress) {
         send_stored(b, batch);
         return;
-    }
-    if (b->distrust) {
-        if (b->probing || b->skip_left > 0) {
-            if (b->skip_left > 0)
-                b->skip_left--;
-            send_stored(b, batch);
-            return;
-        }
-        b->probing = 1;
-        batch->probe = 1;
     }
     batch->work.data = batch;
     b->busy++;
@@ -236,6 +259,8 @@ void ps_batcher_release(ps_batcher *b, ps_batch *batch)
     /* Reusing buffers is what keeps the steady state free of page faults:
      * at line rate a fresh 256 KiB batch every few hundred microseconds
      * costs more in first touches than the copies into it. */
+    if (b->distrust)
+        ps_buf_free(&batch->comp); /* sent stored for a while: only probes need one */
     size_t mem = ps_batch_mem(batch);
     if (b->pool_len < PS_BATCHER_POOL_MIN || b->pool_mem + mem <= b->o.pool_bytes) {
         batch->next = b->pool;

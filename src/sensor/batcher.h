@@ -9,7 +9,10 @@
  * worker pool so capture never waits for it; on_ready fires on the loop
  * thread when the payload is ready to send. With codec "none" the raw buffer
  * is the payload and no thread hop happens; the same holds for batches that
- * adaptive compression sends stored because recent ones did not shrink.
+ * adaptive compression sends stored because recent ones did not shrink, and
+ * for batches sealed while four are already on the workers (the CPU is
+ * saturated: capture comes first). A batch's compression buffer is sized
+ * before on_sealed, so ps_batch_mem, which the spool charges, includes it.
  *
  * Batches come from and return to a pool (ps_batcher_release, up to
  * pool_bytes), so the steady state allocates nothing and touches no new

@@ -1,7 +1,9 @@
 /* Unit tests for sensor/batcher: records land in sealed batches byte for
  * byte; adaptive compression stops paying for a codec that does not shrink
  * the data, probes one batch at a time with a doubling stored run, and
- * resumes when the data compresses again; released batches are reused. */
+ * resumes when the data compresses again, and never queues more than the
+ * workers can take; released batches are reused and
+ * charge the spool what they hold. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -125,6 +127,25 @@ static void batches_behind_a_probe_go_stored(void **state)
     teardown_ctx(&c);
 }
 
+static void saturated_workers_send_stored(void **state)
+{
+    (void)state;
+    ctx c;
+    unsigned seed = 6;
+    setup_ctx(&c, PS_CODEC_LZ4);
+    /* Ten compressible batches sealed before any compression completes:
+     * four go to the workers, the rest out stored instead of queueing. */
+    for (int i = 0; i < 10; i++)
+        fill(&c, 1, &seed);
+    assert_int_equal(ps_batcher_busy(c.b), 4);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    assert_int_equal(c.compressed, 4);
+    assert_int_equal(c.ready, 10);
+    /* and with the workers free again, compression goes on */
+    assert_int_equal(run_batches(&c, 5, 1, &seed), 5);
+    teardown_ctx(&c);
+}
+
 static void compression_resumes_when_data_shrinks_again(void **state)
 {
     (void)state;
@@ -161,6 +182,9 @@ static void released_batches_are_reused(void **state)
     run_batches(&c, 50, 1, &seed);
     /* One batch at a time is in use, so one object serves them all. */
     assert_int_equal(c.nseen, 1);
+    /* The spool charges what a batch holds: the block and a little slack,
+     * not a power of two twice its size. */
+    assert_int_equal(ps_batch_mem(c.seen[0]), BLOCK + PS_WIRE_REC_HDR_LEN + 2048);
     teardown_ctx(&c);
 }
 
@@ -199,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(poor_data_is_probed_with_doubling_runs),
         cmocka_unit_test(batches_behind_a_probe_go_stored),
+        cmocka_unit_test(saturated_workers_send_stored),
         cmocka_unit_test(compression_resumes_when_data_shrinks_again),
         cmocka_unit_test(codec_none_never_compresses),
         cmocka_unit_test(released_batches_are_reused),
