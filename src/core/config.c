@@ -361,7 +361,7 @@ static const key_def key_table[] = {
      FIELD(spool_size_mb),
      .min = 1,
      .max = 65536,
-     .def = "16"},
+     .def = "12"},
     {.name = "spool.dropPolicy",
      .type = K_ENUM,
      FIELD(spool_drop_oldest),

@@ -115,7 +115,7 @@ typedef struct ps_config {
     /* identity and connection (sensor) */
     char *sensor_id;              /* sensor.id, default the host name */
     uint32_t connect_timeout_sec; /* sensor.connectTimeoutSec, default 30 */
-    uint32_t spool_size_mb;       /* spool.size in MiB, default 16 */
+    uint32_t spool_size_mb;       /* spool.size in MiB, default 12 */
     int spool_drop_oldest;        /* spool.dropPolicy: 0 newest (default), 1 oldest */
 
     /* limits (receiver; idleTimeoutSec also paces the sensor's heartbeats) */
