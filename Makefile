@@ -112,7 +112,7 @@ bench-live: deps build
 	/usr/bin/python3 bench/live.py
 
 # Packages only the benchmarks need, installed by their targets (not by make deps).
-BENCH_PEERS_PACKAGES = tcpreplay netsniff-ng netcat-openbsd ethtool tcpdump
+BENCH_PEERS_PACKAGES = tcpreplay netsniff-ng netcat-openbsd ethtool tcpdump linux-perf
 bench-peers: deps build
 	@missing=$$(for p in $(BENCH_PEERS_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
