@@ -81,14 +81,14 @@ def start(a, ns, tool, d):
         if tool == "ps":
             procs["receiver"] = subprocess.Popen(
                 node + [a.bin, "receiver", "--listen", "127.0.0.1:%d" % PORT, "--output",
-                        str(d / "out"), "--http", "127.0.0.1:0"],
+                        str(d / "out"), "--http", "127.0.0.1:0"] + tls_args(a, "receiver"),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("receiver"),
                 env=benchlib.child_env())
             benchlib.wait_log(d / "receiver.log", "listening on", procs["receiver"])
             procs["sensor"] = subprocess.Popen(
                 node + [a.bin, "sensor", "--receiver", "127.0.0.1:%d" % PORT, "--interface", IF,
                         "--id", "bench", "--http", "127.0.0.1:0"]
-                + (["--codec", a.codec] if a.codec else []),
+                + (["--codec", a.codec] if a.codec else []) + tls_args(a, "sensor"),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("sensor"),
                 env=dict(benchlib.child_env(), **a.sensor_env))
             benchlib.wait_log(d / "sensor.log", "connected to receiver", procs["sensor"])
@@ -145,6 +145,28 @@ def start(a, ns, tool, d):
         benchlib.kill_all(procs.values())
         raise
     raise ValueError("unknown tool %s" % tool)
+
+
+def tls_args(a, who):
+    """Mutual TLS as the Helm chart deploys it (one CA, a server and a client
+    certificate), or nothing without --tls."""
+    if not a.tls:
+        return []
+    c = a.tls
+    if who == "receiver":
+        return ["--tls-cert", str(c.p("receiver.crt")), "--tls-key", str(c.p("receiver.key")),
+                "--tls-ca", str(c.p("ca.crt"))]
+    return ["--tls-cert", str(c.p("bench.crt")), "--tls-key", str(c.p("bench.key")),
+            "--tls-ca", str(c.p("ca.crt"))]
+
+
+def make_certs(work):
+    sys.path.insert(0, str(REPO / "tests" / "lib"))
+    import certs  # noqa: E402 (the test suite's openssl helper)
+    c = certs.Certs(work / "pki")
+    c.leaf("ca", "receiver", ips=["127.0.0.1"])
+    c.leaf("ca", "bench", dns=["bench"])
+    return c
 
 
 def listening_in(ns, port):
@@ -314,6 +336,8 @@ def main():
     ap.add_argument("--top-packets-1400", type=int, default=2400000)
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--codec", default=None, help="sensor --codec (default: the sensor's, lz4)")
+    ap.add_argument("--tls", action="store_true",
+                    help="packetstreamer over mutual TLS (certificates made with openssl)")
     ap.add_argument("--sensor-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for the sensor, e.g. PACKETSTREAMER_CAPTURE_BUFFER_SIZE_MB=16 "
                          "(repeatable; default: none, every setting at its default)")
@@ -362,6 +386,9 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="pspf-", dir=a.dir))
     results = []
     t0 = time.time()
+    a.tls = make_certs(work) if a.tls else None
+    if a.tls:
+        LABEL["ps"] += " (mTLS)"
     try:
         with benchlib.Netns(PREFIX) as ns:
             pcaps = {}
@@ -397,7 +424,7 @@ def main():
     print_tables(results)
     out = benchlib.write_results("peers", {
         "benchmark": "peers", "version": version, "binary": a.bin, "machine": benchlib.machine(),
-        "pinned": a.pin, "codec": a.codec, "sensor_env": a.sensor_env, "seconds": a.seconds, "drain": a.drain,
+        "pinned": a.pin, "codec": a.codec, "tls": bool(a.tls), "sensor_env": a.sensor_env, "seconds": a.seconds, "drain": a.drain,
         "netsniff_ring": a.netsniff_ring, "runs": results})
     print("\nresults: %s" % out.relative_to(REPO))
 
