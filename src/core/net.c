@@ -56,6 +56,7 @@ struct ps_conn {
     ps_buf pending; /* plaintext sent before the handshake completed */
     uint8_t *cbuf;  /* ciphertext read buffer */
     const char *fail_label;
+    size_t tls_out; /* ciphertext bytes in write requests not yet completed */
 };
 
 static void on_write(uv_write_t *req, int status);
@@ -86,6 +87,7 @@ typedef struct ps_write_req {
     ps_conn_done_cb done;
     void *arg;
     size_t len;
+    size_t tls_out; /* bytes counted in the connection's tls_out */
     uint8_t data[]; /* copied frame for ps_conn_send */
 } ps_write_req;
 
@@ -121,6 +123,8 @@ void ps_conn_set_max_frame(ps_conn *c, uint32_t max_frame)
 
 size_t ps_conn_write_queue(const ps_conn *c)
 {
+    if (c->ssl)
+        return c->tls_out;
     return uv_stream_get_write_queue_size((const uv_stream_t *)c->tcp);
 }
 
@@ -218,6 +222,7 @@ static void send_plain_reject(ps_conn *c, const char *why)
     if (ps_wire_encode_reject(&out, &r) == 0 && out.len > 0) {
         ps_write_req *w = malloc(sizeof(*w) + out.len);
         if (w) {
+            w->tls_out = 0;
             w->done = NULL;
             w->arg = NULL;
             w->len = out.len;
@@ -247,15 +252,20 @@ static int tls_flush(ps_conn *c, ps_conn_done_cb done, void *arg)
     w->done = done;
     w->arg = arg;
     w->len = n;
+    w->tls_out = 0;
     if (BIO_read(c->wbio, w->data, (int)n) != (int)n) {
         free(w);
         return UV_EIO;
     }
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)n);
     int rc = uv_write(&w->req, (uv_stream_t *)c->tcp, &b, 1, on_write);
-    if (rc != 0)
+    if (rc != 0) {
         free(w);
-    return rc;
+        return rc;
+    }
+    w->tls_out = n;
+    c->tls_out += n;
+    return 0;
 }
 
 static void tls_fail(ps_conn *c, const char *what)
@@ -527,6 +537,8 @@ void ps_conn_resume(ps_conn *c)
 static void on_write(uv_write_t *req, int status)
 {
     ps_write_req *w = (ps_write_req *)req;
+    ps_conn *c = req->handle->data; /* valid: cancelled writes complete before on_close */
+    c->tls_out -= w->tls_out;
     if (w->done)
         w->done(w->arg, status);
     free(w);
@@ -545,6 +557,7 @@ int ps_conn_send(ps_conn *c, const void *frame, size_t len)
     ps_write_req *w = malloc(sizeof(*w) + len);
     if (!w)
         return UV_ENOMEM;
+    w->tls_out = 0;
     w->done = NULL;
     w->arg = NULL;
     w->len = len;
@@ -577,6 +590,7 @@ int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done
     ps_write_req *w = malloc(sizeof(*w));
     if (!w)
         return UV_ENOMEM;
+    w->tls_out = 0;
     w->done = done;
     w->arg = arg;
     w->len = 0;

@@ -84,7 +84,11 @@ typedef void (*ps_conn_done_cb)(void *arg, int status);
 /* Over TLS, sendv before the handshake completed returns UV_ENOTCONN. */
 int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done_cb done,
                   void *arg);
-/* Bytes queued in libuv and not yet handed to the kernel. */
+/* Memory the connection holds for writes: bytes queued in libuv and not yet
+ * handed to the kernel; over TLS, every ciphertext byte not yet released,
+ * including writes the kernel took whose completion has not run yet (a
+ * sender that loops while the socket accepts would otherwise pile up
+ * ciphertext copies beyond any window it sets). */
 size_t ps_conn_write_queue(const ps_conn *c);
 
 /* Stops and starts reading (backpressure from the writer). */

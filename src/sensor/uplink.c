@@ -29,9 +29,12 @@
 #define PS_UPLINK_HANDSHAKE_MS 10000
 #define PS_UPLINK_BACKOFF_MIN_MS 100
 #define PS_UPLINK_BACKOFF_MAX_MS 5000
-/* Bytes handed to libuv but not yet to the kernel: beyond this, batches wait
- * in the spool unsent, where spool.dropPolicy oldest can still evict them. */
-#define PS_UPLINK_WRITE_WINDOW (4u << 20)
+/* Bytes handed to libuv but not yet to the kernel (over TLS: ciphertext
+ * copies not yet released, ps_conn_write_queue): beyond this, batches wait
+ * in the spool unsent, where spool.dropPolicy oldest can still evict them.
+ * The kernel's socket buffer holds more behind it, so 1 MiB keeps the
+ * socket busy; over TLS it is also the memory the ciphertext takes. */
+#define PS_UPLINK_WRITE_WINDOW (1u << 20)
 
 typedef enum {
     UP_IDLE,
