@@ -196,8 +196,9 @@ static int want_codec(ps_batcher *b, ps_batch *batch)
     if (b->o.codec == PS_CODEC_NONE)
         return 0;
     /* The workers are behind (the capture CPU is saturated): sending this
-     * one stored keeps capture from waiting and memory from piling up. */
-    if (b->busy >= PS_BATCHER_MAX_BUSY)
+     * one stored keeps capture from waiting and memory from piling up. An
+     * offline reader waits on the spool instead, so it keeps its codec. */
+    if (b->o.store_when_busy && b->busy >= PS_BATCHER_MAX_BUSY)
         return 0;
     if (b->distrust) {
         if (b->probing || b->skip_left > 0) {

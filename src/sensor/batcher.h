@@ -11,7 +11,7 @@
  * is the payload and no thread hop happens; the same holds for batches that
  * adaptive compression sends stored because recent ones did not shrink, and
  * for batches sealed while four are already on the workers (the CPU is
- * saturated: capture comes first). A batch's compression buffer is sized
+ * saturated: capture comes first; opts.store_when_busy). A batch's compression buffer is sized
  * before on_sealed, so ps_batch_mem, which the spool charges, includes it.
  *
  * Batches come from and return to a pool (ps_batcher_release, up to
@@ -65,6 +65,9 @@ typedef struct ps_batcher_opts {
     int level;
     uint32_t block_bytes; /* seal when raw reaches this */
     uint64_t wait_ms;     /* seal when open this long (ps_batcher_tick) */
+    int store_when_busy;  /* with four batches on the workers, send the next stored
+                           * (live capture, which must not wait) instead of
+                           * queueing it (offline reading, which can) */
     size_t pool_bytes;    /* keep released batches for reuse up to this much memory
                            * (at least 8 batches are kept whatever it says) */
     void (*on_sealed)(void *ud, ps_batch *b);

@@ -393,6 +393,7 @@ int ps_sensor_run(const ps_config *cfg)
                           .block_bytes = cfg->compress_block_size_kb * 1024u,
                           .wait_ms = wait_ms,
                           .pool_bytes = (size_t)cfg->spool_size_mb << 20,
+                          .store_when_busy = cfg->read_file == NULL,
                           .on_sealed = ps_uplink_on_sealed,
                           .on_ready = ps_uplink_on_ready,
                           .ud = NULL};

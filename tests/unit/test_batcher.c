@@ -45,7 +45,7 @@ static void on_ready(void *ud, ps_batch *batch)
     ps_batcher_release(c->b, batch);
 }
 
-static void setup_ctx(ctx *c, ps_codec codec)
+static void setup_ctx_opts(ctx *c, ps_codec codec, int store_when_busy)
 {
     memset(c, 0, sizeof(*c));
     assert_int_equal(uv_loop_init(&c->loop), 0);
@@ -53,11 +53,17 @@ static void setup_ctx(ctx *c, ps_codec codec)
                          .block_bytes = BLOCK,
                          .wait_ms = 1000,
                          .pool_bytes = 1 << 20,
+                         .store_when_busy = store_when_busy,
                          .on_sealed = on_sealed,
                          .on_ready = on_ready,
                          .ud = c};
     c->b = ps_batcher_new(&c->loop, &o);
     assert_non_null(c->b);
+}
+
+static void setup_ctx(ctx *c, ps_codec codec)
+{
+    setup_ctx_opts(c, codec, 1);
 }
 
 static void teardown_ctx(ctx *c)
@@ -146,6 +152,21 @@ static void saturated_workers_send_stored(void **state)
     teardown_ctx(&c);
 }
 
+static void offline_reader_queues_for_the_codec(void **state)
+{
+    (void)state;
+    ctx c;
+    unsigned seed = 7;
+    setup_ctx_opts(&c, PS_CODEC_LZ4, 0);
+    /* Without store_when_busy every batch waits for its turn on a worker. */
+    for (int i = 0; i < 10; i++)
+        fill(&c, 1, &seed);
+    assert_int_equal(ps_batcher_busy(c.b), 10);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    assert_int_equal(c.compressed, 10);
+    teardown_ctx(&c);
+}
+
 static void compression_resumes_when_data_shrinks_again(void **state)
 {
     (void)state;
@@ -224,6 +245,7 @@ int main(void)
         cmocka_unit_test(poor_data_is_probed_with_doubling_runs),
         cmocka_unit_test(batches_behind_a_probe_go_stored),
         cmocka_unit_test(saturated_workers_send_stored),
+        cmocka_unit_test(offline_reader_queues_for_the_codec),
         cmocka_unit_test(compression_resumes_when_data_shrinks_again),
         cmocka_unit_test(codec_none_never_compresses),
         cmocka_unit_test(released_batches_are_reused),
