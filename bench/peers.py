@@ -273,7 +273,21 @@ def perf_report(a, d, tool, size, rate, pids):
             subprocess.run(["perf", "report", "-i", str(d / "perf.data"), "--stdio",
                             "--no-children", "-g", "none", "--percent-limit", "0.5",
                             "--sort", sort], stdout=f, stderr=subprocess.DEVNULL, check=False)
+        # inclusive time of the stages every tool shares or adds: the file
+        # write, the loopback TCP send and receive, the copy into batches
+        f.write("## perf report --children --sort pid,sym, entry points (children %, self %)\n")
+        r = subprocess.run(["perf", "report", "-i", str(d / "perf.data"), "--stdio",
+                            "--children", "-g", "none", "--sort", "pid,sym"],
+                           capture_output=True, text=True, check=False)
+        for line in r.stdout.splitlines():
+            if line.split() and line.split()[-1] in INCLUSIVE:
+                f.write(line + "\n")
     return str(out.relative_to(REPO))
+
+
+INCLUSIVE = set(["shmem_file_write_iter", "tcp_sendmsg", "tcp_recvmsg", "ps_batcher_add",
+                      "pcap_dispatch", "on_packet", "sess_on_frame", "LZ4_compress_fast_extState",
+                      "LZ4_decompress_safe", "_IO_fwrite", "schedule", "do_writev", "ksys_read"])
 
 
 def fmt(v, f="%.2f"):
