@@ -29,6 +29,7 @@
 #include "core/net.h"
 #include "core/tls.h"
 #include "core/wire.h"
+#include "testcerts.h"
 
 #define BIG (256 * 1024) /* one sendv of test 1 */
 #define NSMALL 4         /* sendv calls in a row in test 2 */
@@ -36,46 +37,6 @@
 /* Ciphertext is plaintext plus a few dozen bytes per 16 KiB TLS record. */
 #define TLS_SLACK(n) ((n) / 256 + 1024)
 #define DEADLINE_MS 10000
-
-static char dir[256];
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    assert_int_equal(system(cmd), 0);
-}
-
-static const char *p(const char *name)
-{
-    static char bufs[8][512];
-    static int n;
-    char *b = bufs[n++ % 8];
-    snprintf(b, 512, "%s/%s", dir, name);
-    return b;
-}
-
-static void make_ca(const char *name)
-{
-    sh("cd %s && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
-       "-keyout %s.key -out %s.crt -subj /CN=%s -addext basicConstraints=critical,CA:TRUE "
-       "2>/dev/null",
-       dir, name, name, name);
-}
-
-static void make_leaf(const char *ca, const char *name, const char *san)
-{
-    sh("cd %s && openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes "
-       "-keyout %s.key -out %s.csr -subj /CN=%s 2>/dev/null && "
-       "printf 'subjectAltName=%s\\n' > %s.ext && "
-       "openssl x509 -req -in %s.csr -CA %s.crt -CAkey %s.key -CAcreateserial -days 2 "
-       "-extfile %s.ext -out %s.crt 2>/dev/null",
-       dir, name, name, name, san, name, name, ca, ca, name, name);
-}
 
 static int setup(void **state)
 {
