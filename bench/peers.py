@@ -76,7 +76,7 @@ def start(a, ns, tool, d):
     node = ns.exec_node("1" if a.pin else None)
     IF = ns.node_if
     procs = {}
-    log = lambda n: open(d / (n + ".log"), "w")  # noqa: E731
+    log = lambda n: log_file(d, n)  # noqa: E731
     try:
         if tool == "ps":
             procs["receiver"] = subprocess.Popen(

@@ -11,7 +11,7 @@
 
 #include "core/log.h"
 
-/* Released batches kept for reuse when no pool size is given. */
+/* Released batches kept for reuse whatever opts.pool_bytes says. */
 #define PS_BATCHER_POOL_MIN 8
 /* Adaptive compression: a batch that shrinks by less than 1/32 (3 %) is
  * not worth the codec's CPU (encrypted traffic, already compressed files).
