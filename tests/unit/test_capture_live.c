@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "sensor/capture_live.h"
+#include "testutil.h"
 
 typedef struct ctx {
     uv_loop_t loop;
@@ -24,12 +25,6 @@ typedef struct ctx {
     int closed;
     ps_live_counters final;
 } ctx;
-
-static void on_sealed(void *ud, ps_batch *batch)
-{
-    (void)ud;
-    (void)batch;
-}
 
 static void on_ready(void *ud, ps_batch *batch)
 {
@@ -64,21 +59,6 @@ static void send_udp(int port, int n)
     close(fd);
 }
 
-static void on_tick(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_tick, ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-}
-
 static void test_loopback_capture(void **state)
 {
     (void)state;
@@ -88,7 +68,7 @@ static void test_loopback_capture(void **state)
     ps_batcher_opts bo = {.codec = PS_CODEC_NONE,
                           .block_bytes = 64 * 1024,
                           .wait_ms = 10,
-                          .on_sealed = on_sealed,
+                          .on_sealed = tu_batch_ignore,
                           .on_ready = on_ready,
                           .ud = &c};
     c.b = ps_batcher_new(&c.loop, &bo);
@@ -127,7 +107,7 @@ static void test_loopback_capture(void **state)
 
     /* captured: 5 datagrams, read as the block timeout hands them over */
     send_udp(port, 5);
-    run_for(&c.loop, 300);
+    tu_run_for(&c.loop, 300);
     ps_live_counters cnt;
     ps_live_counters_get(l, &cnt);
     assert_int_equal(cnt.packets, 5);
@@ -135,7 +115,7 @@ static void test_loopback_capture(void **state)
     /* blocked (spool full): taken off the ring and counted, not batched */
     c.blocked = 1;
     send_udp(port, 3);
-    run_for(&c.loop, 300);
+    tu_run_for(&c.loop, 300);
     ps_live_counters_get(l, &cnt);
     assert_int_equal(cnt.packets, 5);
     assert_int_equal(cnt.drops_spool_full, 3);

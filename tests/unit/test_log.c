@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "testutil.h"
 
 static char tmp_path[64];
 
@@ -43,28 +44,6 @@ static int teardown(void **state)
     ps_log_set_level(PS_LOG_INFO);
     unlink(tmp_path);
     return 0;
-}
-
-/* The whole file as a NUL-terminated string; the caller frees it. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
 }
 
 static size_t count_lines(const char *s)
@@ -282,7 +261,7 @@ static void test_text_line(void **state)
     ps_info("receiver", "listening on %s:%d", "0.0.0.0", 8081);
     ps_log_close();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 1);
     check_ts(s, 24);
     assert_string_equal(s + 24, " INFO  receiver: listening on 0.0.0.0:8081\n");
@@ -303,7 +282,7 @@ static void test_text_levels_and_escaping(void **state)
     ps_info(NULL, "two\nlines\x01");
     ps_log_close();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 4);
     char *l1 = s, *l2 = strchr(l1, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
     char *l4 = strchr(l3, '\n') + 1;
@@ -330,7 +309,7 @@ static void test_filtering(void **state)
     ps_debug("t", "yes-debug");
     ps_log_close();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 3);
     assert_null(strstr(s, "no-"));
     assert_non_null(strstr(s, "yes-warn"));
@@ -348,7 +327,7 @@ static void test_json_line(void **state)
     ps_debug("receiver", "plain");
     ps_log_close();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
     char *second = strchr(s, '\n') + 1;
     second[-1] = '\0';
@@ -384,7 +363,7 @@ static void test_json_invalid_utf8(void **state)
     assert_int_equal(ps_log_open(PS_LOG_INFO, 1, tmp_path), 0);
     ps_info("x", "bad \xff\xc3 end \xed\xa0\x80!"); /* stray, cut, surrogate */
     ps_log_close();
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     jfield f[8];
     int n = jparse(s, f, 8, 4096);
     assert_int_equal(n, 4);
@@ -413,7 +392,7 @@ static void test_truncation(void **state)
             ps_info("big", "%s", msg);
         }
         ps_log_close();
-        char *s = slurp(tmp_path);
+        char *s = tu_slurp(tmp_path, NULL);
         assert_int_equal(count_lines(s), json ? 2 : 1);
         char *nl = strchr(s, '\n');
         assert_true(nl - s < 10000);
@@ -453,7 +432,7 @@ static void test_append_and_errno(void **state)
     ps_info("t", "new");
     assert_int_equal(errno, EAGAIN); /* logging must not clobber errno */
     ps_log_close();
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
     assert_memory_equal(s, "old\n", 4);
     assert_non_null(strstr(s, " INFO  t: new\n"));
@@ -486,7 +465,7 @@ static void test_open_failure_keeps_stderr(void **state)
     assert_int_equal(r, -1);
     assert_int_equal(open_errno, ENOENT);
     assert_int_equal(r2, 0);
-    char *s = slurp(capture);
+    char *s = tu_slurp(capture, NULL);
     assert_non_null(strstr(s, " INFO  t: to-stderr\n"));
     assert_non_null(strstr(s, " INFO  t: also-stderr\n"));
     free(s);
@@ -520,7 +499,7 @@ static void test_concurrent_lines_whole(void **state)
         pthread_join(t[i], NULL);
     ps_log_close();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), THREADS * LINES);
     int seen[THREADS] = {0};
     for (char *line = s; *line;) {
