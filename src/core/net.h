@@ -34,6 +34,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "wire.h"

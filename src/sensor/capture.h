@@ -34,6 +34,7 @@ const char *ps_capture_file_name(const ps_capture_file *f);
 int ps_capture_file_read(ps_capture_file *f, ps_batcher *b, uint32_t iface, int max, char *err,
                          size_t errlen);
 uint64_t ps_capture_file_dropped(const ps_capture_file *f); /* OOM in the batcher */
-void ps_capture_file_close(ps_capture_file *f);
+/* Closes the file and frees f, synchronously. NULL is a no-op. */
+void ps_capture_file_free(ps_capture_file *f);
 
 #endif

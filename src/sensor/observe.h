@@ -8,8 +8,8 @@
  * and the packet path never takes a lock. Counters are therefore at most one
  * publish period behind.
  */
-#ifndef PS_SENSOR_OBSERVE_H
-#define PS_SENSOR_OBSERVE_H
+#ifndef PS_OBSERVE_H
+#define PS_OBSERVE_H
 
 #include <stdint.h>
 

@@ -40,7 +40,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    ps_log_close();
+    ps_log_free();
     ps_log_set_level(PS_LOG_INFO);
     unlink(tmp_path);
     return 0;
@@ -259,7 +259,7 @@ static void test_text_line(void **state)
     (void)state;
     assert_int_equal(ps_log_open(PS_LOG_INFO, 0, tmp_path), 0);
     ps_info("receiver", "listening on %s:%d", "0.0.0.0", 8081);
-    ps_log_close();
+    ps_log_free();
 
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 1);
@@ -280,7 +280,7 @@ static void test_text_levels_and_escaping(void **state)
     ps_warn("b", "w");
     ps_error("c", "e");
     ps_info(NULL, "two\nlines\x01");
-    ps_log_close();
+    ps_log_free();
 
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 4);
@@ -307,7 +307,7 @@ static void test_filtering(void **state)
     ps_warn("t", "no-warn-2");
     ps_log_set_level(PS_LOG_DEBUG);
     ps_debug("t", "yes-debug");
-    ps_log_close();
+    ps_log_free();
 
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 3);
@@ -325,7 +325,7 @@ static void test_json_line(void **state)
     assert_int_equal(ps_log_open(PS_LOG_DEBUG, 1, tmp_path), 0);
     ps_warn("recv\"er", "%s", msg);
     ps_debug("receiver", "plain");
-    ps_log_close();
+    ps_log_free();
 
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
@@ -362,7 +362,7 @@ static void test_json_invalid_utf8(void **state)
     (void)state;
     assert_int_equal(ps_log_open(PS_LOG_INFO, 1, tmp_path), 0);
     ps_info("x", "bad \xff\xc3 end \xed\xa0\x80!"); /* stray, cut, surrogate */
-    ps_log_close();
+    ps_log_free();
     char *s = tu_slurp(tmp_path, NULL);
     jfield f[8];
     int n = jparse(s, f, 8, 4096);
@@ -391,7 +391,7 @@ static void test_truncation(void **state)
             memset(msg, '\x01', 5000);
             ps_info("big", "%s", msg);
         }
-        ps_log_close();
+        ps_log_free();
         char *s = tu_slurp(tmp_path, NULL);
         assert_int_equal(count_lines(s), json ? 2 : 1);
         char *nl = strchr(s, '\n');
@@ -431,7 +431,7 @@ static void test_append_and_errno(void **state)
     errno = EAGAIN;
     ps_info("t", "new");
     assert_int_equal(errno, EAGAIN); /* logging must not clobber errno */
-    ps_log_close();
+    ps_log_free();
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
     assert_memory_equal(s, "old\n", 4);
@@ -497,7 +497,7 @@ static void test_concurrent_lines_whole(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, writer, (void *)(intptr_t)i), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
-    ps_log_close();
+    ps_log_free();
 
     char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), THREADS * LINES);
