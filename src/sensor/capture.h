@@ -1,8 +1,8 @@
 /*
- * capture: where packets come from. For now one source: a pcap or pcapng file
- * read with libpcap (--read-file), with nanosecond timestamps kept and an
- * optional BPF filter applied. Live interfaces arrive with the live-capture
- * work and plug into the same batcher.
+ * capture: packets from a capture file: a pcap or pcapng file read with
+ * libpcap (--read-file), with nanosecond timestamps kept and an optional BPF
+ * filter applied, into the batcher. Live interfaces are capture_live.h, which
+ * feeds the same batcher and shares ps_capture_linktype().
  */
 #ifndef PS_CAPTURE_H
 #define PS_CAPTURE_H

@@ -1,5 +1,5 @@
 /*
- * observe: the sensor's Prometheus metrics.
+ * observe: the sensor's Prometheus metrics (prefix ps_sensor_obs_).
  *
  * The packet path keeps its plain counters (batcher and uplink totals, owned
  * by the loop thread). A loop timer calls ps_sensor_obs_publish() every
