@@ -2,8 +2,10 @@
 #   make deps    install every build and test dependency (Debian 12, idempotent)
 #   make build   release build in build/
 #   make run     demo: a receiver and a sensor stream a generated capture
-#   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), e2e tests
-#                (network namespaces, root), fuzzing
+#   make test    format check, sanitizer build, unit tests (cmocka), integration tests (pytest),
+#                e2e tests (network namespaces, root), fuzzing
+#   make format        clang-format every C source in place (.clang-format)
+#   make format-check  fail if any C source differs from clang-format's output (part of test)
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 #   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
@@ -28,7 +30,7 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 	openssl python3-yaml python3-botocore
 
 .PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
-	format clean packaging-deps packaging-check images images-check e2e-images \
+	format format-check clean packaging-deps packaging-check images images-check e2e-images \
 	bench-peers bench-ingest bench-profile build-prof
 
 deps:
@@ -43,7 +45,7 @@ build:
 	cmake --build build -j $(JOBS)
 
 build-asan:
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPS_SANITIZE=ON >/dev/null
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DPS_SANITIZE=ON -DPS_WERROR=ON >/dev/null
 	cmake --build build-asan -j $(JOBS)
 
 run: deps build
@@ -63,12 +65,15 @@ e2e: build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q e2e
 
 # Optimised builds warn about things -O0 cannot see (maybe-uninitialized,
-# null-dereference): compile everything once at -O3 too.
+# null-dereference): compile everything once at -O3 too. Both test builds
+# say -DPS_WERROR=ON outright, so a cached OFF can never reach make test.
 release-check:
-	cmake -S . -B build-release-check -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake -S . -B build-release-check -DCMAKE_BUILD_TYPE=Release -DPS_WERROR=ON >/dev/null
 	cmake --build build-release-check -j $(JOBS)
 
+# Cheapest first: a misformatted file fails in a second, not after the build.
 test: deps
+	$(MAKE) format-check
 	$(MAKE) release-check
 	$(MAKE) unit
 	$(MAKE) integration
@@ -131,8 +136,14 @@ bench-profile: deps build-prof
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends valgrind
 	/usr/bin/python3 bench/profile.py
 
+# One list for both targets, so the check covers exactly what format rewrites.
+FORMAT_FILES = $(wildcard src/*.c src/*/*.c src/*/*.h tests/unit/*.c tests/unit/*.h fuzz/*.c)
+
 format:
-	clang-format -i src/*.c src/*/*.c src/*/*.h tests/unit/*.c fuzz/*.c
+	clang-format -i $(FORMAT_FILES)
+
+format-check:
+	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
 
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof

@@ -9,6 +9,10 @@ Captures: make_udp_pcap (Ethernet/IPv4/UDP frames of one size, tagged with a
 magic and a sequence number), count_records (pcap or pcapng; tolerates a
 record cut by a stop; can count only frames carrying the tag).
 Machine: machine, busy_pct, wait_quiet, load.
+Drivers: driver_args (the common options), prepare_bin, need_root,
+need_tools, Workdir, rate_cases, run_cases (the case loop), medians, table
+(markdown), write_results, main (RuntimeError -> exit 1). Each bench/*.py
+holds only its own cases: what one run starts, measures and checks.
 """
 
 import json
@@ -382,11 +386,13 @@ def count_records(path, tagged_only=False):
     return count
 
 
-def write_results(kind, payload):
-    """Writes bench/results/KIND-<UTC>.json (ignored by git); returns its path."""
+def write_results(kind, payload, resdir=None):
+    """Writes RESDIR/KIND-<UTC>.json (default bench/results/, ignored by
+    git), with the time in payload["time"]; returns its path."""
     import datetime
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    resdir = REPO / "bench" / "results"
+    payload = dict(payload, time=stamp)
+    resdir = Path(resdir) if resdir else REPO / "bench" / "results"
     resdir.mkdir(parents=True, exist_ok=True)
     gi = resdir / ".gitignore"
     if not gi.exists():
@@ -394,3 +400,141 @@ def write_results(kind, payload):
     out = resdir / ("%s-%s.json" % (kind, stamp))
     out.write_text(json.dumps(payload, indent=1) + "\n")
     return out
+
+
+# ---------------------------------------------------------------------------
+# the driver skeleton every benchmark shares: arguments, binary, work
+# directory, the case loop, medians, the markdown table, the exit on error
+
+
+def driver_args(doc, default_bin=None, repeat=True):
+    """An ArgumentParser with the options every driver has: --bin (default
+    $BIN or build/packetstreamer, the Release build), --repeat (unless
+    repeat is False), --dir (tmpfs for inputs and outputs), --keep (keep the
+    work directory)."""
+    import argparse
+    ap = argparse.ArgumentParser(description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bin", default=default_bin or os.environ.get(
+        "BIN", str(REPO / "build" / "packetstreamer")),
+        help="packetstreamer binary (default build/packetstreamer, the Release build)")
+    if repeat:
+        ap.add_argument("--repeat", type=int, default=1, help="runs per case")
+    ap.add_argument("--dir", default="/dev/shm", help="tmpfs directory for inputs and outputs")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    return ap
+
+
+def need_tools(tools, hint):
+    """Exits with `hint` unless every program in tools is on PATH."""
+    import shutil
+    missing = [t for t in sorted(set(tools)) if not shutil.which(t)]
+    if missing:
+        raise SystemExit("missing %s: %s" % (" ".join(missing), hint))
+
+
+def need_root(name):
+    if os.geteuid() != 0:
+        raise SystemExit("%s needs root (network namespaces)" % name)
+
+
+def prepare_bin(a, hint="make build"):
+    """Resolves a.bin, exits unless it is executable; returns its --version."""
+    a.bin = str(Path(a.bin).resolve())
+    if not os.access(a.bin, os.X_OK):
+        raise SystemExit("no executable at %s (%s)" % (a.bin, hint))
+    return run(a.bin, "--version", check=False).stdout.strip()
+
+
+class Workdir:
+    """A fresh directory under `parent` (tmpfs), removed on exit unless keep."""
+
+    def __init__(self, prefix, parent, keep=False):
+        import tempfile
+        self.path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        self.keep = keep
+
+    def __enter__(self):
+        return self.path
+
+    def __exit__(self, *exc):
+        import shutil
+        if self.keep:
+            print("kept %s" % self.path, file=sys.stderr)
+        else:
+            shutil.rmtree(self.path, ignore_errors=True)
+        return False
+
+
+def rate_cases(spec, seconds, top_packets):
+    """Parses SIZE:RATE,... (RATE in packets/s or "top") into (size, rate,
+    count) tuples: a fixed rate sends rate x seconds frames, top speed
+    top_packets(size)."""
+    out = []
+    for case in [c for c in spec.split(",") if c]:
+        size, rate = case.split(":")
+        size = int(size)
+        count = top_packets(size) if rate == "top" else int(float(rate) * seconds)
+        out.append((size, rate, count))
+    return out
+
+
+def run_cases(cases, variants, repeat, one, report=None):
+    """The case loop: for each case, `repeat` times, each variant in turn
+    (tools interleaved, so a slow period of the machine hits them alike),
+    r = one(case, variant, rep); r gets "rep"; report(r) prints progress.
+    Returns every r in order."""
+    results = []
+    for case in cases:
+        for rep in range(repeat):
+            for v in variants:
+                r = one(case, v, rep)
+                r["rep"] = rep
+                results.append(r)
+                if report:
+                    report(r)
+    return results
+
+
+def medians(runs, key):
+    """One row per distinct r[key] (in first-seen order): the median of each
+    numeric field over that group's runs, key's value kept."""
+    import statistics
+    groups = {}
+    for r in runs:
+        groups.setdefault(r[key], []).append(r)
+    rows = []
+    for k, rs in groups.items():
+        med = {key: k}
+        for field, val in rs[0].items():
+            if isinstance(val, (int, float)) and not isinstance(val, bool) and \
+                    field not in (key, "run", "rep"):
+                vals = [r[field] for r in rs if r.get(field) is not None]
+                med[field] = statistics.median(vals) if vals else None
+        rows.append(med)
+    return rows
+
+
+def table(columns, rows):
+    """A markdown table: columns are (header, key or function of the row,
+    printf format or None for str); the first column is left-aligned, the
+    others right-aligned; None prints as "-", a "|" in a cell as "\\|"."""
+    lines = ["| " + " | ".join(c[0] for c in columns) + " |",
+             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(columns))) + "|"]
+    for r in rows:
+        cells = []
+        for _, key, f in columns:
+            v = key(r) if callable(key) else r.get(key)
+            cell = "-" if v is None else (f % v if f else str(v))
+            cells.append(cell.replace("|", "\\|"))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(fn, name):
+    """Runs a driver's main; a RuntimeError (a failed run) exits 1 with
+    "name: message" instead of a traceback."""
+    try:
+        sys.exit(fn())
+    except RuntimeError as e:
+        raise SystemExit("%s: %s" % (name, e))

@@ -33,13 +33,11 @@ the largest of the sensors'. Prints a markdown table and writes
 bench/results/ingest-<UTC>.json.
 """
 
-import argparse
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -156,26 +154,32 @@ def one_run(a, work, nsens, pcap, per_sensor, packet_bytes, run_no):
             "output_files": len(files)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.environ.get("BIN", str(REPO / "build" / "packetstreamer")))
+COLUMNS = [
+    ("sensors", "sensors", "%d"),
+    ("packets", "packets", "%d"),
+    ("wall s", "wall_s", "%.3f"),
+    ("packets/s", "packets_per_s", "%.0f"),
+    ("MB/s", "mb_per_s", "%.1f"),
+    ("written", "written", "%d"),
+    ("lost", "lost", "%d"),
+    ("receiver CPU s/M pkt", "receiver_cpu_s_per_mpkt", "%.3f"),
+    ("receiver RSS MiB", "receiver_peak_rss_mib", "%.1f"),
+    ("sensors CPU s/M pkt", "sensors_cpu_s_per_mpkt", "%.3f"),
+    ("sensor RSS MiB (max)", "sensor_max_peak_rss_mib", "%.1f"),
+]
+
+
+def main(argv=None):
+    ap = benchlib.driver_args(__doc__)
     ap.add_argument("--sensors", default="1,16,64")
     ap.add_argument("--packets", type=int, default=1_000_000, help="total packets per run")
     ap.add_argument("--frame", default="1400", help="frame size in bytes, or imix")
     ap.add_argument("--codec", default="none")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per N; the table shows the median")
     ap.add_argument("--timeout", type=float, default=300)
-    ap.add_argument("--dir", default="/dev/shm")
-    ap.add_argument("--keep", action="store_true")
-    a = ap.parse_args()
-    a.bin = str(Path(a.bin).resolve())
-    if not os.access(a.bin, os.X_OK):
-        raise SystemExit("no executable at %s (make build)" % a.bin)
+    a = ap.parse_args(argv)
+    version = benchlib.prepare_bin(a)
     ns = [int(x) for x in a.sensors.split(",") if x]
-    version = benchlib.run(a.bin, "--version", check=False).stdout.strip()
-    work = Path(tempfile.mkdtemp(prefix="pspf-ingest-", dir=a.dir))
-    rows, allruns = [], []
-    try:
+    with benchlib.Workdir("pspf-ingest-", a.dir, a.keep) as work:
         # warm-up: page cache, tmpfs pages, the binary
         wpcap = work / "warm.pcap"
         wbytes = make_input(wpcap, a.frame, 20000)
@@ -188,36 +192,28 @@ def main():
             print("input: %d frames generated in %.1fs" % (a.packets // min(ns),
                                                           time.perf_counter() - t),
                   file=sys.stderr)
-        for n in ns:
-            per = a.packets // n
-            pcap = work / ("in-%d.pcap" % n)
-            pbytes = make_input(pcap, a.frame, per, big)
-            runs = []
-            for i in range(a.repeat):
-                r = one_run(a, work, n, pcap, per, pbytes, i)
-                print("N=%d run %d: %d packets in %.3fs, %.0f pkt/s, %.1f MB/s, receiver %.3f "
-                      "CPU s/M, RSS %.1f MiB, lost %d" % (
-                          n, i, r["packets"], r["wall_s"], r["packets_per_s"], r["mb_per_s"],
-                          r["receiver_cpu_s_per_mpkt"], r["receiver_peak_rss_mib"], r["lost"]),
-                      file=sys.stderr, flush=True)
-                runs.append(r)
-                allruns.append(r)
-            runs.sort(key=lambda r: r["wall_s"])
-            rows.append(runs[len(runs) // 2])
-            pcap.unlink()
-    finally:
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
+        inputs = {}
+
+        def one(n, _, rep):
+            if n not in inputs:  # one input per N, made before its first run
+                for old, _, _ in inputs.values():  # the last N's is done with: free the tmpfs
+                    old.unlink(missing_ok=True)
+                pcap = work / ("in-%d.pcap" % n)
+                inputs[n] = (pcap, a.packets // n, make_input(pcap, a.frame, a.packets // n, big))
+            return one_run(a, work, n, *inputs[n], rep)
+
+        def report(r):
+            print("N=%d run %d: %d packets in %.3fs, %.0f pkt/s, %.1f MB/s, receiver %.3f "
+                  "CPU s/M, RSS %.1f MiB, lost %d" % (
+                      r["sensors"], r["run"], r["packets"], r["wall_s"], r["packets_per_s"],
+                      r["mb_per_s"], r["receiver_cpu_s_per_mpkt"], r["receiver_peak_rss_mib"],
+                      r["lost"]), file=sys.stderr, flush=True)
+
+        allruns = benchlib.run_cases(ns, [None], a.repeat, one, report)
+    rows = benchlib.medians(allruns, "sensors")
     print("\n%s, frames %s, sensor codec %s, %s, %d CPUs, median of %d\n"
           % (version, a.frame, a.codec, benchlib.machine()["cpu"], os.cpu_count(), a.repeat))
-    print("| sensors | packets | wall s | packets/s | MB/s | written | lost | receiver CPU s/M pkt "
-          "| receiver RSS MiB | sensors CPU s/M pkt | sensor RSS MiB (max) |")
-    print("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for r in rows:
-        print("| %d | %d | %.3f | %.0f | %.1f | %d | %d | %.3f | %.1f | %.3f | %.1f |" % (
-            r["sensors"], r["packets"], r["wall_s"], r["packets_per_s"], r["mb_per_s"],
-            r["written"], r["lost"], r["receiver_cpu_s_per_mpkt"], r["receiver_peak_rss_mib"],
-            r["sensors_cpu_s_per_mpkt"], r["sensor_max_peak_rss_mib"]))
+    print(benchlib.table(COLUMNS, rows))
     out = benchlib.write_results("ingest", {
         "benchmark": "ingest", "version": version, "binary": a.bin, "machine": benchlib.machine(),
         "frame": a.frame, "codec": a.codec, "packets": a.packets, "repeat": a.repeat,
@@ -226,7 +222,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RuntimeError as e:
-        raise SystemExit("ingest.py: %s" % e)
+    benchlib.main(main, "ingest.py")

@@ -35,8 +35,6 @@ both namespaces (no neighbour discovery noise). Per case and tool:
 Prints a markdown table and appends every run to bench/results/live-<UTC>.json.
 """
 
-import argparse
-import datetime
 import json
 import os
 import platform
@@ -161,62 +159,63 @@ def one_run(a, tool, size, rate, count, pcap, work):
     return res
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=str(REPO / "build" / "packetstreamer"))
+COLUMNS = [
+    ("frame", "size", "%d"),
+    ("rate pps", lambda r: r["rate"] if r["rate"] != "top" else "top (%s)" % r["offered_pps"], None),
+    ("tool", "tool", None),
+    ("offered", "offered", "%d"),
+    ("on wire", "on_wire", "%d"),
+    ("captured", "captured", None),
+    ("kernel drops", "kernel_drops", None),
+    ("sensor drops", "sensor_drops", None),
+    ("delivered", "delivered", None),
+    ("written", "written", None),
+    ("loss %", "loss_pct", None),
+    ("capture CPU s/M", "capture_cpu_s_per_M", None),
+    ("total CPU s/M", "total_cpu_s_per_M", None),
+    ("capture RSS MiB", lambda r: (r["capture_rss_kb"] or 0) / 1024, "%.1f"),
+]
+
+
+def main(argv=None):
+    ap = benchlib.driver_args(__doc__)
     ap.add_argument("--cases", default="64:100000,64:200000,64:top,1500:50000,1500:100000,1500:top")
     ap.add_argument("--seconds", type=float, default=3.0, help="duration of fixed-rate cases")
     ap.add_argument("--top-packets", type=int, default=1000000)
-    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--codec", default="lz4", help="the sensor's codec (lz4 is its default)")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
-    ap.add_argument("--dir", default="/dev/shm")
-    a = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("needs root (network namespaces)")
-    for tool in ("tcpreplay", "nc", "tcpdump"):
-        if not shutil.which(tool):
-            raise SystemExit("%s missing: apt-get install tcpreplay netcat-openbsd tcpdump" % tool)
-    a.bin = str(Path(a.bin).resolve())
-    work = Path(tempfile.mkdtemp(prefix="pslb-", dir=a.dir))
-    results = []
-    try:
-        setup()
-        pcaps = {}
-        for case in a.cases.split(","):
-            size, rate = case.split(":")
-            size = int(size)
-            if size not in pcaps:
-                pcaps[size] = work / ("udp%d.pcap" % size)
-                make_pcap(pcaps[size], size)
-            count = (a.top_packets if size <= 256 else a.top_packets // 3) if rate == "top" \
-                else int(float(rate) * a.seconds)
-            for _ in range(a.repeat):
-                for tool in ("sensor", "tcpdump|nc"):
-                    r = one_run(a, tool.split("|")[0], size, rate, count, pcaps[size], work)
-                    r["tool"] = tool
-                    results.append(r)
-                    print(json.dumps(r), file=sys.stderr)
-    finally:
-        teardown()
-        shutil.rmtree(work, ignore_errors=True)
-    out = REPO / "bench" / "results" / ("live-%s.json" % datetime.datetime.utcnow().strftime(
-        "%Y%m%dT%H%M%SZ"))
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"machine": platform.uname()._asdict(), "cpus": os.cpu_count(),
-                               "pinned": a.pin, "codec": a.codec, "runs": results}, indent=1))
-    print("| frame | rate pps | tool | offered | on wire | captured | kernel drops | sensor drops "
-          "| delivered | written | loss % | capture CPU s/M | total CPU s/M | capture RSS MiB |")
-    print("|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-    for r in results:
-        print("| %d | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %.1f |" % (
-            r["size"], r["rate"] if r["rate"] != "top" else "top (%s)" % r["offered_pps"],
-            r["tool"], r["offered"], r["on_wire"], r["captured"], r["kernel_drops"],
-            r["sensor_drops"], r["delivered"], r["written"], r["loss_pct"],
-            r["capture_cpu_s_per_M"], r["total_cpu_s_per_M"], (r["capture_rss_kb"] or 0) / 1024))
+    a = ap.parse_args(argv)
+    benchlib.need_root("live.py")
+    benchlib.need_tools(("tcpreplay", "nc", "tcpdump"),
+                        "apt-get install tcpreplay netcat-openbsd tcpdump")
+    benchlib.prepare_bin(a)
+    cases = benchlib.rate_cases(a.cases, a.seconds,
+                                lambda size: a.top_packets if size <= 256 else a.top_packets // 3)
+    with benchlib.Workdir("pslb-", a.dir, a.keep) as work:
+        try:
+            setup()
+            pcaps = {}
+            for size, _, _ in cases:
+                if size not in pcaps:
+                    pcaps[size] = work / ("udp%d.pcap" % size)
+                    make_pcap(pcaps[size], size)
+
+            def one(case, tool, rep):
+                size, rate, count = case
+                r = one_run(a, tool.split("|")[0], size, rate, count, pcaps[size], work)
+                r["tool"] = tool
+                return r
+
+            results = benchlib.run_cases(cases, ("sensor", "tcpdump|nc"), a.repeat, one,
+                                         lambda r: print(json.dumps(r), file=sys.stderr))
+        finally:
+            teardown()
+    out = benchlib.write_results("live", {"machine": platform.uname()._asdict(),
+                                          "cpus": os.cpu_count(), "pinned": a.pin,
+                                          "codec": a.codec, "runs": results})
+    print(benchlib.table(COLUMNS, results))
     print("results: %s" % out.relative_to(REPO))
 
 
 if __name__ == "__main__":
-    main()
+    benchlib.main(main, "live.py")

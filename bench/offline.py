@@ -21,17 +21,11 @@ bench/results/offline-<UTC time>.json. Standard library only; see
 bench/README.md for the meaning of each column.
 """
 
-import argparse
-import datetime
-import json
-import os
 import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -124,7 +118,7 @@ def one_run(args, workdir, input_path, codec, run_no):
 
 
 COLUMNS = [
-    ("codec", "codec", "%s"),
+    ("codec", "codec", None),
     ("wall s", "wall_s", "%.3f"),
     ("packets/s", "packets_per_s", "%.0f"),
     ("MB/s", "mb_per_s", "%.1f"),
@@ -138,54 +132,22 @@ COLUMNS = [
 ]
 
 
-def median_of(runs):
-    med = {"codec": runs[0]["codec"]}
-    for key, val in runs[0].items():
-        if isinstance(val, (int, float)) and key != "run" and not isinstance(val, bool):
-            vals = [r[key] for r in runs if r[key] is not None]
-            med[key] = statistics.median(vals) if vals else None
-    return med
-
-
-def table(medians):
-    lines = ["| " + " | ".join(c[0] for c in COLUMNS) + " |",
-             "|" + "|".join("---" if i == 0 else "--:" for i in range(len(COLUMNS))) + "|"]
-    for m in medians:
-        cells = []
-        for _, key, fmt in COLUMNS:
-            v = m.get(key)
-            cells.append("-" if v is None else fmt % v)
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=os.environ.get("BIN", str(REPO / "build" / "packetstreamer")),
-                    help="packetstreamer binary (default build/packetstreamer, the Release build)")
+    ap = benchlib.driver_args(__doc__)
     ap.add_argument("--packets", type=int, default=1_000_000)
     ap.add_argument("--codecs", default="none,lz4,zlib", help="comma-separated")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per codec; the table shows medians")
     ap.add_argument("--warmup", type=int, default=1,
                     help="untimed runs (first codec) before measuring: page cache, tmpfs pages")
-    ap.add_argument("--dir", default="/dev/shm", help="tmpfs directory for input and output")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--results", default=str(REPO / "bench" / "results"),
                     help="directory for the JSON results")
-    ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args(argv)
-    args.bin = str(Path(args.bin).resolve())
     codecs = [c.strip() for c in args.codecs.split(",") if c.strip()]
-    if not os.access(args.bin, os.X_OK):
-        print("offline.py: no executable at %s (run 'make build')" % args.bin, file=sys.stderr)
-        return 2
     if args.packets <= 0 or args.repeat <= 0 or not codecs:
         ap.error("--packets and --repeat must be positive, --codecs non-empty")
+    version = benchlib.prepare_bin(args)
 
-    version = subprocess.run([args.bin, "--version"], capture_output=True, text=True,
-                             env=child_env()).stdout.strip()
-    workdir = Path(tempfile.mkdtemp(prefix="packetstreamer-bench-", dir=args.dir))
-    try:
+    with benchlib.Workdir("packetstreamer-bench-", args.dir, args.keep) as workdir:
         input_path = workdir / "imix.pcap"
         t = time.perf_counter()
         pcaplib.write_imix(str(input_path), args.packets, seed=args.seed, fmt="pcap")
@@ -199,36 +161,27 @@ def main(argv=None):
         for i in range(args.warmup):
             r = one_run(args, workdir, input_path, codecs[0], -1 - i)
             print("  warm-up (%s): %.3fs" % (codecs[0], r["wall_s"]), file=sys.stderr)
-        results = []
-        for codec in codecs:
-            runs = []
-            for i in range(args.repeat):
-                r = one_run(args, workdir, input_path, codec, i)
-                print("  %s run %d: %.3fs, %.0f packets/s, sensor %.2fs CPU, receiver %.2fs CPU"
-                      % (codec, i, r["wall_s"], r["packets_per_s"], r["sensor_cpu_s"],
-                         r["receiver_cpu_s"]), file=sys.stderr)
-                runs.append(r)
-            results.append({"codec": codec, "median": median_of(runs), "runs": runs})
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+
+        def report(r):
+            print("  %s run %d: %.3fs, %.0f packets/s, sensor %.2fs CPU, receiver %.2fs CPU"
+                  % (r["codec"], r["run"], r["wall_s"], r["packets_per_s"], r["sensor_cpu_s"],
+                     r["receiver_cpu_s"]), file=sys.stderr)
+
+        runs = benchlib.run_cases(codecs, [None], args.repeat,
+                                  lambda codec, _, rep: one_run(args, workdir, input_path, codec,
+                                                                rep), report)
+    meds = benchlib.medians(runs, "codec")
+    results = [{"codec": m["codec"], "median": m, "runs": [r for r in runs if r["codec"] == m["codec"]]}
+               for m in meds]
 
     sys.stderr.flush()
     print()
     print("%s, %d IMIX packets (64/576/1500 B, 7:4:1), median of %d run(s), %s"
           % (version, args.packets, args.repeat, machine()["cpu"] or platform.machine()))
     print()
-    print(table([r["median"] for r in results]))
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    resdir = Path(args.results)
-    resdir.mkdir(parents=True, exist_ok=True)
-    gi = resdir / ".gitignore"
-    if not gi.exists():
-        gi.write_text("*.json\n")
-    out = resdir / ("offline-%s.json" % stamp)
-    out.write_text(json.dumps({
+    print(benchlib.table(COLUMNS, meds))
+    out = benchlib.write_results("offline", {
         "benchmark": "offline",
-        "time": stamp,
         "version": version,
         "binary": args.bin,
         "packets": args.packets,
@@ -238,15 +191,11 @@ def main(argv=None):
         "warmup": args.warmup,
         "machine": machine(),
         "results": results,
-    }, indent=2) + "\n")
+    }, args.results)
     print()
     print("results: %s" % out)
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except RuntimeError as e:
-        print("offline.py: %s" % e, file=sys.stderr)
-        sys.exit(1)
+    benchlib.main(main, "offline.py")

@@ -47,7 +47,6 @@ Prints per-run lines, a detailed markdown table and the issue-style matrix
 (loss % . CPU s/M per cell), and writes bench/results/peers-<UTC>.json.
 """
 
-import argparse
 import os
 import re
 import shutil
@@ -339,16 +338,13 @@ def print_tables(results):
         print("| %s | %s |" % (name, " | ".join(cells)))
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bin", default=str(REPO / "build" / "packetstreamer"))
+def main(argv=None):
+    ap = benchlib.driver_args(__doc__)
     ap.add_argument("--cases", default="64:100000,64:top,1400:100000,1400:200000,1400:top")
     ap.add_argument("--tools", default=",".join(TOOLS))
     ap.add_argument("--seconds", type=float, default=6.0, help="length of fixed-rate cases")
     ap.add_argument("--top-packets-64", type=int, default=3000000)
     ap.add_argument("--top-packets-1400", type=int, default=2400000)
-    ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--codec", default=None, help="sensor --codec (default: the sensor's, lz4)")
     ap.add_argument("--tls", action="store_true",
                     help="packetstreamer over mutual TLS (certificates made with openssl)")
@@ -361,25 +357,22 @@ def main():
                     help="before each replay wait until the machine is under this %% busy")
     ap.add_argument("--max-wait", type=float, default=30.0, help="for --quiet-pct, s")
     ap.add_argument("--no-pin", dest="pin", action="store_false")
-    ap.add_argument("--dir", default="/dev/shm", help="tmpfs for captures and outputs")
-    ap.add_argument("--keep", action="store_true", help="keep each run's directory")
     ap.add_argument("--perf", action="store_true",
                     help="record the capture CPU with perf during each replay and write where "
                          "its time went to bench/results/perf-*.txt")
     ap.add_argument("--from-json", metavar="FILE",
                     help="print the tables of an earlier run's results file and exit")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.from_json:
         import json
         with open(a.from_json) as f:
             print_tables(json.load(f)["runs"])
         return
-    if os.geteuid() != 0:
-        raise SystemExit("peers.py needs root (network namespaces)")
+    benchlib.need_root("peers.py")
     a.sensor_env = dict(kv.split("=", 1) for kv in a.sensor_env)
     a.stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    if a.perf and not shutil.which("perf"):
-        raise SystemExit("--perf needs perf: apt-get install linux-perf")
+    if a.perf:
+        benchlib.need_tools(("perf",), "--perf needs perf: apt-get install linux-perf")
     if a.sensor_env:
         LABEL["ps"] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
     tools = [t for t in a.tools.split(",") if t]
@@ -389,62 +382,47 @@ def main():
     need = {"tcpreplay", "ethtool"} | ({"tcpdump"} if any(t.startswith("tcpdump") for t in tools)
                                        else set()) | ({"nc"} if "tcpdump-nc" in tools else set()) \
         | ({"netsniff-ng"} if "netsniff" in tools else set())
-    missing = [t for t in sorted(need) if not shutil.which(t)]
-    if missing:
-        raise SystemExit("missing %s: apt-get install tcpreplay netcat-openbsd netsniff-ng tcpdump "
-                         "ethtool (make bench-peers does)" % " ".join(missing))
-    a.bin = str(Path(a.bin).resolve())
-    if "ps" in tools and not os.access(a.bin, os.X_OK):
-        raise SystemExit("no executable at %s (make build)" % a.bin)
-    version = benchlib.run(a.bin, "--version", check=False).stdout.strip() if "ps" in tools else ""
-    work = Path(tempfile.mkdtemp(prefix="pspf-", dir=a.dir))
-    results = []
+    benchlib.need_tools(need, "apt-get install tcpreplay netcat-openbsd netsniff-ng tcpdump "
+                        "ethtool (make bench-peers does)")
+    version = benchlib.prepare_bin(a) if "ps" in tools else ""
+    cases = benchlib.rate_cases(a.cases, a.seconds, lambda size: a.top_packets_64 if size <= 256
+                                else a.top_packets_1400)
     t0 = time.time()
-    a.tls = make_certs(work) if a.tls else None
-    if a.tls:
-        LABEL["ps"] += " (mTLS)"
-    try:
+    with benchlib.Workdir("pspf-", a.dir, a.keep) as work:
+        a.tls = make_certs(work) if a.tls else None
+        if a.tls:
+            LABEL["ps"] += " (mTLS)"
         with benchlib.Netns(PREFIX) as ns:
             pcaps = {}
-            for case in a.cases.split(","):
-                size, rate = case.split(":")
-                size = int(size)
+            for size, _, _ in cases:
                 if size not in pcaps:
                     pcaps[size] = work / ("udp%d.pcap" % size)
                     benchlib.make_udp_pcap(pcaps[size], size, 50000)
-                if rate == "top":
-                    count = a.top_packets_64 if size <= 256 else a.top_packets_1400
-                else:
-                    count = int(float(rate) * a.seconds)
-                for rep in range(a.repeat):
-                    for tool in tools:
-                        r = one_run(a, ns, tool, size, rate, count, pcaps[size], work)
-                        r["rep"] = rep
-                        results.append(r)
-                        print("%-12s %5d B %-7s on wire %8d (%7s pps) written %8d loss %6s %% "
-                              "CPU %s s/M %s RSS %s MiB (load %.2f)"
-                              % (tool, size, rate, r["on_wire"], r["on_wire_pps"], r["written"],
-                                 fmt(r["loss_pct"], "%.2f"), fmt(r["total_cpu_s_per_M"]),
-                                 r["cpu_s_per_M"], rss(r), r["load1"]),
-                              file=sys.stderr, flush=True)
-    finally:
-        if a.keep:
-            print("kept %s" % work, file=sys.stderr)
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+            def one(case, tool, rep):
+                size, rate, count = case
+                return one_run(a, ns, tool, size, rate, count, pcaps[size], work)
+
+            def report(r):
+                print("%-12s %5d B %-7s on wire %8d (%7s pps) written %8d loss %6s %% "
+                      "CPU %s s/M %s RSS %s MiB (load %.2f)"
+                      % (r["tool"], r["size"], r["rate"], r["on_wire"], r["on_wire_pps"],
+                         r["written"], fmt(r["loss_pct"], "%.2f"), fmt(r["total_cpu_s_per_M"]),
+                         r["cpu_s_per_M"], rss(r), r["load1"]),
+                      file=sys.stderr, flush=True)
+
+            results = benchlib.run_cases(cases, tools, a.repeat, one, report)
     print("\n%s; %s; %d CPUs; generator on CPU 0, capturers on CPU 1%s; %.0f s\n"
           % (version or "baselines only", benchlib.machine()["cpu"], os.cpu_count(),
              "" if a.pin else " (NOT pinned)", time.time() - t0))
     print_tables(results)
     out = benchlib.write_results("peers", {
         "benchmark": "peers", "version": version, "binary": a.bin, "machine": benchlib.machine(),
-        "pinned": a.pin, "codec": a.codec, "tls": bool(a.tls), "sensor_env": a.sensor_env, "seconds": a.seconds, "drain": a.drain,
-        "netsniff_ring": a.netsniff_ring, "runs": results})
+        "pinned": a.pin, "codec": a.codec, "tls": bool(a.tls), "sensor_env": a.sensor_env,
+        "seconds": a.seconds, "drain": a.drain, "netsniff_ring": a.netsniff_ring,
+        "runs": results})
     print("\nresults: %s" % out.relative_to(REPO))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RuntimeError as e:
-        raise SystemExit("peers.py: %s" % e)
+    benchlib.main(main, "peers.py")

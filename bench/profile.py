@@ -19,8 +19,6 @@ top functions are printed. Needs valgrind; `make bench-profile` builds
 build-prof/ (Release, -O3, plus -g for symbols) and runs this.
 """
 
-import argparse
-import os
 import re
 import shutil
 import signal
@@ -164,31 +162,35 @@ def live_profile(a, work, results, rows):
                     print("    %14d %5.1f%%  %s" % t, file=sys.stderr)
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--bin", default=str(REPO / "build-prof" / "packetstreamer"))
+COLUMNS = [
+    ("process", "role", None),
+    ("sensor codec", "codec", None),
+    ("Ir (small run)", "ir_small", "%d"),
+    ("Ir (large run)", "ir_large", "%d"),
+    ("instructions / packet", "ir_per_packet", "%.0f"),
+]
+
+
+def main(argv=None):
+    ap = benchlib.driver_args(__doc__, default_bin=str(REPO / "build-prof" / "packetstreamer"),
+                              repeat=False)  # instruction counts do not vary
     ap.add_argument("--small", type=int, default=50000)
     ap.add_argument("--large", type=int, default=250000)
     ap.add_argument("--codecs", default="none,lz4")
     ap.add_argument("--top", type=int, default=12)
     ap.add_argument("--timeout", type=float, default=600)
-    ap.add_argument("--dir", default="/dev/shm")
-    ap.add_argument("--keep", action="store_true")
     ap.add_argument("--live", action="store_true",
                     help="also profile the live sensor (root: network namespaces pspf-prof-*, "
                          "tcpreplay): 64 and 1400 B frames, --live-pps and 3x that")
     ap.add_argument("--live-pps", type=int, default=5000)
     ap.add_argument("--live-seconds", type=float, default=4.0)
-    a = ap.parse_args()
-    a.bin = str(Path(a.bin).resolve())
-    if not shutil.which("valgrind"):
-        raise SystemExit("valgrind missing: apt-get install valgrind")
-    if not os.access(a.bin, os.X_OK):
-        raise SystemExit("no executable at %s (make bench-profile builds it)" % a.bin)
-    work = Path(tempfile.mkdtemp(prefix="pspf-prof-", dir=a.dir))
+    a = ap.parse_args(argv)
+    benchlib.need_tools(("valgrind",), "apt-get install valgrind")
+    benchlib.prepare_bin(a, "make bench-profile builds it")
     results = {"binary": a.bin, "small": a.small, "large": a.large, "machine": benchlib.machine(),
                "runs": []}
-    try:
+    codecs = [c for c in a.codecs.split(",") if c]
+    with benchlib.Workdir("pspf-prof-", a.dir, a.keep) as work:
         pcaps = {}
         for n in (a.small, a.large):
             pcaps[n] = work / ("imix-%d.pcap" % n)
@@ -196,39 +198,33 @@ def main():
         rows = []
         if a.live:
             live_profile(a, work, results, rows)
-        for codec in [c for c in a.codecs.split(",") if c]:
-            for role in ("sensor", "receiver"):
-                ir = {}
-                for n in (a.small, a.large):
-                    cg = one(a, work, pcaps[n], n, codec, role)
-                    ir[n] = total_ir(cg)
-                per = (ir[a.large] - ir[a.small]) / (a.large - a.small)
-                top = top_functions(cg, a.top)
-                rows.append((role, codec, ir[a.small], ir[a.large], per))
-                results["runs"].append({"role": role, "codec": codec, "ir": ir,
-                                        "ir_per_packet": per,
-                                        "top_exclusive": [{"ir": t[0], "pct": t[1], "fn": t[2]}
-                                                          for t in top]})
-                print("%s, sensor codec %s: %.0f instructions/packet (Ir %d at %d, %d at %d)"
-                      % (role, codec, per, ir[a.small], a.small, ir[a.large], a.large),
-                      file=sys.stderr)
-                for t in top:
-                    print("    %14d %5.1f%%  %s" % t, file=sys.stderr)
-    finally:
-        if not a.keep:
-            shutil.rmtree(work, ignore_errors=True)
-        else:
-            print("kept %s" % work, file=sys.stderr)
-    print("| process | sensor codec | Ir (small run) | Ir (large run) | instructions / packet |")
-    print("|---|---|--:|--:|--:|")
-    for role, codec, s, l, per in rows:
-        print("| %s | %s | %d | %d | %.0f |" % (role, codec, s, l, per))
+
+        def case(codec, role, rep):
+            ir = {}
+            for n in (a.small, a.large):
+                cg = one(a, work, pcaps[n], n, codec, role)
+                ir[n] = total_ir(cg)
+            top = top_functions(cg, a.top)
+            return {"role": role, "codec": codec, "ir": ir,
+                    "ir_per_packet": (ir[a.large] - ir[a.small]) / (a.large - a.small),
+                    "top_exclusive": [{"ir": t[0], "pct": t[1], "fn": t[2]} for t in top]}
+
+        def report(r):
+            print("%s, sensor codec %s: %.0f instructions/packet (Ir %d at %d, %d at %d)"
+                  % (r["role"], r["codec"], r["ir_per_packet"], r["ir"][a.small], a.small,
+                     r["ir"][a.large], a.large), file=sys.stderr)
+            for t in r["top_exclusive"]:
+                print("    %14d %5.1f%%  %s" % (t["ir"], t["pct"], t["fn"]), file=sys.stderr)
+
+        runs = benchlib.run_cases(codecs, ("sensor", "receiver"), 1, case, report)
+        results["runs"].extend(runs)
+        rows.extend((r["role"], r["codec"], r["ir"][a.small], r["ir"][a.large], r["ir_per_packet"])
+                    for r in runs)
+    print(benchlib.table(COLUMNS, [dict(zip(("role", "codec", "ir_small", "ir_large",
+                                             "ir_per_packet"), row)) for row in rows]))
     out = benchlib.write_results("profile", results)
     print("results: %s" % out.relative_to(REPO))
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except RuntimeError as e:
-        raise SystemExit("profile.py: %s" % e)
+    benchlib.main(main, "profile.py")

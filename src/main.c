@@ -337,7 +337,7 @@ static int run_role(int argc, char **argv, ps_role role)
     int code = 1;
     if (open_log(&cfg) == 0)
         code = role == PS_ROLE_SENSOR ? ps_sensor_run(&cfg) : ps_receiver_run(&cfg);
-    ps_log_close();
+    ps_log_free();
     ps_config_free(&cfg);
     return code;
 }

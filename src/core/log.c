@@ -73,7 +73,7 @@ int ps_log_open(ps_log_level level, int json, const char *filename)
     return ret;
 }
 
-void ps_log_close(void)
+void ps_log_free(void)
 {
     int old = atomic_exchange(&log_fd, STDERR_FILENO);
     if (old != STDERR_FILENO)

@@ -20,7 +20,9 @@ typedef enum ps_log_level {
 /* Returns 0, or -1 when the file cannot be opened (errno set); the logger then
  * keeps writing to stderr. filename NULL or "" means stderr. */
 int ps_log_open(ps_log_level level, int json, const char *filename);
-void ps_log_close(void);
+/* Closes the log file, synchronously, and goes back to stderr: the logger
+ * stays usable (main calls it last, after every thread has stopped). */
+void ps_log_free(void);
 void ps_log_set_level(ps_log_level level);
 ps_log_level ps_log_get_level(void);
 /* "debug", "info", "warn"/"warning", "error" -> 0 and *out; else -1. */

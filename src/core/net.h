@@ -1,5 +1,7 @@
 /*
- * net: a framed, full-duplex protocol connection over a libuv TCP stream.
+ * net: a framed, full-duplex protocol connection over a libuv TCP stream
+ * (prefix ps_conn_, after the object; ps_sockaddr_str and ps_split_hostport
+ * are its address helpers).
  *
  * A ps_conn owns its uv_tcp_t and a receive buffer. Bytes that arrive are cut
  * into wire frames (wire.h) and handed to on_frame one at a time; a frame's
@@ -34,6 +36,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "wire.h"

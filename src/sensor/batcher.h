@@ -23,6 +23,7 @@
 #define PS_BATCHER_H
 
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "core/buf.h"
@@ -36,26 +37,39 @@ typedef enum ps_batch_state {
 } ps_batch_state;
 
 typedef struct ps_batch {
-    struct ps_batch *next; /* uplink's spool queue */
+    /* Owned by whoever holds the batch: the batcher's pool while released,
+     * the consumer's queue (the uplink's spool) from on_sealed until
+     * ps_batcher_release. */
+    struct ps_batch *next;
+
+    /* public: written by the batcher, read by anyone. seq, records, raw and
+     * raw_len are final at on_sealed; codec, payload, payload_len and prefix
+     * at on_ready. */
     uint64_t seq;
     uint32_t records;
     ps_batch_state state;
     ps_codec codec; /* codec of this batch's payload (none if it did not shrink) */
     ps_buf raw;     /* encoded records */
-    ps_buf comp;    /* compressed payload, unused with codec none */
-    const uint8_t *payload;
-    uint32_t payload_len;
     uint32_t raw_len;
-    uint8_t prefix[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN];
-    int writes;       /* uplink writes in flight that reference it */
+    const uint8_t *payload; /* raw.data, or comp.data when compressed */
+    uint32_t payload_len;
+    uint8_t prefix[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN]; /* frame + batch header */
+    struct ps_batcher *owner;                                /* the batcher to release it to */
+
+    /* Owned by the consumer (the uplink) from on_sealed until
+     * ps_batcher_release: zero when the batch is sealed, never read or
+     * written by the batcher. */
+    int writes;       /* writes in flight that reference it */
     size_t spool_mem; /* bytes charged to the spool for it */
     int acked;
-    int comp_err;
+    void *sender; /* the uplink that queued it (for write completions) */
+
+    /* private: the batcher's own. */
+    ps_buf comp;        /* compressed payload, unused with codec none */
+    int comp_err;       /* set by the worker thread, read on the loop */
     int probe;          /* adaptive compression's trial batch */
     uint64_t opened_ms; /* uv_now() when the first record went in */
     uv_work_t work;
-    struct ps_batcher *owner;
-    void *sender; /* the uplink that queued it (for write completions) */
 } ps_batch;
 
 typedef struct ps_batcher ps_batcher;

@@ -80,14 +80,14 @@ static void add_port_list(sb *b, const uint16_t *ports, int n)
 int ps_bpf_build(const ps_bpf_spec *s, char *out, size_t outlen)
 {
     if (!out || outlen == 0)
-        return PS_BPF_TOO_LONG;
+        return PS_BPF_E_TOO_LONG;
     out[0] = '\0';
     sb b = {out, 0, outlen, 0};
 
     if (s->receiver_port > 0 && s->receiver_port <= 65535)
         for (size_t i = 0; i < s->n_receiver_addrs; i++) {
             if (!addr_ok(s->receiver_addrs[i]))
-                return PS_BPF_BAD_ADDR;
+                return PS_BPF_E_BAD_ADDR;
             sb_and(&b);
             sb_add(&b, "not (host %s and tcp port %d)", s->receiver_addrs[i], s->receiver_port);
         }
@@ -133,11 +133,11 @@ int ps_bpf_build(const ps_bpf_spec *s, char *out, size_t outlen)
 
     if (s->user_filter && *s->user_filter) {
         if (!parens_balanced(s->user_filter))
-            return PS_BPF_BAD_FILTER;
+            return PS_BPF_E_BAD_FILTER;
         sb_and(&b);
         sb_add(&b, "(%s)", s->user_filter);
     }
-    return b.overflow ? PS_BPF_TOO_LONG : PS_BPF_OK;
+    return b.overflow ? PS_BPF_E_TOO_LONG : PS_BPF_OK;
 }
 
 const ps_port_list *ps_bpf_iface_ports(const ps_config *c, const char *ifname)
@@ -146,4 +146,18 @@ const ps_port_list *ps_bpf_iface_ports(const ps_config *c, const char *ifname)
         if (c->iface_ports[i].iface && strcmp(c->iface_ports[i].iface, ifname) == 0)
             return &c->iface_ports[i].ports;
     return NULL;
+}
+
+const char *ps_bpf_strerror(int err)
+{
+    switch (err) {
+    case PS_BPF_E_TOO_LONG:
+        return "the capture filter is too long";
+    case PS_BPF_E_BAD_ADDR:
+        return "the receiver's address is not numeric";
+    case PS_BPF_E_BAD_FILTER:
+        return "unbalanced parentheses in the capture filter";
+    default:
+        return "cannot build the capture filter";
+    }
 }

@@ -39,13 +39,16 @@ typedef struct ps_bpf_spec {
 } ps_bpf_spec;
 
 #define PS_BPF_OK 0
-#define PS_BPF_NOTHING 1     /* allow mode with no port for this interface */
-#define PS_BPF_TOO_LONG -1   /* out too small (the string is truncated) */
-#define PS_BPF_BAD_ADDR -2   /* a receiver address is not a plain numeric IPv4/IPv6 */
-#define PS_BPF_BAD_FILTER -3 /* the user expression has unbalanced parentheses */
+#define PS_BPF_NOTHING 1       /* allow mode with no port for this interface */
+#define PS_BPF_E_TOO_LONG -1   /* out too small (the string is truncated) */
+#define PS_BPF_E_BAD_ADDR -2   /* a receiver address is not a plain numeric IPv4/IPv6 */
+#define PS_BPF_E_BAD_FILTER -3 /* the user expression has unbalanced parentheses */
 
-/* Writes the expression ("" when there is nothing to filter) into out. */
+/* Writes the expression ("" when there is nothing to filter) into out.
+ * Returns PS_BPF_OK, PS_BPF_NOTHING or a negative PS_BPF_E_* code. */
 int ps_bpf_build(const ps_bpf_spec *s, char *out, size_t outlen);
+/* A sentence for a PS_BPF_E_* code, for the user. */
+const char *ps_bpf_strerror(int err);
 
 /* The entry of captureInterfacesPorts for ifname, or NULL. */
 const ps_port_list *ps_bpf_iface_ports(const ps_config *c, const char *ifname);

@@ -7,10 +7,11 @@
  */
 #include "capture.h"
 
-#include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <pcap/pcap.h>
 
 struct ps_capture_file {
     pcap_t *p;
@@ -128,7 +129,7 @@ uint64_t ps_capture_file_dropped(const ps_capture_file *f)
     return f->dropped;
 }
 
-void ps_capture_file_close(ps_capture_file *f)
+void ps_capture_file_free(ps_capture_file *f)
 {
     if (!f)
         return;

@@ -1,8 +1,8 @@
 /*
- * capture: where packets come from. For now one source: a pcap or pcapng file
- * read with libpcap (--read-file), with nanosecond timestamps kept and an
- * optional BPF filter applied. Live interfaces arrive with the live-capture
- * work and plug into the same batcher.
+ * capture: packets from a capture file: a pcap or pcapng file read with
+ * libpcap (--read-file), with nanosecond timestamps kept and an optional BPF
+ * filter applied, into the batcher. Live interfaces are capture_live.h, which
+ * feeds the same batcher and shares ps_capture_linktype().
  */
 #ifndef PS_CAPTURE_H
 #define PS_CAPTURE_H
@@ -34,6 +34,7 @@ const char *ps_capture_file_name(const ps_capture_file *f);
 int ps_capture_file_read(ps_capture_file *f, ps_batcher *b, uint32_t iface, int max, char *err,
                          size_t errlen);
 uint64_t ps_capture_file_dropped(const ps_capture_file *f); /* OOM in the batcher */
-void ps_capture_file_close(ps_capture_file *f);
+/* Closes the file and frees f, synchronously. NULL is a no-op. */
+void ps_capture_file_free(ps_capture_file *f);
 
 #endif

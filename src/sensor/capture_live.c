@@ -12,21 +12,22 @@
  */
 #include "capture_live.h"
 
-#include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <pcap/pcap.h>
+
 #include "capture.h"
 #include "core/wire.h"
 
-#define PS_LIVE_DISPATCH_CNT 512
-#define PS_LIVE_DISPATCH_ROUNDS 16
+#define PS_CAPTURE_LIVE_DISPATCH_CNT 512
+#define PS_CAPTURE_LIVE_DISPATCH_ROUNDS 16
 
-struct ps_live {
+struct ps_capture_live {
     pcap_t *p;
     uv_poll_t poll;
-    ps_live_opts o;
+    ps_capture_live_opts o;
     char *name;
     uint32_t linktype, snaplen;
     int nano;
@@ -35,9 +36,9 @@ struct ps_live {
     int closing;
     int open_handles; /* poll (and the close timer once started) */
     uv_timer_t close_timer;
-    void (*close_done)(void *ud, ps_live *l, const ps_live_counters *c);
-    ps_live_counters c;
-    ps_live_counters pushed;         /* what the metrics series already hold */
+    void (*close_done)(void *ud, ps_capture_live *l, const ps_capture_live_counters *c);
+    ps_capture_live_counters c;
+    ps_capture_live_counters pushed; /* what the metrics series already hold */
     uint32_t last_drop, last_ifdrop; /* pcap_stats' 32-bit values, for wrap */
 };
 
@@ -48,9 +49,9 @@ static void series_push(ps_series *s, uint64_t now, uint64_t *pushed)
     *pushed = now;
 }
 
-static void push_metrics(ps_live *l)
+static void push_metrics(ps_capture_live *l)
 {
-    const ps_live_series *s = &l->o.series;
+    const ps_capture_live_series *s = &l->o.series;
     series_push(s->packets, l->c.packets, &l->pushed.packets);
     series_push(s->bytes, l->c.bytes, &l->pushed.bytes);
     series_push(s->kernel_drops, l->c.kernel_drops, &l->pushed.kernel_drops);
@@ -61,7 +62,7 @@ static void push_metrics(ps_live *l)
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
 {
-    ps_live *l = (ps_live *)user;
+    ps_capture_live *l = (ps_capture_live *)user;
     if (l->dropping) {
         l->c.drops_spool_full++;
         return;
@@ -82,7 +83,7 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
     l->c.bytes += caplen; /* what the receiver gets (docs/protocol.md, STATS) */
 }
 
-static void live_fail(ps_live *l, const char *what)
+static void live_fail(ps_capture_live *l, const char *what)
 {
     if (l->failed)
         return;
@@ -96,16 +97,16 @@ static void live_fail(ps_live *l, const char *what)
         l->o.on_error(l->o.ud, l, msg);
 }
 
-static int drain(ps_live *l, int rounds)
+static int drain(ps_capture_live *l, int rounds)
 {
     for (int r = 0; r < rounds; r++) {
         l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
-        int n = pcap_dispatch(l->p, PS_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+        int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
         if (n < 0) {
             push_metrics(l);
             return n == PCAP_ERROR_BREAK ? 0 : -1;
         }
-        if (n < PS_LIVE_DISPATCH_CNT)
+        if (n < PS_CAPTURE_LIVE_DISPATCH_CNT)
             break;
     }
     push_metrics(l);
@@ -114,7 +115,7 @@ static int drain(ps_live *l, int rounds)
 
 static void on_readable(uv_poll_t *h, int status, int events)
 {
-    ps_live *l = h->data;
+    ps_capture_live *l = h->data;
     (void)events;
     if (status < 0 && l->closing) {
         /* POLLERR once the interface is gone: stop polling, the close timer
@@ -129,11 +130,11 @@ static void on_readable(uv_poll_t *h, int status, int events)
                                         : uv_strerror(status));
         return;
     }
-    if (drain(l, PS_LIVE_DISPATCH_ROUNDS) != 0)
+    if (drain(l, PS_CAPTURE_LIVE_DISPATCH_ROUNDS) != 0)
         live_fail(l, pcap_geterr(l->p));
 }
 
-void ps_live_drain(ps_live *l)
+void ps_capture_live_drain(ps_capture_live *l)
 {
     if (!l->failed && drain(l, 1 << 20) != 0)
         live_fail(l, pcap_geterr(l->p));
@@ -157,12 +158,13 @@ static int apply_filter(pcap_t *p, const char *ifname, const char *filter, char 
     return 0;
 }
 
-int ps_live_set_filter(ps_live *l, const char *filter, char *err, size_t errlen)
+int ps_capture_live_set_filter(ps_capture_live *l, const char *filter, char *err, size_t errlen)
 {
     return apply_filter(l->p, l->name, filter, err, errlen);
 }
 
-static int activate_error(pcap_t *p, int rc, const ps_live_opts *o, char *err, size_t errlen)
+static int activate_error(pcap_t *p, int rc, const ps_capture_live_opts *o, char *err,
+                          size_t errlen)
 {
     const char *why = pcap_geterr(p);
     switch (rc) {
@@ -172,34 +174,35 @@ static int activate_error(pcap_t *p, int rc, const ps_live_opts *o, char *err, s
                  "run it as root or grant the capability (setcap cap_net_raw+ep, or "
                  "securityContext.capabilities.add: [NET_RAW] in Kubernetes)",
                  o->ifname, why);
-        return PS_LIVE_E_PERM;
+        return PS_CAPTURE_LIVE_E_PERM;
     case PCAP_ERROR_PROMISC_PERM_DENIED:
         snprintf(err, errlen,
                  "cannot put %s in promiscuous mode: permission denied (%s); "
                  "capture.promiscuous needs CAP_NET_ADMIN",
                  o->ifname, why);
-        return PS_LIVE_E_PERM;
+        return PS_CAPTURE_LIVE_E_PERM;
     case PCAP_ERROR_NO_SUCH_DEVICE:
         snprintf(err, errlen, "cannot capture on %s: no such interface", o->ifname);
-        return PS_LIVE_E_NODEV;
+        return PS_CAPTURE_LIVE_E_NODEV;
     case PCAP_ERROR_IFACE_NOT_UP:
         snprintf(err, errlen, "cannot capture on %s: interface is down", o->ifname);
-        return PS_LIVE_E_NODEV;
+        return PS_CAPTURE_LIVE_E_NODEV;
     default:
         snprintf(err, errlen, "cannot capture on %s: %s (%s)", o->ifname, pcap_statustostr(rc),
                  why);
-        return PS_LIVE_E_OTHER;
+        return PS_CAPTURE_LIVE_E_OTHER;
     }
 }
 
-int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char *err, size_t errlen)
+int ps_capture_live_open(ps_capture_live **out, const ps_capture_live_opts *o, const char *filter,
+                         char *err, size_t errlen)
 {
     char ebuf[PCAP_ERRBUF_SIZE] = "";
     *out = NULL;
     pcap_t *p = pcap_create(o->ifname, ebuf);
     if (!p) {
         snprintf(err, errlen, "cannot capture on %s: %s", o->ifname, ebuf);
-        return PS_LIVE_E_OTHER;
+        return PS_CAPTURE_LIVE_E_OTHER;
     }
     uint32_t snaplen = o->snaplen > PS_WIRE_MAX_CAPLEN ? PS_WIRE_MAX_CAPLEN : o->snaplen;
     pcap_set_snaplen(p, (int)snaplen);
@@ -218,20 +221,20 @@ int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char 
     nano = nano && pcap_get_tstamp_precision(p) == PCAP_TSTAMP_PRECISION_NANO;
     if (apply_filter(p, o->ifname, filter, err, errlen) != 0) {
         pcap_close(p);
-        return PS_LIVE_E_FILTER;
+        return PS_CAPTURE_LIVE_E_FILTER;
     }
     if (pcap_setnonblock(p, 1, ebuf) != 0) {
         snprintf(err, errlen, "cannot capture on %s: %s", o->ifname, ebuf);
         pcap_close(p);
-        return PS_LIVE_E_OTHER;
+        return PS_CAPTURE_LIVE_E_OTHER;
     }
     int fd = pcap_get_selectable_fd(p);
-    ps_live *l = calloc(1, sizeof(*l));
+    ps_capture_live *l = calloc(1, sizeof(*l));
     if (!l || !(l->name = strdup(o->ifname))) {
         free(l);
         pcap_close(p);
         snprintf(err, errlen, "out of memory");
-        return PS_LIVE_E_OTHER;
+        return PS_CAPTURE_LIVE_E_OTHER;
     }
     l->p = p;
     l->o = *o;
@@ -247,7 +250,7 @@ int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char 
         free(l->name);
         free(l);
         pcap_close(p);
-        return PS_LIVE_E_OTHER;
+        return PS_CAPTURE_LIVE_E_OTHER;
     }
     l->poll.data = l;
     l->open_handles = 1;
@@ -256,32 +259,32 @@ int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char 
     return 0;
 }
 
-uint32_t ps_live_linktype(const ps_live *l)
+uint32_t ps_capture_live_linktype(const ps_capture_live *l)
 {
     return l->linktype;
 }
 
-uint32_t ps_live_snaplen(const ps_live *l)
+uint32_t ps_capture_live_snaplen(const ps_capture_live *l)
 {
     return l->snaplen;
 }
 
-uint32_t ps_live_index(const ps_live *l)
+uint32_t ps_capture_live_index(const ps_capture_live *l)
 {
     return l->o.index;
 }
 
-const char *ps_live_name(const ps_live *l)
+const char *ps_capture_live_name(const ps_capture_live *l)
 {
     return l->name;
 }
 
-int ps_live_nano(const ps_live *l)
+int ps_capture_live_nano(const ps_capture_live *l)
 {
     return l->nano;
 }
 
-void ps_live_counters_get(ps_live *l, ps_live_counters *c)
+void ps_capture_live_counters_get(ps_capture_live *l, ps_capture_live_counters *c)
 {
     struct pcap_stat st;
     if (pcap_stats(l->p, &st) == 0) {
@@ -302,7 +305,7 @@ void ps_live_counters_get(ps_live *l, ps_live_counters *c)
 
 static void on_handle_closed(uv_handle_t *h)
 {
-    ps_live *l = h->data;
+    ps_capture_live *l = h->data;
     if (--l->open_handles > 0)
         return;
     pcap_close(l->p);
@@ -310,7 +313,7 @@ static void on_handle_closed(uv_handle_t *h)
     free(l);
 }
 
-void ps_live_close(ps_live *l)
+void ps_capture_live_close(ps_capture_live *l)
 {
     if (!l)
         return;
@@ -322,23 +325,24 @@ void ps_live_close(ps_live *l)
 
 static void on_close_timer(uv_timer_t *t)
 {
-    ps_live *l = t->data;
+    ps_capture_live *l = t->data;
     /* Whatever the kernel retired meanwhile. pcap_dispatch may now fail
      * (interface gone) once the ring is empty: that is the end, not an error. */
     for (;;) {
         l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
-        if (pcap_dispatch(l->p, PS_LIVE_DISPATCH_CNT, on_packet, (u_char *)l) <= 0)
+        if (pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l) <= 0)
             break;
     }
-    ps_live_counters c;
-    ps_live_counters_get(l, &c);
+    ps_capture_live_counters c;
+    ps_capture_live_counters_get(l, &c);
     if (l->close_done)
         l->close_done(l->o.ud, l, &c);
-    ps_live_close(l);
+    ps_capture_live_close(l);
 }
 
-void ps_live_close_graceful(ps_live *l,
-                            void (*done)(void *ud, ps_live *l, const ps_live_counters *c))
+void ps_capture_live_close_graceful(ps_capture_live *l,
+                                    void (*done)(void *ud, ps_capture_live *l,
+                                                 const ps_capture_live_counters *c))
 {
     if (!l || l->closing)
         return;

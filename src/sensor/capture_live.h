@@ -20,20 +20,21 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "batcher.h"
 #include "core/metrics.h"
 
-typedef struct ps_live ps_live;
+typedef struct ps_capture_live ps_capture_live;
 
 /* Metrics series of one interface; any may be NULL. Updated once per wakeup
  * and per statistics read, not per packet. */
-typedef struct ps_live_series {
+typedef struct ps_capture_live_series {
     ps_series *packets, *bytes, *kernel_drops, *if_drops, *drops_spool_full, *drops_oom;
-} ps_live_series;
+} ps_capture_live_series;
 
-typedef struct ps_live_opts {
+typedef struct ps_capture_live_opts {
     uv_loop_t *loop;
     ps_batcher *batcher;
     const char *ifname;
@@ -45,63 +46,64 @@ typedef struct ps_live_opts {
     int (*blocked)(void *ud); /* non-zero: drop (spool full) */
     /* A read error (interface gone or down). The caller closes the handle;
      * capture has already stopped. */
-    void (*on_error)(void *ud, ps_live *l, const char *msg);
+    void (*on_error)(void *ud, ps_capture_live *l, const char *msg);
     void *ud;
-    ps_live_series series;
-} ps_live_opts;
+    ps_capture_live_series series;
+} ps_capture_live_opts;
 
-#define PS_LIVE_E_OTHER -1
+#define PS_CAPTURE_LIVE_E_OTHER -1
 /* No CAP_NET_RAW; or promiscuous mode refused (CAP_NET_ADMIN on systems that
  * want it: Linux grants it with CAP_NET_RAW through PACKET_MR_PROMISC). */
-#define PS_LIVE_E_PERM -2
-#define PS_LIVE_E_NODEV -3  /* no such interface (it went away meanwhile) */
-#define PS_LIVE_E_FILTER -4 /* the filter does not compile */
+#define PS_CAPTURE_LIVE_E_PERM -2
+#define PS_CAPTURE_LIVE_E_NODEV -3  /* no such interface (it went away meanwhile) */
+#define PS_CAPTURE_LIVE_E_FILTER -4 /* the filter does not compile */
 
 /*
  * Opens and activates the interface with filter (NULL or "" for none) and
- * starts polling it. Returns 0, or one of PS_LIVE_E_* with a message in err
+ * starts polling it. Returns 0, or one of PS_CAPTURE_LIVE_E_* with a message in err
  * naming the interface (and the capability, or quoting the filter and
  * libpcap's words).
  */
-int ps_live_open(ps_live **out, const ps_live_opts *o, const char *filter, char *err,
-                 size_t errlen);
+int ps_capture_live_open(ps_capture_live **out, const ps_capture_live_opts *o, const char *filter,
+                         char *err, size_t errlen);
 /* Replaces the filter (e.g. the receiver's addresses changed). 0 or -1. */
-int ps_live_set_filter(ps_live *l, const char *filter, char *err, size_t errlen);
-uint32_t ps_live_linktype(const ps_live *l); /* LINKTYPE_ */
-uint32_t ps_live_snaplen(const ps_live *l);
-uint32_t ps_live_index(const ps_live *l);
-const char *ps_live_name(const ps_live *l);
+int ps_capture_live_set_filter(ps_capture_live *l, const char *filter, char *err, size_t errlen);
+uint32_t ps_capture_live_linktype(const ps_capture_live *l); /* LINKTYPE_ */
+uint32_t ps_capture_live_snaplen(const ps_capture_live *l);
+uint32_t ps_capture_live_index(const ps_capture_live *l);
+const char *ps_capture_live_name(const ps_capture_live *l);
 /* Non-zero when timestamps are nanosecond (the kernel gave them). */
-int ps_live_nano(const ps_live *l);
+int ps_capture_live_nano(const ps_capture_live *l);
 
 /* Reads whatever the ring hands out now. Note that a partly filled ring
  * block is handed out only once full or timeout_ms old. */
-void ps_live_drain(ps_live *l);
+void ps_capture_live_drain(ps_capture_live *l);
 
-typedef struct ps_live_counters {
+typedef struct ps_capture_live_counters {
     uint64_t packets, bytes; /* handed to the batcher; bytes: sum of caplen */
     uint64_t kernel_drops;   /* ps_drop: ring full */
     uint64_t if_drops;       /* ps_ifdrop: dropped by the interface/driver */
     uint64_t drops_spool_full, drops_oom;
-} ps_live_counters;
+} ps_capture_live_counters;
 /* Reads the kernel counters (pcap_stats) and returns every counter since
  * open; sensor drops = drops_spool_full + drops_oom. */
-void ps_live_counters_get(ps_live *l, ps_live_counters *c);
+void ps_capture_live_counters_get(ps_capture_live *l, ps_capture_live_counters *c);
 
 /* Stops polling and frees the handle (asynchronously: the descriptor is
  * closed once libuv has let go of it). l is invalid afterwards. Packets in a
- * partly filled ring block are lost: prefer ps_live_close_graceful. */
-void ps_live_close(ps_live *l);
+ * partly filled ring block are lost: prefer ps_capture_live_close_graceful. */
+void ps_capture_live_close(ps_capture_live *l);
 
 /*
  * Closes without losing what the kernel already captured: keeps reading for
  * timeout_ms plus a margin, long enough for the kernel to retire the ring's
  * current block (TPACKET_V3 hands out partly filled blocks only on timeout;
  * it does so even when the interface went down or away), drains the ring,
- * then calls done with the final counters and frees l (as ps_live_close).
+ * then calls done with the final counters and frees l (as ps_capture_live_close).
  * on_error is not called any more once closing.
  */
-void ps_live_close_graceful(ps_live *l,
-                            void (*done)(void *ud, ps_live *l, const ps_live_counters *c));
+void ps_capture_live_close_graceful(ps_capture_live *l,
+                                    void (*done)(void *ud, ps_capture_live *l,
+                                                 const ps_capture_live_counters *c));
 
 #endif

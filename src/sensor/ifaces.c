@@ -13,7 +13,6 @@
 #include <inttypes.h>
 #include <net/if.h>
 #include <netdb.h>
-#include <pcap/pcap.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,8 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <pcap/pcap.h>
 
 #include "bpf.h"
 #include "capture_live.h"
@@ -35,16 +36,16 @@ typedef struct slot {
     int ifindex;
     char name[IF_NAMESIZE];
     uint32_t index;
-    ps_live *live;
-    int closing;           /* graceful close under way (ps_live_close_graceful) */
-    int reopen;            /* the link was wanted again while closing */
-    ps_link pending;       /* its state then */
-    const char *why;       /* why it is closing (a string literal) */
-    int warned;            /* an open failure already logged for this slot */
-    int announced;         /* ps_uplink_add_iface done */
-    ps_live_counters base; /* earlier openings of this interface: STATS are
-                            * cumulative for an index within a session */
-    ps_live_series series;
+    ps_capture_live *live;
+    int closing;                   /* graceful close under way (ps_capture_live_close_graceful) */
+    int reopen;                    /* the link was wanted again while closing */
+    ps_link pending;               /* its state then */
+    const char *why;               /* why it is closing (a string literal) */
+    int warned;                    /* an open failure already logged for this slot */
+    int announced;                 /* ps_uplink_add_iface done */
+    ps_capture_live_counters base; /* earlier openings of this interface: STATS are
+                                    * cumulative for an index within a session */
+    ps_capture_live_series series;
     uint64_t evicted;          /* packets evicted from the spool (dropPolicy oldest) */
     ps_series *evicted_series; /* ... as sensor_drops{reason="spool_evicted"} */
 } slot;
@@ -64,7 +65,7 @@ struct ps_ifaces {
     int stopped, fatal;
     void (*stop_done)(void *ud);
     ps_metric *m_packets, *m_bytes, *m_kdrops, *m_ifdrops, *m_sdrops;
-    ps_live_counters closed; /* sum over closed interfaces */
+    ps_capture_live_counters closed; /* sum over closed interfaces */
     uint32_t opened_total;
 };
 
@@ -137,20 +138,6 @@ static int build_filter(ps_ifaces *f, const char *ifname)
     return ps_bpf_build(&s, f->filter, sizeof(f->filter));
 }
 
-static const char *bpf_error(int rc)
-{
-    switch (rc) {
-    case PS_BPF_TOO_LONG:
-        return "the capture filter is too long";
-    case PS_BPF_BAD_ADDR:
-        return "the receiver's address is not numeric";
-    case PS_BPF_BAD_FILTER:
-        return "unbalanced parentheses in the capture filter";
-    default:
-        return "cannot build the capture filter";
-    }
-}
-
 /* Compiles expr for a generic Ethernet link without any interface. */
 static int check_compiles(const char *expr, uint32_t snaplen, char *err, size_t errlen)
 {
@@ -210,7 +197,7 @@ static int blocked(void *ud)
     return ps_uplink_spool_full(f->o.uplink);
 }
 
-static void add_counters(ps_live_counters *to, const ps_live_counters *c)
+static void add_counters(ps_capture_live_counters *to, const ps_capture_live_counters *c)
 {
     to->packets += c->packets;
     to->bytes += c->bytes;
@@ -220,9 +207,9 @@ static void add_counters(ps_live_counters *to, const ps_live_counters *c)
     to->drops_oom += c->drops_oom;
 }
 
-static void send_stats(ps_ifaces *f, slot *s, const ps_live_counters *cur)
+static void send_stats(ps_ifaces *f, slot *s, const ps_capture_live_counters *cur)
 {
-    ps_live_counters c = s->base;
+    ps_capture_live_counters c = s->base;
     add_counters(&c, cur);
     ps_stats st = {.index = s->index,
                    .packets = c.packets,
@@ -249,10 +236,10 @@ static size_t count_open(const ps_ifaces *f)
 
 /* The last block is in: final counters to the receiver (its last ISB covers
  * every packet of this capture), then maybe open the link again. */
-static void on_live_closed(void *ud, ps_live *l, const ps_live_counters *c)
+static void on_live_closed(void *ud, ps_capture_live *l, const ps_capture_live_counters *c)
 {
     ps_ifaces *f = ud;
-    uint32_t idx = ps_live_index(l); /* = the slot's position */
+    uint32_t idx = ps_capture_live_index(l); /* = the slot's position */
     if (idx >= f->n_slots || f->slots[idx].live != l)
         return;
     slot *s = &f->slots[idx];
@@ -264,7 +251,7 @@ static void on_live_closed(void *ud, ps_live *l, const ps_live_counters *c)
             " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
             s->name, s->index, s->why, c->packets, c->bytes, c->kernel_drops, c->if_drops,
             c->drops_spool_full + c->drops_oom);
-    s->live = NULL; /* ps_live frees itself after this callback */
+    s->live = NULL; /* ps_capture_live frees itself after this callback */
     s->closing = 0;
     if (s->reopen && !f->stopped && !f->fatal) {
         s->reopen = 0;
@@ -289,7 +276,7 @@ static void close_slot(slot *s, const char *why)
     s->closing = 1;
     s->reopen = 0;
     s->why = why;
-    ps_live_close_graceful(s->live, on_live_closed);
+    ps_capture_live_close_graceful(s->live, on_live_closed);
 }
 
 /* Why a capture socket failed, if the link itself says so: the kernel
@@ -313,7 +300,7 @@ static const char *link_gone_reason(const slot *s)
     return (ifr.ifr_flags & IFF_UP) ? NULL : "interface down";
 }
 
-static void on_live_error(void *ud, ps_live *l, const char *msg)
+static void on_live_error(void *ud, ps_capture_live *l, const char *msg)
 {
     ps_ifaces *f = ud;
     for (size_t i = 0; i < f->n_slots; i++) {
@@ -394,7 +381,7 @@ static void open_link(ps_ifaces *f, const ps_link *l)
     }
     if (rc != PS_BPF_OK) {
         char msg[256];
-        snprintf(msg, sizeof(msg), "%s: %s", l->name, bpf_error(rc));
+        snprintf(msg, sizeof(msg), "%s: %s", l->name, ps_bpf_strerror(rc));
         fatal(f, msg);
         return;
     }
@@ -405,27 +392,27 @@ static void open_link(ps_ifaces *f, const ps_link *l)
         return;
     }
     make_series(f, s);
-    ps_live_opts lo = {.loop = f->o.loop,
-                       .batcher = f->o.batcher,
-                       .ifname = l->name,
-                       .index = s->index,
-                       .snaplen = f->cfg->input_packet_len,
-                       .promisc = f->cfg->promiscuous,
-                       .buffer_bytes = f->cfg->buffer_size_mb << 20,
-                       .timeout_ms = PS_IFACES_TIMEOUT_MS,
-                       .blocked = blocked,
-                       .on_error = on_live_error,
-                       .ud = f,
-                       .series = s->series};
-    rc = ps_live_open(&s->live, &lo, f->filter, f->err, sizeof(f->err));
-    if (rc == PS_LIVE_E_PERM || rc == PS_LIVE_E_FILTER) {
+    ps_capture_live_opts lo = {.loop = f->o.loop,
+                               .batcher = f->o.batcher,
+                               .ifname = l->name,
+                               .index = s->index,
+                               .snaplen = f->cfg->input_packet_len,
+                               .promisc = f->cfg->promiscuous,
+                               .buffer_bytes = f->cfg->buffer_size_mb << 20,
+                               .timeout_ms = PS_IFACES_TIMEOUT_MS,
+                               .blocked = blocked,
+                               .on_error = on_live_error,
+                               .ud = f,
+                               .series = s->series};
+    rc = ps_capture_live_open(&s->live, &lo, f->filter, f->err, sizeof(f->err));
+    if (rc == PS_CAPTURE_LIVE_E_PERM || rc == PS_CAPTURE_LIVE_E_FILTER) {
         fatal(f, f->err);
         return;
     }
     if (rc != 0) {
         /* Pods' links come and go fast: one that vanished between the event
          * and the open is normal, so it is only a debug line. */
-        if (rc == PS_LIVE_E_NODEV || s->warned)
+        if (rc == PS_CAPTURE_LIVE_E_NODEV || s->warned)
             ps_debug("sensor", "%s", f->err);
         else
             ps_warn("sensor", "%s", f->err);
@@ -437,10 +424,10 @@ static void open_link(ps_ifaces *f, const ps_link *l)
     if (fresh)
         f->n_slots++;
     if (!s->announced) {
-        if (ps_uplink_add_iface(f->o.uplink, s->index, ps_live_linktype(s->live),
-                                ps_live_snaplen(s->live), s->name, "") != 0) {
+        if (ps_uplink_add_iface(f->o.uplink, s->index, ps_capture_live_linktype(s->live),
+                                ps_capture_live_snaplen(s->live), s->name, "") != 0) {
             ps_error("sensor", "out of memory announcing %s", s->name);
-            ps_live_close(s->live);
+            ps_capture_live_close(s->live);
             s->live = NULL;
             return;
         }
@@ -449,8 +436,9 @@ static void open_link(ps_ifaces *f, const ps_link *l)
     s->warned = 0;
     f->opened_total++;
     ps_info("sensor", "capturing on %s (#%" PRIu32 ", linktype %" PRIu32 ", %s timestamps)%s%s%s",
-            s->name, s->index, ps_live_linktype(s->live), ps_live_nano(s->live) ? "ns" : "us",
-            f->filter[0] ? " filter \"" : "", f->filter, f->filter[0] ? "\"" : "");
+            s->name, s->index, ps_capture_live_linktype(s->live),
+            ps_capture_live_nano(s->live) ? "ns" : "us", f->filter[0] ? " filter \"" : "",
+            f->filter, f->filter[0] ? "\"" : "");
 }
 
 /* The slot capturing ifindex and not closing, or else one closing. */
@@ -510,8 +498,8 @@ static void on_stats_timer(uv_timer_t *t)
         slot *s = &f->slots[i];
         if (!s->live)
             continue;
-        ps_live_counters c;
-        ps_live_counters_get(s->live, &c);
+        ps_capture_live_counters c;
+        ps_capture_live_counters_get(s->live, &c);
         send_stats(f, s, &c);
     }
 }
@@ -535,10 +523,11 @@ void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res)
         if (!s->live)
             continue;
         int rc = build_filter(f, s->name);
-        if (rc == PS_BPF_OK && ps_live_set_filter(s->live, f->filter, f->err, sizeof(f->err)) == 0)
+        if (rc == PS_BPF_OK &&
+            ps_capture_live_set_filter(s->live, f->filter, f->err, sizeof(f->err)) == 0)
             continue;
         if (rc != PS_BPF_OK)
-            snprintf(f->err, sizeof(f->err), "%s: %s", s->name, bpf_error(rc));
+            snprintf(f->err, sizeof(f->err), "%s: %s", s->name, ps_bpf_strerror(rc));
         fatal(f, f->err);
         return;
     }
@@ -564,12 +553,12 @@ static void register_metrics(ps_ifaces *f)
                                     "Packets the sensor dropped, by reason", "iface,reason");
 }
 
-ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen)
+int ps_ifaces_open(ps_ifaces **out, const ps_ifaces_opts *o, char *err, size_t errlen)
 {
     ps_ifaces *f = calloc(1, sizeof(*f));
     if (!f) {
         snprintf(err, errlen, "out of memory");
-        return NULL;
+        return -1;
     }
     f->o = *o;
     f->cfg = o->cfg;
@@ -601,24 +590,25 @@ ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen)
     /* A filter that cannot compile fails now, not when a pod appears. */
     int rc = build_filter(f, "");
     if (rc != PS_BPF_OK && rc != PS_BPF_NOTHING) {
-        snprintf(err, errlen, "%s", bpf_error(rc));
+        snprintf(err, errlen, "%s", ps_bpf_strerror(rc));
         ps_ifaces_free(f);
-        return NULL;
+        return -1;
     }
     if (rc == PS_BPF_OK && check_compiles(f->filter, o->cfg->input_packet_len, err, errlen) != 0) {
         ps_ifaces_free(f);
-        return NULL;
+        return -1;
     }
     register_metrics(f);
-    if (ps_ifwatch_start(&f->watch, o->loop, on_link, on_dump_done, f, err, errlen) != 0) {
+    if (ps_ifwatch_open(&f->watch, o->loop, on_link, on_dump_done, f, err, errlen) != 0) {
         ps_ifaces_free(f);
-        return NULL;
+        return -1;
     }
     uv_timer_init(o->loop, &f->stats_timer);
     f->stats_timer.data = f;
     uint64_t iv = (uint64_t)o->cfg->stats_interval_sec * 1000;
     uv_timer_start(&f->stats_timer, on_stats_timer, iv, iv);
-    return f;
+    *out = f;
+    return 0;
 }
 
 void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud))
@@ -647,14 +637,14 @@ void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud))
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
 {
     memset(t, 0, sizeof(*t));
-    ps_live_counters sum = f->closed;
+    ps_capture_live_counters sum = f->closed;
     uint64_t evicted = 0;
     for (size_t i = 0; i < f->n_slots; i++) {
         evicted += f->slots[i].evicted;
         if (!f->slots[i].live)
             continue;
-        ps_live_counters c;
-        ps_live_counters_get(f->slots[i].live, &c);
+        ps_capture_live_counters c;
+        ps_capture_live_counters_get(f->slots[i].live, &c);
         add_counters(&sum, &c);
         t->open_now++;
     }

@@ -25,6 +25,7 @@
 #define PS_IFACES_H
 
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "batcher.h"
@@ -46,8 +47,8 @@ typedef struct ps_ifaces_opts {
 
 /* Checks the filter (compiled on a dead handle, so a bad expression fails at
  * start even before any interface is up), resolves the receiver and starts
- * watching links. NULL with a message in err on error. */
-ps_ifaces *ps_ifaces_start(const ps_ifaces_opts *o, char *err, size_t errlen);
+ * watching links. Returns 0, or -1 with a message in err. */
+int ps_ifaces_open(ps_ifaces **out, const ps_ifaces_opts *o, char *err, size_t errlen);
 /* Uplink hook: the receiver's name resolved to res. */
 void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res);
 /* Stops watching and closes every interface gracefully (each keeps reading

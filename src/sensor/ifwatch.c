@@ -208,8 +208,8 @@ static void on_netlink(uv_poll_t *h, int status, int events)
     }
 }
 
-int ps_ifwatch_start(ps_ifwatch **out, uv_loop_t *loop, ps_link_cb cb, void (*dump_done)(void *ud),
-                     void *ud, char *err, size_t errlen)
+int ps_ifwatch_open(ps_ifwatch **out, uv_loop_t *loop, ps_link_cb cb, void (*dump_done)(void *ud),
+                    void *ud, char *err, size_t errlen)
 {
     *out = NULL;
     ps_ifwatch *w = calloc(1, sizeof(*w));

@@ -23,6 +23,7 @@
 
 #include <net/if.h>
 #include <stddef.h>
+
 #include <uv.h>
 
 typedef struct ps_ifsel {
@@ -60,8 +61,8 @@ typedef struct ps_ifwatch ps_ifwatch;
 
 /* Starts watching. dump_done runs once, after the initial dump. On error
  * returns -1 with a message in err. */
-int ps_ifwatch_start(ps_ifwatch **out, uv_loop_t *loop, ps_link_cb cb, void (*dump_done)(void *ud),
-                     void *ud, char *err, size_t errlen);
+int ps_ifwatch_open(ps_ifwatch **out, uv_loop_t *loop, ps_link_cb cb, void (*dump_done)(void *ud),
+                    void *ud, char *err, size_t errlen);
 /* Stops and frees (asynchronously, no callback runs afterwards). */
 void ps_ifwatch_close(ps_ifwatch *w);
 

@@ -1,5 +1,5 @@
 /*
- * observe: the sensor's Prometheus metrics.
+ * observe: the sensor's Prometheus metrics (prefix ps_sensor_obs_).
  *
  * The packet path keeps its plain counters (batcher and uplink totals, owned
  * by the loop thread). A loop timer calls ps_sensor_obs_publish() every
@@ -8,8 +8,8 @@
  * and the packet path never takes a lock. Counters are therefore at most one
  * publish period behind.
  */
-#ifndef PS_SENSOR_OBSERVE_H
-#define PS_SENSOR_OBSERVE_H
+#ifndef PS_OBSERVE_H
+#define PS_OBSERVE_H
 
 #include <stdint.h>
 

@@ -380,7 +380,7 @@ int ps_sensor_run(const ps_config *cfg)
     }
     if (uv_loop_init(&s.loop) != 0) {
         ps_error("sensor", "cannot initialise the event loop");
-        ps_capture_file_close(s.file);
+        ps_capture_file_free(s.file);
         ps_tls_free(tls);
         return 1;
     }
@@ -419,7 +419,7 @@ int ps_sensor_run(const ps_config *cfg)
         ps_batcher_free(s.batcher);
         ps_metrics_free(s.metrics);
         uv_loop_close(&s.loop);
-        ps_capture_file_close(s.file);
+        ps_capture_file_free(s.file);
         ps_tls_free(tls);
         return 1;
     }
@@ -440,8 +440,7 @@ int ps_sensor_run(const ps_config *cfg)
                              .metrics = s.metrics,
                              .on_fatal = on_fatal,
                              .ud = &s};
-        s.ifaces = ps_ifaces_start(&io, s.err, sizeof(s.err));
-        if (!s.ifaces) {
+        if (ps_ifaces_open(&s.ifaces, &io, s.err, sizeof(s.err)) != 0) {
             ps_error("sensor", "%s", s.err);
             s.exit_code = 1;
         }
@@ -491,7 +490,7 @@ int ps_sensor_run(const ps_config *cfg)
     ps_metrics_free(s.metrics);
     ps_uplink_free(s.uplink);
     ps_batcher_free(s.batcher);
-    ps_capture_file_close(s.file);
+    ps_capture_file_free(s.file);
     ps_tls_free(tls);
     return s.exit_code;
 }

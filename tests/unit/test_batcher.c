@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "sensor/batcher.h"
+#include "testutil.h"
 
 #define BLOCK (16 * 1024)
 #define PKT 1000
@@ -24,12 +25,6 @@ typedef struct ctx {
     ps_batch *seen[8];     /* distinct batch objects handed out */
     int nseen;
 } ctx;
-
-static void on_sealed(void *ud, ps_batch *batch)
-{
-    (void)ud;
-    (void)batch;
-}
 
 static void on_ready(void *ud, ps_batch *batch)
 {
@@ -54,7 +49,7 @@ static void setup_ctx_opts(ctx *c, ps_codec codec, int store_when_busy)
                          .wait_ms = 1000,
                          .pool_bytes = 1 << 20,
                          .store_when_busy = store_when_busy,
-                         .on_sealed = on_sealed,
+                         .on_sealed = tu_batch_ignore,
                          .on_ready = on_ready,
                          .ud = c};
     c->b = ps_batcher_new(&c->loop, &o);
@@ -76,12 +71,12 @@ static void teardown_ctx(ctx *c)
 
 /* Fills one batch of packets: "poor" ones compress by about 1 % (random
  * bytes behind a few zero bytes), "good" ones by far more than 3 %. */
-static void fill(ctx *c, int good, unsigned *seed)
+static void fill(ctx *c, int good, uint64_t *seed)
 {
     uint8_t pkt[PKT];
     for (int n = 0; n < BLOCK / PKT + 1; n++) {
         for (size_t i = 0; i < sizeof(pkt); i++)
-            pkt[i] = good ? (uint8_t) "abcdefgh"[i % 8] : (uint8_t)(rand_r(seed) >> 7);
+            pkt[i] = good ? (uint8_t) "abcdefgh"[i % 8] : (uint8_t)(tu_rng_next(seed) >> 56);
         memset(pkt, 0, 12);
         assert_int_equal(ps_batcher_add(c->b, 0, 1, PKT, PKT, pkt), 0);
     }
@@ -89,7 +84,7 @@ static void fill(ctx *c, int good, unsigned *seed)
 
 /* Seals batches one at a time, each compression result known before the
  * next batch (the loop runs in between). Returns how many were compressed. */
-static int run_batches(ctx *c, int n, int good, unsigned *seed)
+static int run_batches(ctx *c, int n, int good, uint64_t *seed)
 {
     int before = c->compressed;
     for (int i = 0; i < n; i++) {
@@ -103,7 +98,7 @@ static void poor_data_is_probed_with_doubling_runs(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 1;
+    uint64_t seed = 1;
     setup_ctx(&c, PS_CODEC_LZ4);
     /* Tried: batch 1, then probes after stored runs of 16, 32, 64, 128, 256,
      * 256: batches 1, 18, 51, 116, 245, 502, 759. */
@@ -120,7 +115,7 @@ static void batches_behind_a_probe_go_stored(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 2;
+    uint64_t seed = 2;
     setup_ctx(&c, PS_CODEC_LZ4);
     assert_int_equal(run_batches(&c, 17, 0, &seed), 1); /* distrust, 16 stored */
     /* The next batch is the probe; ten more sealed while it is on a worker
@@ -137,7 +132,7 @@ static void saturated_workers_send_stored(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 6;
+    uint64_t seed = 6;
     setup_ctx(&c, PS_CODEC_LZ4);
     /* Ten compressible batches sealed before any compression completes:
      * four go to the workers, the rest out stored instead of queueing. */
@@ -156,7 +151,7 @@ static void offline_reader_queues_for_the_codec(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 7;
+    uint64_t seed = 7;
     setup_ctx_opts(&c, PS_CODEC_LZ4, 0);
     /* Without store_when_busy every batch waits for its turn on a worker. */
     for (int i = 0; i < 10; i++)
@@ -171,7 +166,7 @@ static void compression_resumes_when_data_shrinks_again(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 3;
+    uint64_t seed = 3;
     setup_ctx(&c, PS_CODEC_LZ4);
     assert_int_equal(run_batches(&c, 20, 0, &seed), 2);
     /* Stored until the next probe (after a run of 32 from batch 18), which
@@ -185,7 +180,7 @@ static void codec_none_never_compresses(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 4;
+    uint64_t seed = 4;
     setup_ctx(&c, PS_CODEC_NONE);
     assert_int_equal(run_batches(&c, 10, 1, &seed), 0);
     ps_batcher_totals t;
@@ -198,7 +193,7 @@ static void released_batches_are_reused(void **state)
 {
     (void)state;
     ctx c;
-    unsigned seed = 5;
+    uint64_t seed = 5;
     setup_ctx(&c, PS_CODEC_NONE);
     run_batches(&c, 50, 1, &seed);
     /* One batch at a time is in use, so one object serves them all. */

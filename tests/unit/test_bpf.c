@@ -307,7 +307,7 @@ static const bpf_case cases[] = {
      1,
      {"10.1.1.1"},
      8081,
-     PS_BPF_BAD_FILTER,
+     PS_BPF_E_BAD_FILTER,
      NULL},
     {"closing paren first refused",
      PS_PCAP_ALL,
@@ -322,7 +322,7 @@ static const bpf_case cases[] = {
      0,
      {NULL},
      0,
-     PS_BPF_BAD_FILTER,
+     PS_BPF_E_BAD_FILTER,
      NULL},
     {"non-numeric receiver refused",
      PS_PCAP_ALL,
@@ -337,7 +337,7 @@ static const bpf_case cases[] = {
      1,
      {"recv or 1=1"},
      8081,
-     PS_BPF_BAD_ADDR,
+     PS_BPF_E_BAD_ADDR,
      NULL},
     {"receiver without port: no clause",
      PS_PCAP_ALL,
@@ -417,15 +417,15 @@ static void test_full_lists_and_truncation(void **state)
     assert_compiles(out);
     size_t full = strlen(out);
     char small[64];
-    assert_int_equal(ps_bpf_build(&s, small, sizeof(small)), PS_BPF_TOO_LONG);
+    assert_int_equal(ps_bpf_build(&s, small, sizeof(small)), PS_BPF_E_TOO_LONG);
     assert_true(strlen(small) < sizeof(small));
     /* Exactly the right size fits; one byte less does not. */
     char *exact = malloc(full + 1);
     assert_non_null(exact);
     assert_int_equal(ps_bpf_build(&s, exact, full + 1), PS_BPF_OK);
-    assert_int_equal(ps_bpf_build(&s, exact, full), PS_BPF_TOO_LONG);
+    assert_int_equal(ps_bpf_build(&s, exact, full), PS_BPF_E_TOO_LONG);
     free(exact);
-    assert_int_equal(ps_bpf_build(&s, NULL, 0), PS_BPF_TOO_LONG);
+    assert_int_equal(ps_bpf_build(&s, NULL, 0), PS_BPF_E_TOO_LONG);
 }
 
 static void test_iface_ports_lookup(void **state)

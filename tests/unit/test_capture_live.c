@@ -16,20 +16,15 @@
 #include <cmocka.h>
 
 #include "sensor/capture_live.h"
+#include "testutil.h"
 
 typedef struct ctx {
     uv_loop_t loop;
     ps_batcher *b;
     int blocked;
     int closed;
-    ps_live_counters final;
+    ps_capture_live_counters final;
 } ctx;
-
-static void on_sealed(void *ud, ps_batch *batch)
-{
-    (void)ud;
-    (void)batch;
-}
 
 static void on_ready(void *ud, ps_batch *batch)
 {
@@ -42,7 +37,7 @@ static int is_blocked(void *ud)
     return ((ctx *)ud)->blocked;
 }
 
-static void on_closed(void *ud, ps_live *l, const ps_live_counters *cnt)
+static void on_closed(void *ud, ps_capture_live *l, const ps_capture_live_counters *cnt)
 {
     ctx *c = ud;
     (void)l;
@@ -64,21 +59,6 @@ static void send_udp(int port, int n)
     close(fd);
 }
 
-static void on_tick(uv_timer_t *t)
-{
-    uv_stop(t->loop);
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms)
-{
-    uv_timer_t t;
-    uv_timer_init(loop, &t);
-    uv_timer_start(&t, on_tick, ms, 0);
-    uv_run(loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_run(loop, UV_RUN_NOWAIT);
-}
-
 static void test_loopback_capture(void **state)
 {
     (void)state;
@@ -88,7 +68,7 @@ static void test_loopback_capture(void **state)
     ps_batcher_opts bo = {.codec = PS_CODEC_NONE,
                           .block_bytes = 64 * 1024,
                           .wait_ms = 10,
-                          .on_sealed = on_sealed,
+                          .on_sealed = tu_batch_ignore,
                           .on_ready = on_ready,
                           .ud = &c};
     c.b = ps_batcher_new(&c.loop, &bo);
@@ -99,7 +79,7 @@ static void test_loopback_capture(void **state)
     int port = 20000 + (int)(getpid() % 20000);
     char filter[64];
     snprintf(filter, sizeof(filter), "udp dst port %d", port);
-    ps_live_opts o = {
+    ps_capture_live_opts o = {
         .loop = &c.loop,
         .batcher = c.b,
         .ifname = "lo",
@@ -111,39 +91,39 @@ static void test_loopback_capture(void **state)
         .ud = &c,
         .series = {.packets = ps_metric_series(fp, "lo", NULL, NULL),
                    .drops_spool_full = ps_metric_series(fd, "lo", "spool_full", NULL)}};
-    ps_live *l = NULL;
+    ps_capture_live *l = NULL;
     char err[512];
-    int rc = ps_live_open(&l, &o, filter, err, sizeof(err));
-    if (rc == PS_LIVE_E_PERM) {
+    int rc = ps_capture_live_open(&l, &o, filter, err, sizeof(err));
+    if (rc == PS_CAPTURE_LIVE_E_PERM) {
         ps_batcher_free(c.b);
         ps_metrics_free(m);
         uv_loop_close(&c.loop);
         skip();
     }
     assert_int_equal(rc, 0);
-    assert_int_equal(ps_live_linktype(l), 1);
-    assert_int_equal(ps_live_index(l), 7);
-    assert_string_equal(ps_live_name(l), "lo");
+    assert_int_equal(ps_capture_live_linktype(l), 1);
+    assert_int_equal(ps_capture_live_index(l), 7);
+    assert_string_equal(ps_capture_live_name(l), "lo");
 
     /* captured: 5 datagrams, read as the block timeout hands them over */
     send_udp(port, 5);
-    run_for(&c.loop, 300);
-    ps_live_counters cnt;
-    ps_live_counters_get(l, &cnt);
+    tu_run_for(&c.loop, 300);
+    ps_capture_live_counters cnt;
+    ps_capture_live_counters_get(l, &cnt);
     assert_int_equal(cnt.packets, 5);
 
     /* blocked (spool full): taken off the ring and counted, not batched */
     c.blocked = 1;
     send_udp(port, 3);
-    run_for(&c.loop, 300);
-    ps_live_counters_get(l, &cnt);
+    tu_run_for(&c.loop, 300);
+    ps_capture_live_counters_get(l, &cnt);
     assert_int_equal(cnt.packets, 5);
     assert_int_equal(cnt.drops_spool_full, 3);
     c.blocked = 0;
 
     /* closed right after sending: the graceful close still gets them */
     send_udp(port, 4);
-    ps_live_close_graceful(l, on_closed);
+    ps_capture_live_close_graceful(l, on_closed);
     while (!c.closed)
         uv_run(&c.loop, UV_RUN_ONCE);
     assert_int_equal(c.final.packets, 9);
@@ -173,21 +153,21 @@ static void test_errors_name_the_interface(void **state)
     (void)state;
     uv_loop_t loop;
     uv_loop_init(&loop);
-    ps_live_opts o = {.loop = &loop,
-                      .ifname = "pslc-nosuch0",
-                      .snaplen = 65535,
-                      .buffer_bytes = 1 << 20,
-                      .timeout_ms = 100};
-    ps_live *l = NULL;
+    ps_capture_live_opts o = {.loop = &loop,
+                              .ifname = "pslc-nosuch0",
+                              .snaplen = 65535,
+                              .buffer_bytes = 1 << 20,
+                              .timeout_ms = 100};
+    ps_capture_live *l = NULL;
     char err[512];
-    int rc = ps_live_open(&l, &o, NULL, err, sizeof(err));
-    assert_true(rc == PS_LIVE_E_NODEV || rc == PS_LIVE_E_PERM);
+    int rc = ps_capture_live_open(&l, &o, NULL, err, sizeof(err));
+    assert_true(rc == PS_CAPTURE_LIVE_E_NODEV || rc == PS_CAPTURE_LIVE_E_PERM);
     assert_null(l);
     assert_non_null(strstr(err, "pslc-nosuch0"));
     o.ifname = "lo";
-    rc = ps_live_open(&l, &o, "udp port", err, sizeof(err));
-    if (rc != PS_LIVE_E_PERM) {
-        assert_int_equal(rc, PS_LIVE_E_FILTER);
+    rc = ps_capture_live_open(&l, &o, "udp port", err, sizeof(err));
+    if (rc != PS_CAPTURE_LIVE_E_PERM) {
+        assert_int_equal(rc, PS_CAPTURE_LIVE_E_FILTER);
         assert_non_null(strstr(err, "invalid filter \"udp port\" on lo: "));
     }
     assert_int_equal(uv_loop_close(&loop), 0);

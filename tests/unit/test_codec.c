@@ -18,27 +18,10 @@
 #include <string.h>
 
 #include "core/codec.h"
+#include "testutil.h"
 
 static const ps_codec all_codecs[] = {PS_CODEC_NONE, PS_CODEC_ZLIB, PS_CODEC_LZ4};
 #define NCODECS (sizeof(all_codecs) / sizeof(all_codecs[0]))
-
-/* xorshift64*: deterministic, so a failure reproduces. */
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static void fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t s = seed | 1;
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(rng_next(&s) >> 56);
-}
 
 /* Looks like a batch of captured traffic: repeated headers with a few
  * changing bytes, and payloads of IMIX-ish sizes. */
@@ -51,20 +34,11 @@ static void fill_packets(uint8_t *p, size_t n, uint64_t seed)
         size_t len = sizes[k++ % (sizeof(sizes) / sizeof(sizes[0]))];
         for (size_t i = 0; i < len && off < n; i++, off++) {
             if (i == 18 || i == 19 || i == 38)
-                p[off] = (uint8_t)(rng_next(&s) >> 56); /* ids, checksums */
+                p[off] = (uint8_t)(tu_rng_next(&s) >> 56); /* ids, checksums */
             else
                 p[off] = (uint8_t)(i < 54 ? 0x45 + i : (i * 7) & 0xff);
         }
     }
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
 }
 
 static int is_error(int rc)
@@ -81,7 +55,7 @@ static uint8_t *compress_exact(ps_codec c, int level, const uint8_t *src, size_t
     assert_non_null(tmp);
     assert_int_equal(ps_codec_compress(c, level, src, n, tmp, bound, clen), PS_CODEC_OK);
     assert_true(*clen <= bound);
-    uint8_t *out = dup_exact(tmp, *clen);
+    uint8_t *out = tu_dup_exact(tmp, *clen);
     free(tmp);
     return out;
 }
@@ -104,7 +78,7 @@ static size_t next_cut(size_t cut, size_t clen)
  */
 static void check_codec_on(ps_codec c, int level, const uint8_t *src_in, size_t n)
 {
-    uint8_t *src = dup_exact(src_in, n);
+    uint8_t *src = tu_dup_exact(src_in, n);
     size_t clen = 0;
     uint8_t *comp = compress_exact(c, level, src, n, &clen);
     if (c == PS_CODEC_NONE)
@@ -134,7 +108,7 @@ static void check_codec_on(ps_codec c, int level, const uint8_t *src_in, size_t 
 
     /* Truncated streams, each copied to an exact-size buffer. */
     for (size_t cut = 0; cut < clen; cut = next_cut(cut, clen)) {
-        uint8_t *t = dup_exact(comp, cut);
+        uint8_t *t = tu_dup_exact(comp, cut);
         int rc = ps_codec_decompress(c, t, cut, out, n);
         if (!is_error(rc))
             fail_msg("%s: truncated to %zu of %zu bytes gave %d", ps_codec_name(c), cut, clen, rc);
@@ -262,7 +236,7 @@ static void test_small(void **state)
         assert_non_null(p);
         fill_packets(p, sizes[i], i + 1);
         check_all_codecs(p, sizes[i]);
-        fill_random(p, sizes[i], i + 100);
+        tu_fill_random(p, sizes[i], i + 100);
         check_all_codecs(p, sizes[i]);
         free(p);
     }
@@ -323,7 +297,7 @@ static void test_large(void **state)
         if (kind == 0)
             fill_packets(src, n, 11);
         else
-            fill_random(src, n, 12);
+            tu_fill_random(src, n, 12);
         for (size_t i = 0; i < NCODECS; i++) {
             ps_codec c = all_codecs[i];
             size_t clen = 0;
@@ -352,7 +326,7 @@ static void test_dst_too_small(void **state)
     size_t n = 10000;
     uint8_t *src = malloc(n);
     assert_non_null(src);
-    fill_random(src, n, 5);
+    tu_fill_random(src, n, 5);
     for (size_t i = 0; i < NCODECS; i++) {
         size_t cap = n / 2, clen = 0;
         uint8_t *dst = malloc(cap);
@@ -373,11 +347,11 @@ static void test_garbage(void **state)
     (void)state;
     uint64_t s = 99;
     for (int iter = 0; iter < 2000; iter++) {
-        size_t n = (size_t)(rng_next(&s) % 300);
-        size_t raw = (size_t)(rng_next(&s) % 5000);
+        size_t n = (size_t)(tu_rng_next(&s) % 300);
+        size_t raw = (size_t)(tu_rng_next(&s) % 5000);
         uint8_t *g = malloc(n ? n : 1);
         assert_non_null(g);
-        fill_random(g, n, rng_next(&s));
+        tu_fill_random(g, n, tu_rng_next(&s));
         uint8_t *out = malloc(raw ? raw : 1);
         assert_non_null(out);
         for (size_t i = 1; i < NCODECS; i++) {
@@ -414,9 +388,9 @@ static void test_bitflips(void **state)
         uint8_t *out = malloc(n);
         assert_non_null(out);
         for (int iter = 0; iter < 3000; iter++) {
-            uint8_t *m = dup_exact(comp, clen);
-            size_t pos = (size_t)(rng_next(&s) % clen);
-            m[pos] ^= (uint8_t)(1u << (rng_next(&s) % 8));
+            uint8_t *m = tu_dup_exact(comp, clen);
+            size_t pos = (size_t)(tu_rng_next(&s) % clen);
+            m[pos] ^= (uint8_t)(1u << (tu_rng_next(&s) % 8));
             int rc = ps_codec_decompress(all_codecs[i], m, clen, out, n);
             assert_true(rc == PS_CODEC_OK || is_error(rc));
             if (all_codecs[i] == PS_CODEC_ZLIB && rc == PS_CODEC_OK)

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "core/log.h"
+#include "testutil.h"
 
 static char tmp_path[64];
 
@@ -39,32 +40,10 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    ps_log_close();
+    ps_log_free();
     ps_log_set_level(PS_LOG_INFO);
     unlink(tmp_path);
     return 0;
-}
-
-/* The whole file as a NUL-terminated string; the caller frees it. */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    size_t cap = 1 << 16, len = 0;
-    char *buf = malloc(cap);
-    assert_non_null(buf);
-    size_t n;
-    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
-        len += n;
-        if (cap - len < 2) {
-            cap *= 2;
-            buf = realloc(buf, cap);
-            assert_non_null(buf);
-        }
-    }
-    fclose(f);
-    buf[len] = '\0';
-    return buf;
 }
 
 static size_t count_lines(const char *s)
@@ -280,9 +259,9 @@ static void test_text_line(void **state)
     (void)state;
     assert_int_equal(ps_log_open(PS_LOG_INFO, 0, tmp_path), 0);
     ps_info("receiver", "listening on %s:%d", "0.0.0.0", 8081);
-    ps_log_close();
+    ps_log_free();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 1);
     check_ts(s, 24);
     assert_string_equal(s + 24, " INFO  receiver: listening on 0.0.0.0:8081\n");
@@ -301,9 +280,9 @@ static void test_text_levels_and_escaping(void **state)
     ps_warn("b", "w");
     ps_error("c", "e");
     ps_info(NULL, "two\nlines\x01");
-    ps_log_close();
+    ps_log_free();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 4);
     char *l1 = s, *l2 = strchr(l1, '\n') + 1, *l3 = strchr(l2, '\n') + 1;
     char *l4 = strchr(l3, '\n') + 1;
@@ -328,9 +307,9 @@ static void test_filtering(void **state)
     ps_warn("t", "no-warn-2");
     ps_log_set_level(PS_LOG_DEBUG);
     ps_debug("t", "yes-debug");
-    ps_log_close();
+    ps_log_free();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 3);
     assert_null(strstr(s, "no-"));
     assert_non_null(strstr(s, "yes-warn"));
@@ -346,9 +325,9 @@ static void test_json_line(void **state)
     assert_int_equal(ps_log_open(PS_LOG_DEBUG, 1, tmp_path), 0);
     ps_warn("recv\"er", "%s", msg);
     ps_debug("receiver", "plain");
-    ps_log_close();
+    ps_log_free();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
     char *second = strchr(s, '\n') + 1;
     second[-1] = '\0';
@@ -383,8 +362,8 @@ static void test_json_invalid_utf8(void **state)
     (void)state;
     assert_int_equal(ps_log_open(PS_LOG_INFO, 1, tmp_path), 0);
     ps_info("x", "bad \xff\xc3 end \xed\xa0\x80!"); /* stray, cut, surrogate */
-    ps_log_close();
-    char *s = slurp(tmp_path);
+    ps_log_free();
+    char *s = tu_slurp(tmp_path, NULL);
     jfield f[8];
     int n = jparse(s, f, 8, 4096);
     assert_int_equal(n, 4);
@@ -412,8 +391,8 @@ static void test_truncation(void **state)
             memset(msg, '\x01', 5000);
             ps_info("big", "%s", msg);
         }
-        ps_log_close();
-        char *s = slurp(tmp_path);
+        ps_log_free();
+        char *s = tu_slurp(tmp_path, NULL);
         assert_int_equal(count_lines(s), json ? 2 : 1);
         char *nl = strchr(s, '\n');
         assert_true(nl - s < 10000);
@@ -452,8 +431,8 @@ static void test_append_and_errno(void **state)
     errno = EAGAIN;
     ps_info("t", "new");
     assert_int_equal(errno, EAGAIN); /* logging must not clobber errno */
-    ps_log_close();
-    char *s = slurp(tmp_path);
+    ps_log_free();
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), 2);
     assert_memory_equal(s, "old\n", 4);
     assert_non_null(strstr(s, " INFO  t: new\n"));
@@ -486,7 +465,7 @@ static void test_open_failure_keeps_stderr(void **state)
     assert_int_equal(r, -1);
     assert_int_equal(open_errno, ENOENT);
     assert_int_equal(r2, 0);
-    char *s = slurp(capture);
+    char *s = tu_slurp(capture, NULL);
     assert_non_null(strstr(s, " INFO  t: to-stderr\n"));
     assert_non_null(strstr(s, " INFO  t: also-stderr\n"));
     free(s);
@@ -518,9 +497,9 @@ static void test_concurrent_lines_whole(void **state)
         assert_int_equal(pthread_create(&t[i], NULL, writer, (void *)(intptr_t)i), 0);
     for (int i = 0; i < THREADS; i++)
         pthread_join(t[i], NULL);
-    ps_log_close();
+    ps_log_free();
 
-    char *s = slurp(tmp_path);
+    char *s = tu_slurp(tmp_path, NULL);
     assert_int_equal(count_lines(s), THREADS * LINES);
     int seen[THREADS] = {0};
     for (char *line = s; *line;) {

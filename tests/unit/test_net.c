@@ -30,6 +30,7 @@
 #include "core/tls.h"
 #include "core/wire.h"
 #include "testcerts.h"
+#include "testutil.h"
 
 #define BIG (256 * 1024) /* one sendv of test 1 */
 #define NSMALL 4         /* sendv calls in a row in test 2 */
@@ -41,8 +42,7 @@
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/ps-test-net-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tu_mkdtemp(dir, sizeof(dir), "net"), 0);
     make_ca("ca");
     make_leaf("ca", "server", "DNS:localhost,IP:127.0.0.1");
     make_leaf("ca", "sensor", "DNS:sensor.example");
@@ -52,8 +52,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sh("rm -rf %s", dir);
-    return 0;
+    return tu_rm_rf(dir);
 }
 
 /* One client conn and the server conn it was accepted as, on one loop. */
@@ -118,21 +117,10 @@ static void on_close(ps_conn *c, int err, const char *reason)
 
 static const ps_conn_cbs cbs = {.on_frame = on_frame, .on_close = on_close};
 
-static void on_deadline(uv_timer_t *t)
-{
-    pair *pr = t->data;
-    pr->timed_out = 1;
-}
-
 /* Runs the loop until *flag reaches want, or fails after DEADLINE_MS. */
 static void run_until(pair *pr, const int *flag, int want)
 {
-    pr->timed_out = 0;
-    uv_timer_start(&pr->deadline, on_deadline, DEADLINE_MS, 0);
-    while (*flag < want && !pr->timed_out)
-        uv_run(&pr->loop, UV_RUN_ONCE);
-    uv_timer_stop(&pr->deadline);
-    assert_false(pr->timed_out);
+    tu_run_until(&pr->deadline, flag, want, DEADLINE_MS);
 }
 
 static void on_done(void *arg, int status)
@@ -204,7 +192,6 @@ static void pair_open(pair *pr, int tls)
     }
     assert_int_equal(uv_loop_init(&pr->loop), 0);
     assert_int_equal(uv_timer_init(&pr->loop, &pr->deadline), 0);
-    pr->deadline.data = pr;
 
     struct sockaddr_in addr;
     assert_int_equal(uv_ip4_addr("127.0.0.1", 0, &addr), 0);
@@ -225,8 +212,7 @@ static void pair_open(pair *pr, int tls)
                      0);
 
     /* Until both ends are connected and, over TLS, both handshakes are done. */
-    pr->timed_out = 0;
-    uv_timer_start(&pr->deadline, on_deadline, DEADLINE_MS, 0);
+    tu_deadline_start(&pr->deadline, &pr->timed_out, DEADLINE_MS);
     while (!both_up(pr) && !pr->timed_out && pr->connect_status == 0 && pr->closed == 0)
         uv_run(&pr->loop, UV_RUN_ONCE);
     uv_timer_stop(&pr->deadline);
@@ -266,11 +252,7 @@ static uint8_t *make_batch_frame(size_t len, uint64_t seq)
     ps_wire_batch_prefix(f, seq, PS_CODEC_NONE, 1, (uint32_t)payload, (uint32_t)payload);
     uint8_t *data = malloc(caplen);
     assert_non_null(data);
-    uint32_t x = (uint32_t)seq * 2654435761u + 1;
-    for (size_t i = 0; i < caplen; i++) {
-        x = x * 1103515245u + 12345u;
-        data[i] = (uint8_t)(x >> 16);
-    }
+    tu_fill_random(data, caplen, seq);
     ps_wire_record_put(f + PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN, 0, 1000000000ull * seq,
                        (uint32_t)caplen, (uint32_t)caplen, data);
     free(data);
@@ -302,8 +284,7 @@ static void test_tls_write_counted_until_done(void **state)
     assert_int_equal(pr.done, 0); /* done never runs from inside sendv */
 
     /* Step the loop: the bytes stay counted until done, then drop to 0. */
-    pr.timed_out = 0;
-    uv_timer_start(&pr.deadline, on_deadline, DEADLINE_MS, 0);
+    tu_deadline_start(&pr.deadline, &pr.timed_out, DEADLINE_MS);
     int steps = 0;
     while ((pr.done < 1 || pr.frames_ok + pr.frames_bad < 1) && !pr.timed_out) {
         uv_run(&pr.loop, UV_RUN_ONCE);

@@ -1,7 +1,6 @@
 /* Unit tests for receiver/recovery: marker and checkpoint encoding, and the
  * repair of .part files left by a crash (cut back to the last whole batch). */
 #include <fcntl.h>
-#include <ftw.h>
 #include <pcap/pcap.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +15,7 @@
 
 #include "core/pcapng.h"
 #include "receiver/recovery.h"
+#include "testutil.h"
 
 typedef struct seen {
     char id[64];
@@ -104,25 +104,16 @@ static void test_marker_and_checkpoint_roundtrip(void **state)
 
 static char g_dir[64];
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup(void **state)
 {
     (void)state;
-    strcpy(g_dir, "/tmp/ps-recovery-XXXXXX");
-    return mkdtemp(g_dir) ? 0 : -1;
+    return tu_mkdtemp(g_dir, sizeof(g_dir), "recovery");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    return nftw(g_dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+    return tu_rm_rf(g_dir);
 }
 
 static void write_file(const char *name, const ps_buf *b, size_t len)

@@ -18,13 +18,13 @@
 #include <openssl/pem.h>
 
 #include "core/tls.h"
+#include "testutil.h"
 #include "testcerts.h"
 
 static int setup(void **state)
 {
     (void)state;
-    snprintf(dir, sizeof(dir), "/tmp/ps-test-tls-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    assert_int_equal(tu_mkdtemp(dir, sizeof(dir), "tls"), 0);
     make_ca("ca");
     make_ca("ca2");
     make_leaf("ca", "server", "DNS:localhost,IP:127.0.0.1");
@@ -36,21 +36,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    sh("rm -rf %s", dir);
-    return 0;
-}
-
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    static char buf[3][16384];
-    static int n;
-    char *b = buf[n++ % 3];
-    size_t len = fread(b, 1, sizeof(buf[0]) - 1, f);
-    fclose(f);
-    b[len] = '\0';
-    return b;
+    return tu_rm_rf(dir);
 }
 
 static void test_server_and_client_contexts(void **state)
@@ -110,13 +96,15 @@ static void test_pem_text(void **state)
     (void)state;
     char err[512];
     ps_tls *t = NULL;
-    ps_tls_opts o = {.server = 1,
-                     .cert_pem = slurp(p("server.crt")),
-                     .key_pem = slurp(p("server.key")),
-                     .ca_pem = slurp(p("ca.crt"))};
+    char *cert = tu_slurp(p("server.crt"), NULL), *key = tu_slurp(p("server.key"), NULL);
+    char *ca = tu_slurp(p("ca.crt"), NULL);
+    ps_tls_opts o = {.server = 1, .cert_pem = cert, .key_pem = key, .ca_pem = ca};
     assert_int_equal(ps_tls_new(&t, &o, err, sizeof(err)), 0);
     assert_int_equal(ps_tls_maybe_reload(t, err, sizeof(err)), 0); /* nothing to watch */
     ps_tls_free(t);
+    free(cert);
+    free(key);
+    free(ca);
 }
 
 static int collect(void *arg, const char *name)

@@ -20,31 +20,13 @@
 
 #include "core/codec.h"
 #include "core/wire.h"
+#include "testutil.h"
 
 #define MIN_LIMIT (64u * 1024)
 #define MAX_DEF PS_WIRE_MAX_FRAME_DEFAULT
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1DULL;
-}
-
-static uint8_t *dup_exact(const uint8_t *p, size_t n)
-{
-    uint8_t *d = malloc(n ? n : 1);
-    assert_non_null(d);
-    if (n)
-        memcpy(d, p, n);
-    return d;
-}
 
 /* The independent serializer: big-endian by hand, no validation. */
 typedef struct raw {
@@ -188,7 +170,7 @@ static void test_frame_header(void **state)
     assert_int_equal(ps_wire_frame_parse(NULL, 0, MAX_DEF, &f, &used), PS_WIRE_NEED_MORE);
     uint8_t junk[7] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     for (size_t k = 0; k < sizeof(junk); k++) {
-        uint8_t *p = dup_exact(junk, k);
+        uint8_t *p = tu_dup_exact(junk, k);
         assert_int_equal(ps_wire_frame_parse(p, k, MAX_DEF, &f, &used), PS_WIRE_NEED_MORE);
         free(p);
     }
@@ -196,7 +178,7 @@ static void test_frame_header(void **state)
     /* Every type byte: known ones wait for the payload, others fail. */
     for (int t = 0; t < 256; t++) {
         ps_wire_frame_header(h, (uint8_t)t, 10);
-        uint8_t *p = dup_exact(h, sizeof(h));
+        uint8_t *p = tu_dup_exact(h, sizeof(h));
         int rc = ps_wire_frame_parse(p, sizeof(h), MAX_DEF, &f, &used);
         assert_int_equal(rc, is_known_type(t) ? PS_WIRE_NEED_MORE : PS_WIRE_E_BAD_TYPE);
         if (is_known_type(t))
@@ -246,7 +228,7 @@ static void test_frame_header(void **state)
     ps_buf b = PS_BUF_INIT;
     assert_int_equal(ps_wire_encode_ack(&b, 5), 0);
     assert_int_equal(ps_wire_encode_heartbeat(&b, 6), 0);
-    uint8_t *p = dup_exact(b.data, b.len);
+    uint8_t *p = tu_dup_exact(b.data, b.len);
     assert_int_equal(ps_wire_frame_parse(p, b.len, MAX_DEF, &f, &used), PS_WIRE_OK);
     assert_int_equal(used, 16);
     assert_int_equal(f.type, PS_FRAME_ACK);
@@ -302,7 +284,7 @@ static void hello_case(const ps_hello *h, uint16_t reserved, int want, int line)
 {
     raw r = {.n = 0};
     raw_hello(&r, h, reserved);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_hello d;
     memset(&d, 0, sizeof(d));
     EXPECT_RC(ps_wire_decode_hello(p, (uint32_t)r.n, &d), want);
@@ -502,7 +484,7 @@ static void test_hello(void **state)
     raw r = {.n = 0};
     raw_hello(&r, &base, 0);
     for (int i = 0; i < 4; i++) {
-        uint8_t *p = dup_exact(r.b, r.n);
+        uint8_t *p = tu_dup_exact(r.b, r.n);
         p[i] ^= 0x20;
         ps_hello d;
         EXPECT_RC(ps_wire_decode_hello(p, (uint32_t)r.n, &d), PS_WIRE_E_BAD_MAGIC);
@@ -514,7 +496,7 @@ static void test_hello(void **state)
      * follows may be laid out differently in other versions. */
     {
         const uint8_t v2[] = {'P', 'S', 'T', 'R', 0, 2, 0, 9};
-        uint8_t *p = dup_exact(v2, sizeof(v2));
+        uint8_t *p = tu_dup_exact(v2, sizeof(v2));
         ps_hello d;
         EXPECT_RC(ps_wire_decode_hello(p, sizeof(v2), &d), PS_WIRE_E_VERSION);
         assert_int_equal(d.version_min, 2);
@@ -526,7 +508,7 @@ static void test_hello(void **state)
     {
         raw t = r;
         r_u8(&t, 0);
-        uint8_t *p = dup_exact(t.b, t.n);
+        uint8_t *p = tu_dup_exact(t.b, t.n);
         ps_hello d;
         EXPECT_RC(ps_wire_decode_hello(p, (uint32_t)t.n, &d), PS_WIRE_E_TRAILING);
         free(p);
@@ -537,7 +519,7 @@ static void test_hello(void **state)
         raw t = {.n = 0};
         raw_hello(&t, &base, 0);
         t.b[29] = 200; /* id_len 200, only a few bytes follow */
-        uint8_t *p = dup_exact(t.b, t.n);
+        uint8_t *p = tu_dup_exact(t.b, t.n);
         ps_hello d;
         EXPECT_RC(ps_wire_decode_hello(p, (uint32_t)t.n, &d), PS_WIRE_E_TRUNCATED);
         free(p);
@@ -546,7 +528,7 @@ static void test_hello(void **state)
         raw t = {.n = 0};
         raw_hello(&t, &base, 0);
         t.b[t.n - 7] = 7; /* token_len 7 of 6 */
-        uint8_t *p = dup_exact(t.b, t.n);
+        uint8_t *p = tu_dup_exact(t.b, t.n);
         ps_hello d;
         EXPECT_RC(ps_wire_decode_hello(p, (uint32_t)t.n, &d), PS_WIRE_E_TRUNCATED);
         free(p);
@@ -582,7 +564,7 @@ static void accept_case(const ps_accept *a, uint8_t reserved, int want, int line
 {
     raw r = {.n = 0};
     raw_accept(&r, a, reserved);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_accept d;
     EXPECT_RC(ps_wire_decode_accept(p, (uint32_t)r.n, &d), want);
     if (want == PS_WIRE_OK) {
@@ -641,7 +623,7 @@ static void test_accept(void **state)
     raw r = {.n = 0};
     raw_accept(&r, &base, 0);
     r_u8(&r, 0);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_accept d;
     EXPECT_RC(ps_wire_decode_accept(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
     EXPECT_RC(ps_wire_decode_accept(p, (uint32_t)r.n - 2, &d), PS_WIRE_E_TRUNCATED);
@@ -661,7 +643,7 @@ static void reject_case(const ps_reject *j, int want, int line)
 {
     raw r = {.n = 0};
     raw_reject(&r, j);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_reject d;
     EXPECT_RC(ps_wire_decode_reject(p, (uint32_t)r.n, &d), want);
     if (want == PS_WIRE_OK) {
@@ -702,7 +684,7 @@ static void test_reject(void **state)
     raw r = {.n = 0};
     raw_reject(&r, &(ps_reject){PS_REJECT_CODEC, "codec", 5});
     r_u8(&r, '!');
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_reject d;
     EXPECT_RC(ps_wire_decode_reject(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
     free(p);
@@ -738,7 +720,7 @@ static void iface_case(const ps_iface *i, int want, int line)
 {
     raw r = {.n = 0};
     raw_iface(&r, i);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_iface d;
     EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), want);
     if (want == PS_WIRE_OK) {
@@ -833,7 +815,7 @@ static void test_iface(void **state)
     raw r = {.n = 0};
     raw_iface(&r, &base);
     r_u8(&r, 0);
-    uint8_t *p = dup_exact(r.b, r.n);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_iface d;
     EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
     free(p);
@@ -841,7 +823,7 @@ static void test_iface(void **state)
     r.n = 0;
     raw_iface(&r, &base);
     r.b[13] = 100;
-    p = dup_exact(r.b, r.n);
+    p = tu_dup_exact(r.b, r.n);
     EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), PS_WIRE_E_TRUNCATED);
     free(p);
 }
@@ -872,7 +854,7 @@ static void test_stats(void **state)
         buf_with_xyz(&b);
         check_encoder(ps_wire_encode_stats(&b, c), &b, PS_FRAME_STATS, &r, 1, __LINE__);
         ps_buf_free(&b);
-        uint8_t *p = dup_exact(r.b, r.n);
+        uint8_t *p = tu_dup_exact(r.b, r.n);
         ps_stats d;
         assert_int_equal(ps_wire_decode_stats(p, 52, &d), PS_WIRE_OK);
         assert_int_equal(d.index, c->index);
@@ -882,7 +864,7 @@ static void test_stats(void **state)
         assert_int_equal(ps_wire_decode_stats(p, 51, &d), PS_WIRE_E_TRUNCATED);
         free(p);
         r_u8(&r, 0);
-        p = dup_exact(r.b, r.n);
+        p = tu_dup_exact(r.b, r.n);
         assert_int_equal(ps_wire_decode_stats(p, 53, &d), PS_WIRE_E_TRAILING);
         free(p);
     }
@@ -903,7 +885,7 @@ static void test_u64_frames(void **state)
             buf_with_xyz(&b);
             check_encoder(enc[e](&b, vals[k]), &b, types[e], &r, 1, __LINE__);
             ps_buf_free(&b);
-            uint8_t *p = dup_exact(r.b, 8);
+            uint8_t *p = tu_dup_exact(r.b, 8);
             uint64_t v = 0;
             assert_int_equal(ps_wire_decode_u64(p, 8, &v), PS_WIRE_OK);
             assert_true(v == vals[k]);
@@ -1003,7 +985,7 @@ static void test_batch_roundtrip(void **state)
     for (int c = 0; c < PS_CODEC_COUNT; c++) {
         ps_buf b = PS_BUF_INIT;
         append_batch(&b, 9, (ps_codec)c, sample_recs, NSAMPLE_RECS);
-        uint8_t *p = dup_exact(b.data, b.len);
+        uint8_t *p = tu_dup_exact(b.data, b.len);
         ps_frame f;
         size_t used;
         assert_int_equal(ps_wire_frame_parse(p, b.len, MAX_DEF, &f, &used), PS_WIRE_OK);
@@ -1105,7 +1087,7 @@ static void test_batch_decode(void **state)
     ps_batch_hdr h;
     uint8_t z[20] = {0};
     for (uint32_t n = 0; n < 20; n++) {
-        uint8_t *p = dup_exact(z, n);
+        uint8_t *p = tu_dup_exact(z, n);
         assert_int_equal(ps_wire_decode_batch(p, n, M, &h), PS_WIRE_E_TRUNCATED);
         free(p);
     }
@@ -1115,7 +1097,7 @@ static void test_batch_decode(void **state)
  * the number of records seen before it. */
 static int iterate(const uint8_t *blob, size_t len, size_t *count)
 {
-    uint8_t *p = dup_exact(blob, len);
+    uint8_t *p = tu_dup_exact(blob, len);
     ps_record_iter it;
     ps_record_iter_init(&it, p, len);
     ps_record r;
@@ -1336,7 +1318,7 @@ static void test_samples_valid(void **state)
     (void)state;
     for (size_t k = 0; k < nsamples; k++) {
         ps_buf *s = &samples[k];
-        uint8_t *p = dup_exact(s->data, s->len);
+        uint8_t *p = tu_dup_exact(s->data, s->len);
         ps_frame f;
         size_t used = 0;
         assert_int_equal(ps_wire_frame_parse(p, s->len, MAX_DEF, &f, &used), PS_WIRE_OK);
@@ -1356,7 +1338,7 @@ static void test_prefixes(void **state)
     for (size_t k = 0; k < nsamples; k++) {
         ps_buf *s = &samples[k];
         for (size_t cut = 0; cut < s->len; cut++) {
-            uint8_t *p = dup_exact(s->data, cut);
+            uint8_t *p = tu_dup_exact(s->data, cut);
             ps_frame f;
             size_t used;
             assert_int_equal(ps_wire_frame_parse(p, cut, MAX_DEF, &f, &used), PS_WIRE_NEED_MORE);
@@ -1364,7 +1346,7 @@ static void test_prefixes(void **state)
         }
         uint32_t plen = (uint32_t)(s->len - PS_WIRE_HDR_LEN);
         for (uint32_t cut = 0; cut < plen; cut++) {
-            uint8_t *p = dup_exact(s->data + PS_WIRE_HDR_LEN, cut);
+            uint8_t *p = tu_dup_exact(s->data + PS_WIRE_HDR_LEN, cut);
             ps_frame f = {s->data[4], p, cut};
             int crc;
             int rc = decode_any(&f, PS_WIRE_MAX_BATCH_RAW_DEFAULT, &crc);
@@ -1399,13 +1381,13 @@ static void test_mutations(void **state)
     assert_non_null(scratch);
 
     for (int iter = 0; iter < 100000; iter++) {
-        ps_buf *smp = &samples[rng_next(&s) % nsamples];
+        ps_buf *smp = &samples[tu_rng_next(&s) % nsamples];
         size_t len = smp->len;
         assert_true(len + 64 <= 8192);
         memcpy(scratch, smp->data, len);
-        int nmut = 1 + (int)(rng_next(&s) % 4);
+        int nmut = 1 + (int)(tu_rng_next(&s) % 4);
         for (int m = 0; m < nmut; m++) {
-            uint64_t r = rng_next(&s);
+            uint64_t r = tu_rng_next(&s);
             size_t pos = len ? (size_t)((r >> 8) % len) : 0;
             switch (r % 7) {
             case 0: /* flip a bit */
@@ -1435,7 +1417,7 @@ static void test_mutations(void **state)
             case 5: { /* append random bytes */
                 size_t add = 1 + (size_t)((r >> 8) % 16);
                 for (size_t a = 0; a < add; a++)
-                    scratch[len++] = (uint8_t)(rng_next(&s) >> 56);
+                    scratch[len++] = (uint8_t)(tu_rng_next(&s) >> 56);
                 break;
             }
             case 6: /* random byte */
@@ -1446,10 +1428,10 @@ static void test_mutations(void **state)
         }
         /* Usually make the header agree with the new length, so mutations
          * reach the payload decoders instead of stopping at NEED_MORE. */
-        if (len >= PS_WIRE_HDR_LEN && rng_next(&s) % 4 != 0)
+        if (len >= PS_WIRE_HDR_LEN && tu_rng_next(&s) % 4 != 0)
             ps_put_u32be(scratch, (uint32_t)(len - PS_WIRE_HDR_LEN));
 
-        uint8_t *p = dup_exact(scratch, len);
+        uint8_t *p = tu_dup_exact(scratch, len);
         size_t off = 0;
         for (;;) {
             ps_frame f;
@@ -1484,7 +1466,7 @@ static void test_mutations(void **state)
             size_t rlen;
             uint8_t *blob = make_records(sample_recs, NSAMPLE_RECS, &rlen);
             for (int m = 0; m < 2 && rlen > 0; m++) {
-                uint64_t r = rng_next(&s);
+                uint64_t r = tu_rng_next(&s);
                 size_t pos = (size_t)((r >> 8) % rlen);
                 if (r % 3 == 0 && pos + 4 <= rlen)
                     ps_put_u32be(blob + pos, interesting32[(r >> 40) % 12]);

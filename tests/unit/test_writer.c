@@ -18,7 +18,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <pcap/pcap.h>
 #include <regex.h>
@@ -33,6 +32,7 @@
 
 #include "core/pcapng.h"
 #include "receiver/writer.h"
+#include "testutil.h"
 
 #define MAX_CAPLEN 1515
 #define BASE_TS 1700000000000000000ull
@@ -90,18 +90,10 @@ static void write_recs(ps_writer *w, int h[2][2], size_t from, size_t to)
 
 /* ---- directory helpers --------------------------------------------------- */
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(p);
-}
-
 static int setup_dir(void **state)
 {
-    char *dir = strdup("/tmp/ps-writer-test-XXXXXX");
-    if (!dir || !mkdtemp(dir)) {
+    char *dir = malloc(64);
+    if (!dir || tu_mkdtemp(dir, 64, "writer") != 0) {
         free(dir);
         return -1;
     }
@@ -126,7 +118,7 @@ static int teardown_dir(void **state)
         close(saved_stdout);
         saved_stdout = -1;
     }
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rm_rf(dir);
     free(dir);
     return 0;
 }
@@ -319,21 +311,6 @@ static uint64_t rd64(const uint8_t *p)
     return v;
 }
 
-static uint8_t *slurp(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc(sz > 0 ? (size_t)sz : 1);
-    assert_non_null(b);
-    assert_int_equal(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
-
 /* Calls fn(code, value, len) for each option in [p, end). */
 static void parse_opts(const uint8_t *p, const uint8_t *end,
                        void (*fn)(void *, uint16_t, const uint8_t *, uint16_t), void *ctx)
@@ -441,7 +418,7 @@ static void ng_load_buf(ng_file *f, uint8_t *raw, size_t n)
 static void ng_load(const char *path, ng_file *f)
 {
     size_t n;
-    uint8_t *raw = slurp(path, &n);
+    uint8_t *raw = tu_slurp(path, &n);
     ng_load_buf(f, raw, n);
 }
 
@@ -979,7 +956,7 @@ static void pcap_format(const char *dir, ps_format fmt)
     assert_int_equal(file_size(path), want_size);
 
     size_t n;
-    uint8_t *raw = slurp(path, &n);
+    uint8_t *raw = tu_slurp(path, &n);
     assert_int_equal(rd32(raw), fmt == PS_FORMAT_PCAP ? 0xA1B2C3D4u : 0xA1B23C4Du);
     assert_int_equal(rd16(raw + 4), 2);
     assert_int_equal(rd16(raw + 6), 4);
@@ -1058,7 +1035,7 @@ static void test_pcap_linktype_mismatch(void **state)
     char path[PATH_MAX];
     path_join(path, sizeof path, dir, ls.v[0]);
     size_t n;
-    uint8_t *raw = slurp(path, &n);
+    uint8_t *raw = tu_slurp(path, &n);
     assert_int_equal(rd32(raw + 20), 113);
     free(raw);
     names_free(&ls);
