@@ -98,10 +98,6 @@ int ps_capture_file_open(ps_capture_file **out, const char *path, const char *fi
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    /* Interface names go on the wire without '/' (it separates SENSOR/IFACE). */
-    for (char *c = f->name; *c; c++)
-        if (*c == '/' || (unsigned char)*c < 0x20)
-            *c = '_';
     f->p = p;
     /* pcapng carries 64-bit timestamps that libpcap converts correctly. */
     f->classic = pcap_major_version(p) == 2;
