@@ -76,4 +76,52 @@ for fmt in ("pcap", "pcap-ns", "pcapng"):
     pcaplib.write_records(str(tmp), small, fmt)
     put("pcap", "varied-" + fmt, tmp.read_bytes())
     tmp.unlink()
+
+
+# recovery: first byte 0 = a pcapng .part, 1 = a classic pcap .part, 2 = a
+# completed pcapng whose trailing checkpoint is read (fuzz_recovery.c).
+def nrb_custom(data):
+    body = struct.pack("<I", 0)  # nrb_record_end
+    body += struct.pack("<HHI", 19373, 4 + len(data), 32473) + data + bytes(-len(data) % 4)
+    body += struct.pack("<HH", 0, 0)
+    return struct.pack("<II", 4, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+
+def entry(sid, session, seq):
+    return struct.pack(">QQH", session, seq, len(sid)) + sid
+
+
+ifs = [("n1/eth0", 1, 262144)]
+recs4 = pcaplib.gen_varied(4, 11)
+head = pcaplib.pcapng_bytes(ifs, [])
+full = pcaplib.pcapng_bytes(ifs, recs4)
+epbs = full[len(head):]
+marker = lambda seq: nrb_custom(b"PSB1" + entry(b"node-1", 7, seq))  # noqa: E731
+checkpoint = nrb_custom(b"PSC1" + struct.pack(">I", 2) + entry(b"node-1", 7, 2)
+                        + entry(b"node-2", 9, 5))
+put("recovery", "pcapng-part-torn", b"\0" + full + marker(1) + epbs + marker(2)
+    + epbs[:len(epbs) // 2])
+put("recovery", "pcapng-part-whole", b"\0" + full + marker(1))
+put("recovery", "pcap-part-torn", b"\1" + pcaplib.pcap_bytes(recs4)[:-25])
+put("recovery", "pcapng-checkpoint", b"\2" + full + marker(1) + checkpoint)
+
+# netlink: RTM_NEWLINK / RTM_DELLINK messages with an IFLA_IFNAME, then DONE.
+def rtattr(t, payload):
+    n = 4 + len(payload)
+    return struct.pack("=HH", n, t) + payload + bytes(-n % 4)
+
+
+def nlmsg(t, payload, flags=0, seq=1):
+    return struct.pack("=IHHII", 16 + len(payload), t, flags, seq, 0) + payload
+
+
+def link(t, index, name, flags=1):
+    ifi = struct.pack("=BxHiII", 0, 1, index, flags, 0xFFFFFFFF)
+    return nlmsg(t, ifi + rtattr(1, struct.pack("=I", 1500)) + rtattr(3, name + b"\0"))
+
+
+dump = link(16, 1, b"lo", 9) + link(16, 2, b"eth0") + link(16, 7, b"veth3f2a91@if2")
+put("netlink", "dump", dump + nlmsg(3, struct.pack("=i", 0)))
+put("netlink", "del", link(17, 7, b"veth3f2a91"))
+put("netlink", "error", nlmsg(2, struct.pack("=i", -105) + bytes(16)))
 print("corpus written to", C)

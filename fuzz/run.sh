@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${*:-frame hello batch config pcap}
+TARGETS=${*:-frame hello batch config pcap recovery netlink}
 PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1"
 CC=${FUZZ_CC:-clang}
 
@@ -26,8 +26,13 @@ CORE="src/core/buf.c src/core/wire.c src/core/codec.c src/core/config.c src/core
 status=0
 for t in $TARGETS; do
     echo "fuzz: building $t"
+    case $t in
+    recovery) extra="src/receiver/recovery.c src/core/pcapng.c" ;;
+    netlink) extra="src/sensor/ifwatch.c" ;;
+    *) extra="" ;;
+    esac
     # shellcheck disable=SC2086
-    $CC $CFLAGS "fuzz/fuzz_$t.c" $CORE -o "$OUT/fuzz_$t" $LIBS
+    $CC $CFLAGS "fuzz/fuzz_$t.c" $CORE $extra -o "$OUT/fuzz_$t" $LIBS
 done
 for t in $TARGETS; do
     mkdir -p "$OUT/corpus-$t" "fuzz/corpus/$t"

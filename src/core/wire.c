@@ -13,6 +13,9 @@
  */
 #include "wire.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "codec.h"
 
 /* Smallest max_frame / max_batch_raw a peer may declare: below this a single
@@ -431,6 +434,33 @@ static int check_ifname(const char *s, uint16_t n)
     if (is_dot_name(s, n))
         return PS_WIRE_E_BAD_VALUE;
     return PS_WIRE_OK;
+}
+
+static char *dup_cut(const char *s, size_t max)
+{
+    size_t n = strnlen(s, max);
+    char *d = malloc(n + 1);
+    if (!d)
+        return NULL;
+    memcpy(d, s, n);
+    d[n] = 0;
+    return d;
+}
+
+char *ps_wire_ifname_dup(const char *name)
+{
+    if (!name || !*name || is_dot_name(name, (uint16_t)strnlen(name, 3)))
+        return strdup("_");
+    char *d = dup_cut(name, PS_WIRE_MAX_IFNAME_LEN);
+    for (char *c = d; c && *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '/')
+            *c = '_';
+    return d;
+}
+
+char *ps_wire_ifdesc_dup(const char *desc)
+{
+    return dup_cut(desc ? desc : "", PS_WIRE_MAX_DESC_LEN);
 }
 
 static int check_iface(const ps_iface *i)

@@ -175,6 +175,13 @@ int ps_wire_encode_hello(ps_buf *out, const ps_hello *h);
 int ps_wire_encode_accept(ps_buf *out, const ps_accept *a);
 int ps_wire_encode_reject(ps_buf *out, const ps_reject *r);
 int ps_wire_encode_iface(ps_buf *out, const ps_iface *i);
+/* Copies of an interface name and description that ps_wire_encode_iface
+ * accepts whatever they came from (a file name, a kernel interface name):
+ * control bytes, DEL and '/' become '_', "", "." and ".." become "_", and
+ * both are cut to their maximum length. The one place names are made safe
+ * for the wire; NULL only when out of memory. */
+char *ps_wire_ifname_dup(const char *name);
+char *ps_wire_ifdesc_dup(const char *desc);
 int ps_wire_encode_stats(ps_buf *out, const ps_stats *s);
 int ps_wire_encode_ack(ps_buf *out, uint64_t seq);
 int ps_wire_encode_heartbeat(ps_buf *out, uint64_t ts_ns);

@@ -330,6 +330,27 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
+/*
+ * Opens a file of the output directory for recovery, refusing anything but a
+ * regular file: the directory may hold what someone else put there, and a
+ * symlinked ".part" must not make recovery truncate a file outside it, nor a
+ * FIFO hang the receiver's start. -1 with errno set (ELOOP for a symlink,
+ * EINVAL for another kind of file).
+ */
+static int open_regular(const char *path, int flags, struct stat *sb)
+{
+    int fd = open(path, flags | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (fstat(fd, sb) != 0 || !S_ISREG(sb->st_mode)) {
+        int e = S_ISREG(sb->st_mode) ? errno : EINVAL;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    return fd;
+}
+
 static void repair_one(const char *dir, const char *name, ps_recovery_cb cb, void *ud,
                        ps_recovery_report *rep)
 {
@@ -338,12 +359,13 @@ static void repair_one(const char *dir, const char *name, ps_recovery_cb cb, voi
     snprintf(final, sizeof(final), "%s", path);
     final[strlen(final) - 5] = '\0'; /* strip ".part" */
     int pcapng = ends_with(name, ".pcapng.part");
-    rc_file f = {.fd = open(path, O_RDWR | O_CLOEXEC)};
-    struct stat sb;
-    if (f.fd < 0 || fstat(f.fd, &sb) != 0) {
-        ps_error("receiver", "cannot repair %s: %s", path, strerror(errno));
-        if (f.fd >= 0)
-            close(f.fd);
+    struct stat sb = {0};
+    rc_file f = {.fd = open_regular(path, O_RDWR, &sb)};
+    if (f.fd < 0) {
+        ps_error("receiver", "cannot repair %s: %s; left as is", path,
+                 errno == ELOOP    ? "a symbolic link"
+                 : errno == EINVAL ? "not a regular file"
+                                   : strerror(errno));
         return;
     }
     f.size = (uint64_t)sb.st_size;
@@ -393,13 +415,13 @@ static void read_tail(const char *dir, const char *name, ps_recovery_cb cb, void
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
+    struct stat sb = {0};
+    int fd = open_regular(path, O_RDONLY, &sb);
     if (fd < 0)
         return;
     uint8_t lenb[4];
     uint32_t len;
-    if (fstat(fd, &sb) != 0 || sb.st_size < 32 || pread(fd, lenb, 4, sb.st_size - 4) != 4) {
+    if (sb.st_size < 32 || pread(fd, lenb, 4, sb.st_size - 4) != 4) {
         close(fd);
         return;
     }

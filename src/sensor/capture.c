@@ -17,7 +17,54 @@ struct ps_capture_file {
     pcap_t *p;
     char *name;
     uint64_t dropped;
+    /* Classic pcap (not pcapng): 1000 for a microsecond file, 1 for a
+     * nanosecond one, 0 when its magic could not be read (stdin). */
+    unsigned classic_frac_ns;
+    int classic;
 };
+
+/* The fraction unit of a classic pcap file from its magic (either byte
+ * order): 1000 ns for microsecond files, 1 for nanosecond ones, 0 when it
+ * cannot be told (not a regular file, or not classic pcap). */
+static unsigned classic_unit(const char *path)
+{
+    if (strcmp(path, "-") == 0)
+        return 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return 0;
+    unsigned char m[4];
+    size_t n = fread(m, 1, sizeof(m), fp);
+    fclose(fp);
+    if (n != sizeof(m))
+        return 0;
+    uint32_t le =
+        (uint32_t)m[0] | (uint32_t)m[1] << 8 | (uint32_t)m[2] << 16 | (uint32_t)m[3] << 24;
+    uint32_t be =
+        (uint32_t)m[3] | (uint32_t)m[2] << 8 | (uint32_t)m[1] << 16 | (uint32_t)m[0] << 24;
+    if (le == 0xa1b2c3d4u || be == 0xa1b2c3d4u)
+        return 1000;
+    if (le == 0xa1b23c4du || be == 0xa1b23c4du)
+        return 1;
+    return 0;
+}
+
+/*
+ * A classic pcap record holds seconds and fraction as unsigned 32-bit fields
+ * (pcap-savefile(5)), so seconds run to 2106. libpcap hands both back
+ * sign-extended, the fraction of a microsecond file already multiplied by
+ * 1000: a record after 2038-01-19 would come out in 1901. Undo that from the
+ * raw fields. A fraction beyond one second carries into the seconds, as
+ * Wireshark shows it, rather than wrapping.
+ */
+uint64_t ps_capture_classic_ts(int64_t tv_sec, int64_t tv_frac, unsigned unit_ns)
+{
+    if (unit_ns == 0) /* unknown unit: a scaled microsecond field is a multiple of 1000 */
+        unit_ns = (tv_frac >= 0 && tv_frac < 1000000000) || tv_frac % 1000 != 0 ? 1 : 1000;
+    uint64_t sec = (uint32_t)tv_sec;
+    uint64_t frac = unit_ns == 1 ? (uint32_t)tv_frac : (uint32_t)(tv_frac / 1000);
+    return sec * 1000000000u + frac * unit_ns;
+}
 
 int ps_capture_file_open(ps_capture_file **out, const char *path, const char *filter, char *err,
                          size_t errlen)
@@ -52,11 +99,10 @@ int ps_capture_file_open(ps_capture_file **out, const char *path, const char *fi
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    /* Interface names go on the wire without '/' (it separates SENSOR/IFACE). */
-    for (char *c = f->name; *c; c++)
-        if (*c == '/' || (unsigned char)*c < 0x20)
-            *c = '_';
     f->p = p;
+    /* pcapng carries 64-bit timestamps that libpcap converts correctly. */
+    f->classic = pcap_major_version(p) == 2;
+    f->classic_frac_ns = f->classic ? classic_unit(path) : 0;
     *out = f;
     return 0;
 }
@@ -116,7 +162,9 @@ int ps_capture_file_read(ps_capture_file *f, ps_batcher *b, uint32_t iface, int 
         /* libpcap already refuses caplen above its maximum; origlen below
          * caplen is a corrupt record we must not forward as is. */
         uint32_t origlen = h->len < h->caplen ? h->caplen : h->len;
-        uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
+        uint64_t ts = f->classic
+                          ? ps_capture_classic_ts(h->ts.tv_sec, h->ts.tv_usec, f->classic_frac_ns)
+                          : (uint64_t)h->ts.tv_sec * 1000000000u + (uint64_t)h->ts.tv_usec;
         if (ps_batcher_add(b, iface, ts, h->caplen, origlen, data) != 0)
             f->dropped++;
         n++;

@@ -21,6 +21,11 @@ uint32_t ps_capture_linktype(int dlt);
  * the file (and quoting the filter and libpcap's words when it is at fault). */
 int ps_capture_file_open(ps_capture_file **out, const char *path, const char *filter, char *err,
                          size_t errlen);
+/* The nanosecond timestamp of a classic pcap record from the timeval libpcap
+ * returned for it (nanosecond precision requested), read as the format's
+ * unsigned 32-bit fields. unit_ns: 1000 for a microsecond file, 1 for a
+ * nanosecond one, 0 if unknown (guessed from the value). */
+uint64_t ps_capture_classic_ts(int64_t tv_sec, int64_t tv_frac, unsigned unit_ns);
 uint32_t ps_capture_file_linktype(const ps_capture_file *f);
 uint32_t ps_capture_file_snaplen(const ps_capture_file *f);
 /* The interface name announced for the file: its base name. */

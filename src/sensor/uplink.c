@@ -611,8 +611,8 @@ int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_
     f->index = index;
     f->linktype = linktype;
     f->snaplen = snaplen;
-    f->name = strdup(name);
-    f->desc = strdup(desc ? desc : "");
+    f->name = ps_wire_ifname_dup(name);
+    f->desc = ps_wire_ifdesc_dup(desc);
     if (!f->name || !f->desc) {
         free(f->name);
         free(f->desc);

@@ -1,5 +1,7 @@
 """A capture file goes sensor -> receiver and comes out identical."""
 
+import struct
+
 import pytest
 
 from conftest import (assert_clean_stderr, assert_records_equal, parse_kv, pcaplib, tool_check)
@@ -100,3 +102,37 @@ def test_sequential_sessions_append_to_one_interface(env, captures):
     assert [i.name for i in interfaces] == ["again/" + path.name]
     assert_records_equal(pcaplib.read_named(str(files[0])), expected + expected,
                          ifname="again/" + path.name)
+
+
+# Classic pcap stores seconds and fraction as unsigned 32-bit fields, so its
+# timestamps run to 2106; libpcap returns them sign-extended, which would put
+# every record after 2038-01-19 in 1901.
+Y2038 = 2 ** 31
+
+
+@pytest.mark.parametrize("nanosecond", [False, True], ids=["us", "ns"])
+def test_roundtrip_classic_pcap_after_2038(env, tmp_path, nanosecond):
+    secs = [Y2038 - 1, Y2038, Y2038 + 86_400 * 365 * 30, 2 ** 32 - 1]
+    frac_ns = 999_999_000 if not nanosecond else 999_999_999
+    expected = [pcaplib.Record(0, s * 1_000_000_000 + f, 60, 60, bytes([i]) * 60)
+                for i, s in enumerate(secs) for f in (0, frac_ns)]
+    path = tmp_path / ("late-%s.pcap" % ("ns" if nanosecond else "us"))
+    pcaplib.write_pcap(path, expected, nanosecond=nanosecond)
+    roundtrip(env, path, expected, "y2038-" + ("ns" if nanosecond else "us"))
+
+
+@pytest.mark.parametrize("nanosecond", [False, True], ids=["us", "ns"])
+def test_roundtrip_classic_pcap_fraction_out_of_range(env, tmp_path, nanosecond):
+    # A fraction of a second or more (a broken writer) carries into the
+    # seconds, as Wireshark shows it, instead of wrapping into the past.
+    unit = 1 if nanosecond else 1000
+    fracs = [1_000_000_000 // unit, 1_500_000_000 // unit, 2 ** 31, 2 ** 32 - 1]
+    raw = pcaplib.pcap_bytes([], nanosecond=nanosecond)
+    expected = []
+    for i, frac in enumerate(fracs):
+        data = bytes([0x40 + i]) * 60
+        raw += struct.pack("<IIII", 100, frac, 60, 60) + data
+        expected.append(pcaplib.Record(0, 100 * 1_000_000_000 + frac * unit, 60, 60, data))
+    path = tmp_path / "frac.pcap"
+    path.write_bytes(raw)
+    roundtrip(env, path, expected, "frac-" + ("ns" if nanosecond else "us"))

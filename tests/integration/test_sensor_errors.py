@@ -135,3 +135,21 @@ def test_receiver_survives_probes_and_garbage(env, captures):
     assert_no_sanitizer(rx.stderr, "receiver")
     got = [r for f in rx.files() for r in pcaplib.read_named(str(f))]
     assert_records_equal(got, expected, ifname="after/" + path.name)
+
+
+def test_read_file_with_unsafe_bytes_in_its_name(env, tmp_path):
+    # A DEL byte (or a control byte) in the file name used to make an
+    # interface name the wire check refused: reported as out of memory, and
+    # the sensor reconnected in a tight loop. Names are made safe in one place.
+    records = pcaplib.gen_varied(50, seed=62)
+    path = tmp_path / "del\x7fname\tx.pcap"
+    pcaplib.write_pcap(path, records, nanosecond=True)
+    rx = env.receiver()
+    rc, err = env.run_sensor(path, rx.port, sensor_id="odd", timeout=30)
+    assert rc == 0, "sensor exit %d:\n%s" % (rc, err)
+    assert "memory" not in err, err
+    assert err.count("connected to receiver") == 1, "reconnected:\n" + err
+    rx.stop()
+    files = rx.files()
+    got = pcaplib.read_named(str(files[0]))
+    assert_records_equal(got, records, ifname="odd/del_name_x.pcap")

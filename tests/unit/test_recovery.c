@@ -236,6 +236,49 @@ static void test_repair_pcap_keeps_whole_records(void **state)
     ps_buf_free(&b);
 }
 
+/* Whatever else sits in the output directory under our names: a symlinked
+ * ".part" must not make recovery truncate the file it points to (outside the
+ * directory), and a FIFO must not hang the receiver's start. */
+static void test_recovery_opens_only_regular_files(void **state)
+{
+    (void)state;
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_pcapng_shb(&b, "test", NULL), 0);
+    assert_int_equal(ps_pcapng_idb(&b, 1, 262144, "n1/eth0", NULL), 0);
+    add_epbs(&b, 2);
+    assert_int_equal(ps_recovery_marker(&b, "n1", 7, 1), 0);
+    add_epbs(&b, 1); /* a torn batch: recovery would cut here */
+
+    char outside[64] = "/tmp/ps-recovery-victim-XXXXXX";
+    int vfd = mkstemp(outside);
+    assert_true(vfd >= 0);
+    assert_int_equal(write(vfd, b.data, b.len), (ssize_t)b.len);
+    close(vfd);
+    char path[256];
+    snprintf(path, sizeof path, "%s/cap-20200101T000000Z-000005.pcapng.part", g_dir);
+    assert_int_equal(symlink(outside, path), 0);
+    snprintf(path, sizeof path, "%s/cap-20200101T000000Z-000006.pcapng.part", g_dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    snprintf(path, sizeof path, "%s/cap-20200101T000000Z-000007.pcapng", g_dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+
+    ps_recovery_report rep;
+    char err[256];
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
+    assert_int_equal(rep.repaired, 0);
+    assert_int_equal(rep.files_read, 0);
+    struct stat sb;
+    assert_int_equal(stat(outside, &sb), 0);
+    assert_int_equal(sb.st_size, (off_t)b.len); /* untouched */
+    assert_int_equal(size_of("cap-20200101T000000Z-000005.pcapng"), -1);
+    snprintf(path, sizeof path, "%s/cap-20200101T000000Z-000005.pcapng.part", g_dir);
+    assert_int_equal(lstat(path, &sb), 0);
+    assert_true(S_ISLNK(sb.st_mode)); /* left as it was */
+    unlink(outside);
+    ps_buf_free(&b);
+}
+
 static void test_missing_dir_is_an_error(void **state)
 {
     (void)state;
@@ -253,6 +296,7 @@ int main(void)
         cmocka_unit_test(test_marker_and_checkpoint_roundtrip),
         cmocka_unit_test_setup_teardown(test_repair_pcapng_cuts_to_last_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_pcap_keeps_whole_records, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recovery_opens_only_regular_files, setup, teardown),
         cmocka_unit_test(test_missing_dir_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -741,6 +741,56 @@ static void iface_case(const ps_iface *i, int want, int line)
 }
 #define IFACE(i, want) iface_case(&(i), (want), __LINE__)
 
+/* Whatever a name came from, its sanitised copy encodes, and names that
+ * were fine stay as they were. */
+static void test_iface_name_dup(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"eth0", "eth0"},
+        {"del\x7fname.pcap", "del_name.pcap"},
+        {"a/b", "a_b"},
+        {"tab\there\n", "tab_here_"},
+        {"", "_"},
+        {".", "_"},
+        {"..", "_"},
+        {"...", "..."},
+        {"\xc3\xa9th0", "\xc3\xa9th0"},
+    };
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        char *d = ps_wire_ifname_dup(cases[k].in);
+        assert_non_null(d);
+        assert_string_equal(d, cases[k].want);
+        ps_iface i = base_iface();
+        i.name = d;
+        i.name_len = (uint16_t)strlen(d);
+        IFACE(i, PS_WIRE_OK);
+        free(d);
+    }
+    char big[PS_WIRE_MAX_DESC_LEN + 100];
+    memset(big, 'n', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    char *n = ps_wire_ifname_dup(big), *d = ps_wire_ifdesc_dup(big);
+    assert_non_null(n);
+    assert_non_null(d);
+    assert_int_equal(strlen(n), PS_WIRE_MAX_IFNAME_LEN);
+    assert_int_equal(strlen(d), PS_WIRE_MAX_DESC_LEN);
+    ps_iface i = base_iface();
+    i.name = n;
+    i.name_len = (uint16_t)strlen(n);
+    i.desc = d;
+    i.desc_len = (uint16_t)strlen(d);
+    IFACE(i, PS_WIRE_OK);
+    free(n);
+    free(d);
+    char *e = ps_wire_ifdesc_dup(NULL);
+    assert_non_null(e);
+    assert_string_equal(e, "");
+    free(e);
+}
+
 static void test_iface(void **state)
 {
     (void)state;
@@ -1494,14 +1544,23 @@ int main(void)
 {
     memset(long_a, 'a', sizeof(long_a));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),           cmocka_unit_test(test_frame_header),
-        cmocka_unit_test(test_hello_golden),    cmocka_unit_test(test_hello),
-        cmocka_unit_test(test_accept),          cmocka_unit_test(test_reject),
-        cmocka_unit_test(test_iface),           cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_u64_frames),      cmocka_unit_test(test_batch_prefix_golden),
-        cmocka_unit_test(test_batch_roundtrip), cmocka_unit_test(test_batch_decode),
-        cmocka_unit_test(test_records),         cmocka_unit_test(test_samples_valid),
-        cmocka_unit_test(test_prefixes),        cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_names),
+        cmocka_unit_test(test_frame_header),
+        cmocka_unit_test(test_hello_golden),
+        cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_accept),
+        cmocka_unit_test(test_reject),
+        cmocka_unit_test(test_iface),
+        cmocka_unit_test(test_iface_name_dup),
+        cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_u64_frames),
+        cmocka_unit_test(test_batch_prefix_golden),
+        cmocka_unit_test(test_batch_roundtrip),
+        cmocka_unit_test(test_batch_decode),
+        cmocka_unit_test(test_records),
+        cmocka_unit_test(test_samples_valid),
+        cmocka_unit_test(test_prefixes),
+        cmocka_unit_test(test_mutations),
     };
     int rc = cmocka_run_group_tests(tests, setup_samples, teardown_samples);
     return rc;
