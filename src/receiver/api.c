@@ -26,7 +26,7 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/wire.h"
-#include "live.h"
+#include "livefeed.h"
 #include "writer.h"
 
 #define API_PUBLISH_MS 250
@@ -50,7 +50,7 @@ struct ps_api {
     ps_hub *hub;
     const ps_config *cfg;
     ps_http *http;
-    ps_live *live;
+    ps_livefeed *live;
     uv_timer_t timer;
     int timer_on;
     unsigned ticks;
@@ -596,7 +596,7 @@ static int route(void *ud, struct MHD_Connection *c, const char *url)
     if (strncmp(url, "/captures/", 10) == 0)
         return route_download(a, c, url + 10);
     if (strcmp(url, "/live") == 0)
-        return ps_live_respond(a->live, c);
+        return ps_livefeed_respond(a->live, c);
     return PS_HTTP_NOT_FOUND;
 }
 
@@ -621,7 +621,7 @@ ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *e
     ps_snapshot_init(&a->files_meta);
     char app[64];
     snprintf(app, sizeof(app), "packetstreamer %s", PS_VERSION);
-    a->live = ps_live_new(hub->metrics, app);
+    a->live = ps_livefeed_new(hub->metrics, app);
     if (register_metrics(a) != 0 || !a->live || (dir && !a->dir) || (prefix && !a->prefix)) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
@@ -671,13 +671,13 @@ void ps_api_free(ps_api *a)
     if (!a)
         return;
     if (a->live)
-        ps_live_shutdown(a->live); /* ends streams so the threads can be joined */
+        ps_livefeed_shutdown(a->live); /* ends streams so the threads can be joined */
     ps_http_stop(a->http);
     if (a->hub && a->hub->live == a->live)
         a->hub->live = NULL;
     if (a->hub && a->hub->ack_latency == a->ack_latency)
         a->hub->ack_latency = NULL;
-    ps_live_free(a->live);
+    ps_livefeed_free(a->live);
     for (size_t i = 0; i < a->nsensors; i++)
         free(a->sensors[i].id);
     free(a->sensors);

@@ -5,7 +5,7 @@
  *   /api/sensors        JSON: sensors, their addresses, counters and rates
  *   /api/captures       JSON: capture files, sizes, packet times, sensors
  *   /captures/NAME      a capture file, streamed from disk, Range requests
- *   /live               a never-ending pcapng stream (src/receiver/live.h)
+ *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
  *
  * Threads: a loop timer (every 250 ms) copies the hub's and the writer's
  * plain counters into the metrics registry, publishes readiness, and

@@ -29,7 +29,7 @@
 #include "core/net.h"
 #include "core/wire.h"
 #include "recovery.h"
-#include "live.h"
+#include "livefeed.h"
 
 #define PS_SESSION_MAX_IFACES 65536
 
@@ -456,7 +456,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
         return -1;
     }
     s->ifmap[i.index] = h;
-    if (ps_live_iface(s->hub->live, h, s->sensor->id, name, desc, i.linktype) != 0)
+    if (ps_livefeed_iface(s->hub->live, h, s->sensor->id, name, desc, i.linktype) != 0)
         ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
                 name);
     ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
@@ -554,8 +554,8 @@ static int on_batch(ps_session *s, const ps_frame *f)
         return -1;
     }
     /* After the writer has the batch: live clients never hold up the files. */
-    if (ps_live_active(hub->live))
-        ps_live_batch(hub->live, s->ifmap, s->ifmap_len, raw, b.raw_len);
+    if (ps_livefeed_active(hub->live))
+        ps_livefeed_batch(hub->live, s->ifmap, s->ifmap_len, raw, b.raw_len);
     if (s->pending_ack == s->acked)
         s->pending_since = uv_hrtime();
     rec->last_seq = b.seq;

@@ -22,7 +22,7 @@
 #include "writer.h"
 
 typedef struct ps_session ps_session;
-struct ps_live;
+struct ps_livefeed;
 
 /* What the receiver knows about one sensor process. */
 typedef struct ps_sensor_rec {
@@ -117,7 +117,7 @@ typedef struct ps_hub {
     ps_metric *m_rejected, *m_tls_failures;
     ps_series *m_auth_failures;
     uint64_t rejected_by_reason[PS_REASON_COUNT];
-    struct ps_live *live;                /* /live clients (api.c), or NULL */
+    struct ps_livefeed *live;            /* /live clients (api.c), or NULL */
     ps_series *ack_latency;              /* histogram, seconds (api.c), or NULL */
     void (*on_idle)(struct ps_hub *hub); /* the last session closed while stopping */
 } ps_hub;
