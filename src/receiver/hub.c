@@ -197,6 +197,7 @@ struct ps_hub {
     /* Metrics (all NULL without a registry). */
     ps_metric *family[R_COUNT];
     ps_series **series[R_COUNT]; /* the up-front series of each family */
+    /* Room for every up-front series of the table (register_metrics checks). */
     ps_series *series_store[PS_REASON_COUNT + HUB_TLS_REASONS + PS_HUB_WIRE_REASONS + 16];
     hub_id_series *ids;
     size_t n_ids;
