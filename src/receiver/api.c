@@ -1,5 +1,5 @@
 /*
- * api: receiver metrics, readiness and HTTP routes (see api.h).
+ * api: receiver readiness, status snapshots and HTTP routes (see api.h).
  *
  * Why snapshots instead of locks: the hub and the writer are single-threaded
  * structures of the packet loop. Rather than lock them, the loop serialises
@@ -25,167 +25,29 @@
 
 #include "core/http.h"
 #include "core/log.h"
-#include "core/wire.h"
-#include "live.h"
+#include "livefeed.h"
 #include "writer.h"
 
 #define API_PUBLISH_MS 250
 #define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
-#define API_RATE_WINDOW_NS 1000000000ull
 #define API_MAX_LISTED_FILES 100000
-
-typedef struct api_sensor { /* per-sensor-id series, created on first sight */
-    char *id;
-    ps_series *packets, *bytes, *batches, *dups, *gaps, *drops;
-} api_sensor;
-
-typedef struct api_rate { /* per sensor record: the last rate window */
-    const ps_sensor_rec *rec;
-    uint64_t packets, bytes, t_ns;
-    double pps, bps;
-} api_rate;
 
 struct ps_api {
     uv_loop_t *loop;
     ps_hub *hub;
+    ps_writer *writer;
+    ps_livefeed *live;
     const ps_config *cfg;
     ps_http *http;
-    ps_live *live;
     uv_timer_t timer;
     int timer_on;
     unsigned ticks;
     int listening;
     char *dir, *prefix; /* copies of the writer's; NULL with stdout output */
     ps_snapshot sensors_json, files_meta;
-
-    ps_metric *f_packets, *f_bytes, *f_batches, *f_dups, *f_gaps, *f_drops;
-    ps_series *connections, *connected, *rotated, *deleted, *disk, *file_bytes, *acks, *ack_latency,
-        *write_failing, *decode_io;
-    ps_series *decode_wire[PS_HUB_WIRE_REASONS];
-    api_sensor *sensors;
-    size_t nsensors;
-    api_rate *rates;
-    size_t nrates;
 };
 
-/* ---- metrics and snapshots (loop thread) ---- */
-
-static ps_series *one(ps_metrics *m, ps_metric_type t, const char *name, const char *help,
-                      const char *labels, const char *value)
-{
-    ps_metric *f = ps_metrics_family(m, t, name, help, labels);
-    return f ? ps_metric_series(f, value, NULL, NULL) : NULL;
-}
-
-static int register_metrics(ps_api *a)
-{
-    ps_metrics *m = a->hub->metrics;
-    const ps_metric_type C = PS_METRIC_COUNTER, G = PS_METRIC_GAUGE;
-    a->connections = one(m, C, "packetstreamer_receiver_connections_total",
-                         "TCP connections accepted from sensors.", NULL, NULL);
-    a->connected = one(m, G, "packetstreamer_receiver_sensors_connected",
-                       "Sensors with an established session now.", NULL, NULL);
-    a->f_packets = ps_metrics_family(m, C, "packetstreamer_receiver_packets_total",
-                                     "Packets written to capture files, by sensor.", "sensor");
-    a->f_bytes = ps_metrics_family(m, C, "packetstreamer_receiver_packet_bytes_total",
-                                   "Captured bytes of the packets written, by sensor.", "sensor");
-    a->f_batches = ps_metrics_family(m, C, "packetstreamer_receiver_batches_total",
-                                     "Batches written, by sensor.", "sensor");
-    a->f_dups = ps_metrics_family(m, C, "packetstreamer_receiver_duplicate_batches_total",
-                                  "Batches received again after a reconnect and dropped (already "
-                                  "written), by sensor.",
-                                  "sensor");
-    a->f_gaps = ps_metrics_family(m, C, "packetstreamer_receiver_sequence_gaps_total",
-                                  "Times a sensor's batch sequence skipped ahead (batches lost "
-                                  "before the receiver), by sensor.",
-                                  "sensor");
-    a->f_drops = ps_metrics_family(m, C, "packetstreamer_receiver_sensor_dropped_packets_total",
-                                   "Packets the sensors report as dropped (kernel, interface and "
-                                   "sensor drops), by sensor.",
-                                   "sensor");
-    a->rotated = one(m, C, "packetstreamer_receiver_files_rotated_total",
-                     "Capture files completed (closed and renamed).", NULL, NULL);
-    a->deleted = one(m, C, "packetstreamer_receiver_files_deleted_total",
-                     "Capture files deleted by retention.", NULL, NULL);
-    a->disk = one(m, G, "packetstreamer_receiver_disk_bytes",
-                  "Bytes of capture files on disk in the writer's file sets.", NULL, NULL);
-    a->file_bytes =
-        one(m, C, "packetstreamer_receiver_file_bytes_total",
-            "Bytes written to capture files (headers and blocks included).", NULL, NULL);
-    a->write_failing =
-        one(m, G, "packetstreamer_receiver_write_failing",
-            "1 while writing capture files fails (acknowledgements are held).", NULL, NULL);
-    /* Rejections, TLS failures and auth failures are counted by session.c
-     * as they happen (ps_hub_init_metrics). */
-    static const char decode_help[] =
-        "Sensor connections closed on an error, by reason: the protocol rule a frame broke "
-        "(truncated, too_long, bad_value, ...; other: any other), or io (a read, write or memory "
-        "failure).";
-    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++) {
-        a->decode_wire[i] = one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help,
-                                "reason", i ? ps_wire_strerror(-i) : "other");
-        if (!a->decode_wire[i])
-            return -1;
-    }
-    a->decode_io =
-        one(m, C, "packetstreamer_receiver_decode_errors_total", decode_help, "reason", "io");
-    a->acks =
-        one(m, C, "packetstreamer_receiver_acks_total",
-            "Acknowledgements sent to sensors (each after the batches are on disk).", NULL, NULL);
-    static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                        0.1,    0.25,  0.5,    1,     2.5,  5,     10};
-    ps_metric *hist = ps_metrics_histogram(
-        m, "packetstreamer_receiver_ack_latency_seconds",
-        "Time from receiving the oldest batch an acknowledgement covers to sending it (the "
-        "batches are then on disk).",
-        NULL, ack_bounds, (int)(sizeof(ack_bounds) / sizeof(ack_bounds[0])));
-    a->ack_latency = hist ? ps_metric_series(hist, NULL, NULL, NULL) : NULL;
-    a->hub->ack_latency = a->ack_latency;
-    if (!a->connections || !a->connected || !a->f_packets || !a->f_bytes || !a->f_batches ||
-        !a->f_dups || !a->f_gaps || !a->f_drops || !a->rotated || !a->deleted || !a->disk ||
-        !a->file_bytes || !a->write_failing || !a->decode_io || !a->acks || !a->ack_latency)
-        return -1;
-    return 0;
-}
-
-static api_sensor *sensor_series(ps_api *a, const char *id)
-{
-    for (size_t i = 0; i < a->nsensors; i++)
-        if (strcmp(a->sensors[i].id, id) == 0)
-            return &a->sensors[i];
-    api_sensor *n = realloc(a->sensors, (a->nsensors + 1) * sizeof(*n));
-    if (!n)
-        return NULL;
-    a->sensors = n;
-    api_sensor *s = &n[a->nsensors];
-    memset(s, 0, sizeof(*s));
-    s->id = strdup(id);
-    s->packets = ps_metric_series(a->f_packets, id, NULL, NULL);
-    s->bytes = ps_metric_series(a->f_bytes, id, NULL, NULL);
-    s->batches = ps_metric_series(a->f_batches, id, NULL, NULL);
-    s->dups = ps_metric_series(a->f_dups, id, NULL, NULL);
-    s->gaps = ps_metric_series(a->f_gaps, id, NULL, NULL);
-    s->drops = ps_metric_series(a->f_drops, id, NULL, NULL);
-    if (!s->id || !s->packets || !s->bytes || !s->batches || !s->dups || !s->gaps || !s->drops) {
-        free(s->id);
-        return NULL;
-    }
-    a->nsensors++;
-    return s;
-}
-
-static api_rate *rate_for(ps_api *a, const ps_sensor_rec *r, uint64_t now)
-{
-    for (size_t i = 0; i < a->nrates; i++)
-        if (a->rates[i].rec == r)
-            return &a->rates[i];
-    api_rate *n = realloc(a->rates, (a->nrates + 1) * sizeof(*n));
-    if (!n)
-        return NULL;
-    a->rates = n;
-    n[a->nrates] = (api_rate){r, r->packets, r->bytes, now, 0, 0};
-    return &n[a->nrates++];
-}
+/* ---- snapshots (loop thread) ---- */
 
 /* "2026-11-26T08:50:50.123456789Z", or null for 0. */
 static int json_time(ps_buf *out, uint64_t ns)
@@ -214,82 +76,45 @@ static int json_kv_double(ps_buf *out, const char *key, double v)
     return ps_buf_append(out, s, strlen(s));
 }
 
+typedef struct sensors_json {
+    ps_buf *j;
+    int first;
+} sensors_json;
+
+static int append_sensor(void *ud, const ps_hub_sensor *r)
+{
+    sensors_json *sj = ud;
+    ps_buf *j = sj->j;
+    char sess[40];
+    snprintf(sess, sizeof(sess), "\"%016" PRIx64 "\"", r->session);
+    int rc = ps_buf_append(j, sj->first ? "{\"id\":" : ",{\"id\":", sj->first ? 6 : 7);
+    sj->first = 0;
+    rc |= ps_json_str(j, r->id);
+    rc |= ps_buf_append(j, ",\"session\":", 11) | ps_buf_append(j, sess, strlen(sess));
+    rc |= ps_buf_append(j, ",\"address\":", 11) | ps_json_str(j, r->addr);
+    rc |= ps_buf_append(j, ",\"connected\":", 13) |
+          ps_buf_append(j, r->connected ? "true" : "false", r->connected ? 4 : 5);
+    rc |= ps_buf_append(j, ",\"connected_since\":", 19) | json_time(j, r->connected_ns);
+    rc |= json_kv_u64(j, "packets", r->packets) | json_kv_u64(j, "bytes", r->bytes) |
+          json_kv_u64(j, "batches", r->batches) |
+          json_kv_u64(j, "duplicate_batches", r->duplicates) |
+          json_kv_u64(j, "sequence_gaps", r->gaps) | json_kv_u64(j, "drops", r->drops) |
+          json_kv_double(j, "packets_per_second", r->pps) |
+          json_kv_double(j, "bytes_per_second", r->bps);
+    rc |= ps_buf_append(j, "}", 1);
+    return rc ? -1 : 0;
+}
+
 static void publish(ps_api *a)
 {
-    ps_hub *h = a->hub;
-    ps_series_set_u64(a->connections, h->counters.connections);
-    for (int i = 0; i < PS_HUB_WIRE_REASONS; i++)
-        ps_series_set_u64(a->decode_wire[i], h->counters.decode_wire[i]);
-    ps_series_set_u64(a->decode_io, h->counters.decode_io);
-    ps_series_set_u64(a->acks, h->counters.acks);
-    ps_writer_totals wt;
-    ps_writer_get_totals(h->writer, &wt);
-    ps_series_set_u64(a->rotated, wt.files_closed);
-    ps_series_set_u64(a->deleted, wt.files_deleted);
-    ps_series_set_u64(a->file_bytes, wt.bytes);
-    ps_series_set(a->disk, (double)ps_writer_disk_bytes(h->writer));
-    ps_series_set(a->write_failing, h->write_failing ? 1.0 : 0.0);
+    ps_hub_publish(a->hub); /* the registry's counters and the sensors' rates */
 
-    /* Per sensor id (a sensor id may have had several sessions). */
-    for (size_t i = 0; i < a->nsensors; i++) {
-        api_sensor *s = &a->sensors[i];
-        uint64_t p = 0, b = 0, bt = 0, d = 0, g = 0, dr = 0;
-        for (const ps_sensor_rec *r = h->sensors; r; r = r->next) {
-            if (strcmp(r->id, s->id) != 0)
-                continue;
-            p += r->packets;
-            b += r->bytes;
-            bt += r->batches;
-            d += r->duplicates;
-            g += r->gaps;
-            dr += r->drops;
-        }
-        ps_series_set_u64(s->packets, p);
-        ps_series_set_u64(s->bytes, b);
-        ps_series_set_u64(s->batches, bt);
-        ps_series_set_u64(s->dups, d);
-        ps_series_set_u64(s->gaps, g);
-        ps_series_set_u64(s->drops, dr);
-    }
-
-    uint64_t now = uv_hrtime();
-    unsigned connected = 0;
     ps_buf j = PS_BUF_INIT;
+    sensors_json sj = {.j = &j, .first = 1};
     int rc = ps_buf_append(&j, "[", 1);
-    for (const ps_sensor_rec *r = h->sensors; r && rc == 0; r = r->next) {
-        if (!sensor_series(a, r->id))
-            rc = -1;
-        api_rate *rt = rate_for(a, r, now);
-        if (rt && now - rt->t_ns >= API_RATE_WINDOW_NS) {
-            double dt = (double)(now - rt->t_ns) / 1e9;
-            rt->pps = (double)(r->packets - rt->packets) / dt;
-            rt->bps = (double)(r->bytes - rt->bytes) / dt;
-            rt->packets = r->packets;
-            rt->bytes = r->bytes;
-            rt->t_ns = now;
-        }
-        if (r->live)
-            connected++;
-        char sess[40];
-        snprintf(sess, sizeof(sess), "\"%016" PRIx64 "\"", r->session);
-        rc |=
-            ps_buf_append(&j, r == h->sensors ? "{\"id\":" : ",{\"id\":", r == h->sensors ? 6 : 7);
-        rc |= ps_json_str(&j, r->id);
-        rc |= ps_buf_append(&j, ",\"session\":", 11) | ps_buf_append(&j, sess, strlen(sess));
-        rc |= ps_buf_append(&j, ",\"address\":", 11) | ps_json_str(&j, r->addr);
-        rc |= ps_buf_append(&j, ",\"connected\":", 13) |
-              ps_buf_append(&j, r->live ? "true" : "false", r->live ? 4 : 5);
-        rc |= ps_buf_append(&j, ",\"connected_since\":", 19) | json_time(&j, r->connected_ns);
-        rc |= json_kv_u64(&j, "packets", r->packets) | json_kv_u64(&j, "bytes", r->bytes) |
-              json_kv_u64(&j, "batches", r->batches) |
-              json_kv_u64(&j, "duplicate_batches", r->duplicates) |
-              json_kv_u64(&j, "sequence_gaps", r->gaps) | json_kv_u64(&j, "drops", r->drops) |
-              json_kv_double(&j, "packets_per_second", rt ? rt->pps : 0) |
-              json_kv_double(&j, "bytes_per_second", rt ? rt->bps : 0);
-        rc |= ps_buf_append(&j, "}", 1);
-    }
+    if (rc == 0)
+        rc = ps_hub_foreach_sensor(a->hub, append_sensor, &sj);
     rc |= ps_buf_append(&j, "]\n", 2);
-    ps_series_set(a->connected, (double)connected);
     if (rc == 0) {
         ps_snapshot_set(&a->sensors_json, (char *)j.data, j.len);
         j.data = NULL; /* handed over */
@@ -298,7 +123,7 @@ static void publish(ps_api *a)
 
     if (a->ticks++ % API_FILES_EVERY == 0 || !a->listening) {
         ps_buf m = PS_BUF_INIT;
-        if (ps_writer_files_meta(h->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
+        if (ps_writer_files_meta(a->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
             ps_snapshot_set(&a->files_meta, (char *)m.data, m.len);
             m.data = NULL;
         }
@@ -310,7 +135,7 @@ static void publish(ps_api *a)
     char reason[PATH_MAX + 64] = "";
     if (!a->listening)
         snprintf(reason, sizeof(reason), "not listening for sensors");
-    else if (h->write_failing)
+    else if (ps_hub_write_failing(a->hub))
         snprintf(reason, sizeof(reason), "writing capture files fails");
     else if (a->dir && access(a->dir, W_OK) != 0) /* root too: EROFS, EPERM (immutable) */
         snprintf(reason, sizeof(reason), "output directory is not writable: %s (%s)", a->dir,
@@ -596,13 +421,13 @@ static int route(void *ud, struct MHD_Connection *c, const char *url)
     if (strncmp(url, "/captures/", 10) == 0)
         return route_download(a, c, url + 10);
     if (strcmp(url, "/live") == 0)
-        return ps_live_respond(a->live, c);
+        return ps_livefeed_respond(a->live, c);
     return PS_HTTP_NOT_FOUND;
 }
 
 /* ---- lifecycle ---- */
 
-ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *err, size_t errlen)
+ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen)
 {
     ps_api *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -610,33 +435,31 @@ ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *e
         return NULL;
     }
     a->loop = loop;
-    a->hub = hub;
-    a->cfg = cfg;
+    a->hub = o->hub;
+    a->writer = o->writer;
+    a->live = o->livefeed;
+    a->cfg = o->cfg;
     a->listening = 1;
     /* Copies: the HTTP threads outlive the writer by a little. */
-    const char *dir = ps_writer_dir(hub->writer), *prefix = ps_writer_prefix(hub->writer);
+    const char *dir = ps_writer_dir(o->writer), *prefix = ps_writer_prefix(o->writer);
     a->dir = dir ? strdup(dir) : NULL;
     a->prefix = prefix ? strdup(prefix) : NULL;
     ps_snapshot_init(&a->sensors_json);
     ps_snapshot_init(&a->files_meta);
-    char app[64];
-    snprintf(app, sizeof(app), "packetstreamer %s", PS_VERSION);
-    a->live = ps_live_new(hub->metrics, app);
-    if (register_metrics(a) != 0 || !a->live || (dir && !a->dir) || (prefix && !a->prefix)) {
+    if ((dir && !a->dir) || (prefix && !a->prefix)) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
         return NULL;
     }
-    hub->live = a->live;
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
     uv_timer_start(&a->timer, on_timer, 0, API_PUBLISH_MS);
     a->timer_on = 1;
-    if (!cfg->http_enable)
+    if (!o->cfg->http_enable)
         return a;
-    ps_http_opts ho = {.listen = cfg->http_listen,
-                       .token = cfg->http_token,
-                       .metrics = hub->metrics,
+    ps_http_opts ho = {.listen = o->cfg->http_listen,
+                       .token = o->cfg->http_token,
+                       .metrics = o->metrics,
                        .route = route,
                        .ud = a};
     char herr[512];
@@ -645,7 +468,7 @@ ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *e
     if (!a->http)
         ps_warn("receiver", "%s: running without the HTTP endpoints", herr);
     else
-        ps_info("receiver", "HTTP (status, captures, live, metrics) on %s", cfg->http_listen);
+        ps_info("receiver", "HTTP (status, captures, live, metrics) on %s", o->cfg->http_listen);
     return a;
 }
 
@@ -670,18 +493,8 @@ void ps_api_free(ps_api *a)
 {
     if (!a)
         return;
-    if (a->live)
-        ps_live_shutdown(a->live); /* ends streams so the threads can be joined */
+    ps_livefeed_shutdown(a->live); /* ends streams so the threads can be joined */
     ps_http_stop(a->http);
-    if (a->hub && a->hub->live == a->live)
-        a->hub->live = NULL;
-    if (a->hub && a->hub->ack_latency == a->ack_latency)
-        a->hub->ack_latency = NULL;
-    ps_live_free(a->live);
-    for (size_t i = 0; i < a->nsensors; i++)
-        free(a->sensors[i].id);
-    free(a->sensors);
-    free(a->rates);
     free(a->dir);
     free(a->prefix);
     ps_snapshot_destroy(&a->sensors_json);

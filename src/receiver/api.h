@@ -5,10 +5,10 @@
  *   /api/sensors        JSON: sensors, their addresses, counters and rates
  *   /api/captures       JSON: capture files, sizes, packet times, sensors
  *   /captures/NAME      a capture file, streamed from disk, Range requests
- *   /live               a never-ending pcapng stream (src/receiver/live.h)
+ *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
  *
- * Threads: a loop timer (every 250 ms) copies the hub's and the writer's
- * plain counters into the metrics registry, publishes readiness, and
+ * Threads: a loop timer (every 250 ms) has the hub copy its counters into
+ * the metrics registry (ps_hub_publish), publishes readiness, and
  * publishes JSON/text snapshots for the HTTP threads (ps_snapshot). The
  * HTTP threads read only those snapshots, the registry, and the capture
  * directory (readdir/stat/open, read-only). Nothing on the packet path
@@ -24,20 +24,32 @@
 #include <uv.h>
 
 #include "core/config.h"
-#include "session.h"
+#include "core/metrics.h"
+#include "hub.h"
+#include "livefeed.h"
+#include "writer.h"
 
 typedef struct ps_api ps_api;
 
-/* Registers the receiver's metrics in hub->metrics, starts the publish
- * timer on loop and, with http.enable, the HTTP server. NULL on failure
- * with err set; the caller decides whether that is fatal. */
-ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *err, size_t errlen);
+/* What the HTTP side shows; borrowed, each must outlive ps_api_free. */
+typedef struct ps_api_opts {
+    ps_hub *hub;
+    ps_writer *writer;     /* capture directory, per-file metadata */
+    ps_livefeed *livefeed; /* /live, or NULL */
+    ps_metrics *metrics;   /* served as /metrics */
+    const ps_config *cfg;  /* http.enable, http.listen, http.token */
+} ps_api_opts;
+
+/* Starts the publish timer on loop and, with http.enable, the HTTP server.
+ * NULL on failure with err set; the caller decides whether that is fatal. */
+ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen);
 /* The receiver stopped listening (shutdown): readiness goes false. */
 void ps_api_set_listening(ps_api *a, int listening);
 /* Stops the timer (loop thread). Call before the loop's final run. */
 void ps_api_close(ps_api *a);
-/* Stops the HTTP server (joins its threads) and frees. After the loop ended,
- * before the hub and the registry are freed. NULL: no-op. */
+/* Ends the /live streams, stops the HTTP server (joins its threads) and
+ * frees. After the loop ended, before the hub, the live feed and the
+ * registry are freed. NULL: no-op. */
 void ps_api_free(ps_api *a);
 
 #endif

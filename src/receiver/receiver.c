@@ -1,11 +1,13 @@
 /*
  * receiver: process wiring and lifecycle.
  *
- * A packet's path on this side: listener accepts -> session decodes frames
- * and inflates batches -> writer appends records to the current file ->
- * session acknowledges after the flush. A 1-second timer drives time-based
- * rotation. SIGTERM/SIGINT stop accepting, acknowledge what is written, close
- * sessions, then close the files.
+ * A packet's path on this side: listener accepts -> hub (limits) hands the
+ * connection to a session, which decodes frames and inflates batches ->
+ * writer appends records to the current file (and the live feed copies
+ * them) -> the hub flushes, and each session acknowledges what is written.
+ * A 1-second timer drives deadlines and time-based rotation. SIGTERM/SIGINT
+ * stop accepting, acknowledge what is written, close sessions, then close
+ * the files.
  */
 #include "receiver.h"
 
@@ -19,23 +21,37 @@
 #include <uv.h>
 
 #include "core/log.h"
-#include "core/wire.h"
 #include "api.h"
+#include "hub.h"
 #include "listener.h"
-#include "session.h"
+#include "livefeed.h"
 #include "writer.h"
 
 #define PS_RECEIVER_CLOSE_DEADLINE_MS 5000
 
+/* A (sensor, session, last sequence) the writer recovered at open, before
+ * the hub (which needs the open writer) exists. */
+typedef struct recovered {
+    struct recovered *next;
+    uint64_t session, seq;
+    size_t id_len;
+    char id[];
+} recovered;
+
 typedef struct receiver {
     const ps_config *cfg;
     uv_loop_t loop;
-    ps_hub hub;
+    ps_writer *writer;
+    ps_metrics *metrics;
+    ps_livefeed *livefeed;
+    ps_tls *tls;
+    ps_hub *hub;
+    recovered *recovered, **recovered_tail;
     ps_listener *listener;
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
-    ps_api *api; /* metrics, readiness, HTTP */
+    ps_api *api; /* readiness, snapshots, HTTP */
     int stopping;
 } receiver;
 
@@ -55,17 +71,45 @@ static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_
 static int on_checkpoint(void *ud, ps_buf *out)
 {
     receiver *r = ud;
-    return ps_hub_checkpoint(&r->hub, out);
+    return r->hub ? ps_hub_checkpoint(r->hub, out) : 0;
 }
 
 static void on_recovered(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
 {
     receiver *r = ud;
-    ps_hub_recovered(&r->hub, id, id_len, session, seq);
+    if (r->hub) {
+        ps_hub_recovered(r->hub, id, id_len, session, seq);
+        return;
+    }
+    recovered *e = malloc(sizeof(*e) + id_len);
+    if (!e) {
+        ps_error("receiver", "out of memory recovering sensor state");
+        return;
+    }
+    e->next = NULL;
+    e->session = session;
+    e->seq = seq;
+    e->id_len = id_len;
+    memcpy(e->id, id, id_len);
+    *r->recovered_tail = e;
+    r->recovered_tail = &e->next;
+}
+
+/* Hands what the writer recovered to the hub, in the writer's order. */
+static void replay_recovered(receiver *r)
+{
+    while (r->recovered) {
+        recovered *e = r->recovered;
+        r->recovered = e->next;
+        if (r->hub)
+            ps_hub_recovered(r->hub, e->id, e->id_len, e->session, e->seq);
+        free(e);
+    }
+    r->recovered_tail = &r->recovered;
 }
 
 /* The server context, and the startup warnings of docs/security.md. */
-static int setup_tls(ps_hub *hub, const ps_config *cfg)
+static int setup_tls(ps_tls **tls, const ps_config *cfg)
 {
     if (!cfg->tls_enable) {
         if (cfg->auth_enable)
@@ -83,7 +127,7 @@ static int setup_tls(ps_hub *hub, const ps_config *cfg)
                      .ca_pem = cfg->tls_client_ca_file ? NULL : cfg->tls_ca_pem,
                      .require_client_cert = cfg->tls_require_client_cert};
     char err[512];
-    if (ps_tls_new(&hub->tls, &o, err, sizeof(err)) != 0) {
+    if (ps_tls_new(tls, &o, err, sizeof(err)) != 0) {
         ps_error("receiver", "TLS: %s", err);
         return -1;
     }
@@ -100,21 +144,18 @@ static int setup_tls(ps_hub *hub, const ps_config *cfg)
 static void on_conn(void *ud, uv_tcp_t *tcp, const char *peer)
 {
     receiver *r = ud;
-    ps_session_start(&r->hub, tcp, peer);
+    ps_hub_accept(r->hub, tcp, peer);
 }
 
 static void on_tick(uv_timer_t *t)
 {
     receiver *r = t->data;
-    ps_hub_tick(&r->hub);
-    if (ps_writer_tick(r->hub.writer, now_realtime_ns()) != 0 && !r->hub.write_failing)
-        ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
-    ps_hub_retry(&r->hub);
+    ps_hub_tick(r->hub, now_realtime_ns());
 }
 
-static void on_hub_idle(ps_hub *hub)
+static void on_hub_idle(void *ud)
 {
-    receiver *r = (receiver *)((char *)hub - offsetof(receiver, hub));
+    receiver *r = ud;
     uv_timer_stop(&r->tick);
     uv_timer_stop(&r->deadline);
     uv_signal_stop(&r->sigint);
@@ -125,8 +166,9 @@ static void on_hub_idle(ps_hub *hub)
 static void on_deadline(uv_timer_t *t)
 {
     receiver *r = t->data;
-    ps_warn("receiver", "%u connections did not close in time: cutting them", r->hub.n_sessions);
-    ps_hub_abort(&r->hub);
+    ps_warn("receiver", "%u connections did not close in time: cutting them",
+            ps_hub_session_count(r->hub));
+    ps_hub_abort(r->hub);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -142,7 +184,7 @@ static void on_signal(uv_signal_t *h, int signum)
     ps_api_set_listening(r->api, 0);
     /* A sensor that stops reading must not hold the shutdown hostage. */
     uv_timer_start(&r->deadline, on_deadline, PS_RECEIVER_CLOSE_DEADLINE_MS, 0);
-    ps_hub_stop(&r->hub);
+    ps_hub_stop(r->hub);
 }
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -152,12 +194,25 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+/* Frees what ps_receiver_run set up, in reverse; NULLs are skipped. */
+static void teardown(receiver *r)
+{
+    ps_api_free(r->api); /* joins the HTTP threads before what they read is freed */
+    ps_hub_free(r->hub);
+    r->hub = NULL;
+    replay_recovered(r); /* frees what was never handed over */
+    ps_livefeed_free(r->livefeed);
+    ps_metrics_free(r->metrics);
+    ps_tls_free(r->tls);
+}
+
 int ps_receiver_run(const ps_config *cfg)
 {
     receiver r;
     char err[512];
     memset(&r, 0, sizeof(r));
     r.cfg = cfg;
+    r.recovered_tail = &r.recovered;
     if (uv_loop_init(&r.loop) != 0) {
         ps_error("receiver", "cannot initialise the event loop");
         return 1;
@@ -177,47 +232,57 @@ int ps_receiver_run(const ps_config *cfg)
                          .mode = ps_config_file_mode(cfg),
                          .on_file_closed = on_file_closed,
                          .ud = &r};
-    ps_writer *w = NULL;
-    if (ps_writer_open(&w, &wo, err, sizeof(err)) != 0) {
+    if (ps_writer_open(&r.writer, &wo, err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
+        teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
     }
-    r.hub.loop = &r.loop;
-    r.hub.writer = w;
-    r.hub.max_frame = PS_WIRE_MAX_FRAME_DEFAULT;
-    r.hub.max_batch_raw = PS_WIRE_MAX_BATCH_RAW_DEFAULT;
-    r.hub.token = cfg->auth_enable ? cfg->auth_key : NULL;
-    r.hub.on_idle = on_hub_idle;
-    r.hub.allowed_ids = cfg->tls_allowed_ids;
-    r.hub.n_allowed_ids = cfg->tls_allowed_ids_count;
-    r.hub.require_id_match = cfg->tls_require_id_match;
-    r.hub.limits.handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_sec * 1000;
-    r.hub.limits.idle_timeout_ms = (uint64_t)cfg->idle_timeout_sec * 1000;
-    r.hub.limits.max_connections = cfg->max_connections;
-    r.hub.limits.max_per_source = cfg->max_connections_per_source;
-    r.hub.metrics = ps_metrics_new();
-    if (!r.hub.metrics || ps_hub_init_metrics(&r.hub) != 0) {
+    r.metrics = ps_metrics_new();
+    r.livefeed = r.metrics ? ps_livefeed_new(r.metrics, app) : NULL;
+    if (!r.livefeed) {
         ps_error("receiver", "out of memory");
-        ps_metrics_free(r.hub.metrics);
-        ps_writer_close(w);
+        ps_writer_close(r.writer);
+        teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
     }
-    if (setup_tls(&r.hub, cfg) != 0) {
-        ps_metrics_free(r.hub.metrics);
-        ps_writer_close(w);
+    if (setup_tls(&r.tls, cfg) != 0) {
+        ps_writer_close(r.writer);
+        teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
     }
+    ps_hub_opts ho = {
+        .writer = r.writer,
+        .livefeed = r.livefeed,
+        .tls = r.tls,
+        .token = cfg->auth_enable ? cfg->auth_key : NULL,
+        .allowed_ids = cfg->tls_allowed_ids,
+        .n_allowed_ids = cfg->tls_allowed_ids_count,
+        .require_id_match = cfg->tls_require_id_match,
+        .limits = {.handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_sec * 1000,
+                   .idle_timeout_ms = (uint64_t)cfg->idle_timeout_sec * 1000,
+                   .max_connections = cfg->max_connections,
+                   .max_per_source = cfg->max_connections_per_source},
+        .metrics = r.metrics,
+        .on_idle = on_hub_idle,
+        .ud = &r};
+    if (ps_hub_new(&r.hub, &r.loop, &ho, err, sizeof(err)) != 0) {
+        ps_error("receiver", "%s", err);
+        ps_writer_close(r.writer);
+        teardown(&r);
+        uv_loop_close(&r.loop);
+        return 1;
+    }
+    replay_recovered(&r);
     if (ps_listener_open(&r.listener, &r.loop, cfg->input_address, cfg->input_port, on_conn, &r,
                          err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
-        ps_writer_close(w);
-        ps_metrics_free(r.hub.metrics);
-        ps_tls_free(r.hub.tls);
+        ps_writer_close(r.writer);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
+        teardown(&r);
         return 1;
     }
     uv_timer_init(&r.loop, &r.tick);
@@ -231,36 +296,36 @@ int ps_receiver_run(const ps_config *cfg)
     uv_signal_start(&r.sigint, on_signal, SIGINT);
     uv_signal_start(&r.sigterm, on_signal, SIGTERM);
     ps_info("receiver", "listening on %s (%s), writing %s (%s)", ps_listener_addr(r.listener),
-            r.hub.tls ? (cfg->tls_ca_file || cfg->tls_ca_pem || cfg->tls_client_ca_file
-                             ? "TLS, client certificates verified"
-                             : "TLS")
-                      : "plaintext",
+            r.tls ? (cfg->tls_ca_file || cfg->tls_ca_pem || cfg->tls_client_ca_file
+                         ? "TLS, client certificates verified"
+                         : "TLS")
+                  : "plaintext",
             cfg->file_path, ps_format_name(cfg->format));
-    r.api = ps_api_start(&r.loop, &r.hub, cfg, err, sizeof(err));
+    ps_api_opts ao = {
+        .hub = r.hub, .writer = r.writer, .livefeed = r.livefeed, .metrics = r.metrics, .cfg = cfg};
+    r.api = ps_api_start(&r.loop, &ao, err, sizeof(err));
     if (!r.api)
         ps_warn("receiver", "%s: running without metrics and HTTP", err);
 
     uv_run(&r.loop, UV_RUN_DEFAULT);
 
     int code = 0;
-    if (ps_writer_close(w) != 0) {
+    if (ps_writer_close(r.writer) != 0) {
         ps_error("receiver", "closing capture files failed: %s", strerror(errno));
         code = 1;
     }
     char kv[1024];
-    ps_hub_counters_kv(&r.hub, kv, sizeof(kv));
+    ps_hub_counters c;
+    ps_hub_get_counters(r.hub, &c);
+    ps_hub_counters_kv(r.hub, kv, sizeof(kv));
     ps_info("receiver",
             "stopped: %" PRIu64 " packets (%" PRIu64 " bytes) written from %" PRIu64
             " connections, %" PRIu64 " duplicate batches dropped, %" PRIu64 " rejected, %" PRIu64
             " protocol errors;%s",
-            r.hub.counters.packets, r.hub.counters.bytes, r.hub.counters.connections,
-            r.hub.counters.duplicates, r.hub.counters.rejected, r.hub.counters.decode_errors, kv);
+            c.packets, c.bytes, c.connections, c.duplicates, c.rejected, c.decode_errors, kv);
     uv_walk(&r.loop, close_walk, NULL);
     uv_run(&r.loop, UV_RUN_DEFAULT);
     uv_loop_close(&r.loop);
-    ps_api_free(r.api); /* joins the HTTP threads before what they read is freed */
-    ps_hub_free(&r.hub);
-    ps_metrics_free(r.hub.metrics);
-    ps_tls_free(r.hub.tls);
+    teardown(&r);
     return code;
 }

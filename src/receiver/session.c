@@ -8,28 +8,26 @@
  * sensors' streams go on.
  *
  * Every refused or cut connection is logged once, as "closing connection
- * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL in
- * packetstreamer_receiver_rejected_connections_total (and, for TLS failures, in
- * packetstreamer_receiver_tls_handshake_failures_total).
+ * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL through
+ * the hub (ps_hub_count_reason: packetstreamer_receiver_rejected_connections_total,
+ * and for TLS failures packetstreamer_receiver_tls_handshake_failures_total).
  */
 #include "session.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <openssl/ssl.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/codec.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
-#include "recovery.h"
-#include "live.h"
+#include "livefeed.h"
 
 #define PS_SESSION_MAX_IFACES 65536
 
@@ -37,7 +35,7 @@ typedef enum { SS_HELLO, SS_ACTIVE, SS_DONE } ss_state;
 
 struct ps_session {
     ps_hub *hub;
-    ps_session *prev, *next;
+    const ps_hub_opts *o; /* the hub's settings */
     ps_conn *conn;
     ss_state state;
     char peer[80];
@@ -54,104 +52,15 @@ struct ps_session {
     uint64_t *ifdrops;               /* last STATS drops per sensor interface index */
 };
 
-#define PS_REASON_NAME(n) #n,
-static const char *const reason_names[] = {PS_HUB_REASONS(PS_REASON_NAME)};
-static const char *const tls_reason_names[] = {PS_HUB_TLS_REASONS(PS_REASON_NAME)};
-#undef PS_REASON_NAME
-
-const char *ps_hub_reason_name(ps_hub_reason r)
-{
-    return r < PS_REASON_COUNT ? reason_names[r] : "?";
-}
-
-int ps_hub_init_metrics(ps_hub *hub)
-{
-    if (!hub->metrics)
-        return 0;
-    hub->m_rejected = ps_metrics_family(
-        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_receiver_rejected_connections_total",
-        "Connections refused or closed because of what the peer sent or did, by reason.", "reason");
-    hub->m_tls_failures = ps_metrics_family(hub->metrics, PS_METRIC_COUNTER,
-                                            "packetstreamer_receiver_tls_handshake_failures_total",
-                                            "TLS handshakes that failed, by reason.", "reason");
-    ps_metric *auth = ps_metrics_family(
-        hub->metrics, PS_METRIC_COUNTER, "packetstreamer_receiver_auth_failures_total",
-        "Handshakes refused for a wrong or missing token or a disallowed "
-        "certificate identity.",
-        NULL);
-    if (!hub->m_rejected || !hub->m_tls_failures || !auth)
-        return -1;
-    hub->m_auth_failures = ps_metric_series(auth, NULL, NULL, NULL);
-    /* Every label exists from the start, at zero, as rate() prefers. */
-    for (size_t i = 0; i < PS_REASON_COUNT; i++)
-        if (!ps_metric_series(hub->m_rejected, reason_names[i], NULL, NULL))
-            return -1;
-    for (size_t i = 0; i < sizeof(tls_reason_names) / sizeof(tls_reason_names[0]); i++)
-        if (!ps_metric_series(hub->m_tls_failures, tls_reason_names[i], NULL, NULL))
-            return -1;
-    return hub->m_auth_failures ? 0 : -1;
-}
-
-static void count_reason(ps_hub *hub, ps_hub_reason r)
-{
-    hub->rejected_by_reason[r]++;
-    if (hub->m_rejected) {
-        ps_series *se = ps_metric_series(hub->m_rejected, reason_names[r], NULL, NULL);
-        if (se)
-            ps_series_add(se, 1);
-    }
-}
-
-static void count_tls_failure(ps_hub *hub, const char *label)
-{
-    if (!hub->m_tls_failures || !label)
-        return;
-    ps_series *se = ps_metric_series(hub->m_tls_failures, label, NULL, NULL);
-    if (se)
-        ps_series_add(se, 1);
-}
-
-void ps_hub_counters_kv(const ps_hub *hub, char *out, size_t outlen)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    for (size_t i = 0; i < PS_REASON_COUNT && n < outlen; i++)
-        if (hub->rejected_by_reason[i])
-            n += (size_t)snprintf(out + n, outlen - n, " rejected_%s=%" PRIu64, reason_names[i],
-                                  hub->rejected_by_reason[i]);
-    for (size_t i = 0; hub->m_tls_failures && n < outlen &&
-                       i < sizeof(tls_reason_names) / sizeof(tls_reason_names[0]);
-         i++) {
-        ps_series *se = ps_metric_series(hub->m_tls_failures, tls_reason_names[i], NULL, NULL);
-        uint64_t v = se ? ps_series_get_u64(se) : 0;
-        if (v)
-            n += (size_t)snprintf(out + n, outlen - n, " tls_failures_%s=%" PRIu64,
-                                  tls_reason_names[i], v);
-    }
-    if (n < outlen)
-        snprintf(out + n, outlen - n, " auth_failures=%" PRIu64, hub->counters.auth_failures);
-}
-
-static void hub_remove(ps_hub *hub, ps_session *s)
-{
-    if (s->prev)
-        s->prev->next = s->next;
-    else
-        hub->sessions = s->next;
-    if (s->next)
-        s->next->prev = s->prev;
-    hub->n_sessions--;
-}
-
 /* The one log line and the counter for a connection we cut or refuse. */
 static void sess_log_bad(ps_session *s, ps_hub_reason r, const char *why)
 {
     if (s->logged)
         return;
     s->logged = 1;
-    count_reason(s->hub, r);
+    ps_hub_count_reason(s->hub, r);
     ps_warn("receiver", "closing connection from %s (sensor %s): %s [reason=%s]", s->peer,
-            s->sensor ? s->sensor->id : "?", why, reason_names[r]);
+            s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(r));
 }
 
 static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
@@ -166,18 +75,11 @@ static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fm
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
+    if (err != 0)
+        ps_hub_count_decode_error(s->hub, err);
     if (err != 0 && err != UV_ENOMEM && err != UV_EIO) {
-        s->hub->counters.decode_errors++;
-        if (err <= PS_CONN_E_WIRE(0)) {
-            int w = PS_CONN_E_WIRE(0) - err; /* -PS_WIRE_E_* */
-            s->hub->counters.decode_wire[w < PS_HUB_WIRE_REASONS ? w : 0]++;
-        } else {
-            s->hub->counters.decode_wire[0]++;
-        }
         sess_log_bad(s, r, why);
     } else if (err != 0) {
-        s->hub->counters.decode_errors++;
-        s->hub->counters.decode_io++;
         ps_warn("receiver", "closing connection from %s (sensor %s): %s", s->peer,
                 s->sensor ? s->sensor->id : "?", why);
         s->logged = 1;
@@ -209,13 +111,10 @@ static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason label, const
     va_start(ap, fmt);
     vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
-    s->hub->counters.rejected++;
     s->logged = 1;
-    if (label < PS_REASON_COUNT)
-        count_reason(s->hub, label);
+    ps_hub_count_rejected(s->hub, label);
     ps_warn("receiver", "rejecting %s (sensor %s): %s [reason=%s]", s->peer,
-            s->sensor ? s->sensor->id : "?", why,
-            label < PS_REASON_COUNT ? reason_names[label] : "other");
+            s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(label));
     ps_buf out = PS_BUF_INIT;
     ps_reject r = {.code = code, .reason = why, .reason_len = (uint16_t)strlen(why)};
     if (ps_wire_encode_reject(&out, &r) == 0)
@@ -233,55 +132,8 @@ static int send_u64(ps_session *s, int type, uint64_t v)
     return ps_conn_send(s->conn, frame, sizeof(frame));
 }
 
-static ps_sensor_rec *registry_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session)
-{
-    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
-        if (r->session == session && strlen(r->id) == id_len && memcmp(r->id, id, id_len) == 0)
-            return r;
-    ps_sensor_rec *r = calloc(1, sizeof(*r));
-    if (!r)
-        return NULL;
-    r->id = strndup(id, id_len);
-    if (!r->id) {
-        free(r);
-        return NULL;
-    }
-    r->session = session;
-    r->next = hub->sensors;
-    hub->sensors = r;
-    return r;
-}
-
-void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t session, uint64_t seq)
-{
-    ps_sensor_rec *r = registry_get(hub, id, id_len, session);
-    if (!r) {
-        ps_error("receiver", "out of memory recovering sensor state");
-        return;
-    }
-    if (seq > r->last_seq)
-        r->last_seq = seq;
-}
-
-int ps_hub_checkpoint(ps_hub *hub, ps_buf *out)
-{
-    size_t n = 0;
-    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
-        n++;
-    ps_recovery_entry *e = calloc(n ? n : 1, sizeof(*e));
-    if (!e)
-        return -1;
-    n = 0;
-    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
-        if (r->last_seq > 0)
-            e[n++] = (ps_recovery_entry){.id = r->id, .session = r->session, .seq = r->last_seq};
-    int rc = n ? ps_recovery_checkpoint(out, e, n) : 0;
-    free(e);
-    return rc;
-}
-
 typedef struct id_check {
-    const ps_hub *hub;
+    const ps_hub_opts *o;
     const char *id;
     size_t id_len;
     int allowed, matches;
@@ -293,7 +145,7 @@ static int id_visit(void *arg, const char *name)
     id_check *k = arg;
     if (!k->first[0])
         snprintf(k->first, sizeof(k->first), "%s", name);
-    if (ps_tls_name_allowed(name, k->hub->allowed_ids, k->hub->n_allowed_ids))
+    if (ps_tls_name_allowed(name, k->o->allowed_ids, k->o->n_allowed_ids))
         k->allowed = 1;
     if (strlen(name) == k->id_len && strncasecmp(name, k->id, k->id_len) == 0)
         k->matches = 1;
@@ -304,10 +156,10 @@ static int id_visit(void *arg, const char *name)
  * one of the certificate's names. */
 static int check_identity(ps_session *s, const ps_hello *h)
 {
-    ps_hub *hub = s->hub;
-    if (!hub->tls || (hub->n_allowed_ids == 0 && !hub->require_id_match))
+    const ps_hub_opts *o = s->o;
+    if (!o->tls || (o->n_allowed_ids == 0 && !o->require_id_match))
         return 0;
-    id_check k = {.hub = hub, .id = h->id, .id_len = h->id_len};
+    id_check k = {.o = o, .id = h->id, .id_len = h->id_len};
     char id[PS_WIRE_MAX_ID_LEN + 1];
     snprintf(id, sizeof(id), "%.*s", (int)h->id_len, h->id);
     SSL *ssl = ps_conn_ssl(s->conn);
@@ -315,15 +167,13 @@ static int check_identity(ps_session *s, const ps_hello *h)
     const char *why = NULL;
     if (rc < 0)
         why = "no client certificate: this receiver checks certificate identities";
-    else if (hub->n_allowed_ids > 0 && !k.allowed)
+    else if (o->n_allowed_ids > 0 && !k.allowed)
         why = "certificate identity is not allowed (tls.allowedIdentities)";
-    else if (hub->require_id_match && !k.matches)
+    else if (o->require_id_match && !k.matches)
         why = "sensor id does not match the certificate (tls.requireIdMatch)";
     if (!why)
         return 0;
-    hub->counters.auth_failures++;
-    if (hub->m_auth_failures)
-        ps_series_add(hub->m_auth_failures, 1);
+    ps_hub_count_auth_failure(s->hub);
     sess_reject(s, PS_REJECT_AUTH, PS_REASON_identity, "%s: certificate '%s', sensor id '%s'", why,
                 k.first[0] ? k.first : "-", id);
     return -1;
@@ -331,7 +181,7 @@ static int check_identity(ps_session *s, const ps_hello *h)
 
 static int on_hello(ps_session *s, const ps_frame *f)
 {
-    ps_hub *hub = s->hub;
+    const ps_hub_opts *o = s->o;
     ps_hello h;
     if (f->type != PS_FRAME_HELLO) {
         sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), PS_REASON_data_before_handshake,
@@ -351,47 +201,42 @@ static int on_hello(ps_session *s, const ps_frame *f)
                     "malformed handshake: %s", ps_wire_strerror(rc));
         return -1;
     }
-    if (hub->token) {
-        size_t tl = strlen(hub->token);
+    if (o->token) {
+        size_t tl = strlen(o->token);
         /* Constant time over the expected token's length. */
-        int ok = h.token_len == tl && CRYPTO_memcmp(h.token, hub->token, tl) == 0;
+        int ok = h.token_len == tl && CRYPTO_memcmp(h.token, o->token, tl) == 0;
         if (!ok) {
-            hub->counters.auth_failures++;
-            if (hub->m_auth_failures)
-                ps_series_add(hub->m_auth_failures, 1);
+            ps_hub_count_auth_failure(s->hub);
             sess_reject(s, PS_REJECT_AUTH, PS_REASON_auth, "authentication failed");
             return -1;
         }
     }
     if (check_identity(s, &h) != 0)
         return -1;
-    ps_sensor_rec *rec = registry_get(hub, h.id, h.id_len, h.session);
+    ps_sensor_rec *rec = ps_hub_sensor_get(s->hub, h.id, h.id_len, h.session);
     if (!rec) {
         sess_reject(s, PS_REJECT_INTERNAL, PS_REASON_COUNT, "out of memory");
         return -1;
     }
-    if (rec->live && rec->live != s) {
+    if (rec->conn && rec->conn != s) {
         /* The same sensor process reconnected before we noticed its old
          * connection died: the new one wins, the old one is closed. */
         ps_warn("receiver", "sensor %s reconnected from %s: closing its old connection from %s",
-                rec->id, s->peer, rec->live->peer);
-        ps_session *old = rec->live;
+                rec->id, s->peer, rec->conn->peer);
+        ps_session *old = rec->conn;
+        ps_hub_sensor_detach(rec, old);
         old->sensor = NULL;
         ps_conn_close(old->conn, 0, "replaced by a new connection");
     }
-    rec->live = s;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    rec->connected_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-    snprintf(rec->addr, sizeof(rec->addr), "%s", s->peer);
+    ps_hub_sensor_connected(s->hub, rec, s, s->peer);
     s->sensor = rec;
     s->codec = (ps_codec)h.codec;
     s->pending_ack = s->acked = rec->last_seq;
-    uint32_t max_frame = h.max_frame < hub->max_frame ? h.max_frame : hub->max_frame;
+    uint32_t max_frame = h.max_frame < o->max_frame ? h.max_frame : o->max_frame;
     ps_accept a = {.version = PS_WIRE_VERSION,
                    .codec = h.codec,
                    .max_frame = max_frame,
-                   .max_batch_raw = hub->max_batch_raw,
+                   .max_batch_raw = o->max_batch_raw,
                    .last_seq = rec->last_seq};
     ps_buf out = PS_BUF_INIT;
     rc = ps_wire_encode_accept(&out, &a);
@@ -449,14 +294,14 @@ static int on_iface(ps_session *s, const ps_frame *f)
     name[i.name_len] = '\0';
     memcpy(desc, i.desc, i.desc_len);
     desc[i.desc_len] = '\0';
-    int h = ps_writer_iface(s->hub->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
+    int h = ps_writer_iface(s->o->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
                             sizeof(err));
     if (h < 0) {
         sess_reject(s, PS_REJECT_UNSUPPORTED, PS_REASON_COUNT, "%s", err);
         return -1;
     }
     s->ifmap[i.index] = h;
-    if (ps_live_iface(s->hub->live, h, s->sensor->id, name, desc, i.linktype) != 0)
+    if (ps_livefeed_iface(s->o->livefeed, h, s->sensor->id, name, desc, i.linktype) != 0)
         ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
                 name);
     ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
@@ -466,10 +311,10 @@ static int on_iface(ps_session *s, const ps_frame *f)
 
 static int on_batch(ps_session *s, const ps_frame *f)
 {
-    ps_hub *hub = s->hub;
+    const ps_hub_opts *o = s->o;
     ps_sensor_rec *rec = s->sensor;
     ps_batch_hdr b;
-    int rc = ps_wire_decode_batch(f->payload, f->len, hub->max_batch_raw, &b);
+    int rc = ps_wire_decode_batch(f->payload, f->len, o->max_batch_raw, &b);
     if (rc != PS_WIRE_OK) {
         sess_close_r(s, PS_CONN_E_WIRE(rc),
                      rc == PS_WIRE_E_TOO_LONG ? PS_REASON_decompression_bomb : PS_REASON_bad_batch,
@@ -484,12 +329,11 @@ static int on_batch(ps_session *s, const ps_frame *f)
     }
     if (b.seq <= rec->last_seq) {
         /* Already written (a resend after a reconnect): acknowledge only. */
-        rec->duplicates++;
-        hub->counters.duplicates++;
+        ps_hub_count_duplicate(s->hub, rec);
         return 0;
     }
     if (b.seq != rec->last_seq + 1) {
-        rec->gaps++;
+        ps_hub_count_gap(rec);
         ps_warn("receiver",
                 "sensor %s: batch %" PRIu64 " follows %" PRIu64
                 ": batches in between never arrived",
@@ -541,29 +385,23 @@ static int on_batch(ps_session *s, const ps_frame *f)
     int handle = -1;
     while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
         handle = s->ifmap[r.iface];
-        if (ps_writer_record(hub->writer, handle, r.ts_ns, r.caplen, r.origlen, r.data) != 0) {
+        if (ps_writer_record(o->writer, handle, r.ts_ns, r.caplen, r.origlen, r.data) != 0) {
             sess_close(s, UV_EIO, "cannot write batch %" PRIu64 ": %s", b.seq, strerror(errno));
             return -1;
         }
         bytes += r.caplen;
     }
     /* The batch marker makes this batch recoverable as a whole. */
-    if (handle >= 0 &&
-        ps_writer_batch_end(hub->writer, handle, rec->id, rec->session, b.seq) != 0) {
+    if (handle >= 0 && ps_writer_batch_end(o->writer, handle, rec->id, rec->session, b.seq) != 0) {
         sess_close(s, UV_EIO, "cannot end batch %" PRIu64 ": %s", b.seq, strerror(errno));
         return -1;
     }
     /* After the writer has the batch: live clients never hold up the files. */
-    if (ps_live_active(hub->live))
-        ps_live_batch(hub->live, s->ifmap, s->ifmap_len, raw, b.raw_len);
+    if (ps_livefeed_active(o->livefeed))
+        ps_livefeed_batch(o->livefeed, s->ifmap, s->ifmap_len, raw, b.raw_len);
     if (s->pending_ack == s->acked)
         s->pending_since = uv_hrtime();
-    rec->last_seq = b.seq;
-    rec->packets += b.records;
-    rec->bytes += bytes;
-    rec->batches++;
-    hub->counters.packets += b.records;
-    hub->counters.bytes += bytes;
+    ps_hub_count_batch(s->hub, rec, b.seq, b.records, bytes);
     s->pending_ack = b.seq;
     return 0;
 }
@@ -581,7 +419,7 @@ static int on_stats(ps_session *s, const ps_frame *f)
                    "stats for unannounced interface %" PRIu32, st.index);
         return -1;
     }
-    ps_writer_iface_stats(s->hub->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
+    ps_writer_iface_stats(s->o->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
                           st.kernel_drops + st.if_drops, st.sensor_drops);
     /* ifdrops has ifmap_len entries (grown in on_iface, see there). */
     /* The sensor's counters are cumulative per interface: the sensor's
@@ -591,7 +429,7 @@ static int on_stats(ps_session *s, const ps_frame *f)
         uint64_t sum = 0;
         for (uint32_t k = 0; k < s->ifmap_len; k++)
             sum += s->ifdrops[k];
-        s->sensor->drops = sum;
+        ps_hub_sensor_drops(s->sensor, sum);
     }
     return 0;
 }
@@ -599,7 +437,7 @@ static int on_stats(ps_session *s, const ps_frame *f)
 static int sess_on_frame(ps_conn *c, const ps_frame *f)
 {
     ps_session *s = ps_conn_data(c);
-    s->last_rx_ms = uv_now(s->hub->loop);
+    s->last_rx_ms = uv_now(ps_hub_loop(s->hub));
     if (s->state == SS_HELLO)
         return on_hello(s, f);
     if (s->state != SS_ACTIVE || !s->sensor)
@@ -630,62 +468,10 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
     }
 }
 
-/* Flushes the writer and acknowledges every session whose batches are now
- * on disk. Shared by all sessions: one flush covers them all. While writes
- * fail (a full disk) every session stops reading, so sensors keep their
- * batches in their spools instead of the receiver piling them up in memory;
- * the receiver's tick retries (ps_hub_retry) and reading resumes once a
- * flush succeeds. */
-static void hub_flush_and_ack(ps_hub *hub)
-{
-    int need = hub->write_failing;
-    for (ps_session *s = hub->sessions; s; s = s->next)
-        if (s->pending_ack > s->acked)
-            need = 1;
-    if (!need)
-        return;
-    if (ps_writer_flush(hub->writer) != 0) {
-        if (!hub->write_failing) {
-            ps_error("receiver",
-                     "writing captures failed: %s; holding acknowledgements and "
-                     "pausing sensors until it works again",
-                     strerror(errno));
-            for (ps_session *s = hub->sessions; s; s = s->next)
-                ps_conn_pause(s->conn);
-        }
-        hub->write_failing = 1;
-        return;
-    }
-    if (hub->write_failing) {
-        ps_info("receiver", "writing captures works again: resuming sensors");
-        hub->write_failing = 0;
-        for (ps_session *s = hub->sessions; s; s = s->next)
-            ps_conn_resume(s->conn);
-    }
-    for (ps_session *s = hub->sessions; s; s = s->next) {
-        if (s->pending_ack > s->acked && s->state == SS_ACTIVE) {
-            if (send_u64(s, PS_FRAME_ACK, s->pending_ack) == 0) {
-                s->acked = s->pending_ack;
-                hub->counters.acks++;
-                /* From the oldest batch this ACK covers arriving to the ACK. */
-                if (hub->ack_latency)
-                    ps_series_observe(hub->ack_latency,
-                                      (double)(uv_hrtime() - s->pending_since) / 1e9);
-            }
-        }
-    }
-}
-
-void ps_hub_retry(ps_hub *hub)
-{
-    if (hub->write_failing)
-        hub_flush_and_ack(hub);
-}
-
 static void sess_on_read_done(ps_conn *c)
 {
     ps_session *s = ps_conn_data(c);
-    hub_flush_and_ack(s->hub);
+    ps_hub_flush_and_ack(s->hub);
 }
 
 static void sess_on_close(ps_conn *c, int err, const char *reason)
@@ -698,12 +484,12 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
             r = PS_REASON_tls_on_plaintext;
         } else if (err == PS_CONN_E_PLAIN_ON_TLS) {
             r = PS_REASON_plaintext_on_tls;
-            count_tls_failure(hub, "plaintext");
+            ps_hub_count_tls_failure(hub, "plaintext");
         } else if (err == PS_CONN_E_TLS && ps_conn_secure(c)) {
             r = PS_REASON_tls_error; /* a bad record after the handshake */
         } else if (err == PS_CONN_E_TLS) {
             r = PS_REASON_tls_handshake;
-            count_tls_failure(hub, ps_conn_fail_label(c) ? ps_conn_fail_label(c) : "other");
+            ps_hub_count_tls_failure(hub, ps_conn_fail_label(c) ? ps_conn_fail_label(c) : "other");
         } else if (err == PS_CONN_E_TRUNCATED) {
             r = PS_REASON_truncated;
         } else if (err == PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG)) {
@@ -712,24 +498,21 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
             r = PS_REASON_garbage;
         }
         if (r != PS_REASON_COUNT) {
-            hub->counters.decode_errors++;
+            ps_hub_count_decode_error(hub, 0); /* in the total, by label only */
             sess_log_bad(s, r, reason);
         }
     }
     if (s->sensor) {
-        if (s->sensor->live == s)
-            s->sensor->live = NULL;
+        ps_hub_sensor_detach(s->sensor, s);
         if (!s->logged || err == 0)
             ps_log(err == 0 || err == UV_EOF ? PS_LOG_INFO : PS_LOG_WARN, "receiver",
                    "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
     }
-    hub_remove(hub, s);
+    ps_hub_session_closed(hub, s);
     ps_buf_free(&s->raw);
     free(s->ifmap);
     free(s->ifdrops);
     free(s);
-    if (hub->stopping && hub->n_sessions == 0 && hub->on_idle)
-        hub->on_idle(hub);
 }
 
 static const ps_conn_cbs sess_cbs = {
@@ -743,145 +526,102 @@ static void free_handle(uv_handle_t *h)
     free(h);
 }
 
-/* "1.2.3.4:5" -> "1.2.3.4", "[::1]:5" -> "[::1]" */
-static size_t host_len(const char *peer)
+ps_session *ps_session_new(ps_hub *hub, uv_tcp_t *tcp, SSL *ssl, const char *peer)
 {
-    const char *colon = strrchr(peer, ':');
-    return colon ? (size_t)(colon - peer) : strlen(peer);
-}
-
-static void refuse(ps_hub *hub, uv_tcp_t *tcp, const char *peer, ps_hub_reason r, const char *why)
-{
-    count_reason(hub, r);
-    ps_warn("receiver", "closing connection from %s (sensor ?): %s [reason=%s]", peer, why,
-            reason_names[r]);
-    uv_close((uv_handle_t *)tcp, free_handle);
-}
-
-void ps_session_start(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
-{
-    char why[200];
-    if (hub->limits.max_connections && hub->n_sessions >= hub->limits.max_connections) {
-        snprintf(why, sizeof(why), "%u connections open (limits.maxConnections)", hub->n_sessions);
-        refuse(hub, tcp, peer, PS_REASON_max_connections, why);
-        return;
-    }
-    if (hub->limits.max_per_source) {
-        size_t hl = host_len(peer);
-        uint32_t same = 0;
-        for (ps_session *o = hub->sessions; o; o = o->next)
-            if (host_len(o->peer) == hl && memcmp(o->peer, peer, hl) == 0)
-                same++;
-        if (same >= hub->limits.max_per_source) {
-            snprintf(why, sizeof(why),
-                     "%u connections open from %.*s "
-                     "(limits.maxConnectionsPerSource)",
-                     same, (int)hl, peer);
-            refuse(hub, tcp, peer, PS_REASON_max_connections_per_source, why);
-            return;
-        }
-    }
-    SSL *ssl = NULL;
-    if (hub->tls) {
-        char err[512];
-        int rl = ps_tls_maybe_reload(hub->tls, err, sizeof(err));
-        if (rl > 0)
-            ps_info("receiver", "TLS certificate files changed: new connections use the new "
-                                "material");
-        else if (rl < 0)
-            ps_warn("receiver",
-                    "TLS certificate files changed but do not load (%s); still "
-                    "using the previous ones",
-                    err);
-        ssl = ps_tls_new_ssl(hub->tls, NULL);
-        if (!ssl) {
-            ps_error("receiver", "out of memory accepting a TLS connection");
-            uv_close((uv_handle_t *)tcp, free_handle);
-            return;
-        }
-    }
     ps_session *s = calloc(1, sizeof(*s));
     if (!s) {
+        ps_error("receiver", "out of memory accepting a connection");
         SSL_free(ssl);
         uv_close((uv_handle_t *)tcp, free_handle);
-        return;
+        return NULL;
     }
     s->hub = hub;
+    s->o = ps_hub_options(hub);
     snprintf(s->peer, sizeof(s->peer), "%s", peer);
-    s->started_ms = s->last_rx_ms = uv_now(hub->loop);
+    s->started_ms = s->last_rx_ms = uv_now(ps_hub_loop(hub));
     s->conn = ps_conn_new(tcp, &sess_cbs, s, PS_WIRE_MAX_HELLO_FRAME, peer);
     if (!s->conn) {
+        ps_error("receiver", "out of memory accepting a connection");
         SSL_free(ssl);
         free(s);
         uv_close((uv_handle_t *)tcp, free_handle);
-        return;
+        return NULL;
     }
-    s->next = hub->sessions;
-    if (hub->sessions)
-        hub->sessions->prev = s;
-    hub->sessions = s;
-    hub->n_sessions++;
-    hub->counters.connections++;
-    if (ssl && ps_conn_use_tls(s->conn, ssl, 1) != 0) {
+    if (ssl && ps_conn_use_tls(s->conn, ssl, 1) != 0)
+        s->state = SS_DONE; /* ps_session_start closes it, through the hub */
+    return s;
+}
+
+void ps_session_start(ps_session *s, int paused)
+{
+    if (s->state == SS_DONE)
         ps_conn_close(s->conn, UV_ENOMEM, "out of memory");
-        return;
-    }
-    if (ps_conn_start(s->conn) != 0)
+    else if (ps_conn_start(s->conn) != 0)
         ps_conn_close(s->conn, UV_EIO, "cannot read from the connection");
-    else if (hub->write_failing)
+    else if (paused)
         ps_conn_pause(s->conn);
 }
 
-void ps_hub_tick(ps_hub *hub)
+const char *ps_session_peer(const ps_session *s)
 {
-    uint64_t now = uv_now(hub->loop);
-    for (ps_session *s = hub->sessions, *next; s; s = next) {
-        next = s->next; /* closing is deferred, but stay safe */
-        if (s->logged || s->state == SS_DONE)
-            continue; /* already being closed */
-        if (ps_conn_paused(s->conn)) {
-            s->last_rx_ms = now; /* we stopped reading it: it is not idle */
-            continue;
-        }
-        if (s->state == SS_HELLO && hub->limits.handshake_timeout_ms &&
-            now - s->started_ms >= hub->limits.handshake_timeout_ms) {
-            if (hub->tls && !ps_conn_secure(s->conn))
-                count_tls_failure(hub, "timeout");
-            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_handshake_timeout,
-                         "handshake not completed within %" PRIu64 " s%s",
-                         hub->limits.handshake_timeout_ms / 1000,
-                         hub->tls && !ps_conn_secure(s->conn) ? " (TLS handshake unfinished)" : "");
-        } else if (s->state == SS_ACTIVE && hub->limits.idle_timeout_ms &&
-                   now - s->last_rx_ms >= hub->limits.idle_timeout_ms) {
-            sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
-                         "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
-                         (now - s->last_rx_ms) / 1000);
-        }
+    return s->peer;
+}
+
+void ps_session_check_deadlines(ps_session *s, uint64_t now)
+{
+    const ps_hub_limits *lim = &s->o->limits;
+    if (s->logged || s->state == SS_DONE)
+        return; /* already being closed */
+    if (ps_conn_paused(s->conn)) {
+        s->last_rx_ms = now; /* we stopped reading it: it is not idle */
+        return;
+    }
+    if (s->state == SS_HELLO && lim->handshake_timeout_ms &&
+        now - s->started_ms >= lim->handshake_timeout_ms) {
+        int tls_unfinished = s->o->tls && !ps_conn_secure(s->conn);
+        if (tls_unfinished)
+            ps_hub_count_tls_failure(s->hub, "timeout");
+        sess_close_r(s, UV_ETIMEDOUT, PS_REASON_handshake_timeout,
+                     "handshake not completed within %" PRIu64 " s%s",
+                     lim->handshake_timeout_ms / 1000,
+                     tls_unfinished ? " (TLS handshake unfinished)" : "");
+    } else if (s->state == SS_ACTIVE && lim->idle_timeout_ms &&
+               now - s->last_rx_ms >= lim->idle_timeout_ms) {
+        sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
+                     "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
+                     (now - s->last_rx_ms) / 1000);
     }
 }
 
-void ps_hub_stop(ps_hub *hub)
+int ps_session_unacked(const ps_session *s)
 {
-    hub->stopping = 1;
-    hub_flush_and_ack(hub);
-    for (ps_session *s = hub->sessions; s; s = s->next)
-        ps_conn_close_graceful(s->conn, 0, "receiver shutting down");
-    if (hub->n_sessions == 0 && hub->on_idle)
-        hub->on_idle(hub);
+    return s->pending_ack > s->acked;
 }
 
-void ps_hub_abort(ps_hub *hub)
+int ps_session_ack(ps_session *s, double *latency_s)
 {
-    for (ps_session *s = hub->sessions; s; s = s->next)
-        ps_conn_close(s->conn, UV_ETIMEDOUT, "shutdown deadline passed");
+    if (s->pending_ack <= s->acked || s->state != SS_ACTIVE)
+        return 0;
+    if (send_u64(s, PS_FRAME_ACK, s->pending_ack) != 0)
+        return 0;
+    s->acked = s->pending_ack;
+    /* From the oldest batch this ACK covers arriving to the ACK. */
+    *latency_s = (double)(uv_hrtime() - s->pending_since) / 1e9;
+    return 1;
 }
 
-void ps_hub_free(ps_hub *hub)
+void ps_session_pause(ps_session *s, int on)
 {
-    while (hub->sensors) {
-        ps_sensor_rec *r = hub->sensors;
-        hub->sensors = r->next;
-        free(r->id);
-        free(r);
-    }
+    if (on)
+        ps_conn_pause(s->conn);
+    else
+        ps_conn_resume(s->conn);
+}
+
+void ps_session_close(ps_session *s, int graceful, const char *why)
+{
+    if (graceful)
+        ps_conn_close_graceful(s->conn, 0, why);
+    else
+        ps_conn_close(s->conn, UV_ETIMEDOUT, why);
 }

@@ -1,5 +1,5 @@
 /*
- * live: the receiver's /live endpoint, a never-ending pcapng stream of what
+ * livefeed: the receiver's /live endpoint, a never-ending pcapng stream of what
  * arrives from the moment a client connects.
  *
  * Producer and consumers: the receiver loop (producer) copies each written
@@ -25,8 +25,8 @@
  * only while at least one client is connected (an atomic count says so),
  * and by an HTTP thread when a client comes or goes.
  */
-#ifndef PS_RECEIVER_LIVE_H
-#define PS_RECEIVER_LIVE_H
+#ifndef PS_RECEIVER_LIVEFEED_H
+#define PS_RECEIVER_LIVEFEED_H
 
 #include <microhttpd.h>
 #include <stddef.h>
@@ -34,33 +34,33 @@
 
 #include "core/metrics.h"
 
-#define PS_LIVE_MAX_CLIENTS 16
-#define PS_LIVE_RING_BYTES (4u << 20)
+#define PS_LIVEFEED_MAX_CLIENTS 16
+#define PS_LIVEFEED_RING_BYTES (4u << 20)
 
-typedef struct ps_live ps_live;
+typedef struct ps_livefeed ps_livefeed;
 
 /* app: the SHB's shb_userappl. NULL on OOM. */
-ps_live *ps_live_new(ps_metrics *m, const char *app);
+ps_livefeed *ps_livefeed_new(ps_metrics *m, const char *app);
 /* Ends every stream (HTTP threads return end-of-stream); call before
  * stopping the HTTP server. */
-void ps_live_shutdown(ps_live *l);
+void ps_livefeed_shutdown(ps_livefeed *l);
 /* After the HTTP server stopped (no client left). NULL: no-op. */
-void ps_live_free(ps_live *l);
+void ps_livefeed_free(ps_livefeed *l);
 
 /* HTTP thread: answers a /live request (queues the streaming response, or
- * 503 when PS_LIVE_MAX_CLIENTS are connected). */
-int ps_live_respond(ps_live *l, struct MHD_Connection *c);
+ * 503 when PS_LIVEFEED_MAX_CLIENTS are connected). */
+int ps_livefeed_respond(ps_livefeed *l, struct MHD_Connection *c);
 
 /* Loop thread: writer handle -> (sensor, interface) for IDBs and filters;
  * call for every interface a session maps. 0, or -1 on OOM. */
-int ps_live_iface(ps_live *l, int handle, const char *sensor, const char *ifname, const char *desc,
-                  uint32_t linktype);
+int ps_livefeed_iface(ps_livefeed *l, int handle, const char *sensor, const char *ifname,
+                      const char *desc, uint32_t linktype);
 /* Loop thread: nonzero while a client is connected (one atomic load). */
-int ps_live_active(ps_live *l);
+int ps_livefeed_active(ps_livefeed *l);
 /* Loop thread: a validated batch's records (raw, the record encoding of
  * docs/protocol.md), with the session's map from sensor interface index to
  * writer handle. */
-void ps_live_batch(ps_live *l, const int *ifmap, uint32_t ifmap_len, const uint8_t *raw,
-                   size_t raw_len);
+void ps_livefeed_batch(ps_livefeed *l, const int *ifmap, uint32_t ifmap_len, const uint8_t *raw,
+                       size_t raw_len);
 
 #endif

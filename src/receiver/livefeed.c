@@ -1,13 +1,13 @@
 /*
- * live: per-client pcapng streams fed by the receiver loop (see live.h).
+ * livefeed: per-client pcapng streams fed by the receiver loop (see livefeed.h).
  *
  * Why a byte ring per client rather than a shared queue of batches: each
  * client has its own interface numbering (IDBs are emitted the first time
  * that client sees an interface) and its own filter, so the loop encodes
  * once per client; the rings keep a slow client's backlog its own problem
- * and bound it (PS_LIVE_RING_BYTES).
+ * and bound it (PS_LIVEFEED_RING_BYTES).
  */
-#include "live.h"
+#include "livefeed.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -34,7 +34,7 @@ typedef struct live_if {
 
 typedef struct live_client {
     struct live_client *next;
-    ps_live *owner;
+    ps_livefeed *owner;
     uint8_t *ring;
     size_t cap;
     _Atomic uint64_t head; /* bytes ever produced (loop) */
@@ -48,7 +48,7 @@ typedef struct live_client {
     uint32_t next_ifid;
 } live_client;
 
-struct ps_live {
+struct ps_livefeed {
     pthread_mutex_t mu; /* clients list */
     live_client *clients;
     atomic_int nclients;
@@ -60,9 +60,9 @@ struct ps_live {
     ps_series *g_clients, *c_cut, *c_dropped, *c_packets;
 };
 
-ps_live *ps_live_new(ps_metrics *m, const char *app)
+ps_livefeed *ps_livefeed_new(ps_metrics *m, const char *app)
 {
-    ps_live *l = calloc(1, sizeof(*l));
+    ps_livefeed *l = calloc(1, sizeof(*l));
     if (!l)
         return NULL;
     pthread_mutex_init(&l->mu, NULL);
@@ -84,19 +84,19 @@ ps_live *ps_live_new(ps_metrics *m, const char *app)
                           NULL);
     l->c_packets = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
     if (!l->app || !l->g_clients || !l->c_cut || !l->c_dropped || !l->c_packets) {
-        ps_live_free(l);
+        ps_livefeed_free(l);
         return NULL;
     }
     return l;
 }
 
-void ps_live_shutdown(ps_live *l)
+void ps_livefeed_shutdown(ps_livefeed *l)
 {
     if (l)
         atomic_store(&l->stopping, 1);
 }
 
-void ps_live_free(ps_live *l)
+void ps_livefeed_free(ps_livefeed *l)
 {
     if (!l)
         return;
@@ -116,8 +116,8 @@ void ps_live_free(ps_live *l)
 
 /* ---- loop side ---- */
 
-int ps_live_iface(ps_live *l, int handle, const char *sensor, const char *ifname, const char *desc,
-                  uint32_t linktype)
+int ps_livefeed_iface(ps_livefeed *l, int handle, const char *sensor, const char *ifname,
+                      const char *desc, uint32_t linktype)
 {
     if (!l || handle < 0)
         return 0;
@@ -151,7 +151,7 @@ int ps_live_iface(ps_live *l, int handle, const char *sensor, const char *ifname
     return 0;
 }
 
-int ps_live_active(ps_live *l)
+int ps_livefeed_active(ps_livefeed *l)
 {
     return l && atomic_load_explicit(&l->nclients, memory_order_relaxed) > 0;
 }
@@ -180,7 +180,7 @@ static int client_wants(const live_client *c, const live_if *f)
 
 /* Encodes the batch's records for one client into l->scratch; returns the
  * packet count, or -1 on OOM. */
-static long encode_for(ps_live *l, live_client *c, const int *ifmap, uint32_t ifmap_len,
+static long encode_for(ps_livefeed *l, live_client *c, const int *ifmap, uint32_t ifmap_len,
                        const uint8_t *raw, size_t raw_len)
 {
     ps_record_iter it;
@@ -218,10 +218,10 @@ static long encode_for(ps_live *l, live_client *c, const int *ifmap, uint32_t if
     return n;
 }
 
-void ps_live_batch(ps_live *l, const int *ifmap, uint32_t ifmap_len, const uint8_t *raw,
-                   size_t raw_len)
+void ps_livefeed_batch(ps_livefeed *l, const int *ifmap, uint32_t ifmap_len, const uint8_t *raw,
+                       size_t raw_len)
 {
-    if (!ps_live_active(l))
+    if (!ps_livefeed_active(l))
         return;
     pthread_mutex_lock(&l->mu);
     for (live_client *c = l->clients; c; c = c->next) {
@@ -283,7 +283,7 @@ static void client_free(live_client *c)
 static void live_done(void *cls)
 {
     live_client *c = cls;
-    ps_live *l = c->owner;
+    ps_livefeed *l = c->owner;
     pthread_mutex_lock(&l->mu);
     if (c->listed) {
         for (live_client **pp = &l->clients; *pp; pp = &(*pp)->next) {
@@ -315,7 +315,7 @@ static char *filter_arg(struct MHD_Connection *conn, const char *key, int *bad)
     return s;
 }
 
-int ps_live_respond(ps_live *l, struct MHD_Connection *conn)
+int ps_livefeed_respond(ps_livefeed *l, struct MHD_Connection *conn)
 {
     if (!l || atomic_load(&l->stopping))
         return ps_http_respond_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "shutting down\n");
@@ -324,7 +324,7 @@ int ps_live_respond(ps_live *l, struct MHD_Connection *conn)
     if (!c)
         return MHD_NO;
     c->owner = l;
-    c->cap = PS_LIVE_RING_BYTES;
+    c->cap = PS_LIVEFEED_RING_BYTES;
     c->ring = malloc(c->cap);
     c->sensor = filter_arg(conn, "sensor", &bad);
     c->iface = filter_arg(conn, "interface", &bad);
@@ -343,7 +343,7 @@ int ps_live_respond(ps_live *l, struct MHD_Connection *conn)
         return MHD_NO;
     }
     pthread_mutex_lock(&l->mu);
-    int full = atomic_load(&l->nclients) >= PS_LIVE_MAX_CLIENTS;
+    int full = atomic_load(&l->nclients) >= PS_LIVEFEED_MAX_CLIENTS;
     if (!full) {
         c->next = l->clients;
         l->clients = c;
