@@ -27,7 +27,7 @@ status=0
 for t in $TARGETS; do
     echo "fuzz: building $t"
     case $t in
-    recovery) extra="src/receiver/recovery.c src/core/pcapng.c" ;;
+    recovery) extra="src/receiver/recovery.c src/receiver/filename.c src/core/pcapng.c" ;;
     netlink) extra="src/sensor/ifwatch.c" ;;
     *) extra="" ;;
     esac

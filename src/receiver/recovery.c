@@ -13,6 +13,8 @@
  */
 #include "recovery.h"
 
+#include "filename.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -324,12 +326,6 @@ static int64_t walk_pcap(rc_file *f)
     return (int64_t)off;
 }
 
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
 /*
  * Opens a file of the output directory for recovery, refusing anything but a
  * regular file: the directory may hold what someone else put there, and a
@@ -351,14 +347,14 @@ static int open_regular(const char *path, int flags, struct stat *sb)
     return fd;
 }
 
-static void repair_one(const char *dir, const char *name, ps_recovery_cb cb, void *ud,
+/* name: a .part file's name (ps_fname_parse said so); pcapng: its EXT. */
+static void repair_one(const char *dir, const char *name, int pcapng, ps_recovery_cb cb, void *ud,
                        ps_recovery_report *rep)
 {
     char path[4096], final[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
     snprintf(final, sizeof(final), "%s", path);
-    final[strlen(final) - 5] = '\0'; /* strip ".part" */
-    int pcapng = ends_with(name, ".pcapng.part");
+    final[strlen(final) - strlen(PS_FNAME_PART)] = '\0';
     struct stat sb = {0};
     rc_file f = {.fd = open_regular(path, O_RDWR, &sb)};
     if (f.fd < 0) {
@@ -459,7 +455,6 @@ int ps_recovery_run(const char *dir, const char *prefix, ps_format format, ps_re
         snprintf(err, errlen, "cannot read %s: %s", dir, strerror(errno));
         return -1;
     }
-    size_t plen = strlen(prefix);
     struct dirent *de;
     /* Two passes: repairs rename files, which must not confuse readdir. */
     char **parts = NULL, **done = NULL;
@@ -467,10 +462,13 @@ int ps_recovery_run(const char *dir, const char *prefix, ps_format format, ps_re
     int oom = 0;
     while ((de = readdir(d)) != NULL) {
         const char *n = de->d_name;
-        if (strncmp(n, prefix, plen) != 0 || n[plen] != '-')
+        ps_fname fn;
+        /* Every set under prefix (perSensor ones have a KEY); completed
+         * classic pcap files have no checkpoint to read. */
+        if (ps_fname_parse(n, prefix, &fn) != 0)
             continue;
-        int is_part = ends_with(n, ".pcapng.part") || ends_with(n, ".pcap.part");
-        int is_done = ends_with(n, ".pcapng");
+        int is_part = fn.part;
+        int is_done = !fn.part && fn.pcapng;
         if (!is_part && !is_done)
             continue;
         char ***list = is_part ? &parts : &done;
@@ -489,8 +487,11 @@ int ps_recovery_run(const char *dir, const char *prefix, ps_format format, ps_re
     (void)format; /* repair follows each file's own format */
     for (size_t i = 0; i < nd && !oom; i++)
         read_tail(dir, done[i], cb, ud, rep);
-    for (size_t i = 0; i < np && !oom; i++)
-        repair_one(dir, parts[i], cb, ud, rep);
+    for (size_t i = 0; i < np && !oom; i++) {
+        ps_fname fn = {0};
+        (void)ps_fname_parse(parts[i], prefix, &fn); /* matched above */
+        repair_one(dir, parts[i], fn.pcapng, cb, ud, rep);
+    }
     for (size_t i = 0; i < np; i++)
         free(parts[i]);
     for (size_t i = 0; i < nd; i++)

@@ -7,7 +7,8 @@
  * Each file also ends with a checkpoint block listing the last sequence of
  * every (sensor, session) the receiver knows. At start:
  *
- *   - each PREFIX-*.pcapng.part left by a crash is cut back to just after its
+ *   - each PREFIX-*.pcapng.part left by a crash (names as in filename.h, any
+ *     KEY: every set under the prefix) is cut back to just after its
  *     last batch marker (so no half batch survives to be written again when
  *     the sensor resends it), gets a checkpoint of its own markers, and is
  *     renamed to its final name; a classic pcap .part is cut back to its last

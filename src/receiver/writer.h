@@ -4,31 +4,18 @@
  * and time, applying retention, and renaming "NAME.part" to "NAME" once a
  * file is complete.
  *
- * Files are named PREFIX-YYYYmmddTHHMMSSZ-NNNNNN.EXT (PREFIX-SENSOR-... with
- * perSensor), EXT pcapng or pcap. In pcapng each (sensor, interface) gets an
- * Interface Description Block named "SENSOR/IFACE" the first time one of its
- * packets goes into a file, so every file stands alone; all IDBs carry
- * snaplen 262144 (libpcap refuses IDBs that disagree). Classic pcap holds one
- * link type: the first interface of a file set fixes it and an interface with
- * another link type is refused (ps_writer_iface returns -1 with a message).
+ * In pcapng each (sensor, interface) gets an Interface Description Block
+ * named "SENSOR/IFACE" the first time one of its packets goes into a file,
+ * so every file stands alone; all IDBs carry snaplen 262144 (libpcap
+ * refuses IDBs that disagree). Classic pcap holds one link type: the first
+ * interface of a file set fixes it and an interface with another link type
+ * is refused (ps_writer_iface returns -1 with a message).
  *
- * Output path (opts.path), decided once at open:
- *  - "-", "stdout" or "/dev/stdout": one stream on fd 1 (never closed), no
- *    rotation, retention, .part or on_file_closed; per_sensor is ignored.
- *  - a directory when it is an existing directory, ends in '/', or does not
- *    exist and its last component has no '.' (after a leading one), so the
- *    default "./captures" is a directory. Prefix "packetstreamer".
- *  - otherwise DIR/PREFIX: DIR = dirname(path), PREFIX = basename(path) minus
- *    a ".pcapng"/".pcap" suffix: "/data/run.pcapng" or an existing regular
- *    file "/tmp/dump_file" give /data/run-... or /tmp/dump_file-....
- * The directory is created (mkdir -p, 0750) and probed for writability. File
- * names are PREFIX[-SENSOR]-YYYYmmddTHHMMSSZ-NNNNNN.EXT: UTC of the file's
- * creation, and a per-set counter that continues after the highest one found
- * in the directory (NAME.part included), so a restart never reuses a name;
- * nothing is ever overwritten. SENSOR is the sensor id with bytes outside
- * [A-Za-z0-9._-] replaced by '_', cut to 64 bytes; sensors whose ids map to
- * the same SENSOR share a file set. Retention counts the set's completed
- * files in the directory, earlier runs' included, and deletes oldest first.
+ * Output path rules (stdout, a directory, DIR/PREFIX), file sets, .part
+ * files, rotation's mechanics and retention: fileset.h. File names:
+ * filename.h, PREFIX[-SENSOR]-YYYYmmddTHHMMSSZ-NNNNNN.EXT, where SENSOR is
+ * the sensor id made safe for a file name (ps_fname_key); sensors whose ids
+ * map to the same SENSOR share a file set.
  *
  * Records are encoded into an in-memory buffer; ps_writer_flush() writes it
  * out with large write(2) calls. A record is "written" (and may be

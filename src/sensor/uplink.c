@@ -1,13 +1,9 @@
 /*
- * uplink: connection state machine, spool queue and acknowledgements.
+ * uplink: the connection state machine; what is sent and kept is the
+ * spool's (spool.h).
  *
  *   IDLE -> RESOLVING -> CONNECTING -> HANDSHAKE -> READY
  *     ^_____________ backoff timer <____ any failure ___|
- *
- * The spool is a singly linked queue in sequence order: head is the oldest
- * unacknowledged batch, cursor the next one to write on this connection. A
- * batch leaves the queue when acknowledged and goes back to the batcher's
- * pool once no write references it any more.
  *
  * With TLS the connection is wrapped right after connect (net.c does the
  * handshake); the handshake timer covers TLS and HELLO together. A heartbeat
@@ -25,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "spool.h"
 
 #define PS_UPLINK_HANDSHAKE_MS 10000
 #define PS_UPLINK_BACKOFF_MIN_MS 100
@@ -66,8 +63,7 @@ struct ps_uplink {
     uv_timer_t timer;
     uv_timer_t hb;
     uint64_t last_send_ms;
-    ps_batch *head, *tail, *cursor;
-    uint64_t last_sent_seq;
+    ps_spool spool;
     uint64_t backoff_ms;
     uint64_t down_since_ms;
     char last_err[256];
@@ -76,7 +72,7 @@ struct ps_uplink {
     ps_buf scratch;
     int closing;
     void (*close_done)(void *ud);
-    ps_uplink_totals totals;
+    uint64_t connects, reconnects;
 };
 
 static void up_connect(ps_uplink *u);
@@ -86,6 +82,11 @@ static void up_maybe_finish_close(ps_uplink *u);
 static char *dupstr(const char *s)
 {
     return s ? strdup(s) : NULL;
+}
+
+static void release_batch(void *batcher, ps_batch *b)
+{
+    ps_batcher_release(batcher, b);
 }
 
 ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_opts *o)
@@ -120,6 +121,7 @@ ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_o
     if (uv_random(NULL, NULL, &u->session, sizeof(u->session), 0, NULL) != 0)
         u->session = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
     u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
+    ps_spool_init(&u->spool, o->spool_bytes, release_batch, batcher);
     return u;
 }
 
@@ -130,103 +132,48 @@ const char *ps_uplink_target(const ps_uplink *u)
 
 void ps_uplink_get_totals(const ps_uplink *u, ps_uplink_totals *t)
 {
-    *t = u->totals;
+    ps_spool_totals st;
+    ps_spool_get_totals(&u->spool, &st);
+    *t = (ps_uplink_totals){.acked_batches = st.acked_batches,
+                            .acked_packets = st.acked_packets,
+                            .connects = u->connects,
+                            .reconnects = u->reconnects,
+                            .spool_bytes = st.bytes,
+                            .spool_batches = st.batches,
+                            .resent_batches = st.resent_batches,
+                            .evicted_batches = st.evicted_batches,
+                            .evicted_packets = st.evicted_packets};
 }
 
 int ps_uplink_spool_full(const ps_uplink *u)
 {
-    return u->totals.spool_bytes >= u->o.spool_bytes;
+    return ps_spool_full(&u->spool);
 }
 
 int ps_uplink_drained(const ps_uplink *u)
 {
-    return u->head == NULL;
+    return ps_spool_empty(&u->spool);
 }
 
 /* ---- spool ---- */
 
-static void spool_charge(ps_uplink *u, ps_batch *b)
-{
-    size_t mem = ps_batch_mem(b);
-    u->totals.spool_bytes = u->totals.spool_bytes - b->spool_mem + mem;
-    b->spool_mem = mem;
-}
-
 void ps_uplink_on_sealed(void *ud, ps_batch *b)
 {
     ps_uplink *u = ud;
-    b->next = NULL;
     b->sender = u;
-    if (u->tail)
-        u->tail->next = b;
-    else
-        u->head = b;
-    u->tail = b;
-    if (!u->cursor)
-        u->cursor = b;
-    u->totals.spool_batches++;
-    spool_charge(u, b);
+    ps_spool_push(&u->spool, b);
 }
 
 void ps_uplink_on_ready(void *ud, ps_batch *b)
 {
     ps_uplink *u = ud;
-    spool_charge(u, b);
+    ps_spool_charge(&u->spool, b);
     up_pump(u);
-}
-
-static void batch_unref(ps_uplink *u, ps_batch *b)
-{
-    if (b->acked && b->writes == 0)
-        ps_batcher_release(u->batcher, b);
-}
-
-/* Takes b (after prev, NULL if b is the head) out of the spool for good:
- * acknowledged or evicted. Its memory goes back to the batcher once no write
- * references it. */
-static void spool_remove(ps_uplink *u, ps_batch *prev, ps_batch *b)
-{
-    if (prev)
-        prev->next = b->next;
-    else
-        u->head = b->next;
-    if (u->tail == b)
-        u->tail = prev;
-    if (u->cursor == b)
-        u->cursor = b->next;
-    u->totals.spool_bytes -= b->spool_mem;
-    u->totals.spool_batches--;
-    b->acked = 1;
-    batch_unref(u, b);
-}
-
-/* Removes batches up to seq from the head of the spool. */
-static void spool_ack(ps_uplink *u, uint64_t seq)
-{
-    while (u->head && u->head->seq <= seq) {
-        u->totals.acked_batches++;
-        u->totals.acked_packets += u->head->records;
-        spool_remove(u, NULL, u->head);
-    }
 }
 
 uint64_t ps_uplink_evict_oldest(ps_uplink *u, void (*each)(void *ud, const ps_batch *b), void *ud)
 {
-    /* Never-sent batches are the tail of the queue: seq > last_sent_seq. */
-    ps_batch *prev = NULL, *b = u->head;
-    while (b && (b->seq <= u->last_sent_seq || b->state != PS_BATCH_READY || b->writes)) {
-        prev = b;
-        b = b->next;
-    }
-    if (!b)
-        return 0;
-    if (each)
-        each(ud, b);
-    uint64_t n = b->records;
-    u->totals.evicted_batches++;
-    u->totals.evicted_packets += n;
-    spool_remove(u, prev, b);
-    return n;
+    return ps_spool_evict_oldest(&u->spool, each, ud);
 }
 
 static void on_batch_written(void *arg, int status)
@@ -234,9 +181,7 @@ static void on_batch_written(void *arg, int status)
     ps_batch *b = arg;
     ps_uplink *u = b->sender;
     (void)status; /* a failed write shows up as a closed connection */
-    b->writes--;
-    if (b->acked && b->writes == 0)
-        ps_batcher_release(b->owner, b);
+    ps_spool_written(&u->spool, b);
     if (status == 0)
         up_pump(u); /* room in the write window */
 }
@@ -249,9 +194,8 @@ static void up_pump(ps_uplink *u)
      * batches to evict. */
     uint64_t window = u->o.spool_bytes / 4 < PS_UPLINK_WRITE_WINDOW ? u->o.spool_bytes / 4
                                                                     : PS_UPLINK_WRITE_WINDOW;
-    while (u->cursor && u->cursor->state == PS_BATCH_READY &&
-           ps_conn_write_queue(u->conn) < window) {
-        ps_batch *b = u->cursor;
+    ps_batch *b;
+    while ((b = ps_spool_next(&u->spool)) && ps_conn_write_queue(u->conn) < window) {
         uv_buf_t bufs[2] = {
             uv_buf_init((char *)b->prefix, sizeof(b->prefix)),
             uv_buf_init((char *)(uintptr_t)b->payload, b->payload_len),
@@ -261,13 +205,8 @@ static void up_pump(ps_uplink *u)
             ps_conn_close(u->conn, rc, uv_strerror(rc));
             return;
         }
-        b->writes++;
+        ps_spool_sent(&u->spool, b);
         u->last_send_ms = uv_now(u->loop);
-        if (b->seq <= u->last_sent_seq)
-            u->totals.resent_batches++;
-        else
-            u->last_sent_seq = b->seq;
-        u->cursor = b->next;
     }
 }
 
@@ -371,15 +310,15 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
         uv_timer_start(&u->hb, on_heartbeat, tick, tick);
     }
     u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
-    u->totals.connects++;
-    if (u->totals.connects > 1)
-        u->totals.reconnects++;
+    u->connects++;
+    if (u->connects > 1)
+        u->reconnects++;
     ps_info("sensor", "connected to receiver %s (session %016llx, codec %s, resume after %llu)",
             u->target, (unsigned long long)u->session, ps_codec_name(a.codec),
             (unsigned long long)a.last_seq);
     /* Whatever the receiver already wrote needs no resend. */
-    spool_ack(u, a.last_seq);
-    u->cursor = u->head;
+    ps_spool_ack(&u->spool, a.last_seq);
+    ps_spool_rewind(&u->spool);
     if (up_send_ifaces(u) != 0) {
         ps_conn_close(u->conn, UV_ENOMEM, "cannot announce interfaces");
         return -1;
@@ -429,12 +368,13 @@ static int up_on_frame(ps_conn *c, const ps_frame *f)
         return on_accept(u, f);
     if (u->state == UP_READY && f->type == PS_FRAME_ACK) {
         uint64_t seq;
-        if (ps_wire_decode_u64(f->payload, f->len, &seq) != PS_WIRE_OK || seq > u->last_sent_seq) {
+        if (ps_wire_decode_u64(f->payload, f->len, &seq) != PS_WIRE_OK ||
+            seq > ps_spool_last_sent(&u->spool)) {
             ps_conn_close(c, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
                           "receiver acknowledged a batch never sent");
             return -1;
         }
-        spool_ack(u, seq);
+        ps_spool_ack(&u->spool, seq);
         if (u->o.on_acked)
             u->o.on_acked(u->o.ud);
         return 0;
@@ -458,7 +398,7 @@ static void up_on_close(ps_conn *c, int err, const char *reason)
     if (u->state == UP_READY)
         u->down_since_ms = uv_now(u->loop);
     /* Everything not acknowledged goes again on the next connection. */
-    u->cursor = u->head;
+    ps_spool_rewind(&u->spool);
     up_schedule_retry(u, reason && *reason ? reason : "connection closed");
 }
 
@@ -670,12 +610,12 @@ void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
     if (u->conn) {
         if (u->state == UP_READY) {
             ps_buf_reset(&u->scratch);
-            if (ps_wire_encode_bye(&u->scratch, u->last_sent_seq) == 0)
+            if (ps_wire_encode_bye(&u->scratch, ps_spool_last_sent(&u->spool)) == 0)
                 ps_conn_send(u->conn, u->scratch.data, u->scratch.len);
         }
         /* Graceful only when everything is acknowledged: then the receiver
          * is responsive and the BYE is worth delivering. */
-        if (u->head == NULL)
+        if (ps_spool_empty(&u->spool))
             ps_conn_close_graceful(u->conn, 0, "sensor finished");
         else
             ps_conn_close(u->conn, 0, "sensor stopping");
@@ -698,13 +638,7 @@ void ps_uplink_free(ps_uplink *u)
 {
     if (!u)
         return;
-    while (u->head) {
-        ps_batch *b = u->head;
-        u->head = b->next;
-        b->acked = 1;
-        if (b->writes == 0)
-            ps_batcher_release(u->batcher, b);
-    }
+    ps_spool_clear(&u->spool);
     for (size_t i = 0; i < u->n_ifaces; i++) {
         free(u->ifaces[i].name);
         free(u->ifaces[i].desc);

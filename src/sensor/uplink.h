@@ -1,11 +1,12 @@
 /*
  * uplink: the sensor's connection to the receiver and its spool.
  *
- * Every sealed batch enters the spool in sequence order and stays there until
- * the receiver acknowledges it (cumulative ACK). While connected, ready
- * batches are written in order; after a disconnect the uplink resolves the
- * receiver's name again, reconnects with exponential backoff and jitter,
- * learns from ACCEPT what the receiver already wrote, and resends the rest.
+ * Every sealed batch enters the spool (spool.h) in sequence order and stays
+ * there until the receiver acknowledges it (cumulative ACK). While
+ * connected, ready batches are written in order; after a disconnect the
+ * uplink resolves the receiver's name again, reconnects with exponential
+ * backoff and jitter, learns from ACCEPT what the receiver already wrote,
+ * and resends the rest.
  * Interfaces are announced on every new connection before any batch.
  *
  * The spool is bounded (spool bytes); the caller asks ps_uplink_spool_full()

@@ -215,6 +215,41 @@ static void test_repair_pcapng_cuts_to_last_batch(void **state)
     ps_buf_free(&b);
 }
 
+/* Recovery reads names by the writer's grammar (filename.h): a perSensor
+ * set's files (PREFIX-KEY-...) are covered, a user's file that merely
+ * starts with the prefix is not touched, however valid its contents. */
+static void test_names_follow_the_grammar(void **state)
+{
+    (void)state;
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_pcapng_shb(&b, "test", NULL), 0);
+    assert_int_equal(ps_pcapng_idb(&b, 1, 262144, "node-1/eth0", NULL), 0);
+    add_epbs(&b, 2);
+    assert_int_equal(ps_recovery_marker(&b, "node-1", 3, 4), 0);
+    write_file("cap-node-1-20200101T000000Z-000004.pcapng.part", &b, b.len);
+    write_file("cap-notes.pcapng.part", &b, b.len);
+    ps_buf cp = PS_BUF_INIT;
+    ps_recovery_entry e = {"n9", 1, 8};
+    assert_int_equal(ps_pcapng_shb(&cp, "test", NULL), 0);
+    assert_int_equal(ps_recovery_checkpoint(&cp, &e, 1), 0);
+    write_file("cap-notes.pcapng", &cp, cp.len);
+
+    g_nseen = 0;
+    ps_recovery_report rep;
+    char err[256];
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect, NULL, &rep, err, sizeof err), 0);
+    assert_int_equal(rep.repaired, 1);
+    assert_int_equal(rep.files_read, 0);
+    assert_int_equal(seq_of("node-1", 3), 4);
+    assert_int_equal(g_nseen, 1); /* nothing from cap-notes.pcapng */
+    assert_int_equal(count_packets("cap-node-1-20200101T000000Z-000004.pcapng"), 2);
+    assert_true(size_of("cap-notes.pcapng.part") == (off_t)b.len);
+    assert_true(size_of("cap-notes.pcapng") == (off_t)cp.len);
+    ps_buf_free(&cp);
+    ps_buf_free(&b);
+}
+
 static void test_repair_pcap_keeps_whole_records(void **state)
 {
     (void)state;
@@ -297,6 +332,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_repair_pcapng_cuts_to_last_batch, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repair_pcap_keeps_whole_records, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recovery_opens_only_regular_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_names_follow_the_grammar, setup, teardown),
         cmocka_unit_test(test_missing_dir_is_an_error),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
