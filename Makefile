@@ -16,6 +16,7 @@
 #   make bench-peers   the performance issue's table: packetstreamer, tcpdump -w, tcpdump | nc,
 #                      netsniff-ng under the same generator, same run (root, ~5 minutes)
 #   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
+#   make bench-soak    honest sensors stream while hostile peers attack the receiver (~2 minutes)
 #   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
 
 JOBS ?= $(shell nproc)
@@ -31,7 +32,7 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 
 .PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
-	bench-peers bench-ingest bench-profile build-prof
+	bench-peers bench-ingest bench-soak bench-profile build-prof
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -130,6 +131,9 @@ bench-peers: deps build
 
 bench-ingest: deps build
 	/usr/bin/python3 bench/ingest.py
+
+bench-soak: deps build
+	/usr/bin/python3 bench/soak.py
 
 # Release (-O3) with symbols for callgrind_annotate; same code as build/.
 build-prof:
