@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/config.h"
+#include "core/hostport.h"
 #include "core/log.h"
 #include "core/net.h"
 #include "receiver/receiver.h"
@@ -103,15 +104,15 @@ static void free_cli(cli *c)
 static int add_hostport(cli *c, const char *opt, const char *value, const char *host_key,
                         const char *port_key)
 {
-    char host[256], port[16];
-    int p;
-    if (ps_split_hostport(value, host, sizeof(host), &p) != 0) {
-        fprintf(stderr, "packetstreamer: %s: '%s' is not HOST:PORT (IPv6 as [ADDR]:PORT)\n", opt,
-                value);
+    ps_hostport hp;
+    char port[16], why[160];
+    if (ps_hostport_parse(value, 0, &hp) != 0) {
+        fprintf(stderr, "packetstreamer: %s: %s\n", opt,
+                ps_hostport_explain(value, "HOST", why, sizeof(why)));
         return -1;
     }
-    snprintf(port, sizeof(port), "%d", p);
-    if (add_flag(c, host_key, host, opt) != 0 || add_flag(c, port_key, port, opt) != 0)
+    snprintf(port, sizeof(port), "%d", hp.port);
+    if (add_flag(c, host_key, hp.host, opt) != 0 || add_flag(c, port_key, port, opt) != 0)
         return -1;
     return 0;
 }

@@ -21,6 +21,7 @@
  * exception, see ps_config_apply_env().
  */
 #include "config.h"
+#include "hostport.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1744,26 +1745,9 @@ int ps_config_apply_env(ps_config *c, char *const *envp, char *err, size_t errle
     return 0;
 }
 
-static int is_stdout_path(const char *p)
+int ps_config_path_is_stdout(const char *p)
 {
     return p && (strcmp(p, "stdout") == 0 || strcmp(p, "/dev/stdout") == 0 || strcmp(p, "-") == 0);
-}
-
-/* ADDR:PORT or [V6]:PORT with a port 0..65535 (0: any free port). */
-static int valid_hostport(const char *s)
-{
-    const char *colon = strrchr(s, ':');
-    if (!colon || colon == s || colon[1] == '\0' || strlen(colon + 1) > 5)
-        return 0;
-    if (s[0] == '[' && colon[-1] != ']')
-        return 0;
-    unsigned long port = 0;
-    for (const char *p = colon + 1; *p; p++) {
-        if (*p < '0' || *p > '9')
-            return 0;
-        port = port * 10 + (unsigned long)(*p - '0');
-    }
-    return port <= 65535;
 }
 
 int ps_config_validate(const ps_config *c, char *err, size_t errlen)
@@ -1794,9 +1778,13 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
     if (c->auth_enable && c->auth_key && c->auth_key_file)
         return errf(&e, "auth.key and auth.keyFile are both set; use one");
 
-    if (c->http_enable && (!c->http_listen || !valid_hostport(c->http_listen)))
-        return errf(&e, "http.listen: '%s' is not ADDR:PORT (IPv6 as [ADDR]:PORT)",
-                    c->http_listen ? c->http_listen : "");
+    ps_hostport hp;
+    char why[160];
+    if (c->http_enable &&
+        (!c->http_listen || ps_hostport_parse(c->http_listen, PS_HOSTPORT_PORT0, &hp) != 0))
+        return errf(
+            &e, "http.listen: %s",
+            ps_hostport_explain(c->http_listen ? c->http_listen : "", "ADDR", why, sizeof(why)));
 
     if (c->role == PS_ROLE_SENSOR) {
         if (!c->server_address)
@@ -1820,7 +1808,7 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
                             "the receiver needs its certificate and private key");
         if (!c->file_path)
             return errf(&e, "output.file.path is not set");
-        if (c->per_sensor && is_stdout_path(c->file_path))
+        if (c->per_sensor && ps_config_path_is_stdout(c->file_path))
             return errf(&e, "output.file.perSensor cannot split a single stdout stream; "
                             "set output.file.path to a directory");
         if (c->max_total_bytes && c->rotate_bytes > c->max_total_bytes)

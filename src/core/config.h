@@ -172,6 +172,11 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen);
  * ps_config_validate(). */
 int ps_config_load_key_file(ps_config *c, char *err, size_t errlen);
 
+/* 1 if output.file.path value p means "one stream to standard output":
+ * "stdout" (the original's reserved name), "/dev/stdout" or "-". The one
+ * place that rule lives: config validation and the writer both ask here. */
+int ps_config_path_is_stdout(const char *p);
+
 /* output.file.mode as a mode_t-compatible number (validated: 0..0666). */
 unsigned ps_config_file_mode(const ps_config *c);
 

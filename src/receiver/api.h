@@ -30,7 +30,7 @@ typedef struct ps_api ps_api;
 
 /* Registers the receiver's metrics in hub->metrics, starts the publish
  * timer on loop and, with http.enable, the HTTP server. NULL on failure
- * with err set; the caller decides whether that is fatal. */
+ * (out of memory, an http.listen that cannot be bound) with err set. */
 ps_api *ps_api_start(uv_loop_t *loop, ps_hub *hub, const ps_config *cfg, char *err, size_t errlen);
 /* The receiver stopped listening (shutdown): readiness goes false. */
 void ps_api_set_listening(ps_api *a, int listening);
