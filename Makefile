@@ -4,6 +4,7 @@
 #   make run     demo: a receiver and a sensor stream a generated capture
 #   make test    sanitizer build, unit tests (cmocka), integration tests (pytest), e2e tests
 #                (network namespaces, root), fuzzing
+#   make docs    regenerate the key tables of docs/configuration.md from the key table
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 #   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
@@ -27,7 +28,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
 	openssl python3-yaml python3-botocore
 
-.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
+.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format clean packaging-deps packaging-check images images-check e2e-images \
 	bench-peers bench-ingest bench-profile build-prof
 
@@ -136,3 +137,14 @@ format:
 
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof
+
+# docs/configuration.md's key tables are printed from the key table
+# (src/core/config_keys.c); tests/integration/test_config_cli.py fails when
+# the committed block differs. This rewrites the block between the markers.
+docs: build
+	./build/packetstreamer check-config --print-reference markdown > build/keys.md
+	awk -v gen=build/keys.md \
+		'/<!-- BEGIN GENERATED: keys -->/ { print; while ((getline l < gen) > 0) print l; skip = 1; next } \
+		 /<!-- END GENERATED: keys -->/ { skip = 0 } !skip { print }' \
+		docs/configuration.md > build/configuration.md
+	mv build/configuration.md docs/configuration.md

@@ -425,3 +425,97 @@ def test_http_malformed_address_rejected_alike(env, role, value):
         text = errp.read_text(errors="replace")
         assert rc2 == 1, text
         assert err.strip().splitlines()[-1] in text, (err, text)
+
+
+# ---- docs/configuration.md's key tables are the key table's (issue 12) ----
+
+BEGIN_KEYS = "<!-- BEGIN GENERATED: keys -->\n"
+END_KEYS = "<!-- END GENERATED: keys -->\n"
+
+
+def generated_block(text):
+    assert text.count(BEGIN_KEYS) == 1 and text.count(END_KEYS) == 1, \
+        "docs/configuration.md must hold one GENERATED: keys block"
+    return text.split(BEGIN_KEYS, 1)[1].split(END_KEYS, 1)[0]
+
+
+def test_docs_key_reference_matches_the_table(env):
+    """Defaults, types, ranges, roles, variables and descriptions in
+    docs/configuration.md are printed from src/core/config_keys.c; a doc
+    edited by hand (or a table changed without `make docs`) fails here."""
+    rc, err = env.run(["check-config", "--print-reference", "markdown"], timeout=20)
+    assert rc == 0, err
+    want = env.last_stdout
+    got = generated_block((REPO / "docs" / "configuration.md").read_text())
+    if got != want:
+        import difflib
+        diff = "".join(difflib.unified_diff(
+            want.splitlines(True), got.splitlines(True),
+            "check-config --print-reference markdown", "docs/configuration.md", n=0))
+        pytest.fail("docs/configuration.md's key tables differ from the key table; run "
+                    "`make docs` (or edit src/core/config_keys.c):\n" + diff)
+
+
+def test_reference_defaults_are_the_process_defaults(env):
+    """The defaults the reference prints are the ones a process runs with:
+    each `default` in the generated table loads through check-config."""
+    rc, err = env.run(["check-config", "--print-reference", "markdown"], timeout=20)
+    assert rc == 0, err
+    rows = [r for r in env.last_stdout.splitlines() if r.startswith("| `")]
+    assert len(rows) > 50
+    checked = 0
+    for row in rows:
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", row)[1:-1]]
+        key = re.match(r"`([^`]+)`", cells[0]).group(1)
+        m = re.fullmatch(r"`([^`]*)`", cells[2])
+        if not m or cells[1].startswith("list"):
+            continue
+        var = re.fullmatch(r"`(\w+)`", cells[5]).group(1)
+        role = "sensor" if cells[4] == "S" else "receiver"
+        path = write(env, "empty.yaml", "output:\n  server:\n    address: h\n"
+                     if role == "sensor" else "{}\n")
+        rc, err = env.run(["check-config", "--config", str(path), "--role", role],
+                          env={var: m.group(1)}, timeout=20)
+        assert rc == 0, "%s=%s (the documented default of %s): %s" % (var, m.group(1), key, err)
+        checked += 1
+    assert checked > 30
+
+
+def test_print_reference_unknown_format(env):
+    rc, err = env.run(["check-config", "--print-reference", "troff"], timeout=20)
+    assert rc == 2 and "troff" in err, err
+
+
+@pytest.mark.parametrize("role,own,other", [
+    ("sensor", ["--receiver", "--read-file", "--interface", "--codec", "--id"],
+     ["--listen", "--output", "--format", "--role"]),
+    ("receiver", ["--listen", "--output", "--format"],
+     ["--receiver", "--read-file", "--interface", "--codec", "--id", "--role"]),
+])
+def test_help_lists_only_the_roles_flags(env, role, own, other):
+    rc, err = env.run([role, "--help"])
+    assert rc == 0, err
+    out = env.last_stdout
+    for f in own + ["--config", "--http", "--tls-cert", "--log-level"]:
+        assert re.search(r"^  %s\b" % re.escape(f), out, re.M), (f, out)
+    for f in other:
+        assert not re.search(r"^  %s\b" % re.escape(f), out, re.M), (f, out)
+        rc, err = env.run([role, f, "x"], timeout=20)
+        assert rc == 2 and "unknown option" in err, (f, err)
+
+
+def test_help_defaults_come_from_the_table(env):
+    """--help shows the defaults a process starts with, from the key table."""
+    rc, _ = env.run(["receiver", "--help"])
+    rx = env.last_stdout
+    rc, _ = env.run(["sensor", "--help"])
+    sx = env.last_stdout
+    rc, _ = env.run(["check-config", "--print-reference", "markdown"])
+    ref = env.last_stdout
+    listen = re.search(r"\| `http.listen` .*?sensor `([^`]+)`, receiver `([^`]+)`", ref)
+    assert listen, ref
+    assert re.search(r"--http ADDR:PORT.*\n?.*default %s\)" % re.escape(listen.group(2)), rx), rx
+    assert re.search(r"--http ADDR:PORT.*\n?.*default %s\)" % re.escape(listen.group(1)), sx), sx
+    codec = re.search(r"\| `compression.codec` \| enum \| `(\w+)`", ref).group(1)
+    assert "compression.codec, default %s)" % codec in sx, sx
+    assert "default 0.0.0.0:8081" in rx, rx
