@@ -138,13 +138,16 @@ format:
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof
 
-# docs/configuration.md's key tables are printed from the key table
-# (src/core/config_keys.c); tests/integration/test_config_cli.py fails when
-# the committed block differs. This rewrites the block between the markers.
+# docs/configuration.md's key and flag tables are printed from the key table
+# (src/core/config_keys.c) and the flag table (src/cli.c);
+# tests/integration/test_config_cli.py fails when a committed block differs.
+# This rewrites each block between its GENERATED markers.
 docs: build
-	./build/packetstreamer check-config --print-reference markdown > build/keys.md
-	awk -v gen=build/keys.md \
-		'/<!-- BEGIN GENERATED: keys -->/ { print; while ((getline l < gen) > 0) print l; skip = 1; next } \
-		 /<!-- END GENERATED: keys -->/ { skip = 0 } !skip { print }' \
-		docs/configuration.md > build/configuration.md
-	mv build/configuration.md docs/configuration.md
+	for b in keys flags; do \
+		./build/packetstreamer check-config --print-reference $$b > build/$$b.md && \
+		awk -v gen=build/$$b.md -v b="$$b" \
+			'$$0 == "<!-- BEGIN GENERATED: " b " -->" { print; while ((getline l < gen) > 0) print l; skip = 1; next } \
+			 $$0 == "<!-- END GENERATED: " b " -->" { skip = 0 } !skip { print }' \
+			docs/configuration.md > build/configuration.md && \
+		mv build/configuration.md docs/configuration.md || exit 1; \
+	done

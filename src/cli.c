@@ -280,6 +280,55 @@ int ps_cli_parse(ps_cli_cmd cmd, int argc, char **argv, ps_cli *c)
     return 0;
 }
 
+/* A markdown cell's text: '|' escaped. */
+static void put_md(FILE *out, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '|')
+            fputc('\\', out);
+        fputc(*s, out);
+    }
+}
+
+void ps_cli_print_reference(FILE *out)
+{
+    fputs("<!-- Generated from src/cli.c by `make docs`: edit the flag table there. -->\n\n"
+          "| Flag | Command | Key |\n"
+          "|------|---------|-----|\n",
+          out);
+    for (size_t i = 0; i < NFLAGS; i++) {
+        const flag_def *f = &flags[i];
+        unsigned cmds = 0;
+        if (!f->key)
+            continue;
+        /* one row per flag name: rows that differ only in help are merged */
+        int seen = 0;
+        for (size_t j = 0; j < NFLAGS; j++)
+            if (strcmp(flags[j].name, f->name) == 0) {
+                if (j < i)
+                    seen = 1;
+                cmds |= flags[j].cmds;
+            }
+        if (seen)
+            continue;
+        fprintf(out, "| `--%s", f->name);
+        if (f->arg) {
+            fputc(' ', out);
+            put_md(out, f->arg);
+        }
+        fprintf(out, "`%s | %s | `%s`", f->kind == F_LIST ? " (repeatable)" : "",
+                (cmds & (FOR_S | FOR_R)) == (FOR_S | FOR_R) ? "sensor, receiver"
+                : cmds & FOR_S                              ? "sensor"
+                                                            : "receiver",
+                f->key);
+        if (f->key2)
+            fprintf(out, ", `%s`", f->key2);
+        if (f->enables)
+            fprintf(out, " (also sets `%s`)", f->enables);
+        fputs(" |\n", out);
+    }
+}
+
 int ps_cli_apply(const ps_cli *c, ps_config *cfg, char *err, size_t errlen)
 {
     for (int i = 0; i < c->n; i++)

@@ -47,6 +47,10 @@ void ps_cli_free(ps_cli *c);
 
 /* The command's usage: synopsis, then only the flags cmd accepts. */
 void ps_cli_usage(ps_cli_cmd cmd, FILE *out);
+/* The flag -> key table of docs/configuration.md (markdown), the block
+ * between its "GENERATED: flags" markers. */
+void ps_cli_print_reference(FILE *out);
+
 /* The top-level usage (commands). */
 void ps_cli_main_usage(FILE *out);
 

@@ -88,13 +88,14 @@ static int run_check_config(int argc, char **argv)
         return rc > 0 ? 0 : 2;
     }
     if (c.reference) {
-        /* The key reference of docs/configuration.md (make docs). */
-        rc = ps_config_print_reference(stdout, c.reference);
-        if (rc != 0)
-            fprintf(stderr,
-                    "packetstreamer: --print-reference: '%s' is not a known format "
-                    "(markdown)\n",
+        /* The generated blocks of docs/configuration.md (make docs). */
+        if (strcmp(c.reference, "flags") == 0) {
+            ps_cli_print_reference(stdout);
+            rc = 0;
+        } else if ((rc = ps_config_print_reference(stdout, c.reference)) != 0) {
+            fprintf(stderr, "packetstreamer: --print-reference: '%s' is not keys or flags\n",
                     c.reference);
+        }
         ps_cli_free(&c);
         return rc == 0 ? 0 : 2;
     }

@@ -187,9 +187,9 @@ char *ps_config_env_name(const char *key, char *out, size_t outlen);
  * end. Used by tests that check docs/configuration.md lists every key. */
 const char *ps_config_key_name(size_t i);
 
-/* Prints the key reference from the table: format "markdown" is the block
- * docs/configuration.md holds between its GENERATED markers. -1 for an
- * unknown format or a write error. */
+/* Prints the key reference from the table: format "keys" is the markdown
+ * block docs/configuration.md holds between its "GENERATED: keys" markers.
+ * -1 for an unknown format or a write error. */
 int ps_config_print_reference(FILE *out, const char *format);
 
 /* The default value of a key for a role ("0.0.0.0:8080"), as

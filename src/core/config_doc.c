@@ -153,7 +153,7 @@ static void print_table(FILE *out, int orig)
 
 int ps_config_print_reference(FILE *out, const char *format)
 {
-    if (!format || strcmp(format, "markdown") != 0)
+    if (!format || strcmp(format, "keys") != 0)
         return -1;
     fputs("<!-- Generated from src/core/config_keys.c by `make docs`: edit the table there. -->\n"
           "\n### Original keys (Deepfence PacketStreamer)\n\n",

@@ -429,37 +429,37 @@ def test_http_malformed_address_rejected_alike(env, role, value):
 
 # ---- docs/configuration.md's key tables are the key table's (issue 12) ----
 
-BEGIN_KEYS = "<!-- BEGIN GENERATED: keys -->\n"
-END_KEYS = "<!-- END GENERATED: keys -->\n"
+def generated_block(text, name):
+    begin, end = "<!-- BEGIN GENERATED: %s -->\n" % name, "<!-- END GENERATED: %s -->\n" % name
+    assert text.count(begin) == 1 and text.count(end) == 1, \
+        "docs/configuration.md must hold one GENERATED: %s block" % name
+    return text.split(begin, 1)[1].split(end, 1)[0]
 
 
-def generated_block(text):
-    assert text.count(BEGIN_KEYS) == 1 and text.count(END_KEYS) == 1, \
-        "docs/configuration.md must hold one GENERATED: keys block"
-    return text.split(BEGIN_KEYS, 1)[1].split(END_KEYS, 1)[0]
-
-
-def test_docs_key_reference_matches_the_table(env):
-    """Defaults, types, ranges, roles, variables and descriptions in
-    docs/configuration.md are printed from src/core/config_keys.c; a doc
-    edited by hand (or a table changed without `make docs`) fails here."""
-    rc, err = env.run(["check-config", "--print-reference", "markdown"], timeout=20)
+@pytest.mark.parametrize("name,source", [("keys", "src/core/config_keys.c"),
+                                         ("flags", "src/cli.c")])
+def test_docs_reference_matches_the_tables(env, name, source):
+    """Defaults, types, ranges, roles, variables and descriptions of keys,
+    and which key each flag sets, are printed in docs/configuration.md from
+    the tables in the code; a doc edited by hand (or a table changed without
+    `make docs`) fails here with the difference."""
+    rc, err = env.run(["check-config", "--print-reference", name], timeout=20)
     assert rc == 0, err
     want = env.last_stdout
-    got = generated_block((REPO / "docs" / "configuration.md").read_text())
+    got = generated_block((REPO / "docs" / "configuration.md").read_text(), name)
     if got != want:
         import difflib
         diff = "".join(difflib.unified_diff(
             want.splitlines(True), got.splitlines(True),
-            "check-config --print-reference markdown", "docs/configuration.md", n=0))
-        pytest.fail("docs/configuration.md's key tables differ from the key table; run "
-                    "`make docs` (or edit src/core/config_keys.c):\n" + diff)
+            "check-config --print-reference " + name, "docs/configuration.md", n=0))
+        pytest.fail("docs/configuration.md's %s block differs from %s; run `make docs` "
+                    "(or edit %s):\n%s" % (name, source, source, diff))
 
 
 def test_reference_defaults_are_the_process_defaults(env):
     """The defaults the reference prints are the ones a process runs with:
     each `default` in the generated table loads through check-config."""
-    rc, err = env.run(["check-config", "--print-reference", "markdown"], timeout=20)
+    rc, err = env.run(["check-config", "--print-reference", "keys"], timeout=20)
     assert rc == 0, err
     rows = [r for r in env.last_stdout.splitlines() if r.startswith("| `")]
     assert len(rows) > 50
@@ -510,7 +510,7 @@ def test_help_defaults_come_from_the_table(env):
     rx = env.last_stdout
     rc, _ = env.run(["sensor", "--help"])
     sx = env.last_stdout
-    rc, _ = env.run(["check-config", "--print-reference", "markdown"])
+    rc, _ = env.run(["check-config", "--print-reference", "keys"])
     ref = env.last_stdout
     listen = re.search(r"\| `http.listen` .*?sensor `([^`]+)`, receiver `([^`]+)`", ref)
     assert listen, ref
