@@ -6,6 +6,7 @@
 #                e2e tests (network namespaces, root), fuzzing
 #   make format        clang-format every C source in place (.clang-format)
 #   make format-check  fail if any C source differs from clang-format's output (part of test)
+#   make docs    regenerate the key tables of docs/configuration.md from the key table
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 #   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
@@ -30,7 +31,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
 	openssl python3-yaml python3-botocore
 
-.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
+.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
 	bench-peers bench-ingest bench-soak bench-profile build-prof
 
@@ -156,3 +157,17 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof
+
+# docs/configuration.md's key and flag tables are printed from the key table
+# (src/core/config_keys.c) and the flag table (src/cli.c);
+# tests/integration/test_config_cli.py fails when a committed block differs.
+# This rewrites each block between its GENERATED markers.
+docs: build
+	for b in keys flags; do \
+		./build/packetstreamer check-config --print-reference $$b > build/$$b.md && \
+		awk -v gen=build/$$b.md -v b="$$b" \
+			'$$0 == "<!-- BEGIN GENERATED: " b " -->" { print; while ((getline l < gen) > 0) print l; skip = 1; next } \
+			 $$0 == "<!-- END GENERATED: " b " -->" { skip = 0 } !skip { print }' \
+			docs/configuration.md > build/configuration.md && \
+		mv build/configuration.md docs/configuration.md || exit 1; \
+	done
