@@ -45,6 +45,8 @@ static const char sensor_usage[] =
     "  --tls-ca F             CA the receiver's certificate must chain to (enables TLS)\n"
     "  --http ADDR:PORT       health, readiness and metrics (http.listen, "
     "default " PS_HTTP_LISTEN_SENSOR ")\n"
+    "  --user USER[:GROUP]    started as root, switch to this user keeping only\n"
+    "                         NET_RAW and NET_ADMIN (privileges.user; tcpdump's -Z)\n"
     "  --log-level L          debug, info, warn or error\n"
     "  --log-format F         text or json\n"
     "Environment variables PACKETSTREAMER_<KEY> override the file and the flags.\n";
@@ -135,6 +137,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_ROLE,
+    OPT_USER,
     OPT_HELP,
 };
 
@@ -153,6 +156,8 @@ static const struct option sensor_opts[] = {
     {"auth-key-file", required_argument, NULL, OPT_AUTH_KEY_FILE},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"user", required_argument, NULL, OPT_USER},
+    {"relinquish-privileges", required_argument, NULL, OPT_USER}, /* tcpdump's long -Z */
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -199,6 +204,7 @@ static const struct {
     {OPT_LOG_LEVEL, "--log-level", "log.level", NULL},
     {OPT_LOG_FORMAT, "--log-format", "log.format", NULL},
     {OPT_HTTP, "--http", "http.listen", "http.enable"},
+    {OPT_USER, "--user", "privileges.user", NULL},
 };
 
 /* 1 if o is a flag_keys option (rc set by adding it), 0 if not. */
