@@ -65,6 +65,7 @@ fuzz:
 
 e2e: build-asan
 	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q e2e
+	PS_TEST_BIN=$(CURDIR)/build-asan/packetstreamer /usr/bin/python3 -m pytest -q tests/runtimes
 
 # Optimised builds warn about things -O0 cannot see (maybe-uninitialized,
 # null-dereference): compile everything once at -O3 too, and check that the

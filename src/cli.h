@@ -18,7 +18,7 @@
 #include "core/config.h"
 
 #define PS_CLI_MAX_FLAGS 64 /* key settings collected from one command line */
-#define PS_CLI_MAX_TABLE 32 /* rows of the flag table */
+#define PS_CLI_MAX_TABLE 48 /* rows of the flag table */
 
 typedef enum ps_cli_cmd { PS_CLI_SENSOR, PS_CLI_RECEIVER, PS_CLI_CHECK } ps_cli_cmd;
 

@@ -188,6 +188,22 @@ int ps_config_path_is_stdout(const char *p)
     return p && (strcmp(p, "stdout") == 0 || strcmp(p, "/dev/stdout") == 0 || strcmp(p, "-") == 0);
 }
 
+/* USER[:GROUP]: each part a name or number of [A-Za-z0-9._-], not starting
+ * with '-' (getpwnam would take it, a reader of ps(1) would not). */
+static int valid_user_spec(const char *s)
+{
+    const char *colon = strchr(s, ':');
+    size_t ulen = colon ? (size_t)(colon - s) : strlen(s);
+    static const char ok[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-";
+    if (ulen == 0 || ulen > 32 || s[0] == '-' || strspn(s, ok) != ulen)
+        return 0;
+    if (!colon)
+        return 1;
+    const char *g = colon + 1;
+    size_t glen = strlen(g);
+    return glen > 0 && glen <= 32 && g[0] != '-' && strspn(g, ok) == glen;
+}
+
 int ps_config_validate(const ps_config *c, char *err, size_t errlen)
 {
     errctx e = {err, errlen, "config", 0};
@@ -239,6 +255,13 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
                             c->spool_size_mb, c->compress_block_size_kb);
         if (!c->sensor_id)
             return cfg_errf(&e, "sensor.id is not set");
+        if (c->privileges_user && !valid_user_spec(c->privileges_user)) {
+            char shown[80];
+            return cfg_errf(&e,
+                            "privileges.user: '%s' is not USER[:GROUP] (names or numbers, e.g. "
+                            "65532:65532)",
+                            cfg_show(c->privileges_user, shown, sizeof(shown)));
+        }
     } else {
         if (c->tls_enable &&
             ((!c->tls_cert_file && !c->tls_cert_pem) || (!c->tls_key_file && !c->tls_key_pem)))

@@ -111,6 +111,8 @@ typedef struct ps_config {
     char *read_file;                /* sensor.readFile (--read-file) */
     uint32_t read_pps;              /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */
     uint32_t shutdown_deadline_sec; /* sensor.shutdownDeadlineSec: SIGTERM flush, 0 = none */
+    char *privileges_user;          /* privileges.user "USER[:GROUP]": started as root, the sensor
+                                     * switches to it keeping only NET_RAW/NET_ADMIN (sensor/privs.h) */
 
     /* identity and connection (sensor) */
     char *sensor_id;              /* sensor.id, default the host name */

@@ -513,6 +513,20 @@ const key_def cfg_keys[] = {
              "most this long (keep it below the pod's `terminationGracePeriodSeconds`, 30 s by "
              "default), then reports what it could not deliver (reason `shutdown_deadline`) and "
              "exits 1. 0, or a second signal: stop at once."},
+    {.name = "privileges.user",
+     .type = K_STR,
+     FIELD(privileges_user),
+     .min = 1,
+     .max = 65,
+     .roles = R_S,
+     .doc_range = "names or numbers of `A-Z a-z 0-9 . _ -`",
+     .help = "`USER[:GROUP]`. Like tcpdump's `-Z`: a sensor started as root switches to this user "
+             "(and group; default the user's primary group, or the same number) at start, keeping "
+             "only CAP_NET_RAW and CAP_NET_ADMIN (bounding, permitted and effective; inheritable "
+             "and ambient empty). The switch needs CAP_SETUID and CAP_SETGID (and CAP_SETPCAP to "
+             "narrow the bounding set); if it cannot be done the sensor exits 1 rather than run "
+             "as root. Started as that user already, nothing changes. See "
+             "[docs/kubernetes.md](kubernetes.md#privileges)."},
     {.name = "sensor.connectTimeoutSec",
      .type = K_INT,
      FIELD(connect_timeout_sec),

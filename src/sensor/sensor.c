@@ -369,9 +369,12 @@ int ps_sensor_run(const ps_config *cfg)
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
     s.started_ns = uv_hrtime();
-    /* File capabilities come as permitted only (privs.h): make them count. */
-    if (!cfg->read_file && ps_privs_raise() < 0)
-        ps_warn("sensor", "cannot raise capabilities: %s", strerror(errno));
+    /* Identity and capabilities are settled before anything is read from
+     * the network, while the process has one thread (privs.h). */
+    if (ps_privs_start(cfg->privileges_user, cfg->read_file == NULL, s.err, sizeof(s.err)) != 0) {
+        ps_error("sensor", "%s", s.err);
+        return 1;
+    }
     ps_tls *tls = NULL;
     if (sensor_tls(cfg, &tls) != 0)
         return 1;

@@ -404,6 +404,7 @@ CHECK(k_read_file, streq(c->read_file, "/tmp/in.pcap"))
 CHECK(k_read_pps, c->read_pps == 5000)
 CHECK(k_shutdown_deadline, c->shutdown_deadline_sec == 7)
 CHECK(k_connect_timeout, c->connect_timeout_sec == 5)
+CHECK(k_priv_user, streq(c->privileges_user, "65532:65532"))
 CHECK(k_spool, c->spool_size_mb == 128)
 CHECK(k_drop_policy, c->spool_drop_oldest == 1)
 CHECK(k_log_level, c->log_level == PS_LOG_DEBUG)
@@ -470,6 +471,7 @@ static const key_case key_cases[] = {
     {"sensor.readPacketsPerSec", "5000", "5000", k_read_pps},
     {"sensor.shutdownDeadlineSec", "7", "7", k_shutdown_deadline},
     {"sensor.connectTimeoutSec", "5", "5", k_connect_timeout},
+    {"privileges.user", "\"65532:65532\"", "65532:65532", k_priv_user},
     {"spool.size", "128", "128", k_spool},
     {"spool.dropPolicy", "oldest", "OLDEST", k_drop_policy},
     {"log.level", "debug", "DEBUG", k_log_level},
@@ -1184,6 +1186,26 @@ static void test_validate(void **state)
                    "retention would delete the file being written");
     expect_valid(PS_ROLE_RECEIVER, "output:\n  file:\n    rotateSizeMB: 100\n    maxTotalSizeMB: "
                                    "1000\n    maxFiles: 5\n");
+
+    /* privileges.user: USER[:GROUP], names or numbers; anything else would
+     * reach getpwnam() or be misread as an option. */
+    static const char *const good_users[] = {"65532",   "65532:65532", "nonroot:nonroot",
+                                             "tcpdump", "0",           "svc.cap-1:pcap_grp"};
+    for (size_t i = 0; i < sizeof(good_users) / sizeof(good_users[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "%sprivileges:\n  user: \"%s\"\n", srv, good_users[i]);
+        expect_valid(PS_ROLE_SENSOR, yaml);
+    }
+    static const char *const bad_users[] = {":65532", "65532:", "-1", "a:-b",
+                                            "a b",    "a:b:c",  "u/x"};
+    for (size_t i = 0; i < sizeof(bad_users) / sizeof(bad_users[0]); i++) {
+        snprintf(yaml, sizeof(yaml), "%sprivileges:\n  user: \"%s\"\n", srv, bad_users[i]);
+        char want[160];
+        snprintf(want, sizeof(want),
+                 "config: privileges.user: '%s' is not USER[:GROUP] (names or numbers, e.g. "
+                 "65532:65532)",
+                 bad_users[i]);
+        expect_invalid(PS_ROLE_SENSOR, yaml, want);
+    }
 }
 
 static void test_format_names(void **state)
