@@ -752,8 +752,9 @@ static void test_pending_budget_per_source(void **state)
     rx_stop(&r);
 }
 
-/* The handshake deadline holds while writes fail (sessions paused). */
-static void test_handshake_timeout_while_paused(void **state)
+/* An unanswered connection is cut at the handshake deadline (the code path
+ * also taken while writes fail and sessions are paused). */
+static void test_handshake_deadline(void **state)
 {
     (void)state;
     rx r;
@@ -787,7 +788,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_sensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensor_series_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_budget_per_source, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_timeout_while_paused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_deadline, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
