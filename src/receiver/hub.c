@@ -770,6 +770,18 @@ void ps_hub_count_reason(ps_hub *hub, ps_hub_reason r)
         ps_series_add(hub->series[R_REJECTED][r], 1);
 }
 
+/* The one line for the refusals whose own lines were skipped. */
+static void log_skipped(ps_hub *hub, int r)
+{
+    hub_loglimit *l = &hub->loglimit[r];
+    if (l->skipped)
+        ps_warn("receiver",
+                "%" PRIu64 " more connections refused or cut [reason=%s] (log lines skipped: at "
+                "most %d per %d s)",
+                l->skipped, reason_names[r], HUB_LOG_BURST, HUB_LOG_WINDOW_MS / 1000);
+    l->skipped = 0;
+}
+
 int ps_hub_log_refusal(ps_hub *hub, ps_hub_reason r)
 {
     if (r >= PS_REASON_COUNT)
@@ -777,14 +789,9 @@ int ps_hub_log_refusal(ps_hub *hub, ps_hub_reason r)
     hub_loglimit *l = &hub->loglimit[r];
     uint64_t now = hub_now_ms();
     if (l->start_ms == 0 || now - l->start_ms >= HUB_LOG_WINDOW_MS) {
-        if (l->skipped)
-            ps_warn("receiver",
-                    "%" PRIu64 " more connections refused or cut [reason=%s] (log lines "
-                    "skipped: at most %d per %d s)",
-                    l->skipped, reason_names[r], HUB_LOG_BURST, HUB_LOG_WINDOW_MS / 1000);
+        log_skipped(hub, r);
         l->start_ms = now;
         l->logged = 0;
-        l->skipped = 0;
     }
     if (l->logged < HUB_LOG_BURST) {
         l->logged++;
@@ -794,13 +801,13 @@ int ps_hub_log_refusal(ps_hub *hub, ps_hub_reason r)
     return 0;
 }
 
-/* The summary lines of windows that have ended (tick). */
-static void flush_log_limits(ps_hub *hub)
+/* The summary lines of windows that have ended (tick), or of all (stop). */
+static void flush_log_limits(ps_hub *hub, int all)
 {
     uint64_t now = hub_now_ms();
     for (int r = 0; r < PS_REASON_COUNT; r++)
-        if (hub->loglimit[r].skipped && now - hub->loglimit[r].start_ms >= HUB_LOG_WINDOW_MS)
-            ps_hub_log_refusal(hub, (ps_hub_reason)r);
+        if (all || now - hub->loglimit[r].start_ms >= HUB_LOG_WINDOW_MS)
+            log_skipped(hub, r);
 }
 
 void ps_hub_count_rejected(ps_hub *hub, ps_hub_reason r)
@@ -1096,7 +1103,7 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
     for (unsigned i = 0; i < hub->n_sessions; i++)
         ps_session_check_deadlines(hub->sessions[i], now);
     expire_sensors(hub, hub_now_ms());
-    flush_log_limits(hub);
+    flush_log_limits(hub, 0);
     if (ps_writer_tick(hub->o.writer, now_ns) != 0 && !hub->write_failing)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
     if (hub->write_failing)
@@ -1106,6 +1113,7 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
 void ps_hub_stop(ps_hub *hub)
 {
     hub->stopping = 1;
+    flush_log_limits(hub, 1);
     ps_hub_flush_and_ack(hub);
     for (unsigned i = 0; i < hub->n_sessions; i++)
         ps_session_close(hub->sessions[i], 1, "receiver shutting down");

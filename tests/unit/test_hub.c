@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -752,24 +754,51 @@ static void test_pending_budget_per_source(void **state)
     rx_stop(&r);
 }
 
-/* An unanswered connection is cut at the handshake deadline (the code path
- * also taken while writes fail and sessions are paused). */
-static void test_handshake_deadline(void **state)
+/* While writing fails every session is paused, new ones too; one that never
+ * says HELLO is still cut at the handshake deadline, or idle sockets would
+ * keep their slots as long as the disk is full. Writes are made to fail
+ * with RLIMIT_FSIZE (EFBIG, SIGXFSZ ignored). */
+static void test_handshake_deadline_while_writes_fail(void **state)
 {
     (void)state;
     rx r;
     ps_hub_opts o = {.limits = {.handshake_timeout_ms = 1}};
     rx_start(&r, tmpdir, &o);
+    client a;
+    cl_connect(&a, &r);
+    cl_hello(&a, "a", 1, NULL);
+    cl_accept(&a, &r);
+    cl_iface(&a);
+    cl_batch(&a, 1, 1);
+    assert_int_equal(cl_ack(&a, &r), 1);
+
+    struct rlimit old, tiny = {.rlim_cur = 1, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+    cl_batch(&a, 2, 16);
+    for (int i = 0; i < 2000 && !ps_hub_write_failing(r.hub); i++)
+        pump(&r, 1);
+    assert_true(ps_hub_write_failing(r.hub));
+
     client c;
-    cl_connect(&c, &r);
+    cl_connect(&c, &r); /* starts paused, never says HELLO */
     pump(&r, 5);
     ps_hub_tick(r.hub, 0);
     ps_frame f;
-    assert_int_equal(cl_expect(&c, &r, PS_FRAME_ACK, &f), 0);
+    assert_int_equal(cl_expect(&c, &r, PS_FRAME_ACK, &f), 0); /* cut */
     ps_hub_publish(r.hub);
     assert_metric(
         &r, "packetstreamer_receiver_rejected_connections_total{reason=\"handshake_timeout\"} 1");
+
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    ps_hub_tick(r.hub, 0); /* the flush works again */
+    assert_false(ps_hub_write_failing(r.hub));
+    assert_int_equal(cl_ack(&a, &r), 2);
     close(c.fd);
+    close(a.fd);
     rx_stop(&r);
 }
 
@@ -788,7 +817,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_expired_sensors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sensor_series_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_budget_per_source, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_handshake_deadline, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_deadline_while_writes_fail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
