@@ -5,7 +5,10 @@
  * net.c before buffering, batch raw_len by the hub's max_batch_raw before
  * inflating, each record by the record iterator, interface indexes by
  * PS_SESSION_MAX_IFACES. A violation closes this connection only; other
- * sensors' streams go on.
+ * sensors' streams go on. A stream is its own: a HELLO for an (id, session)
+ * another open connection has is refused, and a batch more than
+ * PS_HUB_MAX_SEQ_JUMP ahead of the last written is refused unwritten
+ * (docs/protocol.md section 5).
  *
  * Every refused or cut connection is logged once, as "closing connection
  * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL through
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/codec.h"
 #include "core/log.h"
@@ -191,8 +195,12 @@ static int check_identity(ps_session *s, const ps_hello *h)
 static int refuse_takeover(ps_session *s, ps_sensor_rec *rec, const ps_hello *h)
 {
     ps_session *owner = rec->conn;
-    if (ps_hub_sensor_probe_due(s->hub, rec) && owner->state == SS_ACTIVE)
-        (void)send_u64(owner, PS_FRAME_HEARTBEAT, uv_hrtime());
+    if (ps_hub_sensor_probe_due(s->hub, rec) && owner->state == SS_ACTIVE) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        (void)send_u64(owner, PS_FRAME_HEARTBEAT,
+                       (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+    }
     sess_reject(s, PS_REJECT_BUSY, PS_REASON_session_in_use,
                 "session %016" PRIx64 " of sensor '%.*s' is connected already", h->session,
                 (int)h->id_len, h->id);
