@@ -125,6 +125,11 @@ typedef struct ps_config {
     uint32_t idle_timeout_sec;           /* limits.idleTimeoutSec, default 60, 0 = never */
     uint32_t max_connections;            /* limits.maxConnections, default 1024 */
     uint32_t max_connections_per_source; /* limits.maxConnectionsPerSource, 0 = unlimited */
+    uint32_t max_pending_connections;    /* limits.maxPendingConnections, default 128 */
+    uint32_t max_pending_per_source;     /* limits.maxPendingPerSource, default 16 */
+    uint32_t max_sensors;                /* limits.maxSensors, default 16384 */
+    uint32_t max_sensor_series;          /* limits.maxSensorSeries, default 1024 */
+    uint32_t sensor_expiry_sec;          /* limits.sensorExpirySec, default 600 */
     char *file_mode;                     /* output.file.mode, octal text, default "0640" */
     /* HTTP server: probes, metrics, captures (http.*) */
     int http_enable;   /* http.enable, default true */

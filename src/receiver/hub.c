@@ -6,6 +6,16 @@
  * (hub_internal.h): the numbers a user sees (the summary line, /metrics,
  * /api/sensors) then each have one place that changes them, and the
  * session's code is the protocol alone.
+ *
+ * The registry is a list in creation order (what /api/sensors shows) plus
+ * a hash on (id, session), since every HELLO looks its entry up and an
+ * attacker chooses how many there are. Entries leave it two ways: expiry
+ * (tick, O(n) a second) and the cap (make_room). Either folds the entry's
+ * counters into its id's "retired" sums first, so the per-sensor counters
+ * in /metrics never go backwards. What exactly-once needs of an entry is
+ * its last_seq alone; an expired entry that has one stays, dormant and
+ * hidden, until the cap needs its room (that sensor then resends from its
+ * spool: duplicates, never loss).
  */
 #include "hub.h"
 
@@ -24,6 +34,12 @@
 #include "session.h"
 
 #define HUB_RATE_WINDOW_NS 1000000000ull
+/* Refusal log lines: at most HUB_LOG_BURST per reason per window. */
+#define HUB_LOG_BURST 10
+#define HUB_LOG_WINDOW_MS 10000
+#define HUB_PROBE_EVERY_MS 1000
+/* Label of the per-sensor series of the ids beyond max_sensor_series. */
+#define HUB_OTHER_ID "_other"
 
 #define HUB_NAME(n) #n,
 static const char *const reason_names[] = {PS_HUB_REASONS(HUB_NAME)};
@@ -51,6 +67,8 @@ enum {
     R_AUTH,
     R_CONNECTIONS,
     R_CONNECTED,
+    R_KNOWN,
+    R_FORGOTTEN,
     R_PACKETS,
     R_BYTES,
     R_BATCHES,
@@ -70,7 +88,7 @@ enum {
 
 /* What ps_hub_publish copies from: the loop's plain numbers at one instant. */
 typedef struct hub_sample {
-    uint64_t connections, connected;
+    uint64_t connections, connected, known, forgotten;
     uint64_t rotated, deleted, disk, file_bytes, write_failing;
     uint64_t decode[PS_HUB_WIRE_REASONS + 1]; /* by wire reason, then io */
     uint64_t acks;
@@ -130,6 +148,14 @@ static const hub_metric metric_defs[R_COUNT] = {
                        "TCP connections accepted from sensors.", NULL, SAMPLE(connections)},
     [R_CONNECTED] = {PS_METRIC_GAUGE, "packetstreamer_receiver_sensors_connected",
                      "Sensors with an established session now.", NULL, SAMPLE(connected)},
+    [R_KNOWN] = {PS_METRIC_GAUGE, "packetstreamer_receiver_sensors_known",
+                 "Sensor sessions the receiver remembers (connected, recently gone, or kept for "
+                 "their last written batch); at most limits.maxSensors.",
+                 NULL, SAMPLE(known)},
+    [R_FORGOTTEN] = {PS_METRIC_COUNTER, "packetstreamer_receiver_sensors_forgotten_total",
+                     "Disconnected sensor sessions with written batches forgotten because the "
+                     "registry was full (if one returns, it resends what it still holds).",
+                     NULL, SAMPLE(forgotten)},
     [R_PACKETS] = {PS_METRIC_COUNTER, "packetstreamer_receiver_packets_total",
                    "Packets written to capture files, by sensor.", "sensor", PER_SENSOR(packets)},
     [R_BYTES] = {PS_METRIC_COUNTER, "packetstreamer_receiver_packet_bytes_total",
@@ -177,15 +203,29 @@ static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 
 #define HUB_PER_SENSOR (R_DROPS - R_PACKETS + 1)
 
-typedef struct hub_id_series { /* per sensor id, created on first sight */
+/* Per sensor id, created on first publish (at most max_sensor_series of
+ * them, then the shared HUB_OTHER_ID one); never freed before the hub. */
+typedef struct ps_hub_id_series {
+    struct ps_hub_id_series *hnext;
     char *id;
     ps_series *s[HUB_PER_SENSOR];
+    uint64_t retired[HUB_PER_SENSOR]; /* counts of its entries that left the registry */
+    uint64_t sum[HUB_PER_SENSOR];     /* ps_hub_publish's running sums */
 } hub_id_series;
+
+typedef struct hub_loglimit {
+    uint64_t start_ms;
+    uint32_t logged;
+    uint64_t skipped;
+} hub_loglimit;
 
 struct ps_hub {
     uv_loop_t *loop;
     ps_hub_opts o;
-    ps_sensor_rec *sensors;
+    ps_sensor_rec *sensors, *tail; /* newest first */
+    ps_sensor_rec **buckets;       /* hash on (id, session) */
+    size_t n_buckets, n_sensors;
+    int registry_full;     /* the last ps_hub_sensor_get found no room */
     ps_session **sessions; /* open connections, oldest first */
     unsigned n_sessions, cap_sessions;
     int stopping;
@@ -199,9 +239,34 @@ struct ps_hub {
     ps_series **series[R_COUNT]; /* the up-front series of each family */
     /* Room for every up-front series of the table (register_metrics checks). */
     ps_series *series_store[PS_REASON_COUNT + HUB_TLS_REASONS + PS_HUB_WIRE_REASONS + 16];
-    hub_id_series *ids;
+    hub_id_series **ids; /* one per id with its own series */
     size_t n_ids;
+    hub_id_series **id_buckets; /* hash on id */
+    size_t n_id_buckets;
+    hub_id_series other; /* ids beyond max_sensor_series (series made when needed) */
+    hub_loglimit loglimit[PS_REASON_COUNT];
 };
+
+/* The hub's clock for expiry and rate limits (ms, monotonic). */
+static uint64_t hub_now_ms(void)
+{
+    return uv_hrtime() / 1000000u;
+}
+
+/* FNV-1a */
+static uint64_t hash_bytes(const char *p, size_t n, uint64_t h)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static size_t rec_bucket(const ps_hub *hub, const char *id, size_t id_len, uint64_t session)
+{
+    uint64_t h = hash_bytes(id, id_len, 0xcbf29ce484222325ull);
+    h = (h ^ session) * 0x100000001b3ull;
+    return (size_t)(h ^ (h >> 29)) & (hub->n_buckets - 1);
+}
 
 static int register_metrics(ps_hub *hub)
 {
@@ -231,30 +296,54 @@ static int register_metrics(ps_hub *hub)
     return 0;
 }
 
-/* A sensor id's series, created the first time it is published. */
+static int make_series(ps_hub *hub, hub_id_series *s, const char *id)
+{
+    for (int k = 0; k < HUB_PER_SENSOR; k++) {
+        s->s[k] = ps_metric_series(hub->family[R_PACKETS + k], id, NULL, NULL);
+        if (!s->s[k])
+            return -1;
+    }
+    return 0;
+}
+
+/* A sensor id's series: its own while there is room, else the shared one.
+ * NULL on OOM (tried again at the next publish). */
 static hub_id_series *id_series(ps_hub *hub, const char *id)
 {
-    for (size_t i = 0; i < hub->n_ids; i++)
-        if (strcmp(hub->ids[i].id, id) == 0)
-            return &hub->ids[i];
-    hub_id_series *n = realloc(hub->ids, (hub->n_ids + 1) * sizeof(*n));
+    size_t b = (size_t)hash_bytes(id, strlen(id), 0xcbf29ce484222325ull) & (hub->n_id_buckets - 1);
+    for (hub_id_series *s = hub->id_buckets[b]; s; s = s->hnext)
+        if (strcmp(s->id, id) == 0)
+            return s;
+    if (hub->n_ids >= hub->o.limits.max_sensor_series) {
+        if (!hub->other.s[0] && make_series(hub, &hub->other, HUB_OTHER_ID) != 0)
+            return NULL;
+        return &hub->other;
+    }
+    hub_id_series **n = realloc(hub->ids, (hub->n_ids + 1) * sizeof(*n));
     if (!n)
         return NULL;
     hub->ids = n;
-    hub_id_series *s = &n[hub->n_ids];
-    memset(s, 0, sizeof(*s));
-    s->id = strdup(id);
-    if (!s->id)
+    hub_id_series *s = calloc(1, sizeof(*s));
+    if (!s)
         return NULL;
-    for (int k = 0; k < HUB_PER_SENSOR; k++) {
-        s->s[k] = ps_metric_series(hub->family[R_PACKETS + k], id, NULL, NULL);
-        if (!s->s[k]) {
-            free(s->id);
-            return NULL;
-        }
+    s->id = strdup(id);
+    if (!s->id || make_series(hub, s, id) != 0) {
+        /* Series already made stay in the registry, unused: OOM only. */
+        free(s->id);
+        free(s);
+        return NULL;
     }
-    hub->n_ids++;
+    s->hnext = hub->id_buckets[b];
+    hub->id_buckets[b] = s;
+    hub->ids[hub->n_ids++] = s;
     return s;
+}
+
+static uint64_t rec_counter(const ps_sensor_rec *r, int k)
+{
+    uint64_t v;
+    memcpy(&v, (const char *)r + metric_defs[R_PACKETS + k].off, sizeof(v));
+    return v;
 }
 
 static void update_rate(ps_sensor_rec *r, uint64_t now)
@@ -273,6 +362,31 @@ static void update_rate(ps_sensor_rec *r, uint64_t now)
     }
 }
 
+/* Per sensor id (an id may have had several sessions): one pass over the
+ * entries, each of which knows its id's series, so O(entries + ids). */
+static void publish_per_sensor(ps_hub *hub)
+{
+    for (size_t i = 0; i < hub->n_ids; i++)
+        memcpy(hub->ids[i]->sum, hub->ids[i]->retired, sizeof(hub->ids[i]->sum));
+    memcpy(hub->other.sum, hub->other.retired, sizeof(hub->other.sum));
+    for (ps_sensor_rec *r = hub->sensors; r; r = r->next) {
+        if (!r->series)
+            r->series = id_series(hub, r->id);
+        if (!r->series) {
+            ps_debug("receiver", "out of memory: no metrics for sensor %s yet", r->id);
+            continue;
+        }
+        for (int k = 0; k < HUB_PER_SENSOR; k++)
+            r->series->sum[k] += rec_counter(r, k);
+    }
+    for (size_t i = 0; i < hub->n_ids; i++)
+        for (int k = 0; k < HUB_PER_SENSOR; k++)
+            ps_series_set_u64(hub->ids[i]->s[k], hub->ids[i]->sum[k]);
+    if (hub->other.s[0])
+        for (int k = 0; k < HUB_PER_SENSOR; k++)
+            ps_series_set_u64(hub->other.s[k], hub->other.sum[k]);
+}
+
 void ps_hub_publish(ps_hub *hub)
 {
     uint64_t now = uv_hrtime();
@@ -284,6 +398,8 @@ void ps_hub_publish(ps_hub *hub)
     }
     if (!hub->o.metrics)
         return;
+    smp.known = hub->n_sensors;
+    smp.forgotten = hub->counters.sensors_forgotten;
     ps_writer_totals wt;
     ps_writer_get_totals(hub->o.writer, &wt);
     smp.connections = hub->counters.connections;
@@ -308,24 +424,7 @@ void ps_hub_publish(ps_hub *hub)
                 ps_series_set_u64(hub->series[r][i], v);
         }
     }
-    /* Per sensor id: a sensor id may have had several sessions. */
-    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
-        if (!id_series(hub, r->id))
-            ps_debug("receiver", "out of memory: no metrics for sensor %s yet", r->id);
-    for (size_t i = 0; i < hub->n_ids; i++) {
-        uint64_t sum[HUB_PER_SENSOR] = {0};
-        for (const ps_sensor_rec *r = hub->sensors; r; r = r->next) {
-            if (strcmp(r->id, hub->ids[i].id) != 0)
-                continue;
-            for (int k = 0; k < HUB_PER_SENSOR; k++) {
-                uint64_t v;
-                memcpy(&v, (const char *)r + metric_defs[R_PACKETS + k].off, sizeof(v));
-                sum[k] += v;
-            }
-        }
-        for (int k = 0; k < HUB_PER_SENSOR; k++)
-            ps_series_set_u64(hub->ids[i].s[k], sum[k]);
-    }
+    publish_per_sensor(hub);
 }
 
 /* ---- lifecycle ---- */
@@ -348,6 +447,29 @@ int ps_hub_new(ps_hub **out, uv_loop_t *loop, const ps_hub_opts *o, char *err, s
         hub->o.max_frame = PS_WIRE_MAX_FRAME_DEFAULT;
     if (!hub->o.max_batch_raw)
         hub->o.max_batch_raw = PS_WIRE_MAX_BATCH_RAW_DEFAULT;
+    ps_hub_limits *lim = &hub->o.limits;
+    if (!lim->max_pending)
+        lim->max_pending = PS_HUB_MAX_PENDING_DEFAULT;
+    if (!lim->max_pending_per_source)
+        lim->max_pending_per_source = PS_HUB_MAX_PENDING_PER_SOURCE_DEFAULT;
+    if (!lim->max_sensors)
+        lim->max_sensors = PS_HUB_MAX_SENSORS_DEFAULT;
+    if (!lim->max_sensor_series)
+        lim->max_sensor_series = PS_HUB_MAX_SENSOR_SERIES_DEFAULT;
+    if (!lim->sensor_expiry_ms)
+        lim->sensor_expiry_ms = PS_HUB_SENSOR_EXPIRY_MS_DEFAULT;
+    hub->n_buckets = 64;
+    hub->n_id_buckets = 64;
+    while (hub->n_id_buckets < lim->max_sensor_series && hub->n_id_buckets < (1u << 16))
+        hub->n_id_buckets *= 2;
+    hub->buckets = calloc(hub->n_buckets, sizeof(*hub->buckets));
+    hub->id_buckets = calloc(hub->n_id_buckets, sizeof(*hub->id_buckets));
+    hub->other.id = (char *)HUB_OTHER_ID;
+    if (!hub->buckets || !hub->id_buckets) {
+        snprintf(err, errlen, "out of memory");
+        ps_hub_free(hub);
+        return -1;
+    }
     if (hub->o.metrics && register_metrics(hub) != 0) {
         snprintf(err, errlen, "out of memory");
         ps_hub_free(hub);
@@ -367,9 +489,13 @@ void ps_hub_free(ps_hub *hub)
         free(r->id);
         free(r);
     }
-    for (size_t i = 0; i < hub->n_ids; i++)
-        free(hub->ids[i].id);
+    for (size_t i = 0; i < hub->n_ids; i++) {
+        free(hub->ids[i]->id);
+        free(hub->ids[i]);
+    }
     free(hub->ids);
+    free(hub->id_buckets);
+    free(hub->buckets);
     free(hub->sessions);
     free(hub);
 }
@@ -386,12 +512,110 @@ uv_loop_t *ps_hub_loop(const ps_hub *hub)
 
 /* ---- the registry ---- */
 
-ps_sensor_rec *ps_hub_sensor_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session)
+static ps_sensor_rec *rec_find(const ps_hub *hub, const char *id, size_t id_len, uint64_t session)
 {
-    for (ps_sensor_rec *r = hub->sensors; r; r = r->next)
+    for (ps_sensor_rec *r = hub->buckets[rec_bucket(hub, id, id_len, session)]; r; r = r->hnext)
         if (r->session == session && strlen(r->id) == id_len && memcmp(r->id, id, id_len) == 0)
             return r;
-    ps_sensor_rec *r = calloc(1, sizeof(*r));
+    return NULL;
+}
+
+/* Doubles the hash table once it holds as many entries as buckets (the
+ * table stays as it is when that fails: only longer chains). */
+static void rec_grow(ps_hub *hub)
+{
+    if (hub->n_sensors < hub->n_buckets || hub->n_buckets >= ((size_t)1 << 24))
+        return;
+    ps_sensor_rec **nb = calloc(hub->n_buckets * 2, sizeof(*nb));
+    if (!nb)
+        return;
+    free(hub->buckets);
+    hub->buckets = nb;
+    hub->n_buckets *= 2;
+    for (ps_sensor_rec *r = hub->sensors; r; r = r->next) {
+        size_t b = rec_bucket(hub, r->id, strlen(r->id), r->session);
+        r->hnext = nb[b];
+        nb[b] = r;
+    }
+}
+
+/* Takes a disconnected entry out of the registry; its counters go on in
+ * its id's retired sums. */
+static void rec_remove(ps_hub *hub, ps_sensor_rec *r)
+{
+    if (!r->series && hub->o.metrics)
+        r->series = id_series(hub, r->id);
+    if (r->series)
+        for (int k = 0; k < HUB_PER_SENSOR; k++)
+            r->series->retired[k] += rec_counter(r, k);
+    ps_sensor_rec **pp = &hub->buckets[rec_bucket(hub, r->id, strlen(r->id), r->session)];
+    while (*pp && *pp != r)
+        pp = &(*pp)->hnext;
+    if (*pp)
+        *pp = r->hnext;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        hub->sensors = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    else
+        hub->tail = r->prev;
+    hub->n_sensors--;
+    free(r->id);
+    free(r);
+}
+
+/* The registry is full: forgets disconnected entries that never wrote a
+ * batch (oldest first, up to a sixteenth of the cap at once, so a flood of
+ * new ids costs O(1) amortised), else the one with a written batch gone the
+ * longest. -1 when every entry has a connection. */
+static int make_room(ps_hub *hub)
+{
+    size_t budget = hub->o.limits.max_sensors / 16 ? hub->o.limits.max_sensors / 16 : 1;
+    size_t freed = 0;
+    ps_sensor_rec *victim = NULL;
+    for (ps_sensor_rec *r = hub->tail, *prev; r && freed < budget; r = prev) {
+        prev = r->prev;
+        if (r->conn)
+            continue;
+        if (r->last_seq == 0) {
+            rec_remove(hub, r);
+            freed++;
+        } else if (!victim || r->left_ms < victim->left_ms) {
+            victim = r;
+        }
+    }
+    if (freed)
+        return 0;
+    if (!victim)
+        return -1;
+    if (ps_hub_log_refusal(hub, PS_REASON_registry_full))
+        ps_warn("receiver",
+                "%zu sensor sessions known (limits.maxSensors): forgetting sensor %s session "
+                "%016" PRIx64 " (written up to batch %" PRIu64
+                "); if it returns, it resends what it still holds",
+                hub->n_sensors, victim->id, victim->session, victim->last_seq);
+    hub->counters.sensors_forgotten++;
+    rec_remove(hub, victim);
+    return 0;
+}
+
+/* capped: a new entry must fit in limits.max_sensors (not for what the
+ * files recovered at start-up). */
+static ps_sensor_rec *sensor_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session,
+                                 int capped)
+{
+    hub->registry_full = 0;
+    id_len = strnlen(id, id_len); /* the key is what strndup keeps */
+    ps_sensor_rec *r = rec_find(hub, id, id_len, session);
+    if (r)
+        return r;
+    if (capped && hub->n_sensors >= hub->o.limits.max_sensors && make_room(hub) != 0) {
+        hub->registry_full = 1;
+        return NULL;
+    }
+    r = calloc(1, sizeof(*r));
     if (!r)
         return NULL;
     r->id = strndup(id, id_len);
@@ -400,9 +624,59 @@ ps_sensor_rec *ps_hub_sensor_get(ps_hub *hub, const char *id, size_t id_len, uin
         return NULL;
     }
     r->session = session;
+    r->left_ms = hub_now_ms();
     r->next = hub->sensors;
+    if (r->next)
+        r->next->prev = r;
+    else
+        hub->tail = r;
     hub->sensors = r;
+    size_t b = rec_bucket(hub, id, id_len, session);
+    r->hnext = hub->buckets[b];
+    hub->buckets[b] = r;
+    hub->n_sensors++;
+    rec_grow(hub);
     return r;
+}
+
+ps_sensor_rec *ps_hub_sensor_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session)
+{
+    return sensor_get(hub, id, id_len, session, 1);
+}
+
+int ps_hub_registry_full(const ps_hub *hub)
+{
+    return hub->registry_full;
+}
+
+size_t ps_hub_sensors_known(const ps_hub *hub)
+{
+    return hub->n_sensors;
+}
+
+int ps_hub_sensor_probe_due(ps_hub *hub, ps_sensor_rec *rec)
+{
+    (void)hub;
+    uint64_t now = hub_now_ms();
+    if (rec->probe_ms && now - rec->probe_ms < HUB_PROBE_EVERY_MS)
+        return 0;
+    rec->probe_ms = now;
+    return 1;
+}
+
+/* Disconnected entries past the expiry: gone if they never wrote a batch,
+ * else dormant (hidden; kept for the checkpoint and their return). */
+static void expire_sensors(ps_hub *hub, uint64_t now_ms)
+{
+    for (ps_sensor_rec *r = hub->sensors, *next; r; r = next) {
+        next = r->next;
+        if (r->conn || r->dormant || now_ms - r->left_ms < hub->o.limits.sensor_expiry_ms)
+            continue;
+        if (r->last_seq == 0)
+            rec_remove(hub, r);
+        else
+            r->dormant = 1;
+    }
 }
 
 void ps_hub_sensor_connected(ps_hub *hub, ps_sensor_rec *rec, ps_session *s, const char *peer)
@@ -411,14 +685,18 @@ void ps_hub_sensor_connected(ps_hub *hub, ps_sensor_rec *rec, ps_session *s, con
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     rec->conn = s;
+    rec->left_ms = 0;
+    rec->dormant = 0;
     rec->connected_ns = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
     snprintf(rec->addr, sizeof(rec->addr), "%s", peer);
 }
 
 void ps_hub_sensor_detach(ps_sensor_rec *rec, const ps_session *s)
 {
-    if (rec->conn == s)
+    if (rec->conn == s) {
         rec->conn = NULL;
+        rec->left_ms = hub_now_ms();
+    }
 }
 
 void ps_hub_count_batch(ps_hub *hub, ps_sensor_rec *rec, uint64_t seq, uint32_t records,
@@ -450,7 +728,7 @@ void ps_hub_sensor_drops(ps_sensor_rec *rec, uint64_t drops)
 
 void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t session, uint64_t seq)
 {
-    ps_sensor_rec *r = ps_hub_sensor_get(hub, id, id_len, session);
+    ps_sensor_rec *r = sensor_get(hub, id, id_len, session, 0);
     if (!r) {
         ps_error("receiver", "out of memory recovering sensor state");
         return;
@@ -490,6 +768,46 @@ void ps_hub_count_reason(ps_hub *hub, ps_hub_reason r)
     hub->rejected_by_reason[r]++;
     if (hub->o.metrics)
         ps_series_add(hub->series[R_REJECTED][r], 1);
+}
+
+/* The one line for the refusals whose own lines were skipped. */
+static void log_skipped(ps_hub *hub, int r)
+{
+    hub_loglimit *l = &hub->loglimit[r];
+    if (l->skipped)
+        ps_warn("receiver",
+                "%" PRIu64 " more connections refused or cut [reason=%s] (log lines skipped: at "
+                "most %d per %d s)",
+                l->skipped, reason_names[r], HUB_LOG_BURST, HUB_LOG_WINDOW_MS / 1000);
+    l->skipped = 0;
+}
+
+int ps_hub_log_refusal(ps_hub *hub, ps_hub_reason r)
+{
+    if (r >= PS_REASON_COUNT)
+        return 1;
+    hub_loglimit *l = &hub->loglimit[r];
+    uint64_t now = hub_now_ms();
+    if (l->start_ms == 0 || now - l->start_ms >= HUB_LOG_WINDOW_MS) {
+        log_skipped(hub, r);
+        l->start_ms = now;
+        l->logged = 0;
+    }
+    if (l->logged < HUB_LOG_BURST) {
+        l->logged++;
+        return 1;
+    }
+    l->skipped++;
+    return 0;
+}
+
+/* The summary lines of windows that have ended (tick), or of all (stop). */
+static void flush_log_limits(ps_hub *hub, int all)
+{
+    uint64_t now = hub_now_ms();
+    for (int r = 0; r < PS_REASON_COUNT; r++)
+        if (all || now - hub->loglimit[r].start_ms >= HUB_LOG_WINDOW_MS)
+            log_skipped(hub, r);
 }
 
 void ps_hub_count_rejected(ps_hub *hub, ps_hub_reason r)
@@ -556,6 +874,8 @@ int ps_hub_write_failing(const ps_hub *hub)
 int ps_hub_foreach_sensor(const ps_hub *hub, int (*fn)(void *ud, const ps_hub_sensor *s), void *ud)
 {
     for (const ps_sensor_rec *r = hub->sensors; r; r = r->next) {
+        if (r->dormant)
+            continue;
         ps_hub_sensor v = {.id = r->id,
                            .session = r->session,
                            .addr = r->addr,
@@ -610,8 +930,9 @@ static size_t host_len(const char *peer)
 static void refuse(ps_hub *hub, uv_tcp_t *tcp, const char *peer, ps_hub_reason r, const char *why)
 {
     ps_hub_count_reason(hub, r);
-    ps_warn("receiver", "closing connection from %s (sensor ?): %s [reason=%s]", peer, why,
-            reason_names[r]);
+    if (ps_hub_log_refusal(hub, r))
+        ps_warn("receiver", "closing connection from %s (sensor ?): %s [reason=%s]", peer, why,
+                reason_names[r]);
     uv_close((uv_handle_t *)tcp, free_handle);
 }
 
@@ -645,9 +966,42 @@ static int check_limits(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
     return 0;
 }
 
+/* The pre-handshake budget: unauthenticated connections, in all and from
+ * one address, so that idle sockets can neither fill max_connections nor
+ * lock out other addresses. 0 to go on, -1 when tcp was refused. */
+static int check_pending(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
+{
+    char why[200];
+    const ps_hub_limits *lim = &hub->o.limits;
+    size_t hl = host_len(peer);
+    uint32_t pending = 0, same = 0;
+    for (unsigned i = 0; i < hub->n_sessions; i++) {
+        if (!ps_session_pending(hub->sessions[i]))
+            continue;
+        pending++;
+        const char *op = ps_session_peer(hub->sessions[i]);
+        if (host_len(op) == hl && memcmp(op, peer, hl) == 0)
+            same++;
+    }
+    if (pending >= lim->max_pending) {
+        snprintf(why, sizeof(why), "%u connections in their handshake (limits.maxPending)",
+                 pending);
+        refuse(hub, tcp, peer, PS_REASON_max_pending, why);
+        return -1;
+    }
+    if (same >= lim->max_pending_per_source) {
+        snprintf(why, sizeof(why),
+                 "%u connections from %.*s in their handshake (limits.maxPendingPerSource)", same,
+                 (int)hl, peer);
+        refuse(hub, tcp, peer, PS_REASON_max_pending_per_source, why);
+        return -1;
+    }
+    return 0;
+}
+
 void ps_hub_accept(ps_hub *hub, uv_tcp_t *tcp, const char *peer)
 {
-    if (check_limits(hub, tcp, peer) != 0)
+    if (check_limits(hub, tcp, peer) != 0 || check_pending(hub, tcp, peer) != 0)
         return;
     if (hub->n_sessions == hub->cap_sessions) {
         unsigned nc = hub->cap_sessions ? hub->cap_sessions * 2 : 16;
@@ -748,6 +1102,8 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
      * it), so the array does not change under this loop. */
     for (unsigned i = 0; i < hub->n_sessions; i++)
         ps_session_check_deadlines(hub->sessions[i], now);
+    expire_sensors(hub, hub_now_ms());
+    flush_log_limits(hub, 0);
     if (ps_writer_tick(hub->o.writer, now_ns) != 0 && !hub->write_failing)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
     if (hub->write_failing)
@@ -757,6 +1113,7 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
 void ps_hub_stop(ps_hub *hub)
 {
     hub->stopping = 1;
+    flush_log_limits(hub, 1);
     ps_hub_flush_and_ack(hub);
     for (unsigned i = 0; i < hub->n_sessions; i++)
         ps_session_close(hub->sessions[i], 1, "receiver shutting down");

@@ -8,12 +8,23 @@
  * counters and metrics. It does not own what it is given in ps_hub_opts:
  * the writer, the live feed, the TLS context, the registry.
  *
- * The hub's policy, in one place: connection limits on accept; one writer
+ * The hub's policy, in one place: connection limits on accept (pre-handshake
+ * connections have their own smaller budget, in all and per address); one
+ * (sensor id, session) bound to one connection at a time (a second one is
+ * refused while the first is open); one writer
  * flush per read covering every session, after which each session's
  * batches now on disk are acknowledged (an ACK always means "written");
  * while flushes fail no session reads, so sensors keep their batches in
- * their spools; handshake and idle deadlines; a graceful stop that
- * acknowledges what is written before closing.
+ * their spools; handshake deadlines (always, also while writes fail) and
+ * idle ones; a graceful stop that acknowledges what is written before
+ * closing.
+ *
+ * Bounds: the registry holds at most limits.max_sensors entries, found by
+ * hash; a disconnected entry expires after limits.sensor_expiry_ms (hidden,
+ * kept only for its last batch if it wrote any). ps_hub_publish is O(entries
+ * + ids), and /metrics has per-sensor series for at most
+ * limits.max_sensor_series ids. Refusal log lines are rate-limited per
+ * reason.
  *
  * Metrics: every packetstreamer_receiver_* family is registered by
  * ps_hub_new from one table in hub.c. Rejections, TLS and auth failures
@@ -38,11 +49,32 @@
 
 typedef struct ps_hub ps_hub;
 
+/* Defaults of the limits below whose 0 means "default". */
+#define PS_HUB_MAX_PENDING_DEFAULT 128
+#define PS_HUB_MAX_PENDING_PER_SOURCE_DEFAULT 16
+#define PS_HUB_MAX_SENSORS_DEFAULT 16384
+#define PS_HUB_MAX_SENSOR_SERIES_DEFAULT 1024
+#define PS_HUB_SENSOR_EXPIRY_MS_DEFAULT 600000
+
 typedef struct ps_hub_limits {
     uint64_t handshake_timeout_ms; /* TLS handshake + HELLO, from accept. 0 = never */
     uint64_t idle_timeout_ms;      /* no frame for this long: cut. 0 = never */
-    uint32_t max_connections;      /* 0 = unlimited */
-    uint32_t max_per_source;       /* 0 = unlimited */
+    uint32_t max_connections;      /* all connections. 0 = unlimited */
+    uint32_t max_per_source;       /* all connections from one address. 0 = unlimited */
+    /* Connections still in their handshake (TLS + HELLO), counted apart so
+     * that unauthenticated ones cannot fill max_connections: in all, and
+     * from one address. 0: the defaults above. */
+    uint32_t max_pending, max_pending_per_source;
+    /* Registry entries (id, session) kept; beyond, disconnected ones are
+     * forgotten (never-written ones first). 0: default. */
+    uint32_t max_sensors;
+    /* Sensor ids with their own per-sensor series in /metrics; later ids
+     * are summed under sensor="_other". 0: default. */
+    uint32_t max_sensor_series;
+    /* A sensor disconnected this long leaves /api/sensors (and the registry
+     * if it never wrote a batch; else its last batch stays for the
+     * checkpoint and its return). 0: default. */
+    uint64_t sensor_expiry_ms;
 } ps_hub_limits;
 
 /* Everything a hub is built from. Pointers are borrowed: they must outlive
@@ -108,6 +140,7 @@ typedef struct ps_hub_counters {
     uint64_t packets, bytes;                   /* records written */
     uint64_t auth_failures;                    /* wrong token or certificate identity */
     uint64_t acks;                             /* ACK frames sent */
+    uint64_t sensors_forgotten; /* entries with a written batch dropped at the registry's cap */
 } ps_hub_counters;
 
 void ps_hub_get_counters(const ps_hub *hub, ps_hub_counters *out);
@@ -128,7 +161,10 @@ typedef struct ps_hub_sensor {
     double pps, bps; /* packets and bytes per second, as of ps_hub_publish */
 } ps_hub_sensor;
 
-/* Calls fn for every sensor record, newest first, until fn returns
+/* Entries in the registry now (expired ones with a written batch included). */
+size_t ps_hub_sensors_known(const ps_hub *hub);
+
+/* Calls fn for every sensor record but expired ones, newest first, until fn returns
  * nonzero; returns that value, or 0. */
 int ps_hub_foreach_sensor(const ps_hub *hub, int (*fn)(void *ud, const ps_hub_sensor *s), void *ud);
 

@@ -35,7 +35,12 @@ typedef struct ps_session ps_session;
     X(tls_handshake)                                                                               \
     X(tls_error)                                                                                   \
     X(auth)                                                                                        \
-    X(identity)
+    X(identity)                                                                                    \
+    X(max_pending)                                                                                 \
+    X(max_pending_per_source)                                                                      \
+    X(session_in_use)                                                                              \
+    X(sequence_jump)                                                                               \
+    X(registry_full)
 
 #define PS_HUB_REASON_ENUM(n) PS_REASON_##n,
 typedef enum ps_hub_reason { PS_HUB_REASONS(PS_HUB_REASON_ENUM) PS_REASON_COUNT } ps_hub_reason;
@@ -44,8 +49,17 @@ typedef enum ps_hub_reason { PS_HUB_REASONS(PS_HUB_REASON_ENUM) PS_REASON_COUNT 
 /* "garbage", ... ; "other" for PS_REASON_COUNT (a refusal without a label). */
 const char *ps_hub_reason_name(ps_hub_reason r);
 
+/* How far ahead of the last batch written a batch's sequence may be: a gap
+ * is legal (the sensor evicted batches it never sent), a jump beyond this is
+ * not; it would make every later honest batch look like a duplicate. 2^32
+ * batches is years of sealing at any realistic rate. */
+#define PS_HUB_MAX_SEQ_JUMP (1ull << 32)
+
 /* A registry entry: what the receiver knows about one sensor process.
- * Sessions read it; the hub writes it (ps_hub_sensor_* and ps_hub_count_*). */
+ * Sessions read it; the hub writes it (ps_hub_sensor_* and ps_hub_count_*).
+ * An entry with an open connection (conn) is never removed; without one it
+ * may be (expiry, the registry's cap), so a session keeps a pointer to its
+ * entry only while it is that entry's conn. */
 typedef struct ps_sensor_rec {
     struct ps_sensor_rec *next;
     char *id;
@@ -59,6 +73,12 @@ typedef struct ps_sensor_rec {
     ps_session *conn;      /* its current connection, if any */
     uint64_t rate_packets, rate_bytes, rate_t_ns; /* the rate window's start */
     double pps, bps;
+    /* private: the hub's own (registry bookkeeping) */
+    struct ps_sensor_rec *prev, *hnext; /* creation-order list, hash chain */
+    struct ps_hub_id_series *series;    /* its id's /metrics series, once published */
+    uint64_t left_ms;                   /* hub clock when its connection left, 0 connected */
+    uint64_t probe_ms;                  /* the last takeover probe of its connection */
+    int dormant;                        /* expired: kept for the checkpoint only */
 } ps_sensor_rec;
 
 /* ---- settings and loop ---- */
@@ -71,6 +91,13 @@ uv_loop_t *ps_hub_loop(const ps_hub *hub);
 
 /* The record for (id, session), created on first sight. NULL on OOM. */
 ps_sensor_rec *ps_hub_sensor_get(ps_hub *hub, const char *id, size_t id_len, uint64_t session);
+/* Nonzero when ps_hub_sensor_get returned NULL because the registry is at
+ * limits.maxSensors and every entry has a connection (not out of memory). */
+int ps_hub_registry_full(const ps_hub *hub);
+/* A second connection asks for rec's (id, session): 1 at most once a second,
+ * when the caller should probe rec's connection (a HEARTBEAT, so a dead one
+ * errors out and frees the session sooner). */
+int ps_hub_sensor_probe_due(ps_hub *hub, ps_sensor_rec *rec);
 /* s now speaks for rec (its handshake was accepted from peer). */
 void ps_hub_sensor_connected(ps_hub *hub, ps_sensor_rec *rec, ps_session *s, const char *peer);
 /* s no longer speaks for rec (it closed, or a newer connection took over). */
@@ -87,6 +114,10 @@ void ps_hub_sensor_drops(ps_sensor_rec *rec, uint64_t drops);
 
 /* A refused or cut connection, by label. */
 void ps_hub_count_reason(ps_hub *hub, ps_hub_reason r);
+/* Whether the log line for a refusal of reason r may be written now: at
+ * most a burst per reason every few seconds, since a peer can trigger them
+ * at will; the skipped ones are summed up in one later line. */
+int ps_hub_log_refusal(ps_hub *hub, ps_hub_reason r);
 /* A handshake answered with REJECT (label PS_REASON_COUNT: none). */
 void ps_hub_count_rejected(ps_hub *hub, ps_hub_reason r);
 /* A connection closed on an error: err a uv error, a PS_CONN_E_* code, or

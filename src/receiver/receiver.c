@@ -264,7 +264,12 @@ int ps_receiver_run(const ps_config *cfg)
         .limits = {.handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_sec * 1000,
                    .idle_timeout_ms = (uint64_t)cfg->idle_timeout_sec * 1000,
                    .max_connections = cfg->max_connections,
-                   .max_per_source = cfg->max_connections_per_source},
+                   .max_per_source = cfg->max_connections_per_source,
+                   .max_pending = cfg->max_pending_connections,
+                   .max_pending_per_source = cfg->max_pending_per_source,
+                   .max_sensors = cfg->max_sensors,
+                   .max_sensor_series = cfg->max_sensor_series,
+                   .sensor_expiry_ms = (uint64_t)cfg->sensor_expiry_sec * 1000},
         .metrics = r.metrics,
         .on_idle = on_hub_idle,
         .ud = &r};

@@ -5,7 +5,10 @@
  * net.c before buffering, batch raw_len by the hub's max_batch_raw before
  * inflating, each record by the record iterator, interface indexes by
  * PS_SESSION_MAX_IFACES. A violation closes this connection only; other
- * sensors' streams go on.
+ * sensors' streams go on. A stream is its own: a HELLO for an (id, session)
+ * another open connection has is refused, and a batch more than
+ * PS_HUB_MAX_SEQ_JUMP ahead of the last written is refused unwritten
+ * (docs/protocol.md section 5).
  *
  * Every refused or cut connection is logged once, as "closing connection
  * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL through
@@ -22,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/codec.h"
 #include "core/log.h"
@@ -59,8 +63,9 @@ static void sess_log_bad(ps_session *s, ps_hub_reason r, const char *why)
         return;
     s->logged = 1;
     ps_hub_count_reason(s->hub, r);
-    ps_warn("receiver", "closing connection from %s (sensor %s): %s [reason=%s]", s->peer,
-            s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(r));
+    if (ps_hub_log_refusal(s->hub, r))
+        ps_warn("receiver", "closing connection from %s (sensor %s): %s [reason=%s]", s->peer,
+                s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(r));
 }
 
 static void sess_close_r(ps_session *s, int err, ps_hub_reason r, const char *fmt, ...)
@@ -113,8 +118,9 @@ static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason label, const
     va_end(ap);
     s->logged = 1;
     ps_hub_count_rejected(s->hub, label);
-    ps_warn("receiver", "rejecting %s (sensor %s): %s [reason=%s]", s->peer,
-            s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(label));
+    if (ps_hub_log_refusal(s->hub, label))
+        ps_warn("receiver", "rejecting %s (sensor %s): %s [reason=%s]", s->peer,
+                s->sensor ? s->sensor->id : "?", why, ps_hub_reason_name(label));
     ps_buf out = PS_BUF_INIT;
     ps_reject r = {.code = code, .reason = why, .reason_len = (uint16_t)strlen(why)};
     if (ps_wire_encode_reject(&out, &r) == 0)
@@ -179,6 +185,28 @@ static int check_identity(ps_session *s, const ps_hello *h)
     return -1;
 }
 
+/* (id, session) belongs to the connection that has it: a second one is
+ * refused (BUSY, so a sensor retries) until the first has closed. Were the
+ * new one to win, any authenticated client could take over another
+ * sensor's stream. A sensor that reconnects before its old connection's
+ * death was noticed is the honest case: the owner is sent a HEARTBEAT,
+ * which a dead peer answers with a reset, closing it, and the idle timeout
+ * covers a silent one. */
+static int refuse_takeover(ps_session *s, ps_sensor_rec *rec, const ps_hello *h)
+{
+    ps_session *owner = rec->conn;
+    if (ps_hub_sensor_probe_due(s->hub, rec) && owner->state == SS_ACTIVE) {
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        (void)send_u64(owner, PS_FRAME_HEARTBEAT,
+                       (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec);
+    }
+    sess_reject(s, PS_REJECT_BUSY, PS_REASON_session_in_use,
+                "session %016" PRIx64 " of sensor '%.*s' is connected already", h->session,
+                (int)h->id_len, h->id);
+    return -1;
+}
+
 static int on_hello(ps_session *s, const ps_frame *f)
 {
     const ps_hub_opts *o = s->o;
@@ -214,20 +242,17 @@ static int on_hello(ps_session *s, const ps_frame *f)
     if (check_identity(s, &h) != 0)
         return -1;
     ps_sensor_rec *rec = ps_hub_sensor_get(s->hub, h.id, h.id_len, h.session);
+    if (!rec && ps_hub_registry_full(s->hub)) {
+        sess_reject(s, PS_REJECT_BUSY, PS_REASON_registry_full,
+                    "too many sensor sessions connected (limits.maxSensors)");
+        return -1;
+    }
     if (!rec) {
         sess_reject(s, PS_REJECT_INTERNAL, PS_REASON_COUNT, "out of memory");
         return -1;
     }
-    if (rec->conn && rec->conn != s) {
-        /* The same sensor process reconnected before we noticed its old
-         * connection died: the new one wins, the old one is closed. */
-        ps_warn("receiver", "sensor %s reconnected from %s: closing its old connection from %s",
-                rec->id, s->peer, rec->conn->peer);
-        ps_session *old = rec->conn;
-        ps_hub_sensor_detach(rec, old);
-        old->sensor = NULL;
-        ps_conn_close(old->conn, 0, "replaced by a new connection");
-    }
+    if (rec->conn && rec->conn != s)
+        return refuse_takeover(s, rec, &h);
     ps_hub_sensor_connected(s->hub, rec, s, s->peer);
     s->sensor = rec;
     s->codec = (ps_codec)h.codec;
@@ -331,6 +356,13 @@ static int on_batch(ps_session *s, const ps_frame *f)
         /* Already written (a resend after a reconnect): acknowledge only. */
         ps_hub_count_duplicate(s->hub, rec);
         return 0;
+    }
+    if (b.seq - rec->last_seq > PS_HUB_MAX_SEQ_JUMP) {
+        /* Written, it would make every later honest batch a "duplicate". */
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_sequence_jump,
+                     "batch %" PRIu64 " after %" PRIu64 ": a jump of more than 2^32", b.seq,
+                     rec->last_seq);
+        return -1;
     }
     if (b.seq != rec->last_seq + 1) {
         ps_hub_count_gap(rec);
@@ -567,13 +599,21 @@ const char *ps_session_peer(const ps_session *s)
     return s->peer;
 }
 
+int ps_session_pending(const ps_session *s)
+{
+    return s->state == SS_HELLO;
+}
+
 void ps_session_check_deadlines(ps_session *s, uint64_t now)
 {
     const ps_hub_limits *lim = &s->o->limits;
     if (s->logged || s->state == SS_DONE)
         return; /* already being closed */
-    if (ps_conn_paused(s->conn)) {
-        s->last_rx_ms = now; /* we stopped reading it: it is not idle */
+    /* A paused session is not idle (we stopped reading it); one still in
+     * its handshake is cut all the same, or while writes fail unanswered
+     * sockets would hold their slots for ever. */
+    if (s->state == SS_ACTIVE && ps_conn_paused(s->conn)) {
+        s->last_rx_ms = now;
         return;
     }
     if (s->state == SS_HELLO && lim->handshake_timeout_ms &&

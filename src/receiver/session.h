@@ -28,6 +28,8 @@ ps_session *ps_session_new(ps_hub *hub, uv_tcp_t *tcp, SSL *ssl, const char *pee
  * the session. */
 void ps_session_start(ps_session *s, int paused);
 const char *ps_session_peer(const ps_session *s);
+/* Nonzero until the handshake is accepted (the hub's pre-handshake budget). */
+int ps_session_pending(const ps_session *s);
 /* Cuts the session past its handshake or idle deadline (hub limits);
  * now_ms: uv_now. */
 void ps_session_check_deadlines(ps_session *s, uint64_t now_ms);

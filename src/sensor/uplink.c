@@ -78,6 +78,7 @@ struct ps_uplink {
 static void up_connect(ps_uplink *u);
 static void up_pump(ps_uplink *u);
 static void up_maybe_finish_close(ps_uplink *u);
+static uint64_t new_session(void);
 
 static char *dupstr(const char *s)
 {
@@ -116,10 +117,7 @@ ps_uplink *ps_uplink_new(uv_loop_t *loop, ps_batcher *batcher, const ps_uplink_o
         snprintf(u->target, sizeof(u->target), "[%s]:%d", o->host, o->port);
     else
         snprintf(u->target, sizeof(u->target), "%s:%d", o->host, o->port);
-    /* The session id makes (sensor, session, seq) unique across restarts of
-     * this sensor; uniqueness, not secrecy, is what it needs. */
-    if (uv_random(NULL, NULL, &u->session, sizeof(u->session), 0, NULL) != 0)
-        u->session = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+    u->session = new_session();
     u->backoff_ms = PS_UPLINK_BACKOFF_MIN_MS;
     ps_spool_init(&u->spool, o->spool_bytes, release_batch, batcher);
     return u;
@@ -291,6 +289,36 @@ static void on_heartbeat(uv_timer_t *t)
         u->last_send_ms = uv_now(u->loop);
 }
 
+/* The session id makes (sensor, session, seq) unique across restarts of
+ * this sensor; uniqueness, not secrecy, is what it needs. */
+static uint64_t new_session(void)
+{
+    uint64_t v;
+    if (uv_random(NULL, NULL, &v, sizeof(v), 0, NULL) != 0)
+        v = (uint64_t)uv_hrtime() ^ ((uint64_t)uv_os_getpid() << 32);
+    return v;
+}
+
+/* The receiver claims to have written batches this session never sent:
+ * another client used our (id, session) (or the receiver is broken).
+ * Believing it would drop the spool and make every later batch a
+ * "duplicate" there, so the stream goes on under a new session instead:
+ * everything unacknowledged is sent again (perhaps twice, never lost). */
+static int refuse_accept(ps_uplink *u, uint64_t claimed)
+{
+    uint64_t old = u->session;
+    u->session = new_session();
+    ps_error("sensor",
+             "receiver %s says batch %llu of session %016llx is written, but this sensor sent "
+             "only up to %llu: another client may have used this sensor's id and session; "
+             "continuing as session %016llx (unacknowledged batches are sent again)",
+             u->target, (unsigned long long)claimed, (unsigned long long)old,
+             (unsigned long long)ps_spool_last_sent(&u->spool), (unsigned long long)u->session);
+    ps_conn_close(u->conn, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
+                  "receiver's ACCEPT claims batches this sensor never sent");
+    return -1;
+}
+
 static int on_accept(ps_uplink *u, const ps_frame *f)
 {
     ps_accept a;
@@ -301,6 +329,8 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
                       "receiver sent an ACCEPT we cannot use");
         return -1;
     }
+    if (a.last_seq > ps_spool_last_sent(&u->spool))
+        return refuse_accept(u, a.last_seq);
     uv_timer_stop(&u->timer);
     ps_conn_set_max_frame(u->conn, a.max_frame);
     u->state = UP_READY;

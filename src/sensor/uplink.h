@@ -6,7 +6,10 @@
  * connected, ready batches are written in order; after a disconnect the
  * uplink resolves the receiver's name again, reconnects with exponential
  * backoff and jitter, learns from ACCEPT what the receiver already wrote,
- * and resends the rest.
+ * and resends the rest. An ACCEPT whose last_seq is beyond the highest
+ * batch ever sent is refused (someone else used this (id, session)): the
+ * uplink logs an error, takes a new session id and resends everything
+ * unacknowledged under it.
  * Interfaces are announced on every new connection before any batch.
  *
  * The spool is bounded (spool bytes); the caller asks ps_uplink_spool_full()

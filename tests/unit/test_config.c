@@ -423,6 +423,11 @@ CHECK(k_hs_timeout, c->handshake_timeout_sec == 3)
 CHECK(k_idle_timeout, c->idle_timeout_sec == 90)
 CHECK(k_max_conns, c->max_connections == 10)
 CHECK(k_max_per_source, c->max_connections_per_source == 2)
+CHECK(k_max_pending, c->max_pending_connections == 3)
+CHECK(k_max_pending_per_source, c->max_pending_per_source == 4)
+CHECK(k_max_sensors, c->max_sensors == 5)
+CHECK(k_max_sensor_series, c->max_sensor_series == 6)
+CHECK(k_sensor_expiry, c->sensor_expiry_sec == 7)
 CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600)
 CHECK(k_http_enable, c->http_enable == 0)
 CHECK(k_http_listen, streq(c->http_listen, "127.0.0.1:9999"))
@@ -491,6 +496,11 @@ static const key_case key_cases[] = {
     {"limits.idleTimeoutSec", "90", "90", k_idle_timeout},
     {"limits.maxConnections", "10", "10", k_max_conns},
     {"limits.maxConnectionsPerSource", "2", "2", k_max_per_source},
+    {"limits.maxPendingConnections", "3", "3", k_max_pending},
+    {"limits.maxPendingPerSource", "4", "4", k_max_pending_per_source},
+    {"limits.maxSensors", "5", "5", k_max_sensors},
+    {"limits.maxSensorSeries", "6", "6", k_max_sensor_series},
+    {"limits.sensorExpirySec", "7", "7", k_sensor_expiry},
     {"output.file.mode", "\"0600\"", "0600", k_file_mode},
     {"http.enable", "false", "off", k_http_enable},
     {"http.listen", "127.0.0.1:9999", "127.0.0.1:9999", k_http_listen},
@@ -1054,10 +1064,10 @@ static void test_env_names(void **state)
     assert_string_equal(ps_config_env_name("input.port", small, sizeof(small)), "PACKETSTR");
 
     /* every key's name is distinct, and none is one Kubernetes injects */
-    char names[64][128];
+    char names[128][128];
     size_t n = 0;
     for (const char *k; (k = ps_config_key_name(n)) != NULL; n++) {
-        assert_true(n < 64);
+        assert_true(n < 128);
         ps_config_env_name(k, names[n], sizeof(names[n]));
         assert_string_not_equal(names[n], "PACKETSTREAMER_PORT");
         assert_null(strstr(names[n], "SERVICE_"));

@@ -20,6 +20,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,9 +484,20 @@ static void test_stop_and_abort(void **state)
     rx_stop(&r);
 }
 
-/* A sensor process that reconnects before its old connection is noticed
- * dead takes over: the old one is closed, the record stays one. */
-static void test_reconnect_replaces_old_connection(void **state)
+/* The REJECT code a client got (its connection then closes). */
+static int cl_reject_code(client *c, rx *r)
+{
+    ps_frame f;
+    assert_int_equal(cl_expect(c, r, PS_FRAME_REJECT, &f), 1);
+    ps_reject rj;
+    assert_int_equal(ps_wire_decode_reject(f.payload, f.len, &rj), PS_WIRE_OK);
+    return rj.code;
+}
+
+/* A (id, session) belongs to the connection that has it: a second
+ * connection is refused (BUSY, retryable) while the first is open, and the
+ * owner gets a HEARTBEAT probe; once the owner is gone the next one resumes. */
+static void test_second_connection_for_live_session_refused(void **state)
 {
     (void)state;
     rx r;
@@ -496,17 +509,296 @@ static void test_reconnect_replaces_old_connection(void **state)
     cl_iface(&a);
     cl_batch(&a, 1, 1);
     assert_int_equal(cl_ack(&a, &r), 1);
+
     cl_connect(&b, &r);
     cl_hello(&b, "a", 7, NULL);
-    assert_int_equal(cl_accept(&b, &r), 1);
+    assert_int_equal(cl_reject_code(&b, &r), PS_REJECT_BUSY);
     ps_frame f;
-    assert_int_equal(cl_expect(&a, &r, PS_FRAME_ACK, &f), 0);
-    assert_int_equal(ps_hub_session_count(r.hub), 1);
+    assert_int_equal(cl_expect(&a, &r, PS_FRAME_HEARTBEAT, &f), 1); /* the probe */
+    /* The owner keeps streaming. */
+    cl_batch(&a, 2, 1);
+    assert_int_equal(cl_ack(&a, &r), 2);
+    ps_hub_publish(r.hub);
+    assert_metric(
+        &r, "packetstreamer_receiver_rejected_connections_total{reason=\"session_in_use\"} 1");
+    close(b.fd);
+
+    close(a.fd);
+    for (int i = 0; i < 2000 && sensor(&r, "a", 7).connected; i++)
+        pump(&r, 1);
+    cl_connect(&b, &r);
+    cl_hello(&b, "a", 7, NULL);
+    assert_int_equal(cl_accept(&b, &r), 2);
     ps_hub_sensor s = sensor(&r, "a", 7);
     assert_true(s.connected);
-    assert_int_equal(s.packets, 1);
+    assert_int_equal(s.packets, 2);
+    close(b.fd);
+    rx_stop(&r);
+}
+
+/* A batch more than 2^32 ahead of the last one written is refused and
+ * changes nothing: the honest stream's next batches are still written. */
+static void test_sequence_jump_refused(void **state)
+{
+    (void)state;
+    rx r;
+    rx_start(&r, tmpdir, NULL);
+    client a;
+    cl_connect(&a, &r);
+    cl_hello(&a, "a", 7, NULL);
+    cl_accept(&a, &r);
+    cl_iface(&a);
+    cl_batch(&a, 1, 1);
+    assert_int_equal(cl_ack(&a, &r), 1);
+    close(a.fd);
+    for (int i = 0; i < 2000 && sensor(&r, "a", 7).connected; i++)
+        pump(&r, 1);
+
+    client h; /* a hijacker with the same (id, session) */
+    cl_connect(&h, &r);
+    cl_hello(&h, "a", 7, NULL);
+    assert_int_equal(cl_accept(&h, &r), 1);
+    cl_iface(&h);
+    cl_batch(&h, 1ull << 62, 1);
+    ps_frame f;
+    assert_int_equal(cl_expect(&h, &r, PS_FRAME_ACK, &f), 0); /* cut, nothing acked */
+    close(h.fd);
+    for (int i = 0; i < 2000 && sensor(&r, "a", 7).connected; i++)
+        pump(&r, 1);
+
+    cl_connect(&a, &r);
+    cl_hello(&a, "a", 7, NULL);
+    assert_int_equal(cl_accept(&a, &r), 1);
+    cl_iface(&a);
+    cl_batch(&a, 2, 1);
+    assert_int_equal(cl_ack(&a, &r), 2);
+    /* A gap (batches the sensor evicted unsent) is still fine. */
+    cl_batch(&a, 10, 1);
+    assert_int_equal(cl_ack(&a, &r), 10);
+    ps_hub_sensor s = sensor(&r, "a", 7);
+    assert_int_equal(s.packets, 3);
+    assert_int_equal(s.gaps, 1);
+    ps_hub_publish(r.hub);
+    assert_metric(&r,
+                  "packetstreamer_receiver_rejected_connections_total{reason=\"sequence_jump\"} 1");
+    close(a.fd);
+    rx_stop(&r);
+}
+
+/* One HELLO of a new id, then gone. */
+static void hello_and_leave(rx *r, const char *id, uint64_t session)
+{
+    client c;
+    cl_connect(&c, r);
+    cl_hello(&c, id, session, NULL);
+    cl_accept(&c, r);
+    close(c.fd);
+    for (int i = 0; i < 2000 && ps_hub_session_count(r->hub) > 0; i++)
+        pump(r, 1);
+}
+
+/* The registry holds at most max_sensors entries: a flood of new ids
+ * pushes out entries that never wrote a batch, not one a returning sensor
+ * needs to resume. */
+static void test_registry_capped_keeps_resume_state(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.max_sensors = 8}};
+    rx_start(&r, tmpdir, &o);
+    client k;
+    cl_connect(&k, &r);
+    cl_hello(&k, "keep", 5, NULL);
+    cl_accept(&k, &r);
+    cl_iface(&k);
+    cl_batch(&k, 1, 2);
+    assert_int_equal(cl_ack(&k, &r), 1);
+    close(k.fd);
+    for (int i = 0; i < 2000 && ps_hub_session_count(r.hub) > 0; i++)
+        pump(&r, 1);
+    for (int i = 0; i < 40; i++) {
+        char id[32];
+        snprintf(id, sizeof(id), "flood-%d", i);
+        hello_and_leave(&r, id, (uint64_t)i);
+        assert_true(ps_hub_sensors_known(r.hub) <= 8);
+    }
+    ps_hub_publish(r.hub);
+    assert_metric(&r, "packetstreamer_receiver_sensors_known 8");
+    /* Counters of forgotten entries stay in the totals. */
+    assert_metric(&r, "packetstreamer_receiver_packets_total{sensor=\"keep\"} 2");
+    cl_connect(&k, &r);
+    cl_hello(&k, "keep", 5, NULL);
+    assert_int_equal(cl_accept(&k, &r), 1);
+    close(k.fd);
+    rx_stop(&r);
+}
+
+/* When every entry has a connection, a new one is refused (BUSY). */
+static void test_registry_full_of_live_sessions(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.max_sensors = 2}};
+    rx_start(&r, tmpdir, &o);
+    client a, b, c;
+    cl_connect(&a, &r);
+    cl_hello(&a, "a", 1, NULL);
+    cl_accept(&a, &r);
+    cl_connect(&b, &r);
+    cl_hello(&b, "b", 1, NULL);
+    cl_accept(&b, &r);
+    cl_connect(&c, &r);
+    cl_hello(&c, "c", 1, NULL);
+    assert_int_equal(cl_reject_code(&c, &r), PS_REJECT_BUSY);
     close(a.fd);
     close(b.fd);
+    close(c.fd);
+    rx_stop(&r);
+}
+
+/* Expired entries leave /api/sensors; one that wrote a batch is kept for
+ * the checkpoint and resumes when its sensor returns. */
+static void test_expired_sensors(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.sensor_expiry_ms = 1}};
+    rx_start(&r, tmpdir, &o);
+    hello_and_leave(&r, "empty", 1);
+    client w;
+    cl_connect(&w, &r);
+    cl_hello(&w, "wrote", 2, NULL);
+    cl_accept(&w, &r);
+    cl_iface(&w);
+    cl_batch(&w, 3, 1);
+    assert_int_equal(cl_ack(&w, &r), 3);
+    close(w.fd);
+    for (int i = 0; i < 2000 && ps_hub_session_count(r.hub) > 0; i++)
+        pump(&r, 1);
+    pump(&r, 5);
+    ps_hub_tick(r.hub, 0);
+    find f = {.id = "wrote", .session = 2};
+    ps_hub_foreach_sensor(r.hub, find_cb, &f);
+    assert_false(f.found);
+    assert_int_equal(ps_hub_sensors_known(r.hub), 1);
+    ps_buf cp = PS_BUF_INIT;
+    assert_int_equal(ps_hub_checkpoint(r.hub, &cp), 0);
+    assert_true(cp.len > 0);
+    ps_buf_free(&cp);
+    ps_hub_publish(r.hub);
+    assert_metric(&r, "packetstreamer_receiver_packets_total{sensor=\"wrote\"} 1");
+    cl_connect(&w, &r);
+    cl_hello(&w, "wrote", 2, NULL);
+    assert_int_equal(cl_accept(&w, &r), 3);
+    assert_true(sensor(&r, "wrote", 2).connected);
+    close(w.fd);
+    rx_stop(&r);
+}
+
+/* /metrics has per-sensor series for max_sensor_series ids; the others are
+ * summed under sensor="_other". */
+static void test_sensor_series_capped(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.max_sensor_series = 2}};
+    rx_start(&r, tmpdir, &o);
+    for (int i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof(id), "s%d", i);
+        client c;
+        cl_connect(&c, &r);
+        cl_hello(&c, id, 1, NULL);
+        cl_accept(&c, &r);
+        cl_iface(&c);
+        cl_batch(&c, 1, 3);
+        assert_int_equal(cl_ack(&c, &r), 1);
+        ps_hub_publish(r.hub);
+        close(c.fd);
+    }
+    ps_hub_publish(r.hub);
+    assert_metric(&r, "packetstreamer_receiver_packets_total{sensor=\"s0\"} 3");
+    assert_metric(&r, "packetstreamer_receiver_packets_total{sensor=\"s1\"} 3");
+    assert_metric(&r, "packetstreamer_receiver_packets_total{sensor=\"_other\"} 6");
+    rx_stop(&r);
+}
+
+/* Connections still in their handshake have their own budget per address:
+ * idle unauthenticated sockets beyond it are refused at once, and a sensor
+ * still gets in once they are gone. */
+static void test_pending_budget_per_source(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.max_pending_per_source = 2}};
+    rx_start(&r, tmpdir, &o);
+    client idle[3];
+    for (int i = 0; i < 3; i++)
+        cl_connect(&idle[i], &r);
+    ps_frame f;
+    assert_int_equal(cl_expect(&idle[2], &r, PS_FRAME_ACK, &f), 0); /* refused */
+    ps_hub_publish(r.hub);
+    assert_metric(
+        &r,
+        "packetstreamer_receiver_rejected_connections_total{reason=\"max_pending_per_source\"} 1");
+    /* An authenticated session no longer counts. */
+    cl_hello(&idle[0], "a", 1, NULL);
+    cl_accept(&idle[0], &r);
+    client c;
+    cl_connect(&c, &r);
+    cl_hello(&c, "b", 1, NULL);
+    cl_accept(&c, &r);
+    for (int i = 0; i < 3; i++)
+        close(idle[i].fd);
+    close(c.fd);
+    rx_stop(&r);
+}
+
+/* While writing fails every session is paused, new ones too; one that never
+ * says HELLO is still cut at the handshake deadline, or idle sockets would
+ * keep their slots as long as the disk is full. Writes are made to fail
+ * with RLIMIT_FSIZE (EFBIG, SIGXFSZ ignored). */
+static void test_handshake_deadline_while_writes_fail(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.handshake_timeout_ms = 1}};
+    rx_start(&r, tmpdir, &o);
+    client a;
+    cl_connect(&a, &r);
+    cl_hello(&a, "a", 1, NULL);
+    cl_accept(&a, &r);
+    cl_iface(&a);
+    cl_batch(&a, 1, 1);
+    assert_int_equal(cl_ack(&a, &r), 1);
+
+    struct rlimit old, tiny = {.rlim_cur = 1, .rlim_max = RLIM_INFINITY};
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    tiny.rlim_max = old.rlim_max;
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &tiny), 0);
+    cl_batch(&a, 2, 16);
+    for (int i = 0; i < 2000 && !ps_hub_write_failing(r.hub); i++)
+        pump(&r, 1);
+    assert_true(ps_hub_write_failing(r.hub));
+
+    client c;
+    cl_connect(&c, &r); /* starts paused, never says HELLO */
+    pump(&r, 5);
+    ps_hub_tick(r.hub, 0);
+    ps_frame f;
+    assert_int_equal(cl_expect(&c, &r, PS_FRAME_ACK, &f), 0); /* cut */
+    ps_hub_publish(r.hub);
+    assert_metric(
+        &r, "packetstreamer_receiver_rejected_connections_total{reason=\"handshake_timeout\"} 1");
+
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    ps_hub_tick(r.hub, 0); /* the flush works again */
+    assert_false(ps_hub_write_failing(r.hub));
+    assert_int_equal(cl_ack(&a, &r), 2);
+    close(c.fd);
+    close(a.fd);
     rx_stop(&r);
 }
 
@@ -517,7 +809,15 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_checkpoint_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rejections_by_reason, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stop_and_abort, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reconnect_replaces_old_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_second_connection_for_live_session_refused, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_sequence_jump_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_capped_keeps_resume_state, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_registry_full_of_live_sessions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_expired_sensors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sensor_series_capped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_budget_per_source, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_handshake_deadline_while_writes_fail, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

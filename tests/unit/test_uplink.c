@@ -38,16 +38,18 @@ typedef struct srv {
     int port;
     /* script */
     int mode;
-    int hangups;          /* SRV_ACCEPT after this many hangups on HELLO */
-    uint16_t reject_code; /* SRV_REJECT */
-    uint64_t last_seq;    /* ACCEPT's */
-    int ack;              /* ACK every batch */
-    int close_after;      /* close the connection after this many batches, 0: never */
+    int hangups;            /* SRV_ACCEPT after this many hangups on HELLO */
+    uint16_t reject_code;   /* SRV_REJECT */
+    uint64_t last_seq;      /* ACCEPT's */
+    uint64_t last_seq_once; /* if nonzero, ACCEPT's for the next HELLO only */
+    int ack;                /* ACK every batch */
+    int close_after;        /* close the connection after this many batches, 0: never */
     /* what happened */
     ps_conn *conn;
     int conns;
     uint64_t accept_ns[MAX_CONNS];
     int hellos;
+    uint64_t sessions[MAX_CONNS]; /* each HELLO's session */
     char id[64];
     int ifaces;         /* IFACE frames on the current connection */
     int batch_no_iface; /* batches that came before any IFACE on their connection */
@@ -91,6 +93,8 @@ static int srv_on_frame(ps_conn *c, const ps_frame *f)
         ps_hello h;
         assert_int_equal(ps_wire_decode_hello(f->payload, f->len, &h), PS_WIRE_OK);
         snprintf(s->id, sizeof(s->id), "%.*s", (int)h.id_len, h.id);
+        if (s->hellos < MAX_CONNS)
+            s->sessions[s->hellos] = h.session;
         s->hellos++;
         if (s->hangups > 0 || s->mode == SRV_HANGUP) {
             if (s->hangups > 0)
@@ -111,7 +115,8 @@ static int srv_on_frame(ps_conn *c, const ps_frame *f)
                        .codec = PS_CODEC_NONE,
                        .max_frame = PS_WIRE_MAX_FRAME_DEFAULT,
                        .max_batch_raw = PS_WIRE_MAX_BATCH_RAW_DEFAULT,
-                       .last_seq = s->last_seq};
+                       .last_seq = s->last_seq_once ? s->last_seq_once : s->last_seq};
+        s->last_seq_once = 0;
         assert_int_equal(ps_wire_encode_accept(&b, &a), 0);
         return srv_send(c, &b);
     }
@@ -404,6 +409,33 @@ static void test_resend_after_reconnect(void **state)
     finish(&t);
 }
 
+/* A receiver whose ACCEPT claims a batch this session never sent (another
+ * client used our id and session and sent seq 2^62): refused, the sensor
+ * goes on under a new session and every batch is delivered. */
+static void test_accept_beyond_sent_refused(void **state)
+{
+    (void)state;
+    T t = {0};
+    t.s.last_seq_once = 1ull << 62;
+    t.s.ack = 1;
+    start(&t, 1 << 20, 60000);
+    seal(&t, 1);
+    seal(&t, 1);
+    ps_uplink_start(t.up);
+    assert_true(run_until(&t, second_conn_ready, DEADLINE_MS));
+    assert_true(run_until(&t, drained, DEADLINE_MS));
+    assert_int_equal(t.s.hellos, 2);
+    assert_true(t.s.sessions[0] != t.s.sessions[1]);
+    assert_int_equal(t.s.nseqs, 2); /* nothing went on the refused connection */
+    assert_int_equal(t.s.seqs[0], 1);
+    assert_int_equal(t.s.seqs[1], 2);
+    assert_int_equal(t.s.seq_conn[0], 2);
+    ps_uplink_totals ut = totals(&t);
+    assert_int_equal(ut.acked_batches, 2);
+    assert_int_equal(t.fatals, 0);
+    finish(&t);
+}
+
 static int sixth_conn_ready(T *t)
 {
     return t->s.conns >= 6 && ps_uplink_connected(t->up);
@@ -560,6 +592,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_deliver_ack_bye),
         cmocka_unit_test(test_resend_after_reconnect),
+        cmocka_unit_test(test_accept_beyond_sent_refused),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_reject_is_fatal),
         cmocka_unit_test(test_reject_busy_retries),
