@@ -108,7 +108,8 @@ class Honest(threading.Thread):
             with open(log, "w") as err:
                 p = subprocess.run([self.a.bin, "sensor", "--read-file", str(self.pcap),
                                     "--receiver", "127.0.0.1:%d" % self.port, "--codec", "lz4",
-                                    "--id", sid], stdin=subprocess.DEVNULL,
+                                    "--id", sid, "--http", "127.0.0.1:0"],
+                                   stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=err,
                                    env=benchlib.child_env(), timeout=300)
             kv = benchlib.parse_kv(log.read_text(errors="replace"))
