@@ -124,4 +124,37 @@ dump = link(16, 1, b"lo", 9) + link(16, 2, b"eth0") + link(16, 7, b"veth3f2a91@i
 put("netlink", "dump", dump + nlmsg(3, struct.pack("=i", 0)))
 put("netlink", "del", link(17, 7, b"veth3f2a91"))
 put("netlink", "error", nlmsg(2, struct.pack("=i", -105) + bytes(16)))
+
+# http: '\n'-separated fields: Range, URL to unescape, capture name, prefix,
+# Authorization, token, Host, allowed name / Sec-Fetch-Site, Origin.
+def http_fields(*f):
+    return "\n".join(f).encode()
+
+
+put("http", "typical", http_fields("bytes=0-99", "/captures/ps-1.pcapng%2e", "ps-1.pcapng", "ps",
+                                   "Bearer s3cret", "s3cret", "127.0.0.1:8080", "same-origin",
+                                   "http://127.0.0.1:8080"))
+put("http", "suffix-v6", http_fields("bytes=-500", "%00%2F..%2f", "ps-2.pcap.part", "ps",
+                                     "bearer  tok ", "tok", "[::1]:8080", "cross-site",
+                                     "null"))
+put("http", "rebinding", http_fields("bytes=5-", "a%zz%4", "../ps-3.pcapng", "ps", "Basic x",
+                                     "", "attacker.example:8080", "capture.internal",
+                                     "https://attacker.example"))
+put("http", "odd-ranges", http_fields("bytes=18446744073709551615-", "%41%42", ".ps-x.pcapng",
+                                      "ps", "Bearer", "t", "localhost.", "none",
+                                      "http://localhost"))
+
+# env: first byte 0 sensor / 1 receiver; then '\n'-separated items: flags
+# ("--http=...") or PACKETSTREAMER_ variables without the prefix.
+put("env", "receiver", b"\1" + b"\n".join([
+    b"--http=127.0.0.1:0", b"--listen", b"127.0.0.1:8081", b"--output=/tmp/x",
+    b"HTTP_MAX_CONNECTIONS=64", b"HTTP_ALLOWED_HOSTS=a.example,b.example",
+    b"HTTP_TRUST_LOOPBACK=false", b"LIMITS_MAX_CONNECTIONS=10", b"OUTPUT_FILE_FORMAT=pcap"]))
+put("env", "sensor", b"\0" + b"\n".join([
+    b"--receiver=127.0.0.1:8081", b"--id=node-1", b"--interface=eth0", b"--interface=veth*",
+    b"COMPRESS_BLOCK_SIZE=65536", b"CAPTURE_PORTS=80,443", b"SPOOL_DROP_POLICY=oldest",
+    b"HTTP_HEADER_TIMEOUT_SEC=5", b"TLS_ENABLE=true"]))
+put("env", "bad-values", b"\1" + b"\n".join([
+    b"--format", b"pcapx", b"HTTP_MAX_CONNECTIONS=99999999999", b"LOG_LEVEL=loud",
+    b"INPUT_PORT=-1", b"=", b"HTTP_LISTEN=[::1:80"]))
 print("corpus written to", C)

@@ -132,9 +132,15 @@ typedef struct ps_config {
     uint32_t sensor_expiry_sec;          /* limits.sensorExpirySec, default 600 */
     char *file_mode;                     /* output.file.mode, octal text, default "0640" */
     /* HTTP server: probes, metrics, captures (http.*) */
-    int http_enable;   /* http.enable, default true */
-    char *http_listen; /* http.listen "ADDR:PORT" (hostport.h), default by role */
-    char *http_token;  /* http.token: bearer token for non-loopback clients */
+    int http_enable;               /* http.enable, default true */
+    char *http_listen;             /* http.listen "ADDR:PORT" (hostport.h), default by role */
+    char *http_token;              /* http.token: bearer token for non-loopback clients */
+    uint32_t http_max_connections; /* http.maxConnections, default 64 */
+    uint32_t http_max_connections_per_source; /* http.maxConnectionsPerSource, default 16 */
+    uint32_t http_header_timeout_sec;         /* http.headerTimeoutSec, default 10 */
+    int http_trust_loopback;                  /* http.trustLoopback, default true */
+    char *http_allowed_hosts[PS_CONFIG_MAX_INTERFACES]; /* http.allowedHosts: Host names */
+    int http_allowed_hosts_count;
 
     /* logging */
     char *log_filename;     /* logFilename */

@@ -783,6 +783,59 @@ const key_def cfg_keys[] = {
      .help = "Bearer token for clients that are not on loopback: with it set they may fetch "
              "captures, `/live`, `/api/*` and `/` by sending `Authorization: Bearer TOKEN`; "
              "without it they get 403. Probes and `/metrics` are always open."},
+    {.name = "http.trustLoopback",
+     .type = K_BOOL,
+     FIELD(http_trust_loopback),
+     .def = "true",
+     .roles = R_SR,
+     .help = "Serve captures, `/live`, `/api/*` and `/` to loopback clients without a token "
+             "(`kubectl port-forward`). Set it to false when a proxy in the pod (a sidecar) "
+             "forwards other clients from loopback: then everyone needs `http.token`."},
+    {.name = "http.allowedHosts",
+     .type = K_STRLIST,
+     FIELD(http_allowed_hosts),
+     .count_off = offsetof(ps_config, http_allowed_hosts_count),
+     .min = 1,
+     .max = 253,
+     .roles = R_SR,
+     .unit = "host names",
+     .doc_default = "empty (IP literals and `localhost` only)",
+     .doc_range = "at most 64 entries",
+     .help = "Host names (case-insensitive, without port) a loopback client may use in its "
+             "`Host` header besides IP literals and `localhost`. Any other name gets 421: that is "
+             "how a browser page reaches a port-forward through DNS rebinding."},
+    {.name = "http.maxConnections",
+     .type = K_INT,
+     FIELD(http_max_connections),
+     .min = 8,
+     .max = 10000,
+     .def = "64",
+     .roles = R_SR,
+     .help = "HTTP connections open at once (each has a thread). When full, the oldest connection "
+             "that has not sent a complete request is closed for a new one; a reserve of an "
+             "eighth (at least 4) stays for probes and `/metrics`, so other requests beyond the "
+             "rest get 503."},
+    {.name = "http.maxConnectionsPerSource",
+     .type = K_INT,
+     FIELD(http_max_connections_per_source),
+     .min = 1,
+     .max = 10000,
+     .def = "16",
+     .roles = R_SR,
+     .help = "HTTP connections open at once from one IP address (loopback included). A new one "
+             "beyond it closes that address's oldest connection that has not sent a complete "
+             "request, or is refused if there is none."},
+    {.name = "http.headerTimeoutSec",
+     .type = K_INT,
+     FIELD(http_header_timeout_sec),
+     .min = 1,
+     .max = 3600,
+     .def = "10",
+     .roles = R_SR,
+     .unit = "seconds",
+     .help = "An HTTP connection must complete its request headers within this time of connecting "
+             "(or of its previous answer, with keep-alive), however slowly it trickles bytes; "
+             "otherwise it is closed (slowloris)."},
 };
 
 const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);

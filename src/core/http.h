@@ -14,12 +14,33 @@
  * Built-in routes, open to everyone: /healthz (alive: 200 "ok"), /readyz
  * (200 "ready" or 503 "not ready: REASON"), /metrics (Prometheus text format
  * 0.0.4: the registry, then process_* resource metrics read from /proc/self).
- * Every other path goes through the access rule, then to opts.route:
- *  - a loopback client (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104) is served;
+ * Every other path ("protected") goes through the access rule, then to
+ * opts.route:
+ *  - a request a browser marks as cross-origin (an Origin header that is not
+ *    http(s)://HOST, or Sec-Fetch-Site other than same-origin/none) gets 403;
+ *  - a loopback client (127.0.0.0/8, ::1, ::ffff:127.0.0.0/104), while
+ *    opts.trust_loopback is set, is served if its Host header is an IP
+ *    literal, "localhost" or one of opts.allowed_hosts (any port); another
+ *    Host gets 421: that is how a DNS-rebound browser page arrives;
  *  - otherwise, with opts.token set, "Authorization: Bearer TOKEN" is
  *    required (compared in constant time), else 401 with WWW-Authenticate;
  *  - otherwise 403: without a token, captures never leave the host.
  * Only GET and HEAD are served (405 otherwise).
+ *
+ * Connection budget (slowloris): at most opts.max_connections connections
+ * are counted, at most opts.max_per_source of them from one IP address. A
+ * connection is "idle" until its request headers are complete and again
+ * between keep-alive requests; an idle one is closed after
+ * opts.header_timeout_sec even if it trickles bytes. When a new connection
+ * would exceed a budget, the oldest idle connection of that budget (or one
+ * stuck for over a second in the answer of an open route, a slow reader) is
+ * closed to make room; only if there is none is the newcomer refused. So a
+ * probe, which sends its request at once, always finds a place while slow
+ * clients hold idle connections, from one address or many. Protected
+ * requests in progress are kept below max_connections by a reserve for the
+ * open routes: beyond it they get 503. Every closure or refusal is counted
+ * in packetstreamer_http_rejected_connections_total{reason} and logged at
+ * most once per 10 s per reason.
  *
  * The pure helpers at the end (range parsing, JSON escaping, name checks,
  * bearer check, URL unescaping) do no I/O and are unit-tested directly.
@@ -34,6 +55,7 @@
 #include <sys/socket.h>
 
 #include "buf.h"
+#include "config.h"
 #include "metrics.h"
 
 typedef struct ps_http ps_http;
@@ -51,7 +73,22 @@ typedef struct ps_http_opts {
     ps_metrics *metrics; /* rendered by /metrics (not owned) */
     ps_http_route_fn route;
     void *ud;
+    /* Budgets and trust (http.*); 0 / NULL take the defaults below. */
+    unsigned max_connections;         /* http.maxConnections */
+    unsigned max_per_source;          /* http.maxConnectionsPerSource */
+    unsigned header_timeout_sec;      /* http.headerTimeoutSec */
+    int distrust_loopback;            /* !http.trustLoopback */
+    const char *const *allowed_hosts; /* http.allowedHosts (copied) */
+    int allowed_hosts_count;
 } ps_http_opts;
+
+#define PS_HTTP_DEFAULT_MAX_CONNECTIONS 64
+#define PS_HTTP_DEFAULT_MAX_PER_SOURCE 16
+#define PS_HTTP_DEFAULT_HEADER_TIMEOUT_SEC 10
+
+/* Fills o's budget and trust fields from the http.* keys of c (listen,
+ * token and the rest are left to the caller). */
+void ps_http_opts_from_config(ps_http_opts *o, const ps_config *c);
 
 /* Starts the server. On failure returns NULL with err set: an address that
  * is not ADDR:PORT (ps_hostport_parse, port 0 allowed) or cannot be bound.
@@ -123,6 +160,20 @@ int ps_http_bearer_ok(const char *hdr, const char *token);
 
 /* 1 for 127.0.0.0/8, ::1 and IPv4-mapped 127.0.0.0/8. */
 int ps_http_is_loopback(const struct sockaddr *sa);
+
+/* 1 if a Host header value names this server in a way a DNS-rebound page
+ * cannot: an IPv4 literal (dotted quad), a bracketed IPv6 literal, or
+ * "localhost" or one of allowed[0..n) (case-insensitive, one trailing dot
+ * ignored), each optionally followed by ":PORT". NULL (no Host header, as
+ * in HTTP/1.0, which no browser sends) is accepted. */
+int ps_http_host_ok(const char *host, const char *const *allowed, int n);
+
+/* 1 if a browser says the request comes from another origin: an Origin
+ * header other than "http://HOST" or "https://HOST" (HOST being the Host
+ * header, compared case-insensitively; "null" is foreign), or a
+ * Sec-Fetch-Site header other than "same-origin" or "none". Any argument
+ * may be NULL (header absent). */
+int ps_http_cross_origin(const char *origin, const char *sec_fetch_site, const char *host);
 
 /* Decodes %XX in place (libmicrohttpd's unescape callback). "%00" is left
  * as is rather than cutting the string, so a NUL trick reaches the name

@@ -459,6 +459,7 @@ ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t er
                            .metrics = o->metrics,
                            .route = route,
                            .ud = a};
+        ps_http_opts_from_config(&ho, o->cfg);
         a->http = ps_http_start(&ho, err, errlen);
         if (!a->http) {
             ps_api_free(a);

@@ -210,6 +210,7 @@ static void sensor_http_start(sensor *s)
     char err[512];
     ps_http_opts ho = {
         .listen = s->cfg->http_listen, .token = s->cfg->http_token, .metrics = s->metrics};
+    ps_http_opts_from_config(&ho, s->cfg);
     s->http = ps_http_start(&ho, err, sizeof(err));
     /* A sensor without its probes is restarted by its readiness probe
      * forever; refusing to start says why at once. */

@@ -68,7 +68,7 @@ def test_slow_live_client_is_cut_off(env, captures):
     s = socket.socket()
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     s.connect(("127.0.0.1", rport))
-    s.sendall(b"GET /live HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.sendall(b"GET /live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
     wait_live_clients(rport, 1)
     rc, err = env.run_sensor(path, rx.port, sensor_id="node-f", args=["--codec", "none"])
     assert rc == 0, err

@@ -432,6 +432,13 @@ CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600
 CHECK(k_http_enable, c->http_enable == 0)
 CHECK(k_http_listen, streq(c->http_listen, "127.0.0.1:9999"))
 CHECK(k_http_token, streq(c->http_token, "t0ken"))
+CHECK(k_http_trust_lo, c->http_trust_loopback == 0)
+CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
+                        streq(c->http_allowed_hosts[0], "capture.internal") &&
+                        streq(c->http_allowed_hosts[1], "rx.example"))
+CHECK(k_http_max_conns, c->http_max_connections == 200)
+CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
+CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
 
 static const key_case key_cases[] = {
     {"input.address", "10.1.2.3", "10.1.2.3", k_input_address},
@@ -505,6 +512,12 @@ static const key_case key_cases[] = {
     {"http.enable", "false", "off", k_http_enable},
     {"http.listen", "127.0.0.1:9999", "127.0.0.1:9999", k_http_listen},
     {"http.token", "t0ken", "t0ken", k_http_token},
+    {"http.trustLoopback", "false", "no", k_http_trust_lo},
+    {"http.allowedHosts", "[capture.internal, rx.example]", "capture.internal,rx.example",
+     k_http_hosts},
+    {"http.maxConnections", "200", "200", k_http_max_conns},
+    {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
+    {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))

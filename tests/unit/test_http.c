@@ -160,6 +160,54 @@ static void unescape_is(const char *in, const char *want)
     assert_int_equal(n, strlen(want));
 }
 
+static void test_host(void **state)
+{
+    (void)state;
+    const char *allowed[] = {"capture.internal", "RX.example"};
+    const char *good[] = {"127.0.0.1",  "127.0.0.1:8080",        "10.1.2.3:80", "[::1]",
+                          "[::1]:8080", "[fe80::1]:1",           "localhost",   "LocalHost:8080",
+                          "localhost.", "capture.internal:8080", "rx.EXAMPLE",  NULL};
+    for (int i = 0; good[i]; i++)
+        assert_true(ps_http_host_ok(good[i], allowed, 2));
+    assert_true(ps_http_host_ok(NULL, NULL, 0)); /* HTTP/1.0: no browser */
+    const char *bad[] = {"attacker.example",
+                         "attacker.example:8080",
+                         "localhost.attacker.example",
+                         "127.0.0.1.attacker.example",
+                         "127.1",
+                         "::1",
+                         "[::1",
+                         "[::1]x",
+                         "[nothost]:80",
+                         "127.0.0.1:",
+                         "127.0.0.1:123456",
+                         "127.0.0.1:8o",
+                         ":8080",
+                         "",
+                         "capture.internal.evil",
+                         "x.capture.internal",
+                         NULL};
+    for (int i = 0; bad[i]; i++)
+        assert_false(ps_http_host_ok(bad[i], allowed, 2));
+    assert_false(ps_http_host_ok("capture.internal", NULL, 0));
+}
+
+static void test_cross_origin(void **state)
+{
+    (void)state;
+    assert_false(ps_http_cross_origin(NULL, NULL, "127.0.0.1:8080"));
+    assert_false(ps_http_cross_origin("http://127.0.0.1:8080", NULL, "127.0.0.1:8080"));
+    assert_false(ps_http_cross_origin("HTTPS://LOCALHOST:8080", NULL, "localhost:8080"));
+    assert_false(ps_http_cross_origin(NULL, "same-origin", "127.0.0.1:8080"));
+    assert_false(ps_http_cross_origin(NULL, "none", NULL));
+    assert_true(ps_http_cross_origin("http://attacker.example", NULL, "127.0.0.1:8080"));
+    assert_true(ps_http_cross_origin("http://127.0.0.1:9090", NULL, "127.0.0.1:8080"));
+    assert_true(ps_http_cross_origin("null", NULL, "127.0.0.1:8080"));
+    assert_true(ps_http_cross_origin("http://127.0.0.1:8080", NULL, NULL));
+    assert_true(ps_http_cross_origin(NULL, "cross-site", "127.0.0.1:8080"));
+    assert_true(ps_http_cross_origin(NULL, "same-site", "127.0.0.1:8080"));
+}
+
 static void test_unescape(void **state)
 {
     (void)state;
@@ -283,11 +331,18 @@ static void test_start_unbindable(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range),           cmocka_unit_test(test_json),
-        cmocka_unit_test(test_capture_names),   cmocka_unit_test(test_bearer),
-        cmocka_unit_test(test_loopback),        cmocka_unit_test(test_unescape),
-        cmocka_unit_test(test_snapshot),        cmocka_unit_test(test_hostport_parse),
-        cmocka_unit_test(test_hostport_format), cmocka_unit_test(test_start_unbindable),
+        cmocka_unit_test(test_range),
+        cmocka_unit_test(test_json),
+        cmocka_unit_test(test_capture_names),
+        cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_loopback),
+        cmocka_unit_test(test_unescape),
+        cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_hostport_parse),
+        cmocka_unit_test(test_hostport_format),
+        cmocka_unit_test(test_start_unbindable),
+        cmocka_unit_test(test_host),
+        cmocka_unit_test(test_cross_origin),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
