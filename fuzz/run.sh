@@ -13,8 +13,8 @@ set -eu
 cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${*:-frame hello batch config pcap recovery netlink}
-PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1"
+TARGETS=${*:-frame hello batch config pcap recovery netlink session}
+PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd"
 CC=${FUZZ_CC:-clang}
 
 mkdir -p "$OUT"
@@ -29,6 +29,12 @@ for t in $TARGETS; do
     case $t in
     recovery) extra="src/receiver/recovery.c src/receiver/filename.c src/core/pcapng.c" ;;
     netlink) extra="src/sensor/ifwatch.c" ;;
+    session)
+        extra="src/receiver/hub.c src/receiver/session.c src/receiver/writer.c"
+        extra="$extra src/receiver/fileset.c src/receiver/filename.c src/receiver/recovery.c"
+        extra="$extra src/receiver/livefeed.c src/core/net.c src/core/tls.c src/core/pcapng.c"
+        extra="$extra src/core/metrics.c src/core/http.c"
+        ;;
     *) extra="" ;;
     esac
     # shellcheck disable=SC2086
