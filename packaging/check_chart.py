@@ -202,20 +202,47 @@ def assert_sensor(objs, problems, ctx):
     if spec.get("dnsPolicy") != "ClusterFirstWithHostNet":
         problems.append(f"sensor DaemonSet: dnsPolicy is {spec.get('dnsPolicy')!r}, not ClusterFirstWithHostNet")
     sc = c.get("securityContext", {})
+    psc = spec.get("securityContext", {})
     caps = sc.get("capabilities", {})
-    if sorted(caps.get("add", [])) != ["NET_ADMIN", "NET_RAW"]:
-        problems.append(f"sensor: capabilities.add is {caps.get('add')}, not exactly [NET_RAW, NET_ADMIN]")
+    # The securityContext that tests/runtimes/test_runtimes.py proved on the
+    # containerd, CRI-O and cri-dockerd process shapes. drop mode (the
+    # default): uid 0 with NET_RAW, NET_ADMIN, SETUID, SETGID, SETPCAP and no
+    # privilege escalation, the sensor switching to PACKETSTREAMER_PRIVILEGES_USER.
+    # fileCaps mode: non-root with NET_RAW, NET_ADMIN and allowPrivilegeEscalation
+    # true (CRI-O and cri-dockerd give a non-root process no permitted set, and
+    # under no_new_privs the file capabilities then grant nothing).
+    priv_user = container_env(c, "PACKETSTREAMER_PRIVILEGES_USER")
+    uid = sc.get("runAsUser", psc.get("runAsUser"))
+    if priv_user is not None:
+        want = ["NET_ADMIN", "NET_RAW", "SETGID", "SETPCAP", "SETUID"]
+        if sorted(caps.get("add", [])) != want:
+            problems.append(f"sensor (privileges drop): capabilities.add is {caps.get('add')}, not exactly "
+                            "[NET_RAW, NET_ADMIN, SETUID, SETGID, SETPCAP]")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append("sensor (privileges drop): allowPrivilegeEscalation is not false")
+        if uid != 0:
+            problems.append(f"sensor (privileges drop): runAsUser is {uid}, not 0; the sensor switches users itself")
+        target = str(priv_user.get("value", ""))
+        parts = target.split(":")
+        if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+            problems.append(f"sensor (privileges drop): PACKETSTREAMER_PRIVILEGES_USER is {target!r}, not a non-root UID:GID")
+        elif psc.get("fsGroup") is not None and int(parts[1]) != psc.get("fsGroup"):
+            problems.append(f"sensor (privileges drop): gid {parts[1]} is not fsGroup {psc.get('fsGroup')}; "
+                            "the mounted Secrets would be unreadable after the switch")
+    else:
+        if sorted(caps.get("add", [])) != ["NET_ADMIN", "NET_RAW"]:
+            problems.append(f"sensor: capabilities.add is {caps.get('add')}, not exactly [NET_RAW, NET_ADMIN]")
+        if sc.get("allowPrivilegeEscalation") is not True:
+            problems.append("sensor (privileges fileCaps): allowPrivilegeEscalation is not true; "
+                            "under CRI-O and cri-dockerd the file capabilities would grant nothing")
+        if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")) or uid in (0, None):
+            problems.append("sensor: not running as a non-root user")
     if caps.get("drop") != ["ALL"]:
         problems.append(f"sensor: capabilities.drop is {caps.get('drop')}, not [ALL]")
     if sc.get("privileged"):
         problems.append("sensor: privileged")
     if sc.get("readOnlyRootFilesystem") is not True:
         problems.append("sensor: readOnlyRootFilesystem is not true")
-    if sc.get("allowPrivilegeEscalation") is not False:
-        problems.append("sensor: allowPrivilegeEscalation is not false")
-    psc = spec.get("securityContext", {})
-    if not (sc.get("runAsNonRoot") or psc.get("runAsNonRoot")) or psc.get("runAsUser", sc.get("runAsUser")) in (0, None):
-        problems.append("sensor: not running as a non-root user")
     e = container_env(c, "PACKETSTREAMER_SENSOR_ID")
     if not e or dig(e, "valueFrom.fieldRef.fieldPath") != "spec.nodeName":
         problems.append("sensor: PACKETSTREAMER_SENSOR_ID is not the node name from the downward API (spec.nodeName)")
@@ -682,7 +709,18 @@ def selftest():
     mutate("missing hostNetwork", lambda o: ds(o).pop("hostNetwork"), "hostNetwork is not true")
     mutate("dnsPolicy ClusterFirst", lambda o: ds(o).__setitem__("dnsPolicy", "ClusterFirst"), "dnsPolicy is 'ClusterFirst'")
     mutate("extra capability SYS_ADMIN", lambda o: ds(o)["containers"][0]["securityContext"]["capabilities"]["add"].append("SYS_ADMIN"),
-           "not exactly [NET_RAW, NET_ADMIN]")
+           "not exactly [NET_RAW, NET_ADMIN, SETUID, SETGID, SETPCAP]")
+    mutate("privilege escalation allowed in drop mode",
+           lambda o: ds(o)["containers"][0]["securityContext"].__setitem__("allowPrivilegeEscalation", True),
+           "sensor (privileges drop): allowPrivilegeEscalation is not false")
+    mutate("drop mode without the switch",
+           lambda o: ds(o)["containers"][0].__setitem__("env", [e for e in ds(o)["containers"][0]["env"]
+                                                                 if e["name"] != "PACKETSTREAMER_PRIVILEGES_USER"]),
+           "sensor: capabilities.add is")
+    mutate("switch to root",
+           lambda o: [e.__setitem__("value", "0:0") for e in ds(o)["containers"][0]["env"]
+                      if e["name"] == "PACKETSTREAMER_PRIVILEGES_USER"],
+           "not a non-root UID:GID")
     mutate("capabilities not dropped", lambda o: ds(o)["containers"][0]["securityContext"]["capabilities"].pop("drop"), "capabilities.drop is None")
     mutate("writable root filesystem", lambda o: ds(o)["containers"][0]["securityContext"].__setitem__("readOnlyRootFilesystem", False),
            "sensor: readOnlyRootFilesystem is not true")

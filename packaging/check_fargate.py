@@ -130,6 +130,12 @@ def fargate_problems(td):
     return p
 
 
+# Docker's (and Fargate's) default capability set.
+DOCKER_DEFAULT_CAPS = ["AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+                       "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID",
+                       "SYS_CHROOT"]
+
+
 def sidecar_problems(td):
     p = []
     cs = {c["name"]: c for c in td.get("containerDefinitions", [])}
@@ -144,10 +150,30 @@ def sidecar_problems(td):
         p.append("sensor: must dependsOn the app container with condition START")
     if not s.get("readonlyRootFilesystem"):
         p.append("sensor: readonlyRootFilesystem must be true")
+    # The privilege model tests/runtimes/test_runtimes.py proved (Fargate runs
+    # containerd): started as root with NET_RAW, SETUID, SETGID and SETPCAP
+    # left in Docker's default set and everything else dropped, the sensor
+    # switches to PACKETSTREAMER_PRIVILEGES_USER keeping only NET_RAW. Or
+    # non-root from the start with the image's file capabilities.
     user = str(s.get("user", "")).split(":")[0]
-    if not user or user in ("0", "root"):
-        p.append("sensor: must run as a non-root user (file capabilities on the sensor image)")
     drop = (s.get("linuxParameters", {}).get("capabilities", {}) or {}).get("drop", [])
+    env0 = {e["name"]: e.get("value") for e in s.get("environment", [])}
+    switch_to = str(env0.get("PACKETSTREAMER_PRIVILEGES_USER") or "")
+    if user in ("0", "root"):
+        parts = switch_to.split(":")
+        if len(parts) != 2 or not all(x.isdigit() and int(x) > 0 for x in parts):
+            p.append("sensor: runs as root without PACKETSTREAMER_PRIVILEGES_USER=UID:GID (non-root) "
+                     "to switch to at start")
+        for cap in ("SETUID", "SETGID", "SETPCAP"):
+            if cap in drop or "ALL" in drop:
+                p.append(f"sensor: {cap} must not be dropped: the switch to {switch_to or 'the user'} needs it")
+        left = set(DOCKER_DEFAULT_CAPS) - set(drop)
+        extra = sorted(left - {"NET_RAW", "SETUID", "SETGID", "SETPCAP"})
+        if extra:
+            p.append(f"sensor: started as root it must drop every default capability but NET_RAW, "
+                     f"SETUID, SETGID and SETPCAP (left: {extra})")
+    elif not user:
+        p.append("sensor: no user: set \"0\" with PACKETSTREAMER_PRIVILEGES_USER, or a non-root user")
     if "NET_RAW" in drop or "ALL" in drop:
         p.append("sensor: NET_RAW must not be dropped: capture needs it")
     if s.get("logConfiguration", {}).get("logDriver") != "awslogs":
@@ -215,6 +241,13 @@ def main():
     broken("wrong type (cpu: \"128\")", lambda t: sensor(t).__setitem__("cpu", "128"), ".cpu: expected an integer")
     broken("NET_ADMIN added", lambda t: sensor(t)["linuxParameters"]["capabilities"].__setitem__("add", ["NET_ADMIN"]),
            "no capability but SYS_PTRACE")
+    broken("root without the switch", lambda t: sensor(t).__setitem__(
+        "environment", [e for e in sensor(t)["environment"] if e["name"] != "PACKETSTREAMER_PRIVILEGES_USER"]),
+        "runs as root without PACKETSTREAMER_PRIVILEGES_USER")
+    broken("SETUID dropped", lambda t: sensor(t)["linuxParameters"]["capabilities"]["drop"].append("SETUID"),
+           "SETUID must not be dropped")
+    broken("CHOWN kept as root", lambda t: sensor(t)["linuxParameters"]["capabilities"]["drop"].remove("CHOWN"),
+           "left: ['CHOWN']")
     broken("cpu/memory pair 512/512", lambda t: t.__setitem__("memory", "512"), "is not a Fargate size")
     broken("essential sensor", lambda t: sensor(t).__setitem__("essential", True), "essential must be false")
     broken("unknown variable", lambda t: sensor(t)["environment"].append({"name": "PACKETSTREAMER_OUTPUT_SEVER_PORT", "value": "1"}),

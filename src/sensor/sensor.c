@@ -211,11 +211,14 @@ static void sensor_http_start(sensor *s)
     ps_http_opts ho = {
         .listen = s->cfg->http_listen, .token = s->cfg->http_token, .metrics = s->metrics};
     s->http = ps_http_start(&ho, err, sizeof(err));
-    /* Capture matters more than its observation: go on without HTTP. */
-    if (!s->http)
-        ps_warn("sensor", "%s: running without health and metrics endpoints", err);
-    else
-        ps_info("sensor", "HTTP (health, metrics) on %s", s->cfg->http_listen);
+    /* A sensor without its probes is restarted by its readiness probe
+     * forever; refusing to start says why at once. */
+    if (!s->http) {
+        ps_error("sensor", "%s", err);
+        s->exit_code = 1;
+    } else {
+        ps_info("sensor", "HTTP (health, metrics) on %s", ps_http_addr(s->http));
+    }
 }
 
 static void on_resolved(void *ud, const struct addrinfo *res)
@@ -366,9 +369,12 @@ int ps_sensor_run(const ps_config *cfg)
     memset(&s, 0, sizeof(s));
     s.cfg = cfg;
     s.started_ns = uv_hrtime();
-    /* File capabilities come as permitted only (privs.h): make them count. */
-    if (!cfg->read_file && ps_privs_raise() < 0)
-        ps_warn("sensor", "cannot raise capabilities: %s", strerror(errno));
+    /* Identity and capabilities are settled before anything is read from
+     * the network, while the process has one thread (privs.h). */
+    if (ps_privs_start(cfg->privileges_user, cfg->read_file == NULL, s.err, sizeof(s.err)) != 0) {
+        ps_error("sensor", "%s", s.err);
+        return 1;
+    }
     ps_tls *tls = NULL;
     if (sensor_tls(cfg, &tls) != 0)
         return 1;
