@@ -161,6 +161,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                          .format = flags & 4 ? PS_FORMAT_PCAP : PS_FORMAT_PCAPNG,
                          .rotate_bytes = 1u << 16, /* reach rotation with small inputs */
                          .per_sensor = flags & 1,
+                         .idle_close_seconds = 60,
                          .max_open_files = 2, /* and the open-file limit */
                          .app = "fuzz",
                          .checkpoint = checkpoint,

@@ -721,10 +721,8 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
     fs->max_files = o->max_files;
     fs->max_total_bytes = o->max_total_bytes;
     fs->per_sensor = o->per_sensor;
-    uint32_t idle = o->idle_close_seconds ? o->idle_close_seconds : PS_FILESET_IDLE_CLOSE_DEFAULT_S;
-    fs->idle_ns = idle == UINT32_MAX ? 0 : (uint64_t)idle * FS_NS;
-    uint32_t maxo = o->max_open_files ? o->max_open_files : PS_FILESET_MAX_OPEN_DEFAULT;
-    fs->max_open = maxo == UINT32_MAX ? 0 : maxo;
+    fs->idle_ns = (uint64_t)o->idle_close_seconds * FS_NS;
+    fs->max_open = o->max_open_files;
     /* Connections need descriptors too: files never take more than a
      * quarter of what the process may open. */
     struct rlimit rl;

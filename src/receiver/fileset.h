@@ -25,12 +25,12 @@
  * runs' included, and deletes oldest first.
  *
  * Open files (per_sensor only; the single set keeps its file open): a set
- * whose file took no record for idle_close_seconds (default
- * PS_FILESET_IDLE_CLOSE_DEFAULT_S) has it completed by ps_files_tick, as a
- * rotation would, so files of departed sensors do not stay open; the next
- * record starts a new file. At most max_open_files per-sensor files are open
- * at once (default PS_FILESET_MAX_OPEN_DEFAULT, and never more than a
- * quarter of RLIMIT_NOFILE's soft limit, at least 4): starting one more
+ * whose file took no record for idle_close_seconds (0: never) has it
+ * completed by ps_files_tick, as a rotation would, so files of departed
+ * sensors do not stay open; the next record starts a new file. At most
+ * max_open_files per-sensor files are open at once (0: no limit of its own),
+ * and never more than a quarter of RLIMIT_NOFILE's soft limit (at least 4),
+ * read at open: starting one more
  * first completes the least recently used other file. When creating a file
  * or reading the directory fails with EMFILE or ENFILE, the least recently
  * used other file is completed and the call retried once. A file completed
@@ -52,8 +52,6 @@
  * receiver accepts. libpcap refuses IDBs that disagree, and one file holds
  * interfaces of many sensors. */
 #define PS_FILESET_SNAPLEN 262144u
-#define PS_FILESET_IDLE_CLOSE_DEFAULT_S 60u
-#define PS_FILESET_MAX_OPEN_DEFAULT 256u
 
 typedef struct ps_files ps_files;
 
@@ -64,8 +62,7 @@ typedef struct ps_files_opts {
     uint32_t max_files;       /* 0 = unlimited: completed files kept per set */
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
-    /* per_sensor only (see "Open files" above); 0 = the default,
-     * UINT32_MAX = never / unlimited. */
+    /* per_sensor only (see "Open files" above); 0 = never / unlimited. */
     uint32_t idle_close_seconds;
     uint32_t max_open_files;
     const char *app; /* shb_userappl; NULL: "packetstreamer" */

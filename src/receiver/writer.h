@@ -43,8 +43,7 @@ typedef struct ps_writer_opts {
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
     /* per_sensor only: a file idle this long is completed; at most this many
-     * files open (fileset.h, "Open files"). 0 = the default (60 s, 256),
-     * UINT32_MAX = never / unlimited. */
+     * files open (fileset.h, "Open files"). 0 = never / unlimited. */
     uint32_t idle_close_seconds;
     uint32_t max_open_files;
     const char *app; /* shb_userappl */
