@@ -104,6 +104,10 @@ put("recovery", "pcapng-part-torn", b"\0" + full + marker(1) + epbs + marker(2)
 put("recovery", "pcapng-part-whole", b"\0" + full + marker(1))
 put("recovery", "pcap-part-torn", b"\1" + pcaplib.pcap_bytes(recs4)[:-25])
 put("recovery", "pcapng-checkpoint", b"\2" + full + marker(1) + checkpoint)
+# A checkpoint in two parts (PSC2: part, parts, n, entries), as one past 64 KiB.
+parts = [nrb_custom(b"PSC2" + struct.pack(">III", k, 2, 1) + entry(b"node-%d" % k, k, 3 + k))
+         for k in range(2)]
+put("recovery", "pcapng-checkpoint-parts", b"\2" + full + marker(1) + parts[0] + parts[1])
 
 # session: byte 0 = setup (1 perSensor, 2 token "tok", 4 classic pcap), then
 # chunks u8 op | u16 len | bytes; op 1 = second connection, 2 = close it
