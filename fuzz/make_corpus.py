@@ -104,6 +104,59 @@ put("recovery", "pcapng-part-torn", b"\0" + full + marker(1) + epbs + marker(2)
 put("recovery", "pcapng-part-whole", b"\0" + full + marker(1))
 put("recovery", "pcap-part-torn", b"\1" + pcaplib.pcap_bytes(recs4)[:-25])
 put("recovery", "pcapng-checkpoint", b"\2" + full + marker(1) + checkpoint)
+# A checkpoint in two parts (PSC2: part, parts, n, entries), as one past 64 KiB.
+parts = [nrb_custom(b"PSC2" + struct.pack(">III", k, 2, 1) + entry(b"node-%d" % k, k, 3 + k))
+         for k in range(2)]
+put("recovery", "pcapng-checkpoint-parts", b"\2" + full + marker(1) + parts[0] + parts[1])
+
+# session: byte 0 = setup (1 perSensor, 2 token "tok", 4 classic pcap), then
+# chunks u8 op | u16 len | bytes; op 1 = second connection, 2 = close it
+# after, 4 = tick (fuzz_session.c).
+def chunk(op, data):
+    return struct.pack(">BH", op, len(data)) + data
+
+
+def sess_hello(sid, session, token=b"", codec=P.CODEC_NONE):
+    return P.frame(P.T_HELLO, P.hello_payload(sid, token=token, codec=codec, session=session))
+
+
+def sess_batch(seq, codec=P.CODEC_NONE, recs=recs, iface=0):
+    r = P.records_bytes(recs, iface)
+    body = r if codec == P.CODEC_NONE else zlib.compress(r)
+    return P.frame(P.T_BATCH, struct.pack(">QB3xII", seq, codec, len(recs), len(r)) + body)
+
+
+small_recs = pcaplib.gen_varied(3, 21)
+eth = P.frame(P.T_IFACE, P.iface_payload(0, "eth0", desc=b"pod"))
+stats = P.frame(P.T_STATS, struct.pack(">IQQQQQQ", 0, 10, 1000, 1, 2, 3, 1 << 60))
+hb = P.frame(P.T_HEARTBEAT, struct.pack(">Q", 1))
+bye = lambda seq: P.frame(P.T_BYE, struct.pack(">Q", seq))  # noqa: E731
+put("session", "honest", b"\0" + chunk(2, sess_hello("n1", 1) + eth + sess_batch(1)
+                                         + sess_batch(2) + stats + hb + bye(2)))
+put("session", "zlib-token", b"\2" + chunk(0, sess_hello("n1", 2, b"tok", P.CODEC_ZLIB) + eth
+                                            + sess_batch(1, P.CODEC_ZLIB) + bye(1)))
+put("session", "bad-token", b"\2" + chunk(0, sess_hello("n1", 2, b"nope") + eth + sess_batch(1)))
+put("session", "reconnect-resend", b"\0"
+    + chunk(2, sess_hello("n1", 5) + eth + sess_batch(1) + sess_batch(2))
+    + chunk(0, sess_hello("n1", 5) + eth + sess_batch(2) + sess_batch(3) + sess_batch(5)))
+put("session", "two-connections-one-sensor", b"\1"
+    + chunk(0, sess_hello("n1", 6) + eth + sess_batch(1))
+    + chunk(1, sess_hello("n1", 6) + eth + sess_batch(1 << 62))
+    + chunk(0, sess_batch(2)) + chunk(5, sess_batch(3)))
+many = b"\1"
+for i in range(5):
+    many += chunk(2 | (i & 1), sess_hello("node-%d" % i, 100 + i) + eth
+                  + sess_batch(1, recs=small_recs))
+    if i == 2:
+        many += chunk(4, sess_hello("node-0", 100) + eth + sess_batch(2, recs=small_recs))
+put("session", "per-sensor-many", many)
+put("session", "pcap-linktype-mismatch", b"\4" + chunk(0, sess_hello("n1", 7) + eth
+    + P.frame(P.T_IFACE, P.iface_payload(1, "wlan0", linktype=105)) + sess_batch(1)))
+put("session", "data-before-hello", b"\0" + chunk(0, eth + sess_batch(1)))
+put("session", "batch-unknown-iface", b"\0" + chunk(0, sess_hello("n1", 8) + sess_batch(1)
+                                                     + sess_batch(2, iface=3)))
+put("session", "split-frames", b"\0" + chunk(0, sess_hello("n1", 9)[:5])
+    + chunk(0, sess_hello("n1", 9)[5:] + eth) + chunk(4, sess_batch(1)))
 
 # netlink: RTM_NEWLINK / RTM_DELLINK messages with an IFLA_IFNAME, then DONE.
 def rtattr(t, payload):

@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${*:-frame hello batch config pcap recovery netlink http env}
+TARGETS=${*:-frame hello batch config pcap recovery netlink http env session}
 PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd"
 CC=${FUZZ_CC:-clang}
 
@@ -33,6 +33,12 @@ for t in $TARGETS; do
     netlink) extra="src/sensor/ifwatch.c" ;;
     http) extra="src/core/http.c src/core/metrics.c" ;;
     env) extra="src/cli.c" ;;
+    session)
+        extra="src/receiver/hub.c src/receiver/session.c src/receiver/writer.c"
+        extra="$extra src/receiver/fileset.c src/receiver/filename.c src/receiver/recovery.c"
+        extra="$extra src/receiver/livefeed.c src/core/net.c src/core/tls.c src/core/pcapng.c"
+        extra="$extra src/core/metrics.c src/core/http.c"
+        ;;
     *) extra="" ;;
     esac
     # shellcheck disable=SC2086

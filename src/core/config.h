@@ -61,14 +61,16 @@ typedef struct ps_config {
     int server_port;      /* default 8081 */
 
     /* output.file (receiver) */
-    char *file_path;          /* dir, or dir/prefix; "stdout", "/dev/stdout" or "-"
-                               * stream to stdout. default "./captures" */
-    ps_format format;         /* output.file.format, default pcapng */
-    uint64_t rotate_bytes;    /* output.file.rotateSizeMB * MiB, 0 = never */
-    uint32_t rotate_seconds;  /* output.file.rotateSeconds, 0 = never */
-    uint32_t max_files;       /* output.file.maxFiles, 0 = unlimited */
-    uint64_t max_total_bytes; /* output.file.maxTotalSizeMB * MiB, 0 = unlimited */
-    int per_sensor;           /* output.file.perSensor: one file set per sensor */
+    char *file_path;             /* dir, or dir/prefix; "stdout", "/dev/stdout" or "-"
+                                  * stream to stdout. default "./captures" */
+    ps_format format;            /* output.file.format, default pcapng */
+    uint64_t rotate_bytes;       /* output.file.rotateSizeMB * MiB, 0 = never */
+    uint32_t rotate_seconds;     /* output.file.rotateSeconds, 0 = never */
+    uint32_t max_files;          /* output.file.maxFiles, 0 = unlimited */
+    uint64_t max_total_bytes;    /* output.file.maxTotalSizeMB * MiB, 0 = unlimited */
+    int per_sensor;              /* output.file.perSensor: one file set per sensor */
+    uint32_t idle_close_seconds; /* output.file.idleCloseSeconds (perSensor), 0 = never */
+    uint32_t max_open_files;     /* output.file.maxOpenFiles (perSensor), 0 = unlimited */
 
     /* tls / auth (docs/security.md) */
     int tls_enable;

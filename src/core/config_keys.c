@@ -386,6 +386,27 @@ const key_def cfg_keys[] = {
      .def = "false",
      .roles = R_R,
      .help = "One set of files per sensor instead of one merged set. Not with a stdout path."},
+    {.name = "output.file.idleCloseSeconds",
+     .type = K_INT,
+     FIELD(idle_close_seconds),
+     .min = 0,
+     .max = 86400,
+     .def = "60",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "With `perSensor`: complete a sensor's file once it has taken no packet for this "
+             "long (a departed sensor's file does not stay open); its next packet starts a new "
+             "file. 0: never."},
+    {.name = "output.file.maxOpenFiles",
+     .type = K_INT,
+     FIELD(max_open_files),
+     .min = 0,
+     .max = 1000000,
+     .def = "256",
+     .roles = R_R,
+     .help = "With `perSensor`: at most this many files open at once; starting one more first "
+             "completes the least recently used. Never more than a quarter of the process's "
+             "open-file limit (`ulimit -n`). 0: only that limit."},
     {.name = "compression.codec",
      .type = K_ENUM,
      FIELD(codec),

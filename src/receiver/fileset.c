@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -46,6 +47,7 @@
 #define FS_DEFAULT_PREFIX "packetstreamer"
 #define FS_OPEN_ATTEMPTS 1000 /* names to try when others write the same dir */
 #define FS_NS 1000000000ull
+#define FS_LOG_EVERY_NS (60 * FS_NS)
 
 struct ps_files {
     ps_format format;
@@ -67,6 +69,11 @@ struct ps_files {
     size_t nsets, capsets;
     uint64_t next_gen;
     ps_files_totals totals;
+
+    /* Open per-sensor files (fileset.h, "Open files"). */
+    uint64_t idle_ns;         /* 0: never close for idleness */
+    uint64_t max_open;        /* 0: unlimited */
+    uint64_t limit_logged_ns; /* the "closed early" line, at most once a minute */
 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
@@ -243,11 +250,20 @@ static int done_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+static int evict_lru(ps_files *fs, const ps_fileset *keep, int why_errno);
+
+static int out_of_fds(int e)
+{
+    return e == EMFILE || e == ENFILE;
+}
+
 /* Reads the directory once per set: the highest counter (so new names never
  * collide with earlier runs) and the completed files retention must count. */
 static int set_scan(ps_files *fs, ps_fileset *s, char *err, size_t errlen)
 {
     DIR *d = opendir(fs->dir);
+    if (!d && out_of_fds(errno) && evict_lru(fs, s, errno) == 0)
+        d = opendir(fs->dir);
     if (!d) {
         int e = errno;
         set_err(err, errlen, "output directory %s: %s", fs->dir, strerror(e));
@@ -403,8 +419,10 @@ int ps_fileset_flush(ps_files *fs, ps_fileset *s)
     return rc;
 }
 
-static void file_forget(ps_fileset *s)
+static void file_forget(ps_files *fs, ps_fileset *s)
 {
+    if (s->open && !fs->to_stdout && fs->totals.open_files > 0)
+        fs->totals.open_files--;
     free(s->meta.sensors);
     memset(&s->meta, 0, sizeof(s->meta));
     s->open = 0;
@@ -429,6 +447,10 @@ int ps_fileset_start(ps_files *fs, ps_fileset *s)
     if (fs->to_stdout) {
         s->fd = STDOUT_FILENO;
     } else {
+        /* Make room first: a file completed now is cheaper than an EMFILE
+         * later, which would fail some sensor's batch. */
+        if (fs->max_open && fs->per_sensor && fs->totals.open_files >= fs->max_open)
+            (void)evict_lru(fs, s, 0);
         time_t t = (time_t)(now / FS_NS);
         int fd = -1;
         for (int attempt = 0; fd < 0; attempt++) {
@@ -450,6 +472,8 @@ int ps_fileset_start(ps_files *fs, ps_fileset *s)
                 continue;
             }
             fd = open(s->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)fs->mode);
+            if (fd < 0 && out_of_fds(errno) && evict_lru(fs, s, errno) == 0)
+                fd = open(s->part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, (mode_t)fs->mode);
             if (fd >= 0)
                 s->counter = counter;
             else if (errno != EEXIST || attempt >= FS_OPEN_ATTEMPTS)
@@ -458,6 +482,10 @@ int ps_fileset_start(ps_files *fs, ps_fileset *s)
         s->fd = fd;
     }
     s->open = 1;
+    if (!fs->to_stdout)
+        fs->totals.open_files++;
+    s->tick_use = s->last_use;
+    s->active_ns = now;
     s->gen = fs->next_gen++;
     s->next_if_id = 0;
     s->file_bytes = s->buf.len;
@@ -529,8 +557,18 @@ static int file_close(ps_files *fs, ps_fileset *s, int final)
      * file once later records follow; recovery reads only the last one. */
     if (is_pcapng(fs) && !fs->to_stdout && fs->checkpoint) {
         size_t before = s->buf.len;
-        if (fs->checkpoint(fs->ud, &s->buf) == 0)
+        if (fs->checkpoint(fs->ud, &s->buf) == 0) {
             s->file_bytes += s->buf.len - before;
+        } else {
+            /* Only memory can fail it (it has no size limit); the file is
+             * still whole, but a restart would not know what it holds. */
+            s->buf.len = before;
+            fs->totals.checkpoint_failures++;
+            ps_error("writer",
+                     "cannot add the restart checkpoint to %s: out of memory; after a restart "
+                     "sensors may resend batches it already holds",
+                     s->part);
+        }
     }
     if (ps_fileset_flush(fs, s) != 0) {
         if (!final)
@@ -541,12 +579,12 @@ static int file_close(ps_files *fs, ps_fileset *s, int final)
                      s->part, strerror(e), s->buf.len);
             close(s->fd);
         }
-        file_forget(s);
+        file_forget(fs, s);
         errno = e;
         return -1;
     }
     if (fs->to_stdout) {
-        file_forget(s); /* fd 1 belongs to the process, not to us */
+        file_forget(fs, s); /* fd 1 belongs to the process, not to us */
         return 0;
     }
     uint64_t packets = s->file_packets, bytes = s->file_bytes;
@@ -554,7 +592,7 @@ static int file_close(ps_files *fs, ps_fileset *s, int final)
     s->meta.sensors = NULL;
     int rc = close(s->fd);
     int e = errno;
-    file_forget(s);
+    file_forget(fs, s);
     if (rc != 0 || rename_noreplace(s->part, s->final) != 0) {
         /* Data may be incomplete (close) or the name taken (rename): the
          * .part stays where an operator can see it. */
@@ -591,6 +629,42 @@ void ps_fileset_rotate(ps_files *fs, ps_fileset *s)
         ps_warn("writer", "cannot complete %s: %s; rotation deferred", s->part, strerror(errno));
         s->rotate_deferred = 1;
     }
+}
+
+/*
+ * Completes the least recently used open file other than keep's, to stay
+ * under max_open_files (why_errno 0) or because the process ran out of file
+ * descriptors (EMFILE, ENFILE). 0 if a file was closed. Only between
+ * batches: the record path starts a file at a batch's first record, and a
+ * batch's records all go to one set (keep).
+ */
+static int evict_lru(ps_files *fs, const ps_fileset *keep, int why_errno)
+{
+    ps_fileset *lru = NULL;
+    for (size_t i = 0; i < fs->nsets; i++) {
+        ps_fileset *s = fs->sets[i];
+        if (s != keep && s->open && (!lru || s->last_use < lru->last_use))
+            lru = s;
+    }
+    if (!lru)
+        return -1;
+    (void)file_close(fs, lru, 0);
+    if (lru->open)
+        return -1; /* its flush failed: it stays current, nothing was freed */
+    fs->totals.closed_open_limit++;
+    uint64_t now = now_realtime_ns();
+    if (fs->limit_logged_ns == 0 || now - fs->limit_logged_ns >= FS_LOG_EVERY_NS) {
+        fs->limit_logged_ns = now;
+        if (why_errno)
+            ps_warn("writer", "%s: completed %s early to free a file descriptor (%llu files open)",
+                    strerror(why_errno), lru->final, (unsigned long long)fs->totals.open_files);
+        else
+            ps_warn("writer",
+                    "%llu per-sensor files open, the limit: completed %s early (the least "
+                    "recently used; logged once a minute)",
+                    (unsigned long long)fs->max_open, lru->final);
+    }
+    return 0;
 }
 
 /* A compare per record, and a string append only the first time a sensor
@@ -647,6 +721,16 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
     fs->max_files = o->max_files;
     fs->max_total_bytes = o->max_total_bytes;
     fs->per_sensor = o->per_sensor;
+    fs->idle_ns = (uint64_t)o->idle_close_seconds * FS_NS;
+    fs->max_open = o->max_open_files;
+    /* Connections need descriptors too: files never take more than a
+     * quarter of what the process may open. */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+        uint64_t cap = rl.rlim_cur / 4 < 4 ? 4 : (uint64_t)rl.rlim_cur / 4;
+        if (fs->max_open == 0 || fs->max_open > cap)
+            fs->max_open = cap;
+    }
     /* Captures hold credentials and personal data: never world-readable by
      * default (the umask can only make this stricter). */
     fs->mode = o->mode ? o->mode & 0666u : 0640u;
@@ -742,18 +826,43 @@ int ps_files_flush(ps_files *fs)
     return rc;
 }
 
+/* A per-sensor file that took no record for idle_ns: its sensor has left
+ * or gone quiet, and an open file would hold a descriptor for good. */
+static int is_idle(ps_files *fs, ps_fileset *s, uint64_t now_ns)
+{
+    if (!fs->per_sensor || !fs->idle_ns)
+        return 0;
+    if (s->last_use != s->tick_use || now_ns < s->active_ns) {
+        s->tick_use = s->last_use;
+        s->active_ns = now_ns; /* active since the last tick (or the clock went back) */
+        return 0;
+    }
+    return now_ns - s->active_ns >= fs->idle_ns;
+}
+
 int ps_files_tick(ps_files *fs, uint64_t now_ns)
 {
-    if (!fs || fs->to_stdout || fs->rotate_seconds == 0)
+    if (!fs || fs->to_stdout)
         return 0;
     uint64_t age = (uint64_t)fs->rotate_seconds * FS_NS;
     int rc = 0, e = 0;
     for (size_t i = 0; i < fs->nsets; i++) {
         ps_fileset *s = fs->sets[i];
-        if (s->open && now_ns >= s->opened_ns && now_ns - s->opened_ns >= age &&
-            file_close(fs, s, 0) != 0 && rc == 0) {
-            rc = -1;
-            e = errno;
+        if (!s->open)
+            continue;
+        int old = age && now_ns >= s->opened_ns && now_ns - s->opened_ns >= age;
+        int idle = !old && is_idle(fs, s, now_ns);
+        if (!old && !idle)
+            continue;
+        if (file_close(fs, s, 0) != 0) {
+            if (rc == 0) {
+                rc = -1;
+                e = errno;
+            }
+        } else if (idle) {
+            fs->totals.closed_idle++;
+            ps_debug("writer", "%s: no record for %llu s, completed", s->final,
+                     (unsigned long long)(fs->idle_ns / FS_NS));
         }
     }
     if (rc)

@@ -24,6 +24,18 @@
  * Retention counts the set's completed files in the directory, earlier
  * runs' included, and deletes oldest first.
  *
+ * Open files (per_sensor only; the single set keeps its file open): a set
+ * whose file took no record for idle_close_seconds (0: never) has it
+ * completed by ps_files_tick, as a rotation would, so files of departed
+ * sensors do not stay open; the next record starts a new file. At most
+ * max_open_files per-sensor files are open at once (0: no limit of its own),
+ * and never more than a quarter of RLIMIT_NOFILE's soft limit (at least 4),
+ * read at open: starting one more
+ * first completes the least recently used other file. When creating a file
+ * or reading the directory fails with EMFILE or ENFILE, the least recently
+ * used other file is completed and the call retried once. A file completed
+ * early is a complete file like any other (checkpoint, rename, retention).
+ *
  * Single-threaded: call from the receiver's event loop only.
  */
 #ifndef PS_FILESET_H
@@ -50,6 +62,9 @@ typedef struct ps_files_opts {
     uint32_t max_files;       /* 0 = unlimited: completed files kept per set */
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
+    /* per_sensor only (see "Open files" above); 0 = never / unlimited. */
+    uint32_t idle_close_seconds;
+    uint32_t max_open_files;
     const char *app; /* shb_userappl; NULL: "packetstreamer" */
     unsigned mode;   /* capture files' permission bits; 0 means 0640 */
     /* As in ps_writer_opts (writer.h). */
@@ -87,6 +102,7 @@ typedef struct ps_fileset {
     uint64_t file_packets;
     int has_linktype;
     uint32_t linktype; /* classic pcap: fixed by the set's first interface */
+    uint64_t last_use; /* the writer's use count at this set's last record (LRU) */
 
     char *key;    /* sensor KEY, NULL for the single set */
     char *prefix; /* file-name prefix: PREFIX or PREFIX-KEY */
@@ -96,6 +112,8 @@ typedef struct ps_fileset {
     uint64_t counter;    /* current file's counter */
     int rotate_deferred; /* a size rotation is pending on failing writes */
     uint64_t next_counter;
+    uint64_t tick_use;  /* last_use when ps_files_tick last saw it change */
+    uint64_t active_ns; /* when ps_files_tick last saw it change */
     char final[PATH_MAX];
     char part[PATH_MAX];
     ps_file_done *done; /* completed files, oldest first */
@@ -136,13 +154,18 @@ void ps_fileset_note(ps_fileset *s, uint64_t ts_ns, const char *sensor);
 /* Flushes every set; 0, or -1 with the first errno. */
 int ps_files_flush(ps_files *fs);
 
-/* Completes files older than rotate_seconds. now_ns: CLOCK_REALTIME. */
+/* Completes files older than rotate_seconds, and per-sensor files idle for
+ * idle_close_seconds. now_ns: CLOCK_REALTIME; call about once a second. */
 int ps_files_tick(ps_files *fs, uint64_t now_ns);
 
 typedef struct ps_files_totals {
     uint64_t bytes; /* written to files since open */
     uint64_t files_closed;
-    uint64_t files_deleted; /* by retention */
+    uint64_t files_deleted;       /* by retention */
+    uint64_t checkpoint_failures; /* files closed without their checkpoint */
+    uint64_t closed_idle;         /* per-sensor files completed for idleness */
+    uint64_t closed_open_limit;   /* ... to stay under max_open_files or after EMFILE */
+    uint64_t open_files;          /* files open now (a gauge) */
 } ps_files_totals;
 void ps_files_get_totals(const ps_files *fs, ps_files_totals *t);
 

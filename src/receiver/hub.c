@@ -77,6 +77,9 @@ enum {
     R_DROPS,
     R_ROTATED,
     R_DELETED,
+    R_CLOSED_EARLY,
+    R_OPEN_FILES,
+    R_CHECKPOINT_FAILED,
     R_DISK,
     R_FILE_BYTES,
     R_WRITE_FAILING,
@@ -90,6 +93,8 @@ enum {
 typedef struct hub_sample {
     uint64_t connections, connected, known, forgotten;
     uint64_t rotated, deleted, disk, file_bytes, write_failing;
+    uint64_t closed_early[2]; /* idle, open_limit */
+    uint64_t open_files, checkpoint_failed;
     uint64_t decode[PS_HUB_WIRE_REASONS + 1]; /* by wire reason, then io */
     uint64_t acks;
 } hub_sample;
@@ -117,6 +122,11 @@ static const char *reason_value(int i)
 static const char *tls_value(int i)
 {
     return tls_reason_names[i];
+}
+
+static const char *closed_early_value(int i)
+{
+    return i == 0 ? "idle" : "open_limit";
 }
 
 static const char *decode_value(int i)
@@ -178,6 +188,18 @@ static const hub_metric metric_defs[R_COUNT] = {
                    "Capture files completed (closed and renamed).", NULL, SAMPLE(rotated)},
     [R_DELETED] = {PS_METRIC_COUNTER, "packetstreamer_receiver_files_deleted_total",
                    "Capture files deleted by retention.", NULL, SAMPLE(deleted)},
+    [R_CLOSED_EARLY] = {PS_METRIC_COUNTER, "packetstreamer_receiver_files_closed_early_total",
+                        "Per-sensor capture files completed before rotation was due, by reason: "
+                        "idle (no record for output.file.idleCloseSec), open_limit (to stay "
+                        "under output.file.maxOpenFiles, or when out of file descriptors).",
+                        "reason", SRC_SAMPLE, offsetof(hub_sample, closed_early), 2,
+                        closed_early_value},
+    [R_OPEN_FILES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_open_files",
+                      "Capture files open for writing now.", NULL, SAMPLE(open_files)},
+    [R_CHECKPOINT_FAILED] = {PS_METRIC_COUNTER, "packetstreamer_receiver_checkpoint_failures_total",
+                             "Capture files completed without their restart checkpoint (out of "
+                             "memory): after a restart their sensors may resend batches.",
+                             NULL, SAMPLE(checkpoint_failed)},
     [R_DISK] = {PS_METRIC_GAUGE, "packetstreamer_receiver_disk_bytes",
                 "Bytes of capture files on disk in the writer's file sets.", NULL, SAMPLE(disk)},
     [R_FILE_BYTES] = {PS_METRIC_COUNTER, "packetstreamer_receiver_file_bytes_total",
@@ -238,7 +260,7 @@ struct ps_hub {
     ps_metric *family[R_COUNT];
     ps_series **series[R_COUNT]; /* the up-front series of each family */
     /* Room for every up-front series of the table (register_metrics checks). */
-    ps_series *series_store[PS_REASON_COUNT + HUB_TLS_REASONS + PS_HUB_WIRE_REASONS + 16];
+    ps_series *series_store[PS_REASON_COUNT + HUB_TLS_REASONS + PS_HUB_WIRE_REASONS + 32];
     hub_id_series **ids; /* one per id with its own series */
     size_t n_ids;
     hub_id_series **id_buckets; /* hash on id */
@@ -405,6 +427,10 @@ void ps_hub_publish(ps_hub *hub)
     smp.connections = hub->counters.connections;
     smp.rotated = wt.files_closed;
     smp.deleted = wt.files_deleted;
+    smp.closed_early[0] = wt.closed_idle;
+    smp.closed_early[1] = wt.closed_open_limit;
+    smp.open_files = wt.open_files;
+    smp.checkpoint_failed = wt.checkpoint_failures;
     smp.disk = ps_writer_disk_bytes(hub->o.writer);
     smp.file_bytes = wt.bytes;
     smp.write_failing = hub->write_failing ? 1 : 0;

@@ -226,6 +226,8 @@ int ps_receiver_run(const ps_config *cfg)
                          .max_files = cfg->max_files,
                          .max_total_bytes = cfg->max_total_bytes,
                          .per_sensor = cfg->per_sensor,
+                         .idle_close_seconds = cfg->idle_close_seconds,
+                         .max_open_files = cfg->max_open_files,
                          .app = app,
                          .checkpoint = on_checkpoint,
                          .on_recovered = on_recovered,

@@ -4,8 +4,15 @@
  *
  * Marker and checkpoint data, big-endian:
  *   "PSB1" | entry            (one batch marker)
- *   "PSC1" | u32 n | n entries (checkpoint)
+ *   "PSC1" | u32 n | n entries (a checkpoint that fits one block)
+ *   "PSC2" | u32 part | u32 parts | u32 n | n entries (one part of a larger one)
  *   entry = u64 session | u64 seq | u16 id_len | id
+ * An option holds at most 64 KiB, about 1500 entries. A larger checkpoint is
+ * parts 0..parts-1 in consecutive blocks at the end of the file, so reading
+ * it back is a walk from the file's end, one block back at a time, each
+ * block found by the length field that ends the one before it; no index
+ * and no side file to keep consistent. PSC1 stays for what fits, which
+ * receivers that predate PSC2 still read.
  * carried as a custom option of an otherwise empty Name Resolution Block
  * (tools skip it; a pcapng Custom Block would show up in Wireshark as a
  * frame), followed by the option's zero padding. Files are read through a window so a
@@ -45,9 +52,15 @@ static int put_entry(ps_buf *out, const char *id, uint64_t session, uint64_t seq
     return 0;
 }
 
+/* Largest option data one NRB can carry: the option length is 16 bits and
+ * the PEN takes 4 of them. */
+#define RC_OPT_MAX 65531u
+/* "PSC2" | u32 part | u32 parts | u32 n */
+#define RC_PART_HDR 16u
+
 static int wrap(ps_buf *out, ps_buf *data)
 {
-    int rc = data->len <= 65531
+    int rc = data->len <= RC_OPT_MAX
                  ? ps_pcapng_nrb_custom(out, PS_RECOVERY_PEN, data->data, (uint32_t)data->len)
                  : -1;
     ps_buf_free(data);
@@ -64,20 +77,73 @@ int ps_recovery_marker(ps_buf *out, const char *id, uint64_t session, uint64_t s
     return wrap(out, &d);
 }
 
-int ps_recovery_checkpoint(ps_buf *out, const ps_recovery_entry *e, size_t n)
+static size_t entry_len(const ps_recovery_entry *e)
+{
+    return 18 + strlen(e->id);
+}
+
+/* One block's data: tag, [part, parts,] n, entries [from, to). */
+static int put_block(ps_buf *out, const char *tag, uint32_t part, uint32_t parts,
+                     const ps_recovery_entry *e, size_t from, size_t to)
 {
     ps_buf d = PS_BUF_INIT;
-    uint8_t cnt[4];
-    ps_put_u32be(cnt, (uint32_t)n);
-    if (n > UINT32_MAX || ps_buf_append(&d, "PSC1", 4) != 0 || ps_buf_append(&d, cnt, 4) != 0)
+    uint8_t hdr[12];
+    size_t hl = 0;
+    if (tag[3] == '2') {
+        ps_put_u32be(hdr, part);
+        ps_put_u32be(hdr + 4, parts);
+        hl = 8;
+    }
+    ps_put_u32be(hdr + hl, (uint32_t)(to - from));
+    hl += 4;
+    if (ps_buf_append(&d, tag, 4) != 0 || ps_buf_append(&d, hdr, hl) != 0)
         goto fail;
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = from; i < to; i++)
         if (put_entry(&d, e[i].id, e[i].session, e[i].seq) != 0)
             goto fail;
     return wrap(out, &d);
 fail:
     ps_buf_free(&d);
     return -1;
+}
+
+/* Where the part starting at entry from ends: as many entries as fit. */
+static size_t part_end(const ps_recovery_entry *e, size_t n, size_t from)
+{
+    size_t used = RC_PART_HDR, i = from;
+    while (i < n && used + entry_len(&e[i]) <= RC_OPT_MAX)
+        used += entry_len(&e[i++]);
+    return i;
+}
+
+int ps_recovery_checkpoint(ps_buf *out, const ps_recovery_entry *e, size_t n)
+{
+    size_t total = 8;
+    for (size_t i = 0; i < n; i++) {
+        size_t idl = strlen(e[i].id);
+        if (idl == 0 || idl > PS_WIRE_MAX_ID_LEN)
+            return -1;
+        total += 18 + idl;
+    }
+    size_t before = out->len;
+    /* What fits one block stays PSC1, which every receiver version reads. */
+    if (total <= RC_OPT_MAX)
+        return put_block(out, "PSC1", 0, 1, e, 0, n);
+    size_t parts = 0;
+    for (size_t i = 0; i < n; i = part_end(e, n, i))
+        parts++;
+    if (parts > UINT32_MAX)
+        return -1;
+    uint32_t part = 0;
+    for (size_t i = 0; i < n; part++) {
+        size_t end = part_end(e, n, i);
+        if (put_block(out, "PSC2", part, (uint32_t)parts, e, i, end) != 0) {
+            out->len = before; /* all parts or none */
+            return -1;
+        }
+        i = end;
+    }
+    return 0;
 }
 
 static int parse_entry(const uint8_t **p, size_t *left, ps_recovery_cb cb, void *ud)
@@ -96,14 +162,29 @@ static int parse_entry(const uint8_t **p, size_t *left, ps_recovery_cb cb, void 
     return 0;
 }
 
-int ps_recovery_parse(const uint8_t *data, size_t len, ps_recovery_cb cb, void *ud)
+/* As ps_recovery_parse; also tells which part of a checkpoint the block is
+ * (PSB1 and PSC1: part 0 of 1). */
+static int parse_data(const uint8_t *data, size_t len, ps_recovery_cb cb, void *ud, uint32_t *part,
+                      uint32_t *parts)
 {
+    *part = 0;
+    *parts = 1;
     if (len < 4)
         return 0;
     const uint8_t *p = data + 4;
     size_t left = len - 4;
     uint32_t n = 1;
-    if (memcmp(data, "PSC1", 4) == 0) {
+    if (memcmp(data, "PSC2", 4) == 0) {
+        if (left < 12)
+            return -1;
+        *part = ps_get_u32be(p);
+        *parts = ps_get_u32be(p + 4);
+        if (*parts == 0 || *part >= *parts)
+            return -1;
+        p += 8;
+        left -= 8;
+    }
+    if (memcmp(data, "PSC1", 4) == 0 || memcmp(data, "PSC2", 4) == 0) {
         if (left < 4)
             return -1;
         n = ps_get_u32be(p);
@@ -123,6 +204,12 @@ int ps_recovery_parse(const uint8_t *data, size_t len, ps_recovery_cb cb, void *
     for (uint32_t i = 0; i < n; i++)
         parse_entry(&p, &left, cb, ud);
     return 1;
+}
+
+int ps_recovery_parse(const uint8_t *data, size_t len, ps_recovery_cb cb, void *ud)
+{
+    uint32_t part, parts;
+    return parse_data(data, len, cb, ud, &part, &parts);
 }
 
 /* ---- a window over a file ---- */
@@ -159,38 +246,82 @@ static const uint8_t *rc_get(rc_file *f, uint64_t off, size_t n)
     return got >= n ? f->win : NULL;
 }
 
-/* ---- state collected from one file ---- */
+/* ---- state: the last sequence per (sensor, session) ---- */
 
+/* Hashed: a directory may hold thousands of files, each ending with a
+ * checkpoint of every (sensor, session) the receiver knew, and a .part a
+ * marker per batch; a list scan per fact would be quadratic. */
 typedef struct rc_state {
-    ps_recovery_entry *e;
+    ps_recovery_entry *e; /* ids owned (ids[i] == e[i].id) */
     char **ids;
     size_t n, cap;
+    uint32_t *tab; /* open addressing: index + 1, 0 empty; tabcap >= 2 * cap */
+    size_t tabcap;
     int oom;
 } rc_state;
+
+static size_t state_hash(const char *id, size_t id_len, uint64_t session)
+{
+    uint64_t h = 1469598103934665603ull ^ session; /* FNV-1a, seeded with the session */
+    for (size_t i = 0; i < id_len; i++)
+        h = (h ^ (uint8_t)id[i]) * 1099511628211ull;
+    h ^= h >> 29;
+    return (size_t)(h ^ (h >> 32));
+}
+
+static void state_insert(rc_state *st, size_t idx)
+{
+    size_t mask = st->tabcap - 1;
+    const ps_recovery_entry *x = &st->e[idx];
+    size_t i = state_hash(x->id, strlen(x->id), x->session) & mask;
+    while (st->tab[i])
+        i = (i + 1) & mask;
+    st->tab[i] = (uint32_t)idx + 1;
+}
+
+static int state_grow(rc_state *st)
+{
+    size_t cap = st->cap ? st->cap * 2 : 8;
+    if (cap > UINT32_MAX / 2)
+        return -1;
+    ps_recovery_entry *e = realloc(st->e, cap * sizeof(*e));
+    if (!e)
+        return -1;
+    st->e = e;
+    char **ids = realloc(st->ids, cap * sizeof(*ids));
+    if (!ids)
+        return -1;
+    st->ids = ids;
+    uint32_t *tab = calloc(cap * 2, sizeof(*tab));
+    if (!tab)
+        return -1;
+    free(st->tab);
+    st->tab = tab;
+    st->tabcap = cap * 2;
+    st->cap = cap;
+    for (size_t i = 0; i < st->n; i++)
+        state_insert(st, i);
+    return 0;
+}
 
 static void state_add(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
 {
     rc_state *st = ud;
-    for (size_t i = 0; i < st->n; i++) {
-        if (st->e[i].session == session && strlen(st->ids[i]) == id_len &&
-            memcmp(st->ids[i], id, id_len) == 0) {
-            if (seq > st->e[i].seq)
-                st->e[i].seq = seq;
-            return;
+    if (st->tabcap) {
+        size_t mask = st->tabcap - 1;
+        for (size_t i = state_hash(id, id_len, session) & mask; st->tab[i]; i = (i + 1) & mask) {
+            ps_recovery_entry *x = &st->e[st->tab[i] - 1];
+            if (x->session == session && strlen(x->id) == id_len &&
+                memcmp(x->id, id, id_len) == 0) {
+                if (seq > x->seq)
+                    x->seq = seq;
+                return;
+            }
         }
     }
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 8;
-        ps_recovery_entry *e = realloc(st->e, cap * sizeof(*e));
-        if (e)
-            st->e = e;
-        char **ids = e ? realloc(st->ids, cap * sizeof(*ids)) : NULL;
-        if (!e || !ids) {
-            st->oom = 1;
-            return;
-        }
-        st->ids = ids;
-        st->cap = cap;
+    if (st->n == st->cap && state_grow(st) != 0) {
+        st->oom = 1;
+        return;
     }
     char *copy = strndup(id, id_len);
     if (!copy) {
@@ -199,6 +330,7 @@ static void state_add(void *ud, const char *id, size_t id_len, uint64_t session,
     }
     st->ids[st->n] = copy;
     st->e[st->n] = (ps_recovery_entry){.id = copy, .session = session, .seq = seq};
+    state_insert(st, st->n);
     st->n++;
 }
 
@@ -208,13 +340,15 @@ static void state_free(rc_state *st)
         free(st->ids[i]);
     free(st->ids);
     free(st->e);
+    free(st->tab);
 }
 
 /* ---- repair ---- */
 
 /* Our NRB: records up to nrb_record_end, then options; 1 if one of them is
- * our custom option holding a marker or checkpoint. */
-static int parse_nrb(const uint8_t *blk, uint32_t len, ps_recovery_cb cb, void *ud)
+ * our custom option holding a marker or checkpoint (part of parts). */
+static int parse_nrb_part(const uint8_t *blk, uint32_t len, ps_recovery_cb cb, void *ud,
+                          uint32_t *part, uint32_t *parts)
 {
     size_t off = 8, end = len - 4;
     for (;;) { /* records */
@@ -243,11 +377,17 @@ static int parse_nrb(const uint8_t *blk, uint32_t len, ps_recovery_cb cb, void *
         if (code == PS_PCAPNG_OPT_CUSTOM_BIN_NOCOPY && ol >= 4) {
             memcpy(&pen, blk + off, 4);
             if (pen == PS_RECOVERY_PEN)
-                return ps_recovery_parse(blk + off + 4, ol - 4u, cb, ud) == 1;
+                return parse_data(blk + off + 4, ol - 4u, cb, ud, part, parts) == 1;
         }
         off += padded;
     }
     return 0;
+}
+
+static int parse_nrb(const uint8_t *blk, uint32_t len, ps_recovery_cb cb, void *ud)
+{
+    uint32_t part, parts;
+    return parse_nrb_part(blk, len, cb, ud, &part, &parts);
 }
 
 /* Walks a pcapng file; returns the offset up to which it is whole and
@@ -348,7 +488,7 @@ static int open_regular(const char *path, int flags, struct stat *sb)
 }
 
 /* name: a .part file's name (ps_fname_parse said so); pcapng: its EXT. */
-static void repair_one(const char *dir, const char *name, int pcapng, ps_recovery_cb cb, void *ud,
+static void repair_one(const char *dir, const char *name, int pcapng, rc_state *all,
                        ps_recovery_report *rep)
 {
     char path[4096], final[4096];
@@ -398,16 +538,41 @@ static void repair_one(const char *dir, const char *name, int pcapng, ps_recover
             path, (long long)good, (unsigned long long)f.size, final);
     rep->repaired++;
     rep->bytes_cut += f.size - (uint64_t)good;
-    for (size_t i = 0; i < st.n; i++) {
-        cb(ud, st.e[i].id, strlen(st.e[i].id), st.e[i].session, st.e[i].seq);
-        rep->entries++;
-    }
+    for (size_t i = 0; i < st.n; i++)
+        state_add(all, st.e[i].id, strlen(st.e[i].id), st.e[i].session, st.e[i].seq);
     state_free(&st);
 }
 
-/* Reads the checkpoint a completed pcapng file ends with, if any. */
-static void read_tail(const char *dir, const char *name, ps_recovery_cb cb, void *ud,
-                      ps_recovery_report *rep)
+/* The block that ends at end (its trailing length field sits just before
+ * end): malloc'd into *blk, or NULL if there is none we would read. */
+static uint8_t *block_before(int fd, off_t end, uint32_t *len)
+{
+    uint8_t lenb[4];
+    if (end < 32 || pread(fd, lenb, 4, end - 4) != 4)
+        return NULL;
+    memcpy(len, lenb, 4);
+    if (*len < 16 || *len % 4 || *len > RC_MAX_TAIL || (off_t)*len > end)
+        return NULL;
+    uint8_t *blk = malloc(*len);
+    uint32_t type, l2;
+    if (blk && pread(fd, blk, *len, end - (off_t)*len) == (ssize_t)*len) {
+        memcpy(&type, blk, 4);
+        memcpy(&l2, blk + 4, 4);
+        if (type == PS_PCAPNG_NRB && l2 == *len)
+            return blk;
+    }
+    free(blk);
+    return NULL;
+}
+
+/*
+ * Reads the checkpoint a completed pcapng file ends with, if any: one block,
+ * or parts 0..N-1 in consecutive blocks, read from the last one backwards.
+ * Every part is validated before its entries count; a missing or damaged
+ * part loses only its own entries (each entry is a fact on its own) and is
+ * logged.
+ */
+static void read_tail(const char *dir, const char *name, rc_state *all, ps_recovery_report *rep)
 {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s", dir, name);
@@ -415,34 +580,33 @@ static void read_tail(const char *dir, const char *name, ps_recovery_cb cb, void
     int fd = open_regular(path, O_RDONLY, &sb);
     if (fd < 0)
         return;
-    uint8_t lenb[4];
-    uint32_t len;
-    if (sb.st_size < 32 || pread(fd, lenb, 4, sb.st_size - 4) != 4) {
-        close(fd);
-        return;
-    }
-    memcpy(&len, lenb, 4);
-    if (len < 16 || len % 4 || len > RC_MAX_TAIL || (off_t)len > sb.st_size) {
-        close(fd);
-        return;
-    }
-    uint8_t *blk = malloc(len);
-    if (blk && pread(fd, blk, len, sb.st_size - (off_t)len) == (ssize_t)len) {
-        uint32_t type, l2;
-        memcpy(&type, blk, 4);
-        memcpy(&l2, blk + 4, 4);
-        rc_state st = {0};
-        if (type == PS_PCAPNG_NRB && l2 == len && parse_nrb(blk, len, state_add, &st) == 1 &&
-            !st.oom) {
-            rep->files_read++;
-            for (size_t i = 0; i < st.n; i++) {
-                cb(ud, st.e[i].id, strlen(st.e[i].id), st.e[i].session, st.e[i].seq);
-                rep->entries++;
+    off_t end = sb.st_size;
+    uint32_t parts = 1, want = 0, read = 0;
+    for (;;) {
+        uint32_t len = 0, part = 0, np = 0;
+        uint8_t *blk = block_before(fd, end, &len);
+        int ok = blk && parse_nrb_part(blk, len, NULL, NULL, &part, &np) == 1;
+        if (ok && read > 0)
+            ok = np == parts && part == want; /* the part that must come before */
+        if (ok) {
+            (void)parse_nrb_part(blk, len, state_add, all, &part, &np);
+            if (read == 0) {
+                parts = np;
+                rep->files_read++;
             }
+            read++;
+            end -= (off_t)len;
         }
-        state_free(&st);
+        free(blk);
+        if (!ok || part == 0)
+            break;
+        want = part - 1;
     }
-    free(blk);
+    if (read > 0 && read < parts)
+        ps_warn("receiver",
+                "%s: its checkpoint is incomplete (%u of %u parts readable); sensors in the "
+                "missing parts may resend batches this file already holds",
+                path, read, parts);
     close(fd);
 }
 
@@ -485,13 +649,22 @@ int ps_recovery_run(const char *dir, const char *prefix, ps_format format, ps_re
     }
     closedir(d);
     (void)format; /* repair follows each file's own format */
+    /* Facts from every file are merged first, so the caller hears each
+     * (sensor, session) once, with the highest sequence any file holds. */
+    rc_state all = {0};
     for (size_t i = 0; i < nd && !oom; i++)
-        read_tail(dir, done[i], cb, ud, rep);
+        read_tail(dir, done[i], &all, rep);
     for (size_t i = 0; i < np && !oom; i++) {
         ps_fname fn = {0};
         (void)ps_fname_parse(parts[i], prefix, &fn); /* matched above */
-        repair_one(dir, parts[i], fn.pcapng, cb, ud, rep);
+        repair_one(dir, parts[i], fn.pcapng, &all, rep);
     }
+    oom = oom || all.oom;
+    for (size_t i = 0; i < all.n && !oom; i++) {
+        cb(ud, all.e[i].id, strlen(all.e[i].id), all.e[i].session, all.e[i].seq);
+        rep->entries++;
+    }
+    state_free(&all);
     for (size_t i = 0; i < np; i++)
         free(parts[i]);
     for (size_t i = 0; i < nd; i++)

@@ -130,6 +130,42 @@ static void sess_reject(ps_session *s, uint16_t code, ps_hub_reason label, const
     ps_conn_close_graceful(s->conn, 0, why);
 }
 
+static void sess_write_failed(ps_session *s, int e, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/*
+ * The writer failed (errno e) on what the sensor sent correctly. Transient
+ * server-side failures (out of file descriptors, disk full, I/O errors,
+ * memory) are answered with PS_REJECT_INTERNAL, on which a sensor backs off
+ * and retries, resending what was not acknowledged; only EINVAL (something
+ * the output cannot hold, e.g. a link type) is PS_REJECT_UNSUPPORTED, which
+ * stops the sensor. Counted as our failure (decode error "io"), not as a
+ * refusal of the peer; one log line per connection, as every close.
+ */
+static void sess_write_failed(ps_session *s, int e, const char *fmt, ...)
+{
+    char why[PS_WIRE_MAX_REASON_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (e == EINVAL) {
+        sess_reject(s, PS_REJECT_UNSUPPORTED, PS_REASON_COUNT, "%s", why);
+        return;
+    }
+    ps_hub_count_decode_error(s->hub, UV_EIO);
+    s->logged = 1;
+    ps_warn("receiver", "closing connection from %s (sensor %s): %s; it will retry", s->peer,
+            s->sensor ? s->sensor->id : "?", why);
+    ps_buf out = PS_BUF_INIT;
+    ps_reject r = {.code = PS_REJECT_INTERNAL, .reason = why, .reason_len = (uint16_t)strlen(why)};
+    if (ps_wire_encode_reject(&out, &r) == 0)
+        ps_conn_send(s->conn, out.data, out.len);
+    ps_buf_free(&out);
+    s->state = SS_DONE;
+    ps_conn_close_graceful(s->conn, UV_EIO, why);
+}
+
 static int send_u64(ps_session *s, int type, uint64_t v)
 {
     uint8_t frame[PS_WIRE_HDR_LEN + 8];
@@ -322,7 +358,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
     int h = ps_writer_iface(s->o->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
                             sizeof(err));
     if (h < 0) {
-        sess_reject(s, PS_REJECT_UNSUPPORTED, PS_REASON_COUNT, "%s", err);
+        sess_write_failed(s, errno, "%s", err);
         return -1;
     }
     s->ifmap[i.index] = h;
@@ -418,14 +454,19 @@ static int on_batch(ps_session *s, const ps_frame *f)
     while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
         handle = s->ifmap[r.iface];
         if (ps_writer_record(o->writer, handle, r.ts_ns, r.caplen, r.origlen, r.data) != 0) {
-            sess_close(s, UV_EIO, "cannot write batch %" PRIu64 ": %s", b.seq, strerror(errno));
+            int e = errno;
+            /* Never "unsupported" here: the sensor would stop for good. */
+            sess_write_failed(s, e == EINVAL ? EIO : e, "cannot write batch %" PRIu64 ": %s", b.seq,
+                              strerror(e));
             return -1;
         }
         bytes += r.caplen;
     }
     /* The batch marker makes this batch recoverable as a whole. */
     if (handle >= 0 && ps_writer_batch_end(o->writer, handle, rec->id, rec->session, b.seq) != 0) {
-        sess_close(s, UV_EIO, "cannot end batch %" PRIu64 ": %s", b.seq, strerror(errno));
+        int e = errno;
+        sess_write_failed(s, e == EINVAL ? EIO : e, "cannot end batch %" PRIu64 ": %s", b.seq,
+                          strerror(e));
         return -1;
     }
     /* After the writer has the batch: live clients never hold up the files. */

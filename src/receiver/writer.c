@@ -62,6 +62,7 @@ struct ps_writer {
     uint32_t *iface_tab;  /* open addressing on (sensor, name): handle + 1, 0 empty */
     size_t iface_tab_cap; /* power of two, at least twice nifaces */
     uint64_t packets;
+    uint64_t uses; /* records taken: the sets' LRU clock (ps_fileset.last_use) */
 };
 
 __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
@@ -126,6 +127,8 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
                         .max_files = o->max_files,
                         .max_total_bytes = o->max_total_bytes,
                         .per_sensor = o->per_sensor,
+                        .idle_close_seconds = o->idle_close_seconds,
+                        .max_open_files = o->max_open_files,
                         .app = o->app,
                         .mode = o->mode,
                         .checkpoint = o->checkpoint,
@@ -374,6 +377,7 @@ int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, u
     f->meta_gen = s->gen;
     f->delivered++;
     w->packets++;
+    s->last_use = ++w->uses;
 
     /* Best effort: a failure here keeps the bytes buffered and surfaces in
      * the next ps_writer_flush(), which is what acknowledgements wait for. */
@@ -452,7 +456,11 @@ void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t)
     *t = (ps_writer_totals){.packets = w ? w->packets : 0,
                             .bytes = ft.bytes,
                             .files_closed = ft.files_closed,
-                            .files_deleted = ft.files_deleted};
+                            .files_deleted = ft.files_deleted,
+                            .checkpoint_failures = ft.checkpoint_failures,
+                            .closed_idle = ft.closed_idle,
+                            .closed_open_limit = ft.closed_open_limit,
+                            .open_files = ft.open_files};
 }
 
 const char *ps_writer_dir(const ps_writer *w)

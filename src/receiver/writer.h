@@ -12,7 +12,8 @@
  * is refused (ps_writer_iface returns -1 with a message).
  *
  * Output path rules (stdout, a directory, DIR/PREFIX), file sets, .part
- * files, rotation's mechanics and retention: fileset.h. File names:
+ * files, rotation's mechanics, retention, and how many per-sensor files stay
+ * open (idle ones are completed; at most max_open_files): fileset.h. File names:
  * filename.h, PREFIX[-SENSOR]-YYYYmmddTHHMMSSZ-NNNNNN.EXT, where SENSOR is
  * the sensor id made safe for a file name (ps_fname_key); sensors whose ids
  * map to the same SENSOR share a file set.
@@ -41,6 +42,10 @@ typedef struct ps_writer_opts {
     uint32_t max_files;       /* 0 = unlimited: completed files kept per set */
     uint64_t max_total_bytes; /* 0 = unlimited: completed files' bytes per set */
     int per_sensor;
+    /* per_sensor only: a file idle this long is completed; at most this many
+     * files open (fileset.h, "Open files"). 0 = never / unlimited. */
+    uint32_t idle_close_seconds;
+    uint32_t max_open_files;
     const char *app; /* shb_userappl */
     /* pcapng files only (not stdout), both may be NULL:
      * checkpoint appends the receiver's sequence checkpoint to a file about
@@ -91,14 +96,19 @@ int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv
 /* Writes out buffered bytes. 0, or -1 with errno (e.g. ENOSPC). */
 int ps_writer_flush(ps_writer *w);
 
-/* Rotates files whose time is up. now_ns: CLOCK_REALTIME. */
+/* Rotates files whose time is up and completes idle per-sensor files.
+ * now_ns: CLOCK_REALTIME; call about once a second. */
 int ps_writer_tick(ps_writer *w, uint64_t now_ns);
 
 typedef struct ps_writer_totals {
     uint64_t packets; /* records accepted since open */
     uint64_t bytes;   /* bytes written to files since open */
     uint64_t files_closed;
-    uint64_t files_deleted; /* by retention */
+    uint64_t files_deleted;       /* by retention */
+    uint64_t checkpoint_failures; /* files closed without their checkpoint (OOM) */
+    uint64_t closed_idle;         /* per-sensor files completed after idle_close_seconds */
+    uint64_t closed_open_limit;   /* ... to stay under max_open_files, or on EMFILE */
+    uint64_t open_files;          /* capture files open now */
 } ps_writer_totals;
 void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t);
 

@@ -227,6 +227,30 @@ def stats_flood(port, stop, seconds=10, ifaces=4096, token=b"", **_):
     return {"stats": sent}
 
 
+def sensor_churn(port, stop, seconds=10, count=200, records=5, token=b"", **_):
+    """Item 8: with perSensor, sensors that each deliver one batch into a file
+    of their own and leave (ids churn-0, churn-1, ...; records from
+    pcaplib.gen_varied(records, 8))."""
+    import pcaplib
+    recs = pcaplib.gen_varied(records, 8)
+    done, delivered = 0, 0
+    go = _until(stop, seconds)
+    while done < count and go():
+        c = _hello(port, "churn-%d" % done, token=token)
+        done += 1
+        if c is None:
+            continue
+        try:
+            c.iface(0, "eth0")
+            c.batch(1, recs)
+            c.wait_ack(1)
+            delivered += 1
+        except (OSError, EOFError):
+            pass
+        c.close()
+    return {"sensors": done, "delivered": delivered}
+
+
 def rebinding(http_port, stop, **_):
     """Item 11: a browser driven by DNS rebinding asks with a foreign Host."""
     s = _connect(http_port)
@@ -255,6 +279,7 @@ ATTACKS = {
     "stats_flood": stats_flood,
     "rebinding": rebinding,
     "takeover": takeover,
+    "sensor_churn": sensor_churn,
 }
 
 

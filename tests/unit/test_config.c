@@ -388,6 +388,8 @@ CHECK(k_rotate_sec, c->rotate_seconds == 3600)
 CHECK(k_max_files, c->max_files == 10)
 CHECK(k_max_total, c->max_total_bytes == (1ull << 30) * MIB)
 CHECK(k_per_sensor, c->per_sensor == 1)
+CHECK(k_idle_close, c->idle_close_seconds == 5)
+CHECK(k_max_open, c->max_open_files == 1000)
 CHECK(k_codec, c->codec == PS_CODEC_ZLIB)
 CHECK(k_zlib_level, c->zlib_level == 9)
 CHECK(k_interfaces, c->interfaces_count == 2 && streq(c->interfaces[0], "eth0") &&
@@ -469,6 +471,8 @@ static const key_case key_cases[] = {
     {"output.file.maxFiles", "10", "10", k_max_files},
     {"output.file.maxTotalSizeMB", "1073741824", "1073741824", k_max_total},
     {"output.file.perSensor", "true", "yes", k_per_sensor},
+    {"output.file.idleCloseSeconds", "5", "5", k_idle_close},
+    {"output.file.maxOpenFiles", "1000", "1000", k_max_open},
     {"compression.codec", "zlib", "zlib", k_codec},
     {"compression.zlibLevel", "9", "9", k_zlib_level},
     {"capture.interfaces", "[eth0, \"veth*\"]", "eth0,veth*", k_interfaces},

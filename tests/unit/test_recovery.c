@@ -314,6 +314,94 @@ static void test_recovery_opens_only_regular_files(void **state)
     ps_buf_free(&b);
 }
 
+/* A checkpoint far past one block's 64 KiB: every entry comes back after a
+ * restart, from a completed file and from a repaired .part alike; a damaged
+ * part loses only its own entries. */
+#define BIG_N 3000
+static uint64_t g_big_seq[BIG_N];
+static int g_big_bad;
+
+static void collect_big(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
+{
+    (void)ud;
+    unsigned k;
+    char buf[64];
+    if (id_len >= sizeof buf) {
+        g_big_bad++;
+        return;
+    }
+    memcpy(buf, id, id_len);
+    buf[id_len] = '\0';
+    if (sscanf(buf, "sensor-%u", &k) != 1 || k >= BIG_N || session != k * 7u + 1 ||
+        g_big_seq[k] != 0)
+        g_big_bad++; /* unknown, or reported twice */
+    else
+        g_big_seq[k] = seq;
+}
+
+static int big_run(ps_recovery_report *rep)
+{
+    char err[256];
+    memset(g_big_seq, 0, sizeof g_big_seq);
+    g_big_bad = 0;
+    assert_int_equal(
+        ps_recovery_run(g_dir, "cap", PS_FORMAT_PCAPNG, collect_big, NULL, rep, err, sizeof err),
+        0);
+    assert_int_equal(g_big_bad, 0);
+    int n = 0;
+    for (int k = 0; k < BIG_N; k++)
+        if (g_big_seq[k] == (uint64_t)k + 100)
+            n++;
+    return n;
+}
+
+static void test_checkpoint_has_no_size_limit(void **state)
+{
+    (void)state;
+    static char ids[BIG_N][32];
+    static ps_recovery_entry e[BIG_N];
+    for (int k = 0; k < BIG_N; k++) {
+        /* Long ids (~200 bytes would do too; these take ~40 per entry). */
+        snprintf(ids[k], sizeof ids[k], "sensor-%d-padding-padding", k);
+        e[k] = (ps_recovery_entry){ids[k], (uint64_t)k * 7u + 1, (uint64_t)k + 100};
+    }
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_pcapng_shb(&b, "test", NULL), 0);
+    size_t head = b.len;
+    assert_int_equal(ps_recovery_checkpoint(&b, e, BIG_N), 0);
+    assert_true(b.len - head > 2 * 65536); /* several blocks */
+    write_file("cap-20200101T000000Z-000001.pcapng", &b, b.len);
+    ps_recovery_report rep;
+    assert_int_equal(big_run(&rep), BIG_N);
+    assert_int_equal(rep.files_read, 1);
+    assert_int_equal(rep.entries, BIG_N);
+
+    /* The same facts in a crashed .part (a checkpoint, then a torn batch):
+     * repair keeps them and writes them back as a multi-part checkpoint. */
+    ps_buf p = PS_BUF_INIT;
+    assert_int_equal(ps_buf_append(&p, b.data, b.len), 0);
+    add_epbs(&p, 2);
+    write_file("cap-20200101T000000Z-000002.pcapng.part", &p, p.len - 10);
+    assert_int_equal(big_run(&rep), BIG_N);
+    assert_int_equal(rep.repaired, 1);
+    assert_int_equal(big_run(&rep), BIG_N);
+    assert_int_equal(rep.files_read, 2);
+    assert_int_equal(rep.entries, BIG_N); /* each (sensor, session) once */
+    char path[256];
+    snprintf(path, sizeof path, "%s/cap-20200101T000000Z-000002.pcapng", g_dir);
+    assert_int_equal(unlink(path), 0);
+
+    /* A part in the middle damaged: the parts after it still count. */
+    uint8_t *mid = b.data + head + 70000; /* inside the second block */
+    for (int i = 0; i < 64; i++)
+        mid[i] ^= 0x5a;
+    write_file("cap-20200101T000000Z-000001.pcapng", &b, b.len);
+    int got = big_run(&rep);
+    assert_true(got > 0 && got < BIG_N);
+    ps_buf_free(&p);
+    ps_buf_free(&b);
+}
+
 static void test_missing_dir_is_an_error(void **state)
 {
     (void)state;
@@ -334,6 +422,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recovery_opens_only_regular_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names_follow_the_grammar, setup, teardown),
         cmocka_unit_test(test_missing_dir_is_an_error),
+        cmocka_unit_test_setup_teardown(test_checkpoint_has_no_size_limit, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1616,6 +1616,166 @@ static void test_stats_and_handles(void **state)
     names_free(&ls);
 }
 
+/* ---- open per-sensor files ------------------------------------------------ */
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* One record (and batch end) from sensor handle h; its payload byte is tag. */
+static void one_rec(ps_writer *w, int h, uint8_t tag)
+{
+    uint8_t data[32];
+    memset(data, tag, sizeof data);
+    assert_int_equal(ps_writer_record(w, h, BASE_TS + tag, sizeof data, sizeof data, data), 0);
+    assert_int_equal(ps_writer_batch_end(w, h, "s", 1, tag + 1u), 0);
+}
+
+static int sensor_iface(ps_writer *w, int k)
+{
+    char sn[32], err[256];
+    snprintf(sn, sizeof sn, "node%d", k);
+    int h = ps_writer_iface(w, sn, "eth0", NULL, 1, 65535, err, sizeof err);
+    assert_true(h >= 0);
+    return h;
+}
+
+/* Packets of every completed file in dir, which must all be complete. */
+static size_t count_done_packets(const char *dir, const char *want_prefix)
+{
+    names ls;
+    list_dir(dir, "", &ls);
+    size_t n = 0;
+    for (size_t i = 0; i < ls.n; i++) {
+        assert_null(strstr(ls.v[i], ".part"));
+        if (want_prefix && strncmp(ls.v[i], want_prefix, strlen(want_prefix)) != 0)
+            continue;
+        char p[PATH_MAX];
+        path_join(p, sizeof p, dir, ls.v[i]);
+        ng_file f;
+        ng_load(p, &f);
+        n += f.npkts;
+        ng_free(&f);
+    }
+    names_free(&ls);
+    return n;
+}
+
+/* A departed sensor's file is completed once idle; an active one stays. */
+static void test_per_sensor_idle_close(void **state)
+{
+    const char *dir = *state;
+    ps_writer_opts o = base_opts(dir, PS_FORMAT_PCAPNG);
+    o.per_sensor = 1;
+    o.idle_close_seconds = 2;
+    ps_writer *w;
+    char err[256];
+    assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
+    int a = sensor_iface(w, 0), b = sensor_iface(w, 1);
+    one_rec(w, a, 1);
+    one_rec(w, b, 2);
+    uint64_t t0 = realtime_ns();
+    assert_int_equal(ps_writer_tick(w, t0), 0);
+    one_rec(w, a, 3);
+    assert_int_equal(ps_writer_tick(w, t0 + 1500000000ull), 0);
+    assert_int_equal(g_nclosed, 0);
+    assert_int_equal(ps_writer_tick(w, t0 + 2500000000ull), 0);
+    /* b (idle 2.5 s) is complete, under its final name; a (1 s) is not. */
+    assert_int_equal(g_nclosed, 1);
+    assert_non_null(strstr(g_closed[0].path, "packetstreamer-node1-"));
+    assert_true(g_closed[0].existed);
+    assert_int_equal(g_closed[0].packets, 1);
+    ps_writer_totals t;
+    ps_writer_get_totals(w, &t);
+    assert_int_equal(t.closed_idle, 1);
+    assert_int_equal(t.open_files, 1);
+    /* b comes back: a new file. */
+    one_rec(w, b, 4);
+    ps_writer_get_totals(w, &t);
+    assert_int_equal(t.open_files, 2);
+    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(g_nclosed, 3);
+    assert_int_equal(count_done_packets(dir, "packetstreamer-node1-"), 2);
+    assert_int_equal(count_done_packets(dir, NULL), 4);
+}
+
+/* At most max_open_files files; the least recently used is completed. */
+static void test_per_sensor_open_limit(void **state)
+{
+    const char *dir = *state;
+    ps_writer_opts o = base_opts(dir, PS_FORMAT_PCAPNG);
+    o.per_sensor = 1;
+    o.max_open_files = 3;
+    ps_writer *w;
+    char err[256];
+    assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
+    int h[5];
+    for (int k = 0; k < 5; k++)
+        h[k] = sensor_iface(w, k);
+    for (int k = 0; k < 3; k++)
+        one_rec(w, h[k], (uint8_t)k);
+    one_rec(w, h[0], 10); /* node0 is now the most recent, node1 the least */
+    assert_int_equal(g_nclosed, 0);
+    one_rec(w, h[3], 3);
+    assert_int_equal(g_nclosed, 1);
+    assert_non_null(strstr(g_closed[0].path, "packetstreamer-node1-"));
+    one_rec(w, h[4], 4);
+    assert_int_equal(g_nclosed, 2);
+    assert_non_null(strstr(g_closed[1].path, "packetstreamer-node2-"));
+    ps_writer_totals t;
+    ps_writer_get_totals(w, &t);
+    assert_int_equal(t.open_files, 3);
+    assert_int_equal(t.closed_open_limit, 2);
+    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(count_done_packets(dir, NULL), 6);
+}
+
+/* Out of descriptors: the least recently used file makes room, and every
+ * record is still taken. */
+static void test_per_sensor_emfile(void **state)
+{
+    const char *dir = *state;
+    ps_writer_opts o = base_opts(dir, PS_FORMAT_PCAPNG);
+    o.per_sensor = 1;
+    o.max_open_files = 0; /* only the descriptors limit */
+    ps_writer *w;
+    char err[256];
+    assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
+    struct rlimit saved, rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    rl = saved;
+    rl.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+    static int fds[256];
+    int nfds = 0;
+    for (int fd; nfds < 256 && (fd = dup(0)) >= 0;)
+        fds[nfds++] = fd;
+    assert_int_equal(errno, EMFILE);
+    for (int i = 0; i < 3; i++) /* three left */
+        close(fds[--nfds]);
+    int ok = 1;
+    for (int k = 0; k < 12 && ok; k++) {
+        char sn[32];
+        snprintf(sn, sizeof sn, "node%d", k);
+        int h = ps_writer_iface(w, sn, "eth0", NULL, 1, 65535, err, sizeof err);
+        uint8_t data[8] = {(uint8_t)k};
+        ok = h >= 0 && ps_writer_record(w, h, BASE_TS, 8, 8, data) == 0 &&
+             ps_writer_batch_end(w, h, sn, 1, 1) == 0 && ps_writer_flush(w) == 0;
+    }
+    while (nfds > 0)
+        close(fds[--nfds]);
+    setrlimit(RLIMIT_NOFILE, &saved);
+    assert_true(ok);
+    ps_writer_totals t;
+    ps_writer_get_totals(w, &t);
+    assert_true(t.closed_open_limit >= 9);
+    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(count_done_packets(dir, NULL), 12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1645,6 +1805,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_close_failure_leaves_part, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_many_ifaces, setup_dir, teardown_dir),
         cmocka_unit_test_setup_teardown(test_stats_and_handles, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_per_sensor_idle_close, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_per_sensor_open_limit, setup_dir, teardown_dir),
+        cmocka_unit_test_setup_teardown(test_per_sensor_emfile, setup_dir, teardown_dir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
