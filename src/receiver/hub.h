@@ -43,7 +43,15 @@ typedef struct ps_hub_limits {
     uint64_t idle_timeout_ms;      /* no frame for this long: cut. 0 = never */
     uint32_t max_connections;      /* 0 = unlimited */
     uint32_t max_per_source;       /* 0 = unlimited */
+    /* Memory one peer can make the receiver hold (issue 13, items 1, 3, 4). */
+    uint64_t memory_budget;          /* large-frame receive buffers, all sessions; 0 = unlimited */
+    uint32_t max_inflate_ratio;      /* batch raw_len / compressed bytes; 0 = unlimited */
+    uint32_t max_ifaces_per_session; /* interfaces mapped at once; 0 = PS_HUB_MAX_IFACES */
+    uint64_t max_write_queue;        /* bytes queued to one peer; 0 = unlimited */
 } ps_hub_limits;
+
+/* The protocol's interface index range, and so the most a session maps. */
+#define PS_HUB_MAX_IFACES 65536
 
 /* Everything a hub is built from. Pointers are borrowed: they must outlive
  * the hub. */
