@@ -6,6 +6,7 @@
 #                e2e tests (network namespaces, root), fuzzing
 #   make format        clang-format every C source in place (.clang-format)
 #   make format-check  fail if any C source differs from clang-format's output (part of test)
+#   make docs    regenerate the key tables of docs/configuration.md from the key table
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
 #   make bench-live  live-capture loss and CPU against tcpdump | nc (root; docs/performance.md)
@@ -16,6 +17,7 @@
 #   make bench-peers   the performance issue's table: packetstreamer, tcpdump -w, tcpdump | nc,
 #                      netsniff-ng under the same generator, same run (root, ~5 minutes)
 #   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
+#   make bench-soak    honest sensors stream while hostile peers attack the receiver (~2 minutes)
 #   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
 
 JOBS ?= $(shell nproc)
@@ -29,9 +31,9 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
 	openssl python3-yaml python3-botocore
 
-.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live \
+.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
-	bench-peers bench-ingest bench-profile build-prof
+	bench-peers bench-ingest bench-soak bench-profile build-prof
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -131,6 +133,9 @@ bench-peers: deps build
 bench-ingest: deps build
 	/usr/bin/python3 bench/ingest.py
 
+bench-soak: deps build
+	/usr/bin/python3 bench/soak.py
+
 # Release (-O3) with symbols for callgrind_annotate; same code as build/.
 build-prof:
 	cmake -S . -B build-prof -DCMAKE_BUILD_TYPE=Release -DPS_TESTS=OFF -DCMAKE_C_FLAGS=-g >/dev/null
@@ -152,3 +157,17 @@ format-check:
 
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof
+
+# docs/configuration.md's key and flag tables are printed from the key table
+# (src/core/config_keys.c) and the flag table (src/cli.c);
+# tests/integration/test_config_cli.py fails when a committed block differs.
+# This rewrites each block between its GENERATED markers.
+docs: build
+	for b in keys flags; do \
+		./build/packetstreamer check-config --print-reference $$b > build/$$b.md && \
+		awk -v gen=build/$$b.md -v b="$$b" \
+			'$$0 == "<!-- BEGIN GENERATED: " b " -->" { print; while ((getline l < gen) > 0) print l; skip = 1; next } \
+			 $$0 == "<!-- END GENERATED: " b " -->" { skip = 0 } !skip { print }' \
+			docs/configuration.md > build/configuration.md && \
+		mv build/configuration.md docs/configuration.md || exit 1; \
+	done

@@ -4,9 +4,10 @@
  * Layers, later wins: built-in defaults, the YAML file (--config), command
  * line flags (applied by main.c with ps_config_set()), then PACKETSTREAMER_*
  * environment variables. Every key of Deepfence PacketStreamer's YAML loads
- * with its original meaning; new keys extend the same tree. The full list,
- * with defaults, is in docs/configuration.md and in the key table in config.c
- * (one table drives parsing, env names, typo suggestions and the docs check).
+ * with its original meaning; new keys extend the same tree. Every key is one
+ * entry in the table in config_keys.c, which drives parsing, environment
+ * names, typo suggestions, and the reference that docs/configuration.md and
+ * --help show (ps_config_print_reference, ps_config_key_default).
  *
  * Errors are written into a caller buffer as one line naming the file, line
  * and key, e.g. "sensor.yaml:4: unknown key 'output.sever' (did you mean
@@ -17,6 +18,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "codec.h"
 #include "log.h"
@@ -26,8 +28,6 @@
 #define PS_CONFIG_MAX_IFACE_PORTS 64
 #define PS_CONFIG_MAX_INTERFACES 64
 #define PS_AUTH_KEY_MAX 1024 /* the wire's token limit */
-#define PS_HTTP_LISTEN_SENSOR "0.0.0.0:8082"
-#define PS_HTTP_LISTEN_RECEIVER "0.0.0.0:8080"
 
 typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
 
@@ -126,7 +126,7 @@ typedef struct ps_config {
     char *file_mode;                     /* output.file.mode, octal text, default "0640" */
     /* HTTP server: probes, metrics, captures (http.*) */
     int http_enable;   /* http.enable, default true */
-    char *http_listen; /* http.listen "ADDR:PORT", default by role (below) */
+    char *http_listen; /* http.listen "ADDR:PORT" (hostport.h), default by role */
     char *http_token;  /* http.token: bearer token for non-loopback clients */
 
     /* logging */
@@ -172,6 +172,11 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen);
  * ps_config_validate(). */
 int ps_config_load_key_file(ps_config *c, char *err, size_t errlen);
 
+/* 1 if output.file.path value p means "one stream to standard output":
+ * "stdout" (the original's reserved name), "/dev/stdout" or "-". The one
+ * place that rule lives: config validation and the writer both ask here. */
+int ps_config_path_is_stdout(const char *p);
+
 /* output.file.mode as a mode_t-compatible number (validated: 0..0666). */
 unsigned ps_config_file_mode(const ps_config *c);
 
@@ -181,6 +186,18 @@ char *ps_config_env_name(const char *key, char *out, size_t outlen);
 /* Iterates the key table: returns the dotted name of key i, NULL past the
  * end. Used by tests that check docs/configuration.md lists every key. */
 const char *ps_config_key_name(size_t i);
+
+/* Prints the key reference from the table: format "keys" is the markdown
+ * block docs/configuration.md holds between its "GENERATED: keys" markers.
+ * -1 for an unknown format or a write error. */
+int ps_config_print_reference(FILE *out, const char *format);
+
+/* The default value of a key for a role ("0.0.0.0:8080"), as
+ * ps_config_init sets it; NULL if the key has no fixed default. */
+const char *ps_config_key_default(const char *key, ps_role role);
+/* For a key without a fixed default, its default in words ("the host
+ * name"), as the reference and --help show it; else NULL. */
+const char *ps_config_key_default_words(const char *key);
 
 const char *ps_format_name(ps_format f);
 int ps_format_parse(const char *s, ps_format *f);

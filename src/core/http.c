@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "hostport.h"
 #include "net.h"
 
 #define PS_HTTP_MAX_CONNECTIONS 64
@@ -36,6 +37,7 @@ struct ps_http {
     ps_http_opts o;
     char *token;
     int port;
+    char addr[PS_HOSTPORT_HOST_MAX + 8]; /* "ADDR:PORT" as bound */
     atomic_int ready;
     atomic_int stopping;
     pthread_mutex_t mu; /* guards reason */
@@ -462,13 +464,15 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 
 ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
 {
-    char host[256];
-    int port;
-    if (!o->listen || ps_split_hostport(o->listen, host, sizeof(host), &port) != 0) {
-        snprintf(err, errlen, "http.listen: '%s' is not ADDR:PORT",
-                 o->listen ? o->listen : "(none)");
+    ps_hostport hp;
+    if (!o->listen || ps_hostport_parse(o->listen, PS_HOSTPORT_PORT0, &hp) != 0) {
+        char why[160];
+        snprintf(err, errlen, "http.listen: %s",
+                 ps_hostport_explain(o->listen ? o->listen : "", "ADDR", why, sizeof(why)));
         return NULL;
     }
+    const char *host = hp.host;
+    int port = hp.port;
     struct addrinfo hints, *res = NULL;
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
@@ -501,6 +505,7 @@ ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
         /* [::] means every address, IPv4 ones included (dual stack). */
         flags |= IN6_IS_ADDR_UNSPECIFIED(&a6.sin6_addr) ? MHD_USE_DUAL_STACK : MHD_USE_IPv6;
     }
+    errno = 0;
     h->d = MHD_start_daemon(
         flags, (uint16_t)port, NULL, NULL, on_request, h, MHD_OPTION_SOCK_ADDR, res->ai_addr,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)PS_HTTP_MAX_CONNECTIONS,
@@ -518,6 +523,7 @@ ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
     }
     const union MHD_DaemonInfo *di = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
     h->port = di ? di->port : port;
+    ps_hostport_format(host, h->port, h->addr, sizeof(h->addr));
     if (o->metrics) {
         ps_metric *f =
             ps_metrics_family(o->metrics, PS_METRIC_GAUGE, "packetstreamer_build_info",
@@ -548,6 +554,11 @@ int ps_http_stopping(const ps_http *h)
 int ps_http_port(const ps_http *h)
 {
     return h->port;
+}
+
+const char *ps_http_addr(const ps_http *h)
+{
+    return h->addr;
 }
 
 void ps_http_set_ready(ps_http *h, int ready, const char *reason)

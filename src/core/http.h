@@ -53,8 +53,10 @@ typedef struct ps_http_opts {
     void *ud;
 } ps_http_opts;
 
-/* Starts the server. On failure returns NULL with err set (bind failure,
- * bad address). Registers packetstreamer_build_info{version} in metrics. */
+/* Starts the server. On failure returns NULL with err set: an address that
+ * is not ADDR:PORT (ps_hostport_parse, port 0 allowed) or cannot be bound.
+ * Callers treat that as a startup error. Registers packetstreamer_build_info{version} in metrics.
+ */
 ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen);
 /* Stops accepting, waits for every connection thread, frees. NULL: no-op.
  * Routes that stream forever must watch ps_http_stopping(). */
@@ -62,6 +64,9 @@ void ps_http_stop(ps_http *h);
 int ps_http_stopping(const ps_http *h);
 /* The port actually bound (useful with port 0). */
 int ps_http_port(const ps_http *h);
+/* "ADDR:PORT" as bound, the port resolved when http.listen asked for 0
+ * (ps_hostport_format: IPv6 in brackets). Valid until ps_http_stop(). */
+const char *ps_http_addr(const ps_http *h);
 
 /* Readiness as the loop sees it; reason (may be NULL) says why not. */
 void ps_http_set_ready(ps_http *h, int ready, const char *reason);

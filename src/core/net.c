@@ -853,35 +853,3 @@ void ps_sockaddr_str(const struct sockaddr *sa, char *out, size_t len)
         snprintf(out, len, "?");
     }
 }
-
-int ps_split_hostport(const char *s, char *host, size_t hostlen, int *port)
-{
-    const char *colon;
-    const char *h = s;
-    size_t hl;
-    if (s[0] == '[') {
-        const char *end = strchr(s, ']');
-        if (!end || end[1] != ':')
-            return -1;
-        h = s + 1;
-        hl = (size_t)(end - h);
-        colon = end + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (!colon)
-            return -1;
-        hl = (size_t)(colon - s);
-        if (memchr(s, ':', hl))
-            return -1; /* bare IPv6 needs brackets */
-    }
-    if (hl == 0 || hl >= hostlen)
-        return -1;
-    char *endp;
-    long p = strtol(colon + 1, &endp, 10);
-    if (colon[1] == '\0' || *endp != '\0' || p < 1 || p > 65535)
-        return -1;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (int)p;
-    return 0;
-}

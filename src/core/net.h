@@ -138,7 +138,5 @@ void ps_conn_close_graceful(ps_conn *c, int err, const char *reason);
 
 /* "1.2.3.4:5" or "[::1]:5" for a sockaddr. */
 void ps_sockaddr_str(const struct sockaddr *sa, char *out, size_t len);
-/* Splits "HOST:PORT" / "[V6]:PORT" into host and port; -1 if malformed. */
-int ps_split_hostport(const char *s, char *host, size_t hostlen, int *port);
 
 #endif

@@ -451,24 +451,25 @@ ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t er
         ps_api_free(a);
         return NULL;
     }
+    /* HTTP before the timer: a failure then frees a with no loop handle
+     * pointing into it. */
+    if (o->cfg->http_enable) {
+        ps_http_opts ho = {.listen = o->cfg->http_listen,
+                           .token = o->cfg->http_token,
+                           .metrics = o->metrics,
+                           .route = route,
+                           .ud = a};
+        a->http = ps_http_start(&ho, err, errlen);
+        if (!a->http) {
+            ps_api_free(a);
+            return NULL;
+        }
+        ps_info("receiver", "HTTP (status, captures, live, metrics) on %s", ps_http_addr(a->http));
+    }
     uv_timer_init(loop, &a->timer);
     a->timer.data = a;
     uv_timer_start(&a->timer, on_timer, 0, API_PUBLISH_MS);
     a->timer_on = 1;
-    if (!o->cfg->http_enable)
-        return a;
-    ps_http_opts ho = {.listen = o->cfg->http_listen,
-                       .token = o->cfg->http_token,
-                       .metrics = o->metrics,
-                       .route = route,
-                       .ud = a};
-    char herr[512];
-    a->http = ps_http_start(&ho, herr, sizeof(herr));
-    /* The files matter more than their observation: go on without HTTP. */
-    if (!a->http)
-        ps_warn("receiver", "%s: running without the HTTP endpoints", herr);
-    else
-        ps_info("receiver", "HTTP (status, captures, live, metrics) on %s", o->cfg->http_listen);
     return a;
 }
 

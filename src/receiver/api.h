@@ -40,8 +40,9 @@ typedef struct ps_api_opts {
     const ps_config *cfg;  /* http.enable, http.listen, http.token */
 } ps_api_opts;
 
-/* Starts the publish timer on loop and, with http.enable, the HTTP server.
- * NULL on failure with err set; the caller decides whether that is fatal. */
+/* Starts, with http.enable, the HTTP server and the publish timer on loop.
+ * NULL on failure (out of memory, an http.listen that cannot be bound) with
+ * err set. */
 ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen);
 /* The receiver stopped listening (shutdown): readiness goes false. */
 void ps_api_set_listening(ps_api *a, int listening);

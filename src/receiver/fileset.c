@@ -107,11 +107,6 @@ static int join_path(char *out, size_t outlen, const char *dir, const char *name
 
 /* ---- path rules ---------------------------------------------------------- */
 
-static int is_stdout_path(const char *p)
-{
-    return strcmp(p, "-") == 0 || strcmp(p, "stdout") == 0 || strcmp(p, "/dev/stdout") == 0;
-}
-
 /* Splits path into the output directory and the file-name prefix following
  * the rules in fileset.h. */
 static int resolve_path(const char *path, char **dir, char **prefix)
@@ -666,7 +661,7 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
     if (uname(&u) == 0)
         snprintf(fs->os, sizeof fs->os, "%.80s %.80s %.80s", u.sysname, u.release, u.machine);
 
-    if (is_stdout_path(o->path)) {
+    if (ps_config_path_is_stdout(o->path)) {
         fs->to_stdout = 1;
         if (fcntl(STDOUT_FILENO, F_GETFL) < 0) {
             set_err(err, errlen, "output %s: standard output is not open", o->path);

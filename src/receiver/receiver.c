@@ -304,12 +304,21 @@ int ps_receiver_run(const ps_config *cfg)
     ps_api_opts ao = {
         .hub = r.hub, .writer = r.writer, .livefeed = r.livefeed, .metrics = r.metrics, .cfg = cfg};
     r.api = ps_api_start(&r.loop, &ao, err, sizeof(err));
-    if (!r.api)
-        ps_warn("receiver", "%s: running without metrics and HTTP", err);
+    int code = 0;
+    if (!r.api) {
+        /* An HTTP address that cannot be bound fails the start: a receiver
+         * without its probes would only be found by a failing readiness
+         * probe. Nothing was accepted yet, so the hub goes idle at once. */
+        ps_error("receiver", "%s", err);
+        code = 1;
+        r.stopping = 1;
+        ps_listener_close(r.listener);
+        r.listener = NULL;
+        ps_hub_stop(r.hub);
+    }
 
     uv_run(&r.loop, UV_RUN_DEFAULT);
 
-    int code = 0;
     if (ps_writer_close(r.writer) != 0) {
         ps_error("receiver", "closing capture files failed: %s", strerror(errno));
         code = 1;

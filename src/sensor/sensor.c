@@ -211,11 +211,14 @@ static void sensor_http_start(sensor *s)
     ps_http_opts ho = {
         .listen = s->cfg->http_listen, .token = s->cfg->http_token, .metrics = s->metrics};
     s->http = ps_http_start(&ho, err, sizeof(err));
-    /* Capture matters more than its observation: go on without HTTP. */
-    if (!s->http)
-        ps_warn("sensor", "%s: running without health and metrics endpoints", err);
-    else
-        ps_info("sensor", "HTTP (health, metrics) on %s", s->cfg->http_listen);
+    /* A sensor without its probes is restarted by its readiness probe
+     * forever; refusing to start says why at once. */
+    if (!s->http) {
+        ps_error("sensor", "%s", err);
+        s->exit_code = 1;
+    } else {
+        ps_info("sensor", "HTTP (health, metrics) on %s", ps_http_addr(s->http));
+    }
 }
 
 static void on_resolved(void *ud, const struct addrinfo *res)

@@ -44,6 +44,16 @@ def find_binary():
     return REPO / "build-asan" / "packetstreamer"
 
 
+def quiet_http(args):
+    """["--http", "127.0.0.1:0"] unless args choose an HTTP address or ask for
+    help. The defaults (0.0.0.0:8080/8082) are shared by every process on the
+    machine, and an HTTP address that cannot be bound stops the process."""
+    args = [str(a) for a in args]
+    if "--http" in args or "--help" in args:
+        return []
+    return ["--http", "127.0.0.1:0"]
+
+
 def child_env(extra=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PACKETSTREAMER_")}
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
@@ -164,7 +174,7 @@ class Receiver:
                  listen=None, stdout_path=None):
         self.port = port
         self.outdir = outdir
-        self.cmd = [str(binary), "receiver"]
+        self.cmd = [str(binary), "receiver"] + quiet_http(args)
         if config is not None:
             self.cmd += ["--config", str(config)]
         if listen is not False:
@@ -268,8 +278,8 @@ class Env:
         return r
 
     def sensor_cmd(self, read_file, port, codec=None, sensor_id=None, args=()):
-        cmd = [str(self.binary), "sensor", "--read-file", str(read_file),
-               "--receiver", "127.0.0.1:%d" % port]
+        cmd = [str(self.binary), "sensor"] + quiet_http(args) + [
+            "--read-file", str(read_file), "--receiver", "127.0.0.1:%d" % port]
         if codec:
             cmd += ["--codec", codec]
         if sensor_id:
@@ -313,6 +323,8 @@ class Env:
         args[0] is it). Returns (rc, stderr); stdout is in self.last_stdout."""
         if not args or args[0] != str(self.binary):
             args = [str(self.binary)] + list(args)
+        if len(args) > 1 and args[1] in ("sensor", "receiver"):
+            args = args[:2] + quiet_http(args) + args[2:]
         try:
             p = subprocess.run(args, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                env=child_env(env), cwd=str(self.workdir), timeout=timeout * SCALE)

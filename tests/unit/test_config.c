@@ -123,8 +123,8 @@ static void test_http_listen_checked(void **state)
     (void)state;
     ps_config c;
     char err[PS_CONFIG_ERR_MAX];
-    static const char *const bad[] = {"8080",          "host:",     ":x",
-                                      "1.2.3.4:70000", "[::1]x:80", "a:123456"};
+    static const char *const bad[] = {"8080",      "host:",    ":x",       "1.2.3.4:70000",
+                                      "[::1]x:80", "a:123456", "::1:8080", "h:+80"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(ps_config_init(&c, PS_ROLE_RECEIVER), 0);
         assert_int_equal(ps_config_set(&c, "http.listen", bad[i], "--http", err, sizeof(err)), 0);
@@ -1231,6 +1231,73 @@ static void test_docs_list_every_key(void **state)
     assert_non_null(strstr(doc, "`output.plugins`"));
 }
 
+/* The reference (docs/configuration.md, --help) describes every key: a
+ * role, a description and an environment variable per row. */
+static void test_reference_describes_every_key(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    assert_int_equal(ps_config_print_reference(f, "keys"), 0);
+    assert_int_equal(ps_config_print_reference(f, "troff"), -1);
+    fclose(f);
+    for (size_t i = 0; ps_config_key_name(i); i++) {
+        char want[128], env[128];
+        snprintf(want, sizeof(want), "| `%s`", ps_config_key_name(i));
+        const char *row = strstr(text, want);
+        if (!row)
+            print_error("no reference row for %s\n", ps_config_key_name(i));
+        assert_non_null(row);
+        const char *end = strchr(row, '\n');
+        assert_non_null(end);
+        /* the last cell (the description) is not empty */
+        assert_true(end - row > 4 && end[-1] == '|' && end[-2] == ' ' && end[-3] != '|');
+        /* a role, and the variable the environment layer reads */
+        assert_true(memmem(row, (size_t)(end - row), "| S |", 5) ||
+                    memmem(row, (size_t)(end - row), "| R |", 5) ||
+                    memmem(row, (size_t)(end - row), "| S, R |", 8));
+        snprintf(want, sizeof(want), "`%s`",
+                 ps_config_env_name(ps_config_key_name(i), env, sizeof(env)));
+        assert_non_null(memmem(row, (size_t)(end - row), want, strlen(want)));
+    }
+    free(text);
+}
+
+/* The default --help and the reference show is the one init applies. */
+static void test_key_defaults_are_init_values(void **state)
+{
+    (void)state;
+    ps_config c;
+    assert_int_equal(ps_config_init(&c, PS_ROLE_RECEIVER), 0);
+    assert_string_equal(ps_config_key_default("http.listen", PS_ROLE_RECEIVER), c.http_listen);
+    assert_string_equal(ps_config_key_default("output.file.path", PS_ROLE_RECEIVER), c.file_path);
+    assert_int_equal(atoi(ps_config_key_default("input.port", PS_ROLE_RECEIVER)), c.input_port);
+    ps_config_free(&c);
+    assert_int_equal(ps_config_init(&c, PS_ROLE_SENSOR), 0);
+    assert_string_equal(ps_config_key_default("http.listen", PS_ROLE_SENSOR), c.http_listen);
+    assert_int_equal(atoi(ps_config_key_default("sensor.shutdownDeadlineSec", PS_ROLE_SENSOR)),
+                     (int)c.shutdown_deadline_sec);
+    ps_config_free(&c);
+    assert_null(ps_config_key_default("sensor.id", PS_ROLE_SENSOR)); /* computed */
+    assert_string_equal(ps_config_key_default_words("sensor.id"), "the host name");
+    assert_null(ps_config_key_default("no.such.key", PS_ROLE_SENSOR));
+}
+
+/* One stdout rule for validation and the writer. */
+static void test_stdout_path_rule(void **state)
+{
+    (void)state;
+    static const char *const yes[] = {"stdout", "/dev/stdout", "-"};
+    static const char *const no[] = {"./stdout", "stdout/", "--", "", "captures"};
+    for (size_t i = 0; i < 3; i++)
+        assert_true(ps_config_path_is_stdout(yes[i]));
+    for (size_t i = 0; i < 5; i++)
+        assert_false(ps_config_path_is_stdout(no[i]));
+    assert_false(ps_config_path_is_stdout(NULL));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1264,6 +1331,9 @@ int main(void)
         cmocka_unit_test(test_format_names),
         cmocka_unit_test(test_docs_list_every_key),
         cmocka_unit_test(test_http_listen_checked),
+        cmocka_unit_test(test_reference_describes_every_key),
+        cmocka_unit_test(test_key_defaults_are_init_values),
+        cmocka_unit_test(test_stdout_path_rule),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

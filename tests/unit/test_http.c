@@ -7,11 +7,13 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "core/hostport.h"
 #include "core/http.h"
 
 static void range_ok(const char *h, uint64_t size, uint64_t start, uint64_t len)
@@ -186,13 +188,106 @@ static void test_snapshot(void **state)
     ps_snapshot_destroy(&s);
 }
 
+/* The one HOST:PORT grammar: what config validation, the flags and the HTTP
+ * server accept. */
+static void test_hostport_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in;
+        unsigned flags;
+        const char *host;
+        int port; /* -1: rejected */
+    } cases[] = {
+        {"127.0.0.1:8080", 0, "127.0.0.1", 8080},
+        {"127.0.0.1:0", PS_HOSTPORT_PORT0, "127.0.0.1", 0},
+        {"127.0.0.1:0", 0, NULL, -1}, /* a peer to dial needs a port */
+        {"[::1]:8080", 0, "::1", 8080},
+        {"[::]:0", PS_HOSTPORT_PORT0, "::", 0},
+        {"localhost:65535", 0, "localhost", 65535},
+        {"0.0.0.0:1", 0, "0.0.0.0", 1},
+        {"::1:8080", 0, NULL, -1},   /* bare IPv6 */
+        {"[::1]8080", 0, NULL, -1},  /* no colon after ']' */
+        {"[::1]:", 0, NULL, -1},     /* no port */
+        {"host:", 0, NULL, -1},      /* no port */
+        {":8080", 0, NULL, -1},      /* no host */
+        {"[]:8080", 0, NULL, -1},    /* empty brackets */
+        {"8080", 0, NULL, -1},       /* no host at all */
+        {"host:65536", 0, NULL, -1}, /* out of range */
+        {"host:123456", 0, NULL, -1},
+        {"host:+80", 0, NULL, -1}, /* digits only */
+        {"host: 80", 0, NULL, -1},
+        {"ho st:80", 0, NULL, -1},  /* blanks in the host */
+        {"host\n:80", 0, NULL, -1}, /* control characters */
+        {"a/b:80", 0, NULL, -1},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        ps_hostport hp;
+        int r = ps_hostport_parse(cases[i].in, cases[i].flags, &hp);
+        if (cases[i].port < 0) {
+            if (r != -1)
+                print_error("accepted '%s'\n", cases[i].in);
+            assert_int_equal(r, -1);
+            continue;
+        }
+        assert_int_equal(r, 0);
+        assert_string_equal(hp.host, cases[i].host);
+        assert_int_equal(hp.port, cases[i].port);
+    }
+    char longhost[300];
+    memset(longhost, 'a', 256);
+    strcpy(longhost + 256, ":80");
+    ps_hostport hp;
+    assert_int_equal(ps_hostport_parse(longhost, 0, &hp), -1);
+    assert_int_equal(ps_hostport_parse(NULL, 0, &hp), -1);
+}
+
+static void test_hostport_format(void **state)
+{
+    (void)state;
+    char out[64], why[160];
+    assert_string_equal(ps_hostport_format("10.0.0.1", 80, out, sizeof(out)), "10.0.0.1:80");
+    assert_string_equal(ps_hostport_format("::1", 8080, out, sizeof(out)), "[::1]:8080");
+    /* formatting then parsing gives the same address back */
+    ps_hostport hp;
+    assert_int_equal(ps_hostport_parse(ps_hostport_format("fe80::1", 9, out, sizeof(out)), 0, &hp),
+                     0);
+    assert_string_equal(hp.host, "fe80::1");
+    assert_int_equal(hp.port, 9);
+    assert_string_equal(ps_hostport_explain("a\tb", "ADDR", why, sizeof(why)),
+                        "'a?b' is not ADDR:PORT (IPv6 as [ADDR]:PORT)");
+}
+
+/* An address the server cannot bind is an error returned to the caller. */
+static void test_start_unbindable(void **state)
+{
+    (void)state;
+    char err[512];
+    ps_http_opts o = {.listen = "127.0.0.1:0"};
+    ps_http *h = ps_http_start(&o, err, sizeof(err));
+    assert_non_null(h);
+    assert_true(ps_http_port(h) > 0);
+    char want[64];
+    snprintf(want, sizeof(want), "127.0.0.1:%d", ps_http_port(h));
+    assert_string_equal(ps_http_addr(h), want);
+    /* the same address again: in use */
+    ps_http_opts o2 = {.listen = want};
+    assert_null(ps_http_start(&o2, err, sizeof(err)));
+    assert_non_null(strstr(err, want));
+    ps_http_stop(h);
+    ps_http_opts o3 = {.listen = "::1:80"};
+    assert_null(ps_http_start(&o3, err, sizeof(err)));
+    assert_non_null(strstr(err, "http.listen"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_range),         cmocka_unit_test(test_json),
-        cmocka_unit_test(test_capture_names), cmocka_unit_test(test_bearer),
-        cmocka_unit_test(test_loopback),      cmocka_unit_test(test_unescape),
-        cmocka_unit_test(test_snapshot),
+        cmocka_unit_test(test_range),           cmocka_unit_test(test_json),
+        cmocka_unit_test(test_capture_names),   cmocka_unit_test(test_bearer),
+        cmocka_unit_test(test_loopback),        cmocka_unit_test(test_unescape),
+        cmocka_unit_test(test_snapshot),        cmocka_unit_test(test_hostport_parse),
+        cmocka_unit_test(test_hostport_format), cmocka_unit_test(test_start_unbindable),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

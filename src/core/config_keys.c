@@ -1,0 +1,771 @@
+/*
+ * config_keys: the table of every configuration key, and lookups in it.
+ *
+ * Each key exists once, here: its dotted path, its type, where it lands in
+ * ps_config, its range or allowed values, its default, who reads it and
+ * what it does. Everything else reads this table: the YAML walker, flags and
+ * the environment (config_value.c), typo suggestions, and the reference in
+ * docs/configuration.md and --help (config_doc.c), which a test compares.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "config_int.h"
+
+/* ---- enumerations ---- */
+
+static const char *const pcap_mode_names[] = {"all", "allow", "deny"};
+static const char *const log_format_names[] = {"text", "json"};
+static const char *const format_names[] = {"pcapng", "pcap", "pcap-ns"};
+
+static int name_index(const char *const *names, int count, const char *s)
+{
+    for (int i = 0; i < count; i++)
+        if (strcmp(names[i], s) == 0)
+            return i;
+    return -1;
+}
+
+static int pcap_mode_parse(const char *s, int *out)
+{
+    int i = name_index(pcap_mode_names, 3, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *pcap_mode_name(int v)
+{
+    return v >= 0 && v < 3 ? pcap_mode_names[v] : NULL;
+}
+
+static int log_format_parse(const char *s, int *out)
+{
+    int i = name_index(log_format_names, 2, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *log_format_name(int v)
+{
+    return v >= 0 && v < 2 ? log_format_names[v] : NULL;
+}
+
+static const char *const drop_policy_names[] = {"newest", "oldest"};
+
+static int drop_policy_parse(const char *s, int *out)
+{
+    int i = name_index(drop_policy_names, 2, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *drop_policy_name(int v)
+{
+    return v >= 0 && v < 2 ? drop_policy_names[v] : NULL;
+}
+
+const char *ps_format_name(ps_format f)
+{
+    return (int)f >= 0 && (int)f < 3 ? format_names[f] : NULL;
+}
+
+int ps_format_parse(const char *s, ps_format *f)
+{
+    for (int i = 0; s && i < 3; i++) {
+        if (strcasecmp(s, format_names[i]) == 0) {
+            if (f)
+                *f = (ps_format)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int format_parse_cb(const char *s, int *out)
+{
+    ps_format f;
+    if (ps_format_parse(s, &f) != 0)
+        return -1;
+    *out = (int)f;
+    return 0;
+}
+
+static const char *format_name_cb(int v)
+{
+    return ps_format_name((ps_format)v);
+}
+
+static int codec_parse_cb(const char *s, int *out)
+{
+    ps_codec codec;
+    if (ps_codec_parse(s, &codec) != 0)
+        return -1;
+    *out = (int)codec;
+    return 0;
+}
+
+static const char *codec_name_cb(int v)
+{
+    return ps_codec_name(v);
+}
+
+static int log_level_parse_cb(const char *s, int *out)
+{
+    ps_log_level l;
+    if (ps_log_level_parse(s, &l) != 0)
+        return -1;
+    *out = (int)l;
+    return 0;
+}
+
+static const char *log_level_name_cb(int v)
+{
+    return ps_log_level_name((ps_log_level)v);
+}
+
+static const enum_def pcap_mode_enum = {pcap_mode_parse, pcap_mode_name, 3};
+static const enum_def format_enum = {format_parse_cb, format_name_cb, 3};
+static const enum_def codec_enum = {codec_parse_cb, codec_name_cb, PS_CODEC_COUNT};
+static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4};
+static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
+static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
+
+/* ---- the key table ---- */
+
+#define FIELD(f) .off = offsetof(ps_config, f), .size = sizeof(((ps_config *)0)->f)
+
+/* One entry per key. Adding a key: its field in ps_config (config.h) and one
+ * entry here; parsing, the environment variable, suggestions, the docs'
+ * table (make docs) and the unit tests follow from it. */
+const key_def cfg_keys[] = {
+    /* Deepfence PacketStreamer's keys, meanings unchanged. */
+    {.name = "input.address",
+     .type = K_STR,
+     FIELD(input_address),
+     .def = "0.0.0.0",
+     .orig = 1,
+     .roles = R_R,
+     .help = "Address the receiver listens on for sensors."},
+    {.name = "input.port",
+     .type = K_INT,
+     FIELD(input_port),
+     .min = 1,
+     .max = 65535,
+     .def = "8081",
+     .orig = 1,
+     .roles = R_R,
+     .help = "TCP port the receiver listens on."},
+    {.name = "output.server.address",
+     .type = K_STR,
+     FIELD(server_address),
+     .orig = 1,
+     .roles = R_S,
+     .doc_default = "none (required for a sensor)",
+     .help = "Host name or IP address of the receiver."},
+    {.name = "output.server.port",
+     .type = K_INT,
+     FIELD(server_port),
+     .min = 1,
+     .max = 65535,
+     .def = "8081",
+     .orig = 1,
+     .roles = R_S,
+     .help = "The receiver's port."},
+    {.name = "output.file.path",
+     .type = K_STR,
+     FIELD(file_path),
+     .min = 1,
+     .def = "./captures",
+     .orig = 1,
+     .roles = R_R,
+     .help = "Where captures are written: a directory (or directory/prefix). `stdout`, "
+             "`/dev/stdout` and `-` stream one capture to standard output instead (see below)."},
+    {.name = "tls.enable",
+     .type = K_BOOL,
+     FIELD(tls_enable),
+     .def = "false",
+     .orig = 1,
+     .roles = R_SR,
+     .help = "Use TLS between sensor and receiver."},
+    /* Go's yaml.v3 lower-cases untagged field names, so the original read
+     * "certfile"; its chart wrote "certFile". Both load. */
+    {.name = "tls.certFile",
+     .alt = "tls.certfile",
+     .type = K_STR,
+     FIELD(tls_cert_file),
+     .orig = 1,
+     .roles = R_SR,
+     .unit = "path",
+     .help =
+         "PEM certificate: the receiver's server certificate, or the sensor's client certificate "
+         "for mutual TLS. The original's lower-case spelling `tls.certfile` is accepted too."},
+    {.name = "tls.keyFile",
+     .alt = "tls.keyfile",
+     .type = K_STR,
+     FIELD(tls_key_file),
+     .orig = 1,
+     .roles = R_SR,
+     .unit = "path",
+     .help = "PEM private key for `tls.certFile`. `tls.keyfile` is accepted too."},
+    {.name = "auth.enable",
+     .type = K_BOOL,
+     FIELD(auth_enable),
+     .def = "false",
+     .orig = 1,
+     .roles = R_SR,
+     .help = "Require a shared key in the session handshake."},
+    {.name = "auth.key",
+     .type = K_STR,
+     FIELD(auth_key),
+     .orig = 1,
+     .roles = R_SR,
+     .help = "The shared key itself. Never logged. At most 1024 bytes. Checked by the receiver in "
+             "constant time. Without TLS it crosses the network in plaintext, and both sides log a "
+             "warning at startup. Prefer `auth.keyFile`."},
+    {.name = "compressBlockSize",
+     .type = K_INT,
+     FIELD(compress_block_size_kb),
+     .min = 1,
+     .max = 16384,
+     .def = "256",
+     .orig = 1,
+     .roles = R_S,
+     .unit = "KiB",
+     .help = "Size of a batch of captured packets before it is compressed and sent."},
+    {.name = "inputPacketLen",
+     .type = K_INT,
+     FIELD(input_packet_len),
+     .min = 1,
+     .max = 262144,
+     .def = "65535",
+     .orig = 1,
+     .roles = R_S,
+     .unit = "bytes",
+     .help = "Snapshot length: bytes kept of each packet."},
+    {.name = "gatherMaxWaitSec",
+     .type = K_INT,
+     FIELD(gather_max_wait_sec),
+     .min = 0,
+     .max = 3600,
+     .def = "1",
+     .orig = 1,
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "Longest time a partial batch waits before it is sent anyway. Ignored when "
+             "`gatherMaxWaitMs` is not 0."},
+    {.name = "logFilename",
+     .type = K_STR,
+     FIELD(log_filename),
+     .orig = 1,
+     .roles = R_SR,
+     .unit = "path",
+     .doc_default = "none (stderr)",
+     .help = "Append log lines to this file instead of standard error."},
+    {.name = "pcapMode",
+     .type = K_ENUM,
+     FIELD(pcap_mode),
+     .e = &pcap_mode_enum,
+     .def = "all",
+     .orig = 1,
+     .roles = R_S,
+     .help = "`all`: capture every port. `allow`: capture only `capturePorts` (on every interface) "
+             "and the ports of `captureInterfacesPorts` (on those interfaces). `deny`: capture "
+             "everything except `capturePorts` (and, on an interface listed in "
+             "`captureInterfacesPorts`, its ports). See [Filters](#filters)."},
+    {.name = "capturePorts",
+     .type = K_PORTS,
+     FIELD(capture_ports),
+     .orig = 1,
+     .roles = R_S,
+     .help = "The ports `pcapMode` allows or denies."},
+    {.name = "captureInterfacesPorts",
+     .type = K_IFPORTS,
+     FIELD(iface_ports),
+     .min = 1,
+     .max = 64,
+     .flags = KF_IFNAME,
+     .orig = 1,
+     .roles = R_S,
+     .help = "Per-interface ports, added to `capturePorts` on that interface (allowed in `allow` "
+             "mode, denied in `deny` mode). In `allow` mode an interface with no ports (`lo:`) is "
+             "captured whole, and an interface with no port at all (none here, no `capturePorts`) "
+             "is not captured."},
+    {.name = "ignorePorts",
+     .type = K_PORTS,
+     FIELD(ignore_ports),
+     .orig = 1,
+     .roles = R_S,
+     .help = "Ports never captured, whatever `pcapMode` says."},
+    {.name = "output.plugins",
+     .type = K_UNSUPPORTED,
+     .orig = 1,
+     .roles = 0,
+     .help = "**Not supported**: the original's S3 and Kafka plugins (`output.plugins.s3`, "
+             "`output.plugins.kafka`) are an error naming the key, see below."},
+    /* packetstreamer's own keys. */
+    {.name = "tls.caFile",
+     .type = K_STR,
+     FIELD(tls_ca_file),
+     .roles = R_SR,
+     .unit = "path",
+     .help = "PEM CA bundle. On the sensor: the CA the receiver's certificate must chain to "
+             "(default: the system store). On the receiver: when set (and `tls.clientCaFile` is "
+             "not), sensors must present a client certificate signed by it (mutual TLS)."},
+    {.name = "auth.keyFile",
+     .type = K_STR,
+     FIELD(auth_key_file),
+     .roles = R_SR,
+     .unit = "path",
+     .help = "Read the shared key from this file (e.g. a mounted Secret). Set `auth.key` or "
+             "`auth.keyFile`, not both. Read once at start; a trailing newline and blanks are "
+             "dropped; 1 to 1024 bytes."},
+    {.name = "gatherMaxWaitMs",
+     .type = K_INT,
+     FIELD(gather_max_wait_ms),
+     .min = 0,
+     .max = 3600000,
+     .def = "0",
+     .roles = R_S,
+     .unit = "ms",
+     .help = "Like `gatherMaxWaitSec` in milliseconds; when not 0 it wins. 0 means use "
+             "`gatherMaxWaitSec`."},
+    {.name = "output.file.format",
+     .type = K_ENUM,
+     FIELD(format),
+     .e = &format_enum,
+     .def = "pcapng",
+     .roles = R_R,
+     .help = "`pcapng` (nanosecond timestamps, one interface block per sensor and interface), "
+             "classic `pcap` (microseconds) or `pcap-ns` (classic with nanoseconds)."},
+    {.name = "output.file.rotateSizeMB",
+     .type = K_INT,
+     FIELD(rotate_bytes),
+     .min = 0,
+     .max = 1048576,
+     .scale = MIB,
+     .def = "0",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Start a new file once the current one reaches this size. 0: never."},
+    {.name = "output.file.rotateSeconds",
+     .type = K_INT,
+     FIELD(rotate_seconds),
+     .min = 0,
+     .max = 31536000,
+     .def = "0",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Start a new file after this long. 0: never."},
+    {.name = "output.file.maxFiles",
+     .type = K_INT,
+     FIELD(max_files),
+     .min = 0,
+     .max = 1000000,
+     .def = "0",
+     .roles = R_R,
+     .help = "Keep at most this many finished files, deleting the oldest. 0: unlimited."},
+    {.name = "output.file.maxTotalSizeMB",
+     .type = K_INT,
+     FIELD(max_total_bytes),
+     .min = 0,
+     .max = 1ull << 30,
+     .scale = MIB,
+     .def = "0",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Keep the files' total size under this, deleting the oldest. 0: unlimited."},
+    {.name = "output.file.perSensor",
+     .type = K_BOOL,
+     FIELD(per_sensor),
+     .def = "false",
+     .roles = R_R,
+     .help = "One set of files per sensor instead of one merged set. Not with a stdout path."},
+    {.name = "compression.codec",
+     .type = K_ENUM,
+     FIELD(codec),
+     .e = &codec_enum,
+     .def = "lz4",
+     .roles = R_S,
+     .help = "How batches are compressed on the wire. The receiver accepts all three. A batch that "
+             "shrinks by less than 3 % (encrypted or already compressed traffic) makes the sensor "
+             "send the next 16 batches stored (codec `none` in their batch header) before it tries "
+             "again, so incompressible traffic costs almost no compression CPU; the summary line "
+             "counts them as `stored_batches`."},
+    {.name = "compression.zlibLevel",
+     .type = K_INT,
+     FIELD(zlib_level),
+     .min = 1,
+     .max = 9,
+     .def = "6",
+     .roles = R_S,
+     .help = "zlib compression level (1 fastest, 9 smallest)."},
+    {.name = "capture.interfaces",
+     .type = K_STRLIST,
+     FIELD(interfaces),
+     .count_off = offsetof(ps_config, interfaces_count),
+     .min = 1,
+     .max = 64,
+     .flags = KF_IFNAME,
+     .roles = R_S,
+     .doc_default = "empty (every interface that is up, loopback excluded)",
+     .doc_range = "at most 64 entries of 1..64 characters, names or globs (`eth0`, `veth*`)",
+     .help = "Interfaces to capture on (shell globs, `fnmatch`). A name given here is captured "
+             "even if it is the loopback. See [Choosing interfaces](#choosing-interfaces)."},
+    {.name = "capture.filter",
+     .type = K_STR,
+     FIELD(filter),
+     .roles = R_S,
+     .unit = "BPF",
+     .help = "A BPF expression (pcap-filter(7)) ANDed with the filter built from the port keys. "
+             "Checked at start: an expression that does not compile stops the sensor with "
+             "libpcap's message."},
+    {.name = "capture.excludeInterfaces",
+     .type = K_STRLIST,
+     FIELD(exclude_interfaces),
+     .count_off = offsetof(ps_config, exclude_interfaces_count),
+     .min = 1,
+     .max = 64,
+     .flags = KF_IFNAME,
+     .roles = R_S,
+     .doc_range = "at most 64 entries of 1..64 characters, names or globs",
+     .help = "Interfaces never captured, even when `capture.interfaces` or `capture.podInterfaces` "
+             "picks them (`docker*`, `eth1`)."},
+    {.name = "capture.podInterfaces",
+     .type = K_BOOL,
+     FIELD(pod_interfaces),
+     .def = "false",
+     .roles = R_S,
+     .help = "Pod mode: capture the node-side ends of pods' interfaces as the common CNIs name "
+             "them (see \"Choosing interfaces\" below), plus whatever `capture.interfaces` names; "
+             "the node's own uplink is left alone unless listed there."},
+    {.name = "capture.bufferSizeMB",
+     .type = K_INT,
+     FIELD(buffer_size_mb),
+     .min = 1,
+     .max = 1024,
+     .def = "4",
+     .roles = R_S,
+     .unit = "MiB",
+     .help = "Size of the kernel ring (TPACKET_V3, memory-mapped) of each captured interface. "
+             "Bigger absorbs longer bursts at the cost of locked memory per interface."},
+    {.name = "capture.promiscuous",
+     .type = K_BOOL,
+     FIELD(promiscuous),
+     .def = "false",
+     .roles = R_S,
+     .help = "Put interfaces in promiscuous mode (needs CAP_NET_ADMIN). Pod and node traffic is "
+             "seen without it."},
+    {.name = "capture.statsIntervalSec",
+     .type = K_INT,
+     FIELD(stats_interval_sec),
+     .min = 1,
+     .max = 3600,
+     .def = "5",
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "How often each interface's counters (captured, kernel and sensor drops) are sent to "
+             "the receiver, which writes them as pcapng interface statistics blocks. They are also "
+             "sent when an interface goes away and at exit."},
+    /* Default: the host name, set by ps_config_init. */
+    {.name = "sensor.id",
+     .type = K_STR,
+     FIELD(sensor_id),
+     .min = 1,
+     .max = 253,
+     .flags = KF_ID,
+     .roles = R_S,
+     .doc_default = "the host name",
+     .doc_range = "1..253 characters of `A-Z a-z 0-9 . _ -`, not starting with `.`",
+     .help = "The sensor's name in the receiver's files, pages and metrics. In Kubernetes, set it "
+             "to the node name from the downward API."},
+    {.name = "sensor.readFile",
+     .type = K_STR,
+     FIELD(read_file),
+     .roles = R_S,
+     .unit = "path",
+     .help = "Stream this pcap/pcapng file instead of live traffic, then exit once the receiver "
+             "has acknowledged every packet."},
+    {.name = "sensor.readPacketsPerSec",
+     .type = K_INT,
+     FIELD(read_pps),
+     .min = 0,
+     .max = 100000000,
+     .def = "0",
+     .roles = R_S,
+     .unit = "packets/s",
+     .help = "With `--read-file`: replay at most this many packets per second (like tcpreplay's "
+             "`--pps`); 0 streams as fast as the receiver acknowledges."},
+    {.name = "sensor.shutdownDeadlineSec",
+     .type = K_INT,
+     FIELD(shutdown_deadline_sec),
+     .min = 0,
+     .max = 3600,
+     .def = "20",
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "On SIGTERM/SIGINT the sensor stops reading and delivers what its spool holds for at "
+             "most this long (keep it below the pod's `terminationGracePeriodSeconds`, 30 s by "
+             "default), then reports what it could not deliver (reason `shutdown_deadline`) and "
+             "exits 1. 0, or a second signal: stop at once."},
+    {.name = "sensor.connectTimeoutSec",
+     .type = K_INT,
+     FIELD(connect_timeout_sec),
+     .min = 0,
+     .max = 86400,
+     .def = "30",
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "How long the sensor keeps reconnecting (with backoff) to an unreachable receiver, "
+             "counted from the last good connection, before it exits with an error. 0: give up "
+             "after the first failed attempt."},
+    {.name = "spool.size",
+     .type = K_INT,
+     FIELD(spool_size_mb),
+     .min = 1,
+     .max = 65536,
+     .def = "12",
+     .roles = R_S,
+     .unit = "MiB",
+     .help = "Memory for batches not yet acknowledged by the receiver; they are resent after a "
+             "reconnect. When it is full, new packets are dropped and counted. The default keeps "
+             "the whole sensor under 32 MiB (docs/performance.md); raise it to ride out longer "
+             "receiver outages (it holds size / traffic rate seconds: 12 MiB is 12 s of a node "
+             "sending 1 MB/s). The Helm chart sets 64."},
+    {.name = "spool.dropPolicy",
+     .type = K_ENUM,
+     FIELD(spool_drop_oldest),
+     .e = &drop_policy_enum,
+     .def = "newest",
+     .roles = R_S,
+     .help = "What live capture gives up when the spool is full (a receiver outage longer than the "
+             "spool holds): `newest` drops new packets as they are captured (reason `spool_full`); "
+             "`oldest` evicts the oldest batches that were never sent to make room for new ones "
+             "(reason `spool_evicted`; only never-sent batches, so the receiver cannot have them "
+             "and the count stays exact). Either way every dropped packet is counted per "
+             "interface. An offline sensor (`--read-file`) never drops: it waits."},
+    {.name = "tls.certPem",
+     .type = K_STR,
+     FIELD(tls_cert_pem),
+     .max = 1048576,
+     .roles = R_SR,
+     .unit = "PEM text",
+     .help = "The certificate (and chain) as PEM text instead of `tls.certFile`, for places where "
+             "mounting a file is awkward (Fargate: a Secrets Manager secret injected as an "
+             "environment variable). Not reloaded: rotation needs files."},
+    {.name = "tls.keyPem",
+     .type = K_STR,
+     FIELD(tls_key_pem),
+     .max = 1048576,
+     .roles = R_SR,
+     .unit = "PEM text",
+     .help = "The unencrypted private key as PEM text instead of `tls.keyFile`. Never logged."},
+    {.name = "tls.caPem",
+     .type = K_STR,
+     FIELD(tls_ca_pem),
+     .max = 1048576,
+     .roles = R_SR,
+     .unit = "PEM text",
+     .help = "CA certificates as PEM text instead of `tls.caFile`."},
+    {.name = "tls.serverName",
+     .type = K_STR,
+     FIELD(tls_server_name),
+     .min = 1,
+     .max = 253,
+     .roles = R_S,
+     .doc_default = "the host of `output.server.address`",
+     .help = "The name the receiver's certificate must carry (DNS SAN, or IP SAN for an address), "
+             "and the SNI sent. Set it when the sensor dials an address that is not in the "
+             "certificate (a Service IP)."},
+    {.name = "tls.insecureSkipVerify",
+     .type = K_BOOL,
+     FIELD(tls_insecure_skip_verify),
+     .def = "false",
+     .roles = R_S,
+     .help = "Do not verify the receiver's certificate at all. Encrypts but does not authenticate: "
+             "anyone on the path can impersonate the receiver. Logs a warning at startup. For "
+             "tests only."},
+    {.name = "tls.clientCaFile",
+     .type = K_STR,
+     FIELD(tls_client_ca_file),
+     .roles = R_R,
+     .unit = "path",
+     .doc_default = "`tls.caFile`",
+     .help = "PEM CA bundle that sensors' client certificates must chain to. Setting it (or "
+             "`tls.caFile` / `--tls-ca` on the receiver) turns on mutual TLS."},
+    {.name = "tls.requireClientCert",
+     .type = K_BOOL,
+     FIELD(tls_require_client_cert),
+     .def = "true",
+     .roles = R_R,
+     .help =
+         "With a client CA configured: refuse sensors that present no certificate. `false` makes "
+         "certificates optional (still verified when presented). No effect without a client CA."},
+    {.name = "tls.allowedIdentities",
+     .type = K_STRLIST,
+     FIELD(tls_allowed_ids),
+     .count_off = offsetof(ps_config, tls_allowed_ids_count),
+     .min = 1,
+     .max = 253,
+     .roles = R_R,
+     .unit = "glob patterns",
+     .doc_default = "empty (any certificate of the CA)",
+     .doc_range = "at most 64 entries",
+     .help = "Accept only client certificates whose subject CN or a DNS SAN matches one of these "
+             "patterns (`node-*`, `*.sensors.example`; case-insensitive). Others are rejected in "
+             "the handshake with reason `identity`."},
+    {.name = "tls.requireIdMatch",
+     .type = K_BOOL,
+     FIELD(tls_require_id_match),
+     .def = "false",
+     .roles = R_R,
+     .help = "The `sensor.id` a sensor announces must equal (case-insensitively) its certificate's "
+             "CN or a DNS SAN, so one node's certificate cannot write as another node."},
+    {.name = "limits.handshakeTimeoutSec",
+     .type = K_INT,
+     FIELD(handshake_timeout_sec),
+     .min = 1,
+     .max = 3600,
+     .def = "10",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "A connection must finish the TLS handshake and the session handshake (HELLO) within "
+             "this time after it is accepted (slowloris defence)."},
+    {.name = "limits.idleTimeoutSec",
+     .type = K_INT,
+     FIELD(idle_timeout_sec),
+     .min = 0,
+     .max = 86400,
+     .def = "60",
+     .roles = R_SR,
+     .unit = "seconds",
+     .help = "Receiver: close a session that sent nothing for this long. Sensor: send a HEARTBEAT "
+             "after a third of this time with nothing else to send. Keep the two equal. 0: never."},
+    {.name = "limits.maxConnections",
+     .type = K_INT,
+     FIELD(max_connections),
+     .min = 1,
+     .max = 1000000,
+     .def = "1024",
+     .roles = R_R,
+     .help = "Connections open at once (handshaking or streaming); more are closed at accept."},
+    {.name = "limits.maxConnectionsPerSource",
+     .type = K_INT,
+     FIELD(max_connections_per_source),
+     .min = 0,
+     .max = 1000000,
+     .def = "0",
+     .roles = R_R,
+     .help = "Connections open at once from one source IP address. 0: no limit (behind a proxy or "
+             "NAT, many sensors share an address)."},
+    {.name = "output.file.mode",
+     .type = K_STR,
+     FIELD(file_mode),
+     .min = 1,
+     .max = 4,
+     .def = "0640",
+     .roles = R_R,
+     .unit = "octal",
+     .doc_range = "at most `0666`",
+     .help = "Permission bits of capture files (further restricted by the umask). Captures hold "
+             "credentials and personal data: keep them away from \"other\"."},
+    {.name = "log.level",
+     .type = K_ENUM,
+     FIELD(log_level),
+     .e = &log_level_enum,
+     .def = "info",
+     .roles = R_SR,
+     .doc_range = "`debug`, `info`, `warn` (or `warning`), `error`",
+     .help = "Least severe level logged."},
+    {.name = "log.format",
+     .type = K_ENUM,
+     FIELD(log_json),
+     .e = &log_format_enum,
+     .def = "text",
+     .roles = R_SR,
+     .help = "`text`: `2026-11-26T08:50:50.123Z INFO  receiver: message`; `json`: one object per "
+             "line, `{\"ts\":…,\"level\":…,\"component\":…,\"msg\":…}`."},
+    /* HTTP server (probes, metrics, captures); http.listen's default
+     * depends on the role. */
+    {.name = "http.enable",
+     .type = K_BOOL,
+     FIELD(http_enable),
+     .def = "true",
+     .roles = R_SR,
+     .help = "Run the HTTP server (`/healthz`, `/readyz`, `/metrics`; on the receiver also the "
+             "status page, capture downloads and `/live`, see `docs/http.md`). If its address "
+             "cannot be bound the process exits 1 at startup."},
+    {.name = "http.listen",
+     .type = K_STR,
+     FIELD(http_listen),
+     .min = 1,
+     .max = 300,
+     .def = "0.0.0.0:8082",
+     .def_receiver = "0.0.0.0:8080",
+     .roles = R_SR,
+     .unit = "`ADDR:PORT`",
+     .doc_range = "`[V6]:PORT` for IPv6; port 0 picks a free one",
+     .help = "Where the HTTP server listens (`--http`)."},
+    {.name = "http.token",
+     .type = K_STR,
+     FIELD(http_token),
+     .max = PS_AUTH_KEY_MAX,
+     .roles = R_SR,
+     .doc_range = "1..1024 bytes",
+     .help = "Bearer token for clients that are not on loopback: with it set they may fetch "
+             "captures, `/live`, `/api/*` and `/` by sending `Authorization: Bearer TOKEN`; "
+             "without it they get 403. Probes and `/metrics` are always open."},
+};
+
+const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);
+
+/* ---- lookups ---- */
+
+const key_def *cfg_find_key(const char *path)
+{
+    for (size_t i = 0; i < cfg_nkeys; i++) {
+        const key_def *k = &cfg_keys[i];
+        if (strcmp(k->name, path) == 0 || (k->alt && strcmp(k->alt, path) == 0))
+            return k;
+    }
+    return NULL;
+}
+
+const key_def *cfg_find_unsupported(const char *path)
+{
+    for (size_t i = 0; i < cfg_nkeys; i++) {
+        const key_def *k = &cfg_keys[i];
+        size_t n = strlen(k->name);
+        if (k->type == K_UNSUPPORTED && strncmp(path, k->name, n) == 0 &&
+            (path[n] == '\0' || path[n] == '.'))
+            return k;
+    }
+    return NULL;
+}
+
+int cfg_is_section(const char *path)
+{
+    size_t n = strlen(path);
+    for (size_t i = 0; i < cfg_nkeys; i++) {
+        const char *name = cfg_keys[i].name;
+        if (cfg_keys[i].type != K_UNSUPPORTED && strncmp(name, path, n) == 0 && name[n] == '.')
+            return 1;
+    }
+    return 0;
+}
+
+const char *ps_config_key_name(size_t i)
+{
+    for (size_t j = 0; j < cfg_nkeys; j++) {
+        if (cfg_keys[j].type == K_UNSUPPORTED)
+            continue;
+        if (i-- == 0)
+            return cfg_keys[j].name;
+    }
+    return NULL;
+}
