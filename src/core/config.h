@@ -123,6 +123,11 @@ typedef struct ps_config {
     uint32_t idle_timeout_sec;           /* limits.idleTimeoutSec, default 60, 0 = never */
     uint32_t max_connections;            /* limits.maxConnections, default 1024 */
     uint32_t max_connections_per_source; /* limits.maxConnectionsPerSource, 0 = unlimited */
+    uint64_t max_batch_raw_bytes;        /* limits.maxBatchRawMB, default 17 MiB */
+    uint32_t max_inflate_ratio;          /* limits.maxInflateRatio, default 256, 0 = unlimited */
+    uint64_t memory_budget_bytes;        /* limits.memoryBudgetMB, default 128 MiB, 0 = unlimited */
+    uint32_t max_ifaces_per_session;     /* limits.maxInterfacesPerSession, default 1024 */
+    uint64_t max_write_queue_bytes;      /* limits.maxWriteQueueKB, default 4 MiB, 0 = unlimited */
     char *file_mode;                     /* output.file.mode, octal text, default "0640" */
     /* HTTP server: probes, metrics, captures (http.*) */
     int http_enable;   /* http.enable, default true */

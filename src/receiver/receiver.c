@@ -264,7 +264,12 @@ int ps_receiver_run(const ps_config *cfg)
         .limits = {.handshake_timeout_ms = (uint64_t)cfg->handshake_timeout_sec * 1000,
                    .idle_timeout_ms = (uint64_t)cfg->idle_timeout_sec * 1000,
                    .max_connections = cfg->max_connections,
-                   .max_per_source = cfg->max_connections_per_source},
+                   .max_per_source = cfg->max_connections_per_source,
+                   .memory_budget = cfg->memory_budget_bytes,
+                   .max_inflate_ratio = cfg->max_inflate_ratio,
+                   .max_ifaces_per_session = cfg->max_ifaces_per_session,
+                   .max_write_queue = cfg->max_write_queue_bytes},
+        .max_batch_raw = (uint32_t)cfg->max_batch_raw_bytes,
         .metrics = r.metrics,
         .on_idle = on_hub_idle,
         .ud = &r};

@@ -422,6 +422,11 @@ CHECK(k_hs_timeout, c->handshake_timeout_sec == 3)
 CHECK(k_idle_timeout, c->idle_timeout_sec == 90)
 CHECK(k_max_conns, c->max_connections == 10)
 CHECK(k_max_per_source, c->max_connections_per_source == 2)
+CHECK(k_max_batch_raw, c->max_batch_raw_bytes == 2ull << 20)
+CHECK(k_inflate_ratio, c->max_inflate_ratio == 50)
+CHECK(k_mem_budget, c->memory_budget_bytes == 64ull << 20)
+CHECK(k_max_ifaces, c->max_ifaces_per_session == 8)
+CHECK(k_write_queue, c->max_write_queue_bytes == 64ull << 10)
 CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600)
 CHECK(k_http_enable, c->http_enable == 0)
 CHECK(k_http_listen, streq(c->http_listen, "127.0.0.1:9999"))
@@ -489,6 +494,11 @@ static const key_case key_cases[] = {
     {"limits.idleTimeoutSec", "90", "90", k_idle_timeout},
     {"limits.maxConnections", "10", "10", k_max_conns},
     {"limits.maxConnectionsPerSource", "2", "2", k_max_per_source},
+    {"limits.maxBatchRawMB", "2", "2", k_max_batch_raw},
+    {"limits.maxInflateRatio", "50", "50", k_inflate_ratio},
+    {"limits.memoryBudgetMB", "64", "64", k_mem_budget},
+    {"limits.maxInterfacesPerSession", "8", "8", k_max_ifaces},
+    {"limits.maxWriteQueueKB", "64", "64", k_write_queue},
     {"output.file.mode", "\"0600\"", "0600", k_file_mode},
     {"http.enable", "false", "off", k_http_enable},
     {"http.listen", "127.0.0.1:9999", "127.0.0.1:9999", k_http_listen},
@@ -1052,10 +1062,10 @@ static void test_env_names(void **state)
     assert_string_equal(ps_config_env_name("input.port", small, sizeof(small)), "PACKETSTR");
 
     /* every key's name is distinct, and none is one Kubernetes injects */
-    char names[64][128];
+    char names[128][128];
     size_t n = 0;
     for (const char *k; (k = ps_config_key_name(n)) != NULL; n++) {
-        assert_true(n < 64);
+        assert_true(n < 128);
         ps_config_env_name(k, names[n], sizeof(names[n]));
         assert_string_not_equal(names[n], "PACKETSTREAMER_PORT");
         assert_null(strstr(names[n], "SERVICE_"));
