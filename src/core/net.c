@@ -655,6 +655,16 @@ void ps_conn_resume(ps_conn *c)
     }
 }
 
+int ps_conn_budget_waiting(const ps_conn_budget *b)
+{
+    return b && b->wait_head != NULL;
+}
+
+size_t ps_conn_budget_held(const ps_conn *c)
+{
+    return c->charged;
+}
+
 int ps_conn_starved(const ps_conn *c)
 {
     return c->starved;

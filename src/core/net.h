@@ -118,8 +118,12 @@ uint64_t ps_conn_budget_waits(const ps_conn_budget *b);
 /* Resumes waiting connections while there is room (called by the module
  * itself whenever memory is given back). */
 void ps_conn_budget_wake(ps_conn_budget *b);
+/* Nonzero while some connection waits for the budget. */
+int ps_conn_budget_waiting(const ps_conn_budget *b);
 /* Nonzero while c waits for the budget. */
 int ps_conn_starved(const ps_conn *c);
+/* Bytes of the budget c holds now (a receive buffer grown for a frame). */
+size_t ps_conn_budget_held(const ps_conn *c);
 /* Bytes its receive buffer holds now (capacity). */
 size_t ps_conn_rx_bytes(const ps_conn *c);
 

@@ -71,6 +71,7 @@ enum {
     R_ACK_LATENCY,
     R_MEM_BYTES,
     R_MEM_WAITS,
+    R_IFACES,
     R_COUNT
 };
 
@@ -81,6 +82,7 @@ typedef struct hub_sample {
     uint64_t decode[PS_HUB_WIRE_REASONS + 1]; /* by wire reason, then io */
     uint64_t acks;
     uint64_t mem_bytes, mem_waits;
+    uint64_t ifaces;
 } hub_sample;
 
 typedef enum {
@@ -185,6 +187,10 @@ static const hub_metric metric_defs[R_COUNT] = {
                      "Times a sensor connection stopped being read because the receive buffers "
                      "had reached limits.memoryBudgetBytes.",
                      NULL, SAMPLE(mem_waits)},
+    [R_IFACES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_interfaces",
+                  "Interface entries held for capture files: those of connected sessions, and "
+                  "released ones whose description is still in the current file.",
+                  NULL, SAMPLE(ifaces)},
 };
 
 static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -317,6 +323,7 @@ void ps_hub_publish(ps_hub *hub)
     smp.acks = hub->counters.acks;
     smp.mem_bytes = ps_conn_budget_used(hub->budget) + hub->inflate.cap;
     smp.mem_waits = ps_conn_budget_waits(hub->budget);
+    smp.ifaces = ps_writer_iface_count(hub->o.writer);
     for (int r = 0; r < R_COUNT; r++) {
         const hub_metric *d = &metric_defs[r];
         if (d->src != SRC_SAMPLE)

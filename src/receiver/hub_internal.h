@@ -38,7 +38,8 @@ typedef struct ps_session ps_session;
     X(auth)                                                                                        \
     X(identity)                                                                                    \
     X(slow_reader)                                                                                 \
-    X(too_many_interfaces)
+    X(too_many_interfaces)                                                                         \
+    X(memory_budget)
 
 #define PS_HUB_REASON_ENUM(n) PS_REASON_##n,
 typedef enum ps_hub_reason { PS_HUB_REASONS(PS_HUB_REASON_ENUM) PS_REASON_COUNT } ps_hub_reason;

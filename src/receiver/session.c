@@ -37,6 +37,10 @@
 #include "core/wire.h"
 #include "livefeed.h"
 
+/* A connection holding memory of the budget for a frame that has not
+ * arrived in this long, while others wait for that memory, is cut. */
+#define SESSION_BUDGET_STALL_MS 5000
+
 typedef enum { SS_HELLO, SS_ACTIVE, SS_DONE } ss_state;
 
 struct ps_session {
@@ -626,6 +630,14 @@ void ps_session_check_deadlines(ps_session *s, uint64_t now)
                      "handshake not completed within %" PRIu64 " s%s",
                      lim->handshake_timeout_ms / 1000,
                      tls_unfinished ? " (TLS handshake unfinished)" : "");
+    } else if (ps_conn_budget_held(s->conn) > 0 && ps_conn_budget_waiting(ps_hub_budget(s->hub)) &&
+               now - s->last_rx_ms >= SESSION_BUDGET_STALL_MS) {
+        /* Without this, peers that start large frames and never finish them
+         * would keep every other sensor waiting until the idle timeout. */
+        sess_close_r(s, UV_ETIMEDOUT, PS_REASON_memory_budget,
+                     "holds %zu bytes for a frame not completed within %d s while other "
+                     "connections wait for memory (limits.memoryBudgetMB)",
+                     ps_conn_budget_held(s->conn), SESSION_BUDGET_STALL_MS / 1000);
     } else if (s->state == SS_ACTIVE && lim->idle_timeout_ms &&
                now - s->last_rx_ms >= lim->idle_timeout_ms) {
         sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
