@@ -714,11 +714,13 @@ const key_def cfg_keys[] = {
      .min = 0,
      .max = 1048576,
      .scale = 1024,
-     .def = "4096",
+     .def = "256",
      .roles = R_R,
      .unit = "KiB",
      .help = "Bytes queued to one sensor (acknowledgements) that it has not read; more closes the "
-             "connection (reason `slow_reader`). 0: no limit."},
+             "connection (reason `slow_reader`). Each queued acknowledgement (16 bytes) also "
+             "costs a write request of about 300 bytes: 256 KiB queued hold about 5 MiB. "
+             "0: no limit."},
     {.name = "output.file.mode",
      .type = K_STR,
      FIELD(file_mode),

@@ -34,8 +34,10 @@
 #define PS_NET_WHOLE_FRAME_MIN (64 * 1024)
 #define PS_TLS_RECORD_TYPE_HANDSHAKE 0x16
 /* Receive buffers up to this size are granted without asking the budget and
- * kept between frames; larger ones exist only while a large frame arrives. */
-#define PS_NET_RX_BASE (PS_NET_READ_CHUNK + PS_WIRE_HDR_LEN)
+ * kept between frames; larger ones exist only while a large frame arrives.
+ * A read reserves a chunk behind a partial frame of up to a chunk, so a
+ * stream of frames that each fit a chunk stays within two. */
+#define PS_NET_RX_BASE (2 * PS_NET_READ_CHUNK + PS_WIRE_HDR_LEN)
 
 /* One budget, many connections: see ps_conn_budget in net.h. Waiting
  * connections form a FIFO, woken in order when memory is given back. */

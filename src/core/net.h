@@ -97,7 +97,7 @@ size_t ps_conn_write_queue(const ps_conn *c);
 /*
  * A memory budget shared by many connections (the receiver's, across all
  * sessions): the bytes of receive buffers grown beyond the base every
- * connection has (256 KiB plus a frame header, never charged) to hold a
+ * connection has (512 KiB plus a frame header, never charged) to hold a
  * large frame. Such a buffer exists only while its frame arrives; it is
  * freed once the frame is dispatched. A connection whose next frame does
  * not fit in what is left waits: it stops reading (the peer's TCP window

@@ -666,7 +666,7 @@ int ps_session_ack(ps_session *s, double *latency_s)
     if (lim && queued > lim)
         sess_close_r(s, UV_ENOBUFS, PS_REASON_slow_reader,
                      "%zu bytes queued to a peer that does not read them "
-                     "(limits.maxWriteQueueBytes)",
+                     "(limits.maxWriteQueueKB)",
                      queued);
     return 1;
 }
