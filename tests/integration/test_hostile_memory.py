@@ -127,6 +127,7 @@ def test_decompression_bombs_are_refused_before_inflating(env, captures):
     assert wait_for(lambda: rejected(http_port, "decompression_bomb") >= 40)
     finish(rx, good)
     top = peak.stop()
+    print("receiver RSS peak: %.0f MiB" % top)
     assert top < 120, "receiver RSS peaked at %.0f MiB" % top
     assert "limits.maxInflateRatio" in rx.stderr
 
@@ -168,6 +169,7 @@ def test_memory_budget_bounds_large_frames(env, captures):
         c.close()
     finish(rx, good)
     top = peak.stop()
+    print("receiver RSS peak: %.0f MiB" % top)
     assert top < 130, "receiver RSS peaked at %.0f MiB" % top
 
 
@@ -203,6 +205,7 @@ def test_interface_flood_is_bounded_and_freed(env, captures):
     assert wait_for(lambda: metric(http_port, key) <= honest)
     finish(rx, good)
     top = peak.stop()
+    print("receiver RSS peak: %.0f MiB" % top)
     assert top < 120, "receiver RSS peaked at %.0f MiB" % top
     assert "limits.maxInterfacesPerSession" in rx.stderr
 
@@ -242,7 +245,9 @@ def test_peer_that_never_reads_is_cut(env, captures):
     c.close()
     assert wait_for(lambda: rejected(http_port, "slow_reader") == 1), (seq, [l for l in rx.stderr.splitlines() if "deaf" in l or "WARN" in l][:10])
     finish(rx, good)
-    assert peak.stop() < 120
+    top = peak.stop()
+    print("receiver RSS peak: %.0f MiB" % top)
+    assert top < 120
     assert "limits.maxWriteQueueKB" in rx.stderr
 
 
@@ -250,7 +255,7 @@ def test_stats_cost_does_not_grow_with_interfaces(env, captures):
     """Item 12: STATS for interface index 65535 (the session's tables span
     65 536 entries). Before: every frame re-summed 65 536 counters (100 000
     frames: tens of CPU seconds). Now each frame costs the same whatever the
-    index: under 10 CPU seconds for 100 000 frames under ASan, and the
+    index: under 3 CPU seconds for 100 000 frames under ASan (about 0.2), and the
     sensor's drop total is still right."""
     rx, http_port, good = start(env, captures)
     c = hostile(rx, "stats")
@@ -269,6 +274,7 @@ def test_stats_cost_does_not_grow_with_interfaces(env, captures):
     # and sensor drops (20 + 30 + 0).
     assert wait_for(lambda: metric(http_port, key) == 57)
     spent = cpu_s(rx.proc.pid) - before
+    print("receiver CPU for %d STATS frames: %.2f s" % (n, spent))
     c.close()
     finish(rx, good)
-    assert spent < 10, "receiver spent %.1f CPU s on %d STATS frames" % (spent, n)
+    assert spent < 3, "receiver spent %.1f CPU s on %d STATS frames" % (spent, n)
