@@ -704,10 +704,13 @@ const key_def cfg_keys[] = {
      FIELD(max_ifaces_per_session),
      .min = 1,
      .max = 65536,
-     .def = "1024",
+     .def = "4096",
      .roles = R_R,
      .help = "Interfaces one sensor connection may have announced at once; one more closes it "
-             "(reason `too_many_interfaces`)."},
+             "(reason `too_many_interfaces`). A sensor announces every interface it captured "
+             "since it started, closed ones too (each keeps its index): on nodes with heavy pod "
+             "churn and `veth*` capture, keep this above what a sensor accumulates. Each costs "
+             "about 1 KiB while announced."},
     {.name = "limits.maxWriteQueueKB",
      .type = K_INT,
      FIELD(max_write_queue_bytes),

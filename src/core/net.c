@@ -73,6 +73,7 @@ struct ps_conn {
     /* memory budget */
     ps_conn_budget *budget;
     size_t charged;     /* rx.cap as charged to the budget */
+    uint64_t held_ms;   /* uv_now when it began to hold some, or last cut a frame since */
     int starved;        /* reading stopped until the budget has room */
     ps_conn *wait_next; /* in the budget's FIFO while starved */
 };
@@ -94,6 +95,8 @@ static void budget_sync(ps_conn *c)
     if (!b || c->charged == charge)
         return;
     int gave = charge < c->charged;
+    if (c->charged == 0)
+        c->held_ms = uv_now(c->tcp->loop);
     b->used = b->used - c->charged + charge;
     c->charged = charge;
     if (gave)
@@ -280,6 +283,8 @@ static void conn_dispatch(ps_conn *c)
         }
         off += used;
         c->want = 0;
+        if (c->charged)
+            c->held_ms = uv_now(c->tcp->loop); /* holding, but making progress */
         if (c->cbs.on_frame(c, &f) != 0)
             break;
     }
@@ -662,8 +667,10 @@ int ps_conn_budget_waiting(const ps_conn_budget *b)
     return b && b->wait_head != NULL;
 }
 
-size_t ps_conn_budget_held(const ps_conn *c)
+size_t ps_conn_budget_held(const ps_conn *c, uint64_t *since_ms)
 {
+    if (since_ms)
+        *since_ms = c->held_ms;
     return c->charged;
 }
 

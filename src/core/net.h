@@ -122,8 +122,10 @@ void ps_conn_budget_wake(ps_conn_budget *b);
 int ps_conn_budget_waiting(const ps_conn_budget *b);
 /* Nonzero while c waits for the budget. */
 int ps_conn_starved(const ps_conn *c);
-/* Bytes of the budget c holds now (a receive buffer grown for a frame). */
-size_t ps_conn_budget_held(const ps_conn *c);
+/* Bytes of the budget c holds now (a receive buffer grown for a frame),
+ * and since when without completing a frame (uv_now of its loop; may be
+ * NULL). */
+size_t ps_conn_budget_held(const ps_conn *c, uint64_t *since_ms);
 /* Bytes its receive buffer holds now (capacity). */
 size_t ps_conn_rx_bytes(const ps_conn *c);
 

@@ -38,7 +38,8 @@
 #include "livefeed.h"
 
 /* A connection holding memory of the budget for a frame that has not
- * arrived in this long, while others wait for that memory, is cut. */
+ * arrived in this long after it began, while others wait for that memory,
+ * is cut. */
 #define SESSION_BUDGET_STALL_MS 5000
 
 typedef enum { SS_HELLO, SS_ACTIVE, SS_DONE } ss_state;
@@ -614,6 +615,8 @@ const char *ps_session_peer(const ps_session *s)
 
 void ps_session_check_deadlines(ps_session *s, uint64_t now)
 {
+    size_t held;
+    uint64_t held_since;
     const ps_hub_limits *lim = &s->o->limits;
     if (s->logged || s->state == SS_DONE)
         return; /* already being closed */
@@ -630,14 +633,15 @@ void ps_session_check_deadlines(ps_session *s, uint64_t now)
                      "handshake not completed within %" PRIu64 " s%s",
                      lim->handshake_timeout_ms / 1000,
                      tls_unfinished ? " (TLS handshake unfinished)" : "");
-    } else if (ps_conn_budget_held(s->conn) > 0 && ps_conn_budget_waiting(ps_hub_budget(s->hub)) &&
-               now - s->last_rx_ms >= SESSION_BUDGET_STALL_MS) {
+    } else if ((held = ps_conn_budget_held(s->conn, &held_since)) > 0 &&
+               ps_conn_budget_waiting(ps_hub_budget(s->hub)) &&
+               now - held_since >= SESSION_BUDGET_STALL_MS) {
         /* Without this, peers that start large frames and never finish them
          * would keep every other sensor waiting until the idle timeout. */
         sess_close_r(s, UV_ETIMEDOUT, PS_REASON_memory_budget,
                      "holds %zu bytes for a frame not completed within %d s while other "
                      "connections wait for memory (limits.memoryBudgetMB)",
-                     ps_conn_budget_held(s->conn), SESSION_BUDGET_STALL_MS / 1000);
+                     held, SESSION_BUDGET_STALL_MS / 1000);
     } else if (s->state == SS_ACTIVE && lim->idle_timeout_ms &&
                now - s->last_rx_ms >= lim->idle_timeout_ms) {
         sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,

@@ -176,11 +176,12 @@ def test_memory_budget_bounds_large_frames(env, captures):
 def test_interface_flood_is_bounded_and_freed(env, captures):
     """Item 3: IFACE frames with ever new names. Before: every entry was kept
     for the process's life (317 MB of frames -> 1.28 GB RSS). Now a session
-    may hold limits.maxInterfacesPerSession (1024) and is cut beyond it
+    may hold limits.maxInterfacesPerSession (here 1024) and is cut beyond it
     (too_many_interfaces); re-announcing an index frees the entry it held,
     and a session's entries go when it closes: the interface count returns
     to the honest streams' and RSS stays under 120 MiB."""
-    rx, http_port, good = start(env, captures)
+    rx, http_port, good = start(env, captures,
+                                {"PACKETSTREAMER_LIMITS_MAX_INTERFACES_PER_SESSION": "1024"})
     peak = RssPeak(rx.proc.pid)
     key = "packetstreamer_receiver_interfaces"
     assert wait_for(lambda: metric(http_port, key) >= 2)
