@@ -13,7 +13,11 @@
  * batches now on disk are acknowledged (an ACK always means "written");
  * while flushes fail no session reads, so sensors keep their batches in
  * their spools; handshake and idle deadlines; a graceful stop that
- * acknowledges what is written before closing.
+ * acknowledges what is written before closing. Memory one peer can cost:
+ * receive buffers for large frames come from one budget over all
+ * sessions (limits.memory_budget; net.h's ps_conn_budget), batches inflate
+ * into one buffer shared by all sessions, interfaces per session and the
+ * bytes queued to a peer are bounded (ps_hub_limits).
  *
  * Metrics: every packetstreamer_receiver_* family is registered by
  * ps_hub_new from one table in hub.c. Rejections, TLS and auth failures
