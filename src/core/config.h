@@ -132,7 +132,12 @@ typedef struct ps_config {
     uint32_t max_sensors;                /* limits.maxSensors, default 16384 */
     uint32_t max_sensor_series;          /* limits.maxSensorSeries, default 1024 */
     uint32_t sensor_expiry_sec;          /* limits.sensorExpirySec, default 600 */
-    char *file_mode;                     /* output.file.mode, octal text, default "0640" */
+    uint64_t max_batch_raw_bytes;        /* limits.maxBatchRawMB, default 17 MiB */
+    uint32_t max_inflate_ratio;          /* limits.maxInflateRatio, default 256, 0 = unlimited */
+    uint64_t memory_budget_bytes;        /* limits.memoryBudgetMB, default 128 MiB, 0 = unlimited */
+    uint32_t max_ifaces_per_session;     /* limits.maxInterfacesPerSession, default 4096 */
+    uint64_t max_write_queue_bytes; /* limits.maxWriteQueueKB, default 256 KiB, 0 = unlimited */
+    char *file_mode;                /* output.file.mode, octal text, default "0640" */
     /* HTTP server: probes, metrics, captures (http.*) */
     int http_enable;               /* http.enable, default true */
     char *http_listen;             /* http.listen "ADDR:PORT" (hostport.h), default by role */

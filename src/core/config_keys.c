@@ -747,6 +747,67 @@ const key_def cfg_keys[] = {
      .unit = "seconds",
      .help = "A sensor session disconnected this long leaves /api/sensors; the receiver still "
              "remembers its last written batch (for its return and the checkpoint)."},
+    {.name = "limits.maxBatchRawMB",
+     .type = K_INT,
+     FIELD(max_batch_raw_bytes),
+     .min = 1,
+     .max = 64,
+     .scale = MIB,
+     .def = "17",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Largest batch (decompressed) the receiver accepts, announced to sensors in the "
+             "handshake. Must hold a sensor's batch (its block size plus 256 KiB); a larger one is "
+             "refused with reason `decompression_bomb`."},
+    {.name = "limits.maxInflateRatio",
+     .type = K_INT,
+     FIELD(max_inflate_ratio),
+     .min = 0,
+     .max = 100000,
+     .def = "256",
+     .roles = R_R,
+     .help = "A compressed batch may declare at most this many times its compressed size as raw "
+             "size; more is refused before inflating (reason `decompression_bomb`). lz4 cannot "
+             "exceed about 255; zlib on long zero-filled packets can (9000-byte zero frames reach "
+             "about 550): raise it for such traffic. 0: no limit."},
+    {.name = "limits.memoryBudgetMB",
+     .type = K_INT,
+     FIELD(memory_budget_bytes),
+     .min = 0,
+     .max = 1048576,
+     .scale = MIB,
+     .def = "128",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Receive buffers grown for large frames (batches), over all sessions. A connection "
+             "whose next frame does not fit waits (is not read) until memory comes back, counted "
+             "in `packetstreamer_receiver_memory_waits_total`. Raised to the largest frame plus "
+             "512 KiB if set lower. 0: no limit."},
+    {.name = "limits.maxInterfacesPerSession",
+     .type = K_INT,
+     FIELD(max_ifaces_per_session),
+     .min = 1,
+     .max = 65536,
+     .def = "4096",
+     .roles = R_R,
+     .help = "Interfaces one sensor connection may have announced at once; one more closes it "
+             "(reason `too_many_interfaces`). A sensor announces every interface it captured "
+             "since it started, closed ones too (each keeps its index): on nodes with heavy pod "
+             "churn and `veth*` capture, keep this above what a sensor accumulates. Each costs "
+             "about 1 KiB while announced."},
+    {.name = "limits.maxWriteQueueKB",
+     .type = K_INT,
+     FIELD(max_write_queue_bytes),
+     .min = 0,
+     .max = 1048576,
+     .scale = 1024,
+     .def = "256",
+     .roles = R_R,
+     .unit = "KiB",
+     .help = "Bytes queued to one sensor (acknowledgements) that it has not read; more closes the "
+             "connection (reason `slow_reader`). Each queued acknowledgement (16 bytes) also "
+             "costs a write request of about 300 bytes: 256 KiB queued hold about 5 MiB. "
+             "0: no limit."},
     {.name = "output.file.mode",
      .type = K_STR,
      FIELD(file_mode),

@@ -33,6 +33,19 @@
 /* Frames at least this large are read up to their end and no further. */
 #define PS_NET_WHOLE_FRAME_MIN (64 * 1024)
 #define PS_TLS_RECORD_TYPE_HANDSHAKE 0x16
+/* Receive buffers up to this size are granted without asking the budget and
+ * kept between frames; larger ones exist only while a large frame arrives.
+ * A read reserves a chunk behind a partial frame of up to a chunk, so a
+ * stream of frames that each fit a chunk stays within two. */
+#define PS_NET_RX_BASE (2 * PS_NET_READ_CHUNK + PS_WIRE_HDR_LEN)
+
+/* One budget, many connections: see ps_conn_budget in net.h. Waiting
+ * connections form a FIFO, woken in order when memory is given back. */
+struct ps_conn_budget {
+    size_t limit, used;
+    uint64_t waits;
+    ps_conn *wait_head, *wait_tail;
+};
 
 struct ps_conn {
     uv_tcp_t *tcp;
@@ -57,6 +70,12 @@ struct ps_conn {
     uint8_t *cbuf;  /* ciphertext read buffer */
     const char *fail_label;
     size_t tls_out; /* ciphertext bytes in write requests not yet completed */
+    /* memory budget */
+    ps_conn_budget *budget;
+    size_t charged;     /* rx.cap as charged to the budget */
+    uint64_t held_ms;   /* uv_now when it began to hold some, or last cut a frame since */
+    int starved;        /* reading stopped until the budget has room */
+    ps_conn *wait_next; /* in the budget's FIFO while starved */
 };
 
 static void on_write(uv_write_t *req, int status);
@@ -67,10 +86,63 @@ static size_t rx_pending(const ps_conn *c)
     return c->rx.len - c->rx_off;
 }
 
+/* Brings the budget's account of c in line with rx.cap; giving memory back
+ * wakes the connections waiting for it. */
+static void budget_sync(ps_conn *c)
+{
+    ps_conn_budget *b = c->budget;
+    size_t charge = c->rx.cap > PS_NET_RX_BASE ? c->rx.cap : 0; /* the base is free */
+    if (!b || c->charged == charge)
+        return;
+    int gave = charge < c->charged;
+    if (c->charged == 0)
+        c->held_ms = uv_now(c->tcp->loop);
+    b->used = b->used - c->charged + charge;
+    c->charged = charge;
+    if (gave)
+        ps_conn_budget_wake(b);
+}
+
+static void budget_wait(ps_conn *c)
+{
+    if (c->starved)
+        return;
+    c->starved = 1;
+    c->budget->waits++;
+    c->wait_next = NULL;
+    if (c->budget->wait_tail)
+        c->budget->wait_tail->wait_next = c;
+    else
+        c->budget->wait_head = c;
+    c->budget->wait_tail = c;
+}
+
+static void budget_unlink(ps_conn *c)
+{
+    ps_conn_budget *b = c->budget;
+    if (!b || !c->starved)
+        return;
+    ps_conn *prev = NULL;
+    for (ps_conn *p = b->wait_head; p; prev = p, p = p->wait_next) {
+        if (p != c)
+            continue;
+        if (prev)
+            prev->wait_next = c->wait_next;
+        else
+            b->wait_head = c->wait_next;
+        if (b->wait_tail == c)
+            b->wait_tail = prev;
+        break;
+    }
+    c->starved = 0;
+    c->wait_next = NULL;
+}
+
 /* Makes room for `room` more bytes after the pending ones. Dispatched frames
  * are dropped from the front lazily: the partial frame at the end is moved to
  * the front only when the space behind it is too small, not after every
- * read (that moved almost every byte a second time). */
+ * read (that moved almost every byte a second time). Returns 1 when the
+ * budget has no room for the growth (c now waits), -1 on OOM. */
 static int rx_reserve(ps_conn *c, size_t room)
 {
     if (c->rx_off > 0 && c->rx.cap - c->rx.len < room) {
@@ -79,7 +151,29 @@ static int rx_reserve(ps_conn *c, size_t room)
         c->rx.len = pending;
         c->rx_off = 0;
     }
-    return ps_buf_reserve(&c->rx, room);
+    if (c->rx.cap - c->rx.len >= room)
+        return 0;
+    size_t need = c->rx.len + room;
+    ps_conn_budget *b = c->budget;
+    if (b && b->limit && need > PS_NET_RX_BASE && b->used - c->charged + need > b->limit) {
+        budget_wait(c);
+        return 1;
+    }
+    /* Exact growth: what the budget charges is what is allocated. */
+    int rc = b ? ps_buf_reserve_exact(&c->rx, room) : ps_buf_reserve(&c->rx, room);
+    budget_sync(c);
+    return rc;
+}
+
+/* After a read's frames are dispatched and nothing is left: a buffer grown
+ * for a large frame goes back at once, so a peer's one large frame does not
+ * hold memory for the connection's life. */
+static void rx_shrink(ps_conn *c)
+{
+    if (c->rx.len == 0 && c->rx.cap > PS_NET_RX_BASE) {
+        ps_buf_free(&c->rx);
+        budget_sync(c);
+    }
 }
 
 typedef struct ps_write_req {
@@ -143,7 +237,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
         room = c->want - rx_pending(c);
     if (rx_reserve(c, room) != 0) {
         buf->base = NULL;
-        buf->len = 0; /* libuv reports UV_ENOBUFS to on_read */
+        buf->len = 0; /* libuv reports UV_ENOBUFS to on_read (c->starved: wait) */
         return;
     }
     buf->base = (char *)c->rx.data + c->rx.len;
@@ -189,13 +283,17 @@ static void conn_dispatch(ps_conn *c)
         }
         off += used;
         c->want = 0;
+        if (c->charged)
+            c->held_ms = uv_now(c->tcp->loop); /* holding, but making progress */
         if (c->cbs.on_frame(c, &f) != 0)
             break;
     }
     if (!c->closing) {
         c->rx_off = off;
-        if (c->rx_off == c->rx.len)
+        if (c->rx_off == c->rx.len) {
             c->rx.len = c->rx_off = 0;
+            rx_shrink(c);
+        }
         if (c->cbs.on_read_done)
             c->cbs.on_read_done(c);
     }
@@ -205,7 +303,9 @@ static void on_close_handle(uv_handle_t *h)
 {
     ps_conn *c = h->data;
     c->cbs.on_close(c, c->close_err, c->close_reason);
+    budget_unlink(c);
     ps_buf_free(&c->rx);
+    budget_sync(c);
     if (c->pending.data)
         OPENSSL_cleanse(c->pending.data, c->pending.cap); /* may hold the token */
     ps_buf_free(&c->pending);
@@ -342,7 +442,17 @@ static int tls_read_plain(ps_conn *c)
         size_t room = PS_NET_TLS_CHUNK;
         if (c->want > rx_pending(c) && c->want - rx_pending(c) > room)
             room = c->want - rx_pending(c);
-        if (rx_reserve(c, room) != 0) {
+        int rr = rx_reserve(c, room);
+        if (rr > 0) {
+            /* The budget is spent: the rest waits in the read BIO, and no
+             * more is read from the socket until memory comes back. */
+            if (c->reading) {
+                uv_read_stop((uv_stream_t *)c->tcp);
+                c->reading = 0;
+            }
+            return 0;
+        }
+        if (rr != 0) {
             ps_conn_close(c, UV_ENOBUFS, "out of memory");
             return -1;
         }
@@ -380,8 +490,8 @@ static void on_read_tls(ps_conn *c, const uint8_t *data, size_t n)
     }
     if (!c->tls_ready && (tls_handshake(c) != 0 || !c->tls_ready))
         return;
-    if (c->paused)
-        return; /* left in the read BIO until ps_conn_resume */
+    if (c->paused || c->starved)
+        return; /* left in the read BIO until ps_conn_resume / the budget wakes c */
     int eof = tls_read_plain(c);
     if (eof < 0)
         return;
@@ -397,6 +507,15 @@ static void on_read_tls(ps_conn *c, const uint8_t *data, size_t n)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     ps_conn *c = s->data;
+    if (nread == UV_ENOBUFS && c->starved) {
+        /* No budget for this frame yet: stop reading, the peer's TCP
+         * window fills and it waits; ps_conn_budget_wake resumes. */
+        if (c->reading) {
+            uv_read_stop((uv_stream_t *)c->tcp);
+            c->reading = 0;
+        }
+        return;
+    }
     if (nread < 0) {
         /* A connect-and-close (a TCP probe) sent nothing: an ordinary EOF. */
         if (nread == UV_EOF && c->ssl && !c->tls_ready && (c->first_seen || !c->tls_server)) {
@@ -494,8 +613,9 @@ int ps_conn_start(ps_conn *c)
 
 void ps_conn_pause(ps_conn *c)
 {
-    if (c->reading && !c->closing) {
-        uv_read_stop((uv_stream_t *)c->tcp);
+    if ((c->reading || c->starved) && !c->closing) {
+        if (c->reading)
+            uv_read_stop((uv_stream_t *)c->tcp);
         c->reading = 0;
         c->paused = 1;
     }
@@ -506,31 +626,117 @@ int ps_conn_paused(const ps_conn *c)
     return c->paused;
 }
 
+/* Starts reading again and handles what waited (in the read BIO, or
+ * complete frames in rx). */
+static void conn_restart(ps_conn *c)
+{
+    if (ps_conn_start(c) != 0) {
+        ps_conn_close(c, UV_EIO, "cannot resume reading");
+        return;
+    }
+    if (c->ssl && c->tls_ready) {
+        int eof = tls_read_plain(c); /* what waited in the read BIO */
+        if (eof < 0)
+            return;
+        if (tls_flush(c, NULL, NULL) != 0) {
+            ps_conn_close(c, UV_EIO, "cannot send");
+            return;
+        }
+        if (eof == 1) {
+            conn_dispatch(c);
+            if (!c->closing)
+                ps_conn_close(c, UV_EOF, "connection closed by peer");
+            return;
+        }
+    }
+    if (rx_pending(c) > 0)
+        conn_dispatch(c); /* frames that arrived before the pause */
+}
+
 void ps_conn_resume(ps_conn *c)
 {
     if (c->paused && !c->closing) {
         c->paused = 0;
-        if (ps_conn_start(c) != 0) {
-            ps_conn_close(c, UV_EIO, "cannot resume reading");
-            return;
-        }
-        if (c->ssl && c->tls_ready) {
-            int eof = tls_read_plain(c); /* what waited in the read BIO */
-            if (eof < 0)
-                return;
-            if (tls_flush(c, NULL, NULL) != 0) {
-                ps_conn_close(c, UV_EIO, "cannot send");
-                return;
-            }
-            if (eof == 1) {
-                conn_dispatch(c);
-                if (!c->closing)
-                    ps_conn_close(c, UV_EOF, "connection closed by peer");
-                return;
-            }
-        }
-        if (rx_pending(c) > 0)
-            conn_dispatch(c); /* frames that arrived before the pause */
+        if (!c->starved)
+            conn_restart(c);
+    }
+}
+
+int ps_conn_budget_waiting(const ps_conn_budget *b)
+{
+    return b && b->wait_head != NULL;
+}
+
+size_t ps_conn_budget_held(const ps_conn *c, uint64_t *since_ms)
+{
+    if (since_ms)
+        *since_ms = c->held_ms;
+    return c->charged;
+}
+
+int ps_conn_starved(const ps_conn *c)
+{
+    return c->starved;
+}
+
+size_t ps_conn_rx_bytes(const ps_conn *c)
+{
+    return c->rx.cap;
+}
+
+ps_conn_budget *ps_conn_budget_new(size_t limit)
+{
+    ps_conn_budget *b = calloc(1, sizeof(*b));
+    if (b)
+        b->limit = limit;
+    return b;
+}
+
+void ps_conn_budget_free(ps_conn_budget *b)
+{
+    free(b);
+}
+
+void ps_conn_set_budget(ps_conn *c, ps_conn_budget *b)
+{
+    c->budget = b;
+    budget_sync(c);
+}
+
+size_t ps_conn_budget_used(const ps_conn_budget *b)
+{
+    return b ? b->used : 0;
+}
+
+uint64_t ps_conn_budget_waits(const ps_conn_budget *b)
+{
+    return b ? b->waits : 0;
+}
+
+void ps_conn_budget_wake(ps_conn_budget *b)
+{
+    /* Each woken connection tries again; one that still finds no room goes
+     * back to the end of the queue (budget_wait), so the loop takes only
+     * the connections waiting now. */
+    ps_conn *list = b->wait_head;
+    b->wait_head = b->wait_tail = NULL;
+    while (list && b->used < b->limit) {
+        ps_conn *c = list;
+        list = c->wait_next;
+        c->starved = 0;
+        c->wait_next = NULL;
+        if (!c->paused && !c->closing)
+            conn_restart(c);
+    }
+    /* The rest keep waiting, ahead of any that joined meanwhile. */
+    if (list) {
+        ps_conn *tail = list;
+        while (tail->wait_next)
+            tail = tail->wait_next;
+        tail->wait_next = b->wait_head;
+        if (!b->wait_head)
+            b->wait_tail = tail;
+        b->wait_head = list;
     }
 }
 

@@ -94,6 +94,41 @@ int ps_conn_sendv(ps_conn *c, const uv_buf_t *bufs, unsigned nbufs, ps_conn_done
  * ciphertext copies beyond any window it sets). */
 size_t ps_conn_write_queue(const ps_conn *c);
 
+/*
+ * A memory budget shared by many connections (the receiver's, across all
+ * sessions): the bytes of receive buffers grown beyond the base every
+ * connection has (512 KiB plus a frame header, never charged) to hold a
+ * large frame. Such a buffer exists only while its frame arrives; it is
+ * freed once the frame is dispatched. A connection whose next frame does
+ * not fit in what is left waits: it stops reading (the peer's TCP window
+ * fills) until memory comes back, and is woken in arrival order. The
+ * budget must exceed the largest frame, or such a frame waits forever.
+ * Counting: ps_conn_budget_waits counts every time a connection had to
+ * wait. Owned by the caller; free it after every connection using it has
+ * closed.
+ */
+typedef struct ps_conn_budget ps_conn_budget;
+/* limit: bytes; 0 = unlimited (still counted). NULL on OOM. */
+ps_conn_budget *ps_conn_budget_new(size_t limit);
+void ps_conn_budget_free(ps_conn_budget *b);
+/* Before ps_conn_start. */
+void ps_conn_set_budget(ps_conn *c, ps_conn_budget *b);
+size_t ps_conn_budget_used(const ps_conn_budget *b);
+uint64_t ps_conn_budget_waits(const ps_conn_budget *b);
+/* Resumes waiting connections while there is room (called by the module
+ * itself whenever memory is given back). */
+void ps_conn_budget_wake(ps_conn_budget *b);
+/* Nonzero while some connection waits for the budget. */
+int ps_conn_budget_waiting(const ps_conn_budget *b);
+/* Nonzero while c waits for the budget. */
+int ps_conn_starved(const ps_conn *c);
+/* Bytes of the budget c holds now (a receive buffer grown for a frame),
+ * and since when without completing a frame (uv_now of its loop; may be
+ * NULL). */
+size_t ps_conn_budget_held(const ps_conn *c, uint64_t *since_ms);
+/* Bytes its receive buffer holds now (capacity). */
+size_t ps_conn_rx_bytes(const ps_conn *c);
+
 /* Stops and starts reading (backpressure from the writer). */
 void ps_conn_pause(ps_conn *c);
 void ps_conn_resume(ps_conn *c);

@@ -40,6 +40,10 @@
 #define HUB_PROBE_EVERY_MS 1000
 /* Label of the per-sensor series of the ids beyond max_sensor_series. */
 #define HUB_OTHER_ID "_other"
+/* The shared inflate buffer is kept up to this size; a larger one (a large
+ * batch) is freed once no batch has needed it for HUB_INFLATE_IDLE_MS. */
+#define HUB_INFLATE_KEEP (4u << 20)
+#define HUB_INFLATE_IDLE_MS 2000
 
 #define HUB_NAME(n) #n,
 static const char *const reason_names[] = {PS_HUB_REASONS(HUB_NAME)};
@@ -86,6 +90,9 @@ enum {
     R_DECODE,
     R_ACKS,
     R_ACK_LATENCY,
+    R_MEM_BYTES,
+    R_MEM_WAITS,
+    R_IFACES,
     R_COUNT
 };
 
@@ -97,6 +104,8 @@ typedef struct hub_sample {
     uint64_t open_files, checkpoint_failed;
     uint64_t decode[PS_HUB_WIRE_REASONS + 1]; /* by wire reason, then io */
     uint64_t acks;
+    uint64_t mem_bytes, mem_waits;
+    uint64_t ifaces;
 } hub_sample;
 
 typedef enum {
@@ -218,6 +227,18 @@ static const hub_metric metric_defs[R_COUNT] = {
                        "Time from receiving the oldest batch an acknowledgement covers to sending "
                        "it (the batches are then on disk).",
                        NULL, SRC_EVENT, 0, 1, NULL},
+    [R_MEM_BYTES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_buffer_bytes",
+                     "Bytes of receive buffers grown for large frames (what "
+                     "limits.memoryBudgetBytes bounds) plus the shared inflate buffer.",
+                     NULL, SAMPLE(mem_bytes)},
+    [R_MEM_WAITS] = {PS_METRIC_COUNTER, "packetstreamer_receiver_memory_waits_total",
+                     "Times a sensor connection stopped being read because the receive buffers "
+                     "had reached limits.memoryBudgetBytes.",
+                     NULL, SAMPLE(mem_waits)},
+    [R_IFACES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_interfaces",
+                  "Interface entries held for capture files: those of connected sessions, and "
+                  "released ones whose description is still in the current file.",
+                  NULL, SAMPLE(ifaces)},
 };
 
 static const double ack_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -267,6 +288,11 @@ struct ps_hub {
     size_t n_id_buckets;
     hub_id_series other; /* ids beyond max_sensor_series (series made when needed) */
     hub_loglimit loglimit[PS_REASON_COUNT];
+
+    /* Memory (issue 13 item 1): see ps_hub_budget, ps_hub_inflate_buf. */
+    ps_conn_budget *budget;
+    ps_buf inflate;
+    uint64_t inflate_used_ms; /* loop time of its last use */
 };
 
 /* The hub's clock for expiry and rate limits (ms, monotonic). */
@@ -437,6 +463,9 @@ void ps_hub_publish(ps_hub *hub)
     memcpy(smp.decode, hub->counters.decode_wire, sizeof(hub->counters.decode_wire));
     smp.decode[PS_HUB_WIRE_REASONS] = hub->counters.decode_io;
     smp.acks = hub->counters.acks;
+    smp.mem_bytes = ps_conn_budget_used(hub->budget) + hub->inflate.cap;
+    smp.mem_waits = ps_conn_budget_waits(hub->budget);
+    smp.ifaces = ps_writer_iface_count(hub->o.writer);
     for (int r = 0; r < R_COUNT; r++) {
         const hub_metric *d = &metric_defs[r];
         if (d->src != SRC_SAMPLE)
@@ -496,6 +525,19 @@ int ps_hub_new(ps_hub **out, uv_loop_t *loop, const ps_hub_opts *o, char *err, s
         ps_hub_free(hub);
         return -1;
     }
+    /* The budget must hold the largest frame, or such a frame waits forever. */
+    uint64_t floor = (uint64_t)hub->o.max_frame + (512u << 10);
+    if (hub->o.limits.memory_budget && hub->o.limits.memory_budget < floor)
+        hub->o.limits.memory_budget = floor;
+    if (!hub->o.limits.max_ifaces_per_session ||
+        hub->o.limits.max_ifaces_per_session > PS_HUB_MAX_IFACES)
+        hub->o.limits.max_ifaces_per_session = PS_HUB_MAX_IFACES;
+    hub->budget = ps_conn_budget_new((size_t)hub->o.limits.memory_budget);
+    if (!hub->budget) {
+        snprintf(err, errlen, "out of memory");
+        ps_hub_free(hub);
+        return -1;
+    }
     if (hub->o.metrics && register_metrics(hub) != 0) {
         snprintf(err, errlen, "out of memory");
         ps_hub_free(hub);
@@ -523,6 +565,8 @@ void ps_hub_free(ps_hub *hub)
     free(hub->id_buckets);
     free(hub->buckets);
     free(hub->sessions);
+    ps_conn_budget_free(hub->budget);
+    ps_buf_free(&hub->inflate);
     free(hub);
 }
 
@@ -534,6 +578,17 @@ const ps_hub_opts *ps_hub_options(const ps_hub *hub)
 uv_loop_t *ps_hub_loop(const ps_hub *hub)
 {
     return hub->loop;
+}
+
+ps_conn_budget *ps_hub_budget(ps_hub *hub)
+{
+    return hub->budget;
+}
+
+ps_buf *ps_hub_inflate_buf(ps_hub *hub)
+{
+    hub->inflate_used_ms = uv_now(hub->loop);
+    return &hub->inflate;
 }
 
 /* ---- the registry ---- */
@@ -1134,6 +1189,9 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
     if (hub->write_failing)
         ps_hub_flush_and_ack(hub);
+    /* A large batch's inflate buffer goes back once large batches stop. */
+    if (hub->inflate.cap > HUB_INFLATE_KEEP && now - hub->inflate_used_ms >= HUB_INFLATE_IDLE_MS)
+        ps_buf_free(&hub->inflate);
 }
 
 void ps_hub_stop(ps_hub *hub)

@@ -24,7 +24,10 @@
  * kept only for its last batch if it wrote any). ps_hub_publish is O(entries
  * + ids), and /metrics has per-sensor series for at most
  * limits.max_sensor_series ids. Refusal log lines are rate-limited per
- * reason.
+ * reason. Memory one peer can cost: receive buffers for large frames come
+ * from one budget over all sessions (limits.memory_budget; net.h's
+ * ps_conn_budget), batches inflate into one buffer shared by all sessions,
+ * interfaces per session and the bytes queued to a peer are bounded.
  *
  * Metrics: every packetstreamer_receiver_* family is registered by
  * ps_hub_new from one table in hub.c. Rejections, TLS and auth failures
@@ -75,7 +78,15 @@ typedef struct ps_hub_limits {
      * if it never wrote a batch; else its last batch stays for the
      * checkpoint and its return). 0: default. */
     uint64_t sensor_expiry_ms;
+    /* Memory one peer can make the receiver hold (issue 13, items 1, 3, 4). */
+    uint64_t memory_budget;          /* large-frame receive buffers, all sessions; 0 = unlimited */
+    uint32_t max_inflate_ratio;      /* batch raw_len / compressed bytes; 0 = unlimited */
+    uint32_t max_ifaces_per_session; /* interfaces mapped at once; 0 = PS_HUB_MAX_IFACES */
+    uint64_t max_write_queue;        /* bytes queued to one peer; 0 = unlimited */
 } ps_hub_limits;
+
+/* The protocol's interface index range, and so the most a session maps. */
+#define PS_HUB_MAX_IFACES 65536
 
 /* Everything a hub is built from. Pointers are borrowed: they must outlive
  * the hub. */

@@ -9,6 +9,7 @@
 
 #include <stdint.h>
 
+#include "core/net.h"
 #include "hub.h"
 
 typedef struct ps_session ps_session;
@@ -40,7 +41,10 @@ typedef struct ps_session ps_session;
     X(max_pending_per_source)                                                                      \
     X(session_in_use)                                                                              \
     X(sequence_jump)                                                                               \
-    X(registry_full)
+    X(registry_full)                                                                               \
+    X(slow_reader)                                                                                 \
+    X(too_many_interfaces)                                                                         \
+    X(memory_budget)
 
 #define PS_HUB_REASON_ENUM(n) PS_REASON_##n,
 typedef enum ps_hub_reason { PS_HUB_REASONS(PS_HUB_REASON_ENUM) PS_REASON_COUNT } ps_hub_reason;
@@ -126,6 +130,16 @@ void ps_hub_count_decode_error(ps_hub *hub, int err);
 /* A failed TLS handshake (label of ps_conn_fail_label, "plaintext", ...). */
 void ps_hub_count_tls_failure(ps_hub *hub, const char *label);
 void ps_hub_count_auth_failure(ps_hub *hub);
+
+/* ---- memory ---- */
+
+/* The budget every session's connection draws on (ps_conn_set_budget). */
+ps_conn_budget *ps_hub_budget(ps_hub *hub);
+/* The one inflate buffer all sessions share: a batch is inflated, checked,
+ * written and fed to /live within one frame callback, and the loop runs one
+ * callback at a time, so one buffer of max_batch_raw serves every session.
+ * Valid until the callback returns; the hub shrinks it when unused. */
+ps_buf *ps_hub_inflate_buf(ps_hub *hub);
 
 /* ---- the shared flush ---- */
 

@@ -30,6 +30,7 @@
 typedef struct live_if {
     char *sensor, *ifname, *full, *desc;
     uint32_t linktype;
+    uint32_t refs; /* ps_livefeed_iface calls not yet released */
 } live_if;
 
 typedef struct live_client {
@@ -131,8 +132,16 @@ int ps_livefeed_iface(ps_livefeed *l, int handle, const char *sensor, const char
         l->nifs = n;
     }
     live_if *f = &l->ifs[handle];
-    if (f->full)
-        return 0; /* writer handles are stable for (sensor, name) */
+    if (f->full && strcmp(f->sensor, sensor) == 0 && strcmp(f->ifname, ifname) == 0) {
+        f->refs++; /* writer handles are stable for (sensor, name) while referenced */
+        return 0;
+    }
+    if (f->full) {
+        /* A handle the writer reused for another interface (only after an
+         * out-of-memory skipped a reference here): forget the old one. */
+        f->refs = 1;
+        ps_livefeed_iface_release(l, handle);
+    }
     size_t fl = strlen(sensor) + strlen(ifname) + 2;
     f->sensor = strdup(sensor);
     f->ifname = strdup(ifname);
@@ -148,7 +157,29 @@ int ps_livefeed_iface(ps_livefeed *l, int handle, const char *sensor, const char
     }
     snprintf(f->full, fl, "%s/%s", sensor, ifname);
     f->linktype = linktype;
+    f->refs = 1;
     return 0;
+}
+
+void ps_livefeed_iface_release(ps_livefeed *l, int handle)
+{
+    if (!l || handle < 0 || (size_t)handle >= l->nifs)
+        return;
+    live_if *f = &l->ifs[handle];
+    if (!f->full || --f->refs > 0)
+        return;
+    free(f->sensor);
+    free(f->ifname);
+    free(f->full);
+    free(f->desc);
+    memset(f, 0, sizeof(*f));
+    /* The writer may give this handle to another interface: every client
+     * must send that one's IDB first. */
+    pthread_mutex_lock(&l->mu);
+    for (live_client *c = l->clients; c; c = c->next)
+        if ((size_t)handle < c->nifid)
+            c->ifid[handle] = -1;
+    pthread_mutex_unlock(&l->mu);
 }
 
 int ps_livefeed_active(ps_livefeed *l)

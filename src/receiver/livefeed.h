@@ -52,9 +52,14 @@ void ps_livefeed_free(ps_livefeed *l);
 int ps_livefeed_respond(ps_livefeed *l, struct MHD_Connection *c);
 
 /* Loop thread: writer handle -> (sensor, interface) for IDBs and filters;
- * call for every interface a session maps. 0, or -1 on OOM. */
+ * call for every interface a session maps (each call a reference, as
+ * ps_writer_iface's). 0, or -1 on OOM. */
 int ps_livefeed_iface(ps_livefeed *l, int handle, const char *sensor, const char *ifname,
                       const char *desc, uint32_t linktype);
+/* Loop thread: gives back one reference; the last frees the entry (the
+ * writer may then reuse the handle for another interface: clients get that
+ * one's IDB before its first packet). */
+void ps_livefeed_iface_release(ps_livefeed *l, int handle);
 /* Loop thread: nonzero while a client is connected (one atomic load). */
 int ps_livefeed_active(ps_livefeed *l);
 /* Loop thread: a validated batch's records (raw, the record encoding of

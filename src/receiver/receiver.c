@@ -271,7 +271,12 @@ int ps_receiver_run(const ps_config *cfg)
                    .max_pending_per_source = cfg->max_pending_per_source,
                    .max_sensors = cfg->max_sensors,
                    .max_sensor_series = cfg->max_sensor_series,
-                   .sensor_expiry_ms = (uint64_t)cfg->sensor_expiry_sec * 1000},
+                   .sensor_expiry_ms = (uint64_t)cfg->sensor_expiry_sec * 1000,
+                   .memory_budget = cfg->memory_budget_bytes,
+                   .max_inflate_ratio = cfg->max_inflate_ratio,
+                   .max_ifaces_per_session = cfg->max_ifaces_per_session,
+                   .max_write_queue = cfg->max_write_queue_bytes},
+        .max_batch_raw = (uint32_t)cfg->max_batch_raw_bytes,
         .metrics = r.metrics,
         .on_idle = on_hub_idle,
         .ud = &r};

@@ -4,11 +4,19 @@
  * Every length here comes from the network: frame lengths are bounded by
  * net.c before buffering, batch raw_len by the hub's max_batch_raw before
  * inflating, each record by the record iterator, interface indexes by
- * PS_SESSION_MAX_IFACES. A violation closes this connection only; other
- * sensors' streams go on. A stream is its own: a HELLO for an (id, session)
- * another open connection has is refused, and a batch more than
- * PS_HUB_MAX_SEQ_JUMP ahead of the last written is refused unwritten
- * (docs/protocol.md section 5).
+ * PS_HUB_MAX_IFACES and their number by the hub's max_ifaces_per_session.
+ * A violation closes this connection only; other sensors' streams go on. A
+ * stream is its own: a HELLO for an (id, session) another open connection
+ * has is refused, and a batch more than PS_HUB_MAX_SEQ_JUMP ahead of the last
+ * written is refused unwritten (docs/protocol.md section 5).
+ *
+ * Memory one peer can cost (docs/security.md): its receive buffer grows
+ * for a large frame only within the hub's budget (net.h, ps_conn_budget);
+ * batches inflate into the hub's one shared buffer, not one per session,
+ * and only within max_inflate_ratio; the writer's and /live's interface
+ * entries are released when the session closes or re-maps an index (the
+ * writer keeps one until its IDB has left the current file); what is
+ * queued to the peer (ACKs) is bounded by max_write_queue.
  *
  * Every refused or cut connection is logged once, as "closing connection
  * from PEER (sensor ID): WHY [reason=LABEL]", and counted by LABEL through
@@ -33,7 +41,10 @@
 #include "core/wire.h"
 #include "livefeed.h"
 
-#define PS_SESSION_MAX_IFACES 65536
+/* A connection holding memory of the budget for a frame that has not
+ * arrived in this long after it began, while others wait for that memory,
+ * is cut. */
+#define SESSION_BUDGET_STALL_MS 5000
 
 typedef enum { SS_HELLO, SS_ACTIVE, SS_DONE } ss_state;
 
@@ -45,15 +56,16 @@ struct ps_session {
     char peer[80];
     ps_sensor_rec *sensor;
     ps_codec codec;
-    int *ifmap; /* sensor iface index -> writer handle, -1 unset */
+    int *ifmap; /* sensor iface index -> writer handle (a reference), -1 unset */
     uint32_t ifmap_len;
-    ps_buf raw;           /* inflated batch */
+    uint32_t n_ifaces;    /* ifmap entries set */
     uint64_t pending_ack; /* highest seq handed to the writer */
     uint64_t acked;
     uint64_t started_ms, last_rx_ms; /* loop time */
     int logged;                      /* the bad-input line was written */
     uint64_t pending_since;          /* uv_hrtime of the oldest batch not yet acknowledged */
     uint64_t *ifdrops;               /* last STATS drops per sensor interface index */
+    uint64_t drops_sum;              /* the sum of ifdrops, kept as they change */
 };
 
 /* The one log line and the counter for a connection we cut or refuse. */
@@ -315,6 +327,13 @@ static int on_hello(ps_session *s, const ps_frame *f)
     return 0;
 }
 
+/* Gives back the session's reference to a writer handle (and /live's). */
+static void release_iface(ps_session *s, int h)
+{
+    ps_writer_iface_release(s->o->writer, h);
+    ps_livefeed_iface_release(s->o->livefeed, h);
+}
+
 static int on_iface(ps_session *s, const ps_frame *f)
 {
     ps_iface i;
@@ -323,7 +342,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
         sess_close(s, PS_CONN_E_WIRE(rc), "bad interface announcement: %s", ps_wire_strerror(rc));
         return -1;
     }
-    if (i.index >= PS_SESSION_MAX_IFACES) {
+    if (i.index >= PS_HUB_MAX_IFACES) {
         sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_TOO_LONG), "interface index %" PRIu32 " too large",
                    i.index);
         return -1;
@@ -346,9 +365,17 @@ static int on_iface(ps_session *s, const ps_frame *f)
                 d[k] = 0;
         } else {
             free(s->ifdrops);
+            s->drops_sum = 0;
         }
         s->ifdrops = d;
         s->ifmap_len = n;
+    }
+    int old = s->ifmap[i.index];
+    if (old < 0 && s->n_ifaces >= s->o->limits.max_ifaces_per_session) {
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_too_many_interfaces,
+                     "more than %" PRIu32 " interfaces announced (limits.maxInterfacesPerSession)",
+                     s->o->limits.max_ifaces_per_session);
+        return -1;
     }
     char name[PS_WIRE_MAX_IFNAME_LEN + 1], desc[PS_WIRE_MAX_DESC_LEN + 1], err[512];
     memcpy(name, i.name, i.name_len);
@@ -361,10 +388,16 @@ static int on_iface(ps_session *s, const ps_frame *f)
         sess_write_failed(s, errno, "%s", err);
         return -1;
     }
-    s->ifmap[i.index] = h;
     if (ps_livefeed_iface(s->o->livefeed, h, s->sensor->id, name, desc, i.linktype) != 0)
         ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
                 name);
+    /* The new reference first: re-announcing the same interface must not
+     * free it on the way. */
+    if (old >= 0)
+        release_iface(s, old);
+    else
+        s->n_ifaces++;
+    s->ifmap[i.index] = h;
     ps_debug("receiver", "sensor %s announced interface %" PRIu32 " '%s' (link type %" PRIu32 ")",
              s->sensor->id, i.index, name, i.linktype);
     return 0;
@@ -408,14 +441,23 @@ static int on_batch(ps_session *s, const ps_frame *f)
                 rec->id, b.seq, rec->last_seq);
     }
     const uint8_t *raw = b.payload;
+    uint32_t ratio = o->limits.max_inflate_ratio;
+    if (b.codec != PS_CODEC_NONE && ratio && b.raw_len > (uint64_t)ratio * b.payload_len) {
+        /* Checked before inflating: the CPU and memory are the attack. */
+        sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_decompression_bomb,
+                     "batch %" PRIu64 ": %" PRIu32 " compressed bytes declare %" PRIu32
+                     " raw ones, more than %" PRIu32 " times as many (limits.maxInflateRatio)",
+                     b.seq, (uint32_t)b.payload_len, b.raw_len, ratio);
+        return -1;
+    }
     if (b.codec != PS_CODEC_NONE) {
-        ps_buf_reset(&s->raw);
-        if (ps_buf_reserve(&s->raw, b.raw_len ? b.raw_len : 1) != 0) {
+        ps_buf *ib = ps_hub_inflate_buf(s->hub);
+        ps_buf_reset(ib);
+        if (ps_buf_reserve_exact(ib, b.raw_len ? b.raw_len : 1) != 0) {
             sess_close(s, UV_ENOMEM, "out of memory inflating batch %" PRIu64, b.seq);
             return -1;
         }
-        rc = ps_codec_decompress((ps_codec)b.codec, b.payload, b.payload_len, s->raw.data,
-                                 b.raw_len);
+        rc = ps_codec_decompress((ps_codec)b.codec, b.payload, b.payload_len, ib->data, b.raw_len);
         if (rc != PS_CODEC_OK) {
             /* Output beyond the declared raw size is a bomb, not noise. */
             sess_close_r(
@@ -425,7 +467,7 @@ static int on_batch(ps_session *s, const ps_frame *f)
                 "batch %" PRIu64 ": %s: %s", b.seq, ps_codec_name(b.codec), ps_codec_strerror(rc));
             return -1;
         }
-        raw = s->raw.data;
+        raw = ib->data;
     }
     /* Validate the whole batch before writing any of it, so a corrupt batch
      * never leaves half its records in a file. */
@@ -496,13 +538,14 @@ static int on_stats(ps_session *s, const ps_frame *f)
                           st.kernel_drops + st.if_drops, st.sensor_drops);
     /* ifdrops has ifmap_len entries (grown in on_iface, see there). */
     /* The sensor's counters are cumulative per interface: the sensor's
-     * total is the sum of the latest ones (also right after a reconnect). */
+     * total is the sum of the latest ones (also right after a reconnect),
+     * kept up to date by the one that changed, so a frame costs O(1) however
+     * many interfaces the session has. */
     if (s->ifdrops) {
-        s->ifdrops[st.index] = st.kernel_drops + st.if_drops + st.sensor_drops;
-        uint64_t sum = 0;
-        for (uint32_t k = 0; k < s->ifmap_len; k++)
-            sum += s->ifdrops[k];
-        ps_hub_sensor_drops(s->sensor, sum);
+        uint64_t v = st.kernel_drops + st.if_drops + st.sensor_drops;
+        s->drops_sum = s->drops_sum - s->ifdrops[st.index] + v;
+        s->ifdrops[st.index] = v;
+        ps_hub_sensor_drops(s->sensor, s->drops_sum);
     }
     return 0;
 }
@@ -582,7 +625,9 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
                    "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
     }
     ps_hub_session_closed(hub, s);
-    ps_buf_free(&s->raw);
+    for (uint32_t k = 0; k < s->ifmap_len; k++)
+        if (s->ifmap[k] >= 0)
+            release_iface(s, s->ifmap[k]);
     free(s->ifmap);
     free(s->ifdrops);
     free(s);
@@ -620,6 +665,7 @@ ps_session *ps_session_new(ps_hub *hub, uv_tcp_t *tcp, SSL *ssl, const char *pee
         uv_close((uv_handle_t *)tcp, free_handle);
         return NULL;
     }
+    ps_conn_set_budget(s->conn, ps_hub_budget(hub));
     if (ssl && ps_conn_use_tls(s->conn, ssl, 1) != 0)
         s->state = SS_DONE; /* ps_session_start closes it, through the hub */
     return s;
@@ -647,13 +693,16 @@ int ps_session_pending(const ps_session *s)
 
 void ps_session_check_deadlines(ps_session *s, uint64_t now)
 {
+    size_t held;
+    uint64_t held_since;
     const ps_hub_limits *lim = &s->o->limits;
     if (s->logged || s->state == SS_DONE)
         return; /* already being closed */
-    /* A paused session is not idle (we stopped reading it); one still in
-     * its handshake is cut all the same, or while writes fail unanswered
-     * sockets would hold their slots for ever. */
-    if (s->state == SS_ACTIVE && ps_conn_paused(s->conn)) {
+    /* A session we stopped reading (paused while writes fail, or waiting
+     * for the memory budget) is not idle; one still in its handshake is cut
+     * all the same, or while writes fail unanswered sockets would hold their
+     * slots for ever. */
+    if (s->state == SS_ACTIVE && (ps_conn_paused(s->conn) || ps_conn_starved(s->conn))) {
         s->last_rx_ms = now;
         return;
     }
@@ -666,6 +715,15 @@ void ps_session_check_deadlines(ps_session *s, uint64_t now)
                      "handshake not completed within %" PRIu64 " s%s",
                      lim->handshake_timeout_ms / 1000,
                      tls_unfinished ? " (TLS handshake unfinished)" : "");
+    } else if ((held = ps_conn_budget_held(s->conn, &held_since)) > 0 &&
+               ps_conn_budget_waiting(ps_hub_budget(s->hub)) &&
+               now - held_since >= SESSION_BUDGET_STALL_MS) {
+        /* Without this, peers that start large frames and never finish them
+         * would keep every other sensor waiting until the idle timeout. */
+        sess_close_r(s, UV_ETIMEDOUT, PS_REASON_memory_budget,
+                     "holds %zu bytes for a frame not completed within %d s while other "
+                     "connections wait for memory (limits.memoryBudgetMB)",
+                     held, SESSION_BUDGET_STALL_MS / 1000);
     } else if (s->state == SS_ACTIVE && lim->idle_timeout_ms &&
                now - s->last_rx_ms >= lim->idle_timeout_ms) {
         sess_close_r(s, UV_ETIMEDOUT, PS_REASON_idle_timeout,
@@ -688,6 +746,14 @@ int ps_session_ack(ps_session *s, double *latency_s)
     s->acked = s->pending_ack;
     /* From the oldest batch this ACK covers arriving to the ACK. */
     *latency_s = (double)(uv_hrtime() - s->pending_since) / 1e9;
+    /* A peer that does not read its ACKs would have them pile up here. */
+    uint64_t lim = s->o->limits.max_write_queue;
+    size_t queued = ps_conn_write_queue(s->conn);
+    if (lim && queued > lim)
+        sess_close_r(s, UV_ENOBUFS, PS_REASON_slow_reader,
+                     "%zu bytes queued to a peer that does not read them "
+                     "(limits.maxWriteQueueKB)",
+                     queued);
     return 1;
 }
 

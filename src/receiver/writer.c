@@ -15,6 +15,14 @@
  * whose IDBs disagree on snaplen, and any packet longer than its IDB's
  * snaplen, and one merged file holds interfaces of many sensors.
  *
+ * Interface entries are counted references (one per session mapping the
+ * handle): an entry nobody references is freed and its handle reused,
+ * except while its IDB is in its set's current file, where it waits for
+ * ps_writer_tick to see the file rotate, so a sensor that reconnects within
+ * the file finds its interface and the file gets no second IDB for it.
+ * That is what keeps a peer announcing ever new names from growing the
+ * table beyond what its sessions hold (issue 13 item 3).
+ *
  * A size rotation whose flush fails never fails the record (see
  * ps_fileset_rotate): the record stays buffered and ps_writer_flush(),
  * which acknowledgements wait on, reports.
@@ -49,6 +57,8 @@ typedef struct wr_iface {
     uint32_t if_id;
     uint64_t delivered;
     uint64_t meta_gen; /* generation of the file whose meta lists our sensor */
+    uint32_t refs;     /* sessions mapping it; 0: freed when its IDB left the file */
+    int next_free;     /* free slot list (sensor == NULL), -1 ends it */
 } wr_iface;
 
 struct ps_writer {
@@ -61,6 +71,9 @@ struct ps_writer {
     size_t nifaces, capifaces;
     uint32_t *iface_tab;  /* open addressing on (sensor, name): handle + 1, 0 empty */
     size_t iface_tab_cap; /* power of two, at least twice nifaces */
+    int free_head;        /* a free slot of ifaces, -1 none */
+    size_t n_unref;       /* live entries with refs == 0 (waiting for a rotation) */
+    size_t n_live;        /* entries in use */
     uint64_t packets;
     uint64_t uses; /* records taken: the sets' LRU clock (ps_fileset.last_use) */
 };
@@ -121,6 +134,7 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
     }
     w->format = o->format;
     w->rotate_bytes = o->rotate_bytes;
+    w->free_head = -1;
     ps_files_opts fo = {.path = o->path,
                         .format = o->format,
                         .rotate_seconds = o->rotate_seconds,
@@ -260,6 +274,8 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
         return -1;
     }
 
+    if (f && f->refs++ == 0)
+        w->n_unref--;
     if (f) {
         /* A sensor re-announcing an interface (reconnect, or the interface
          * changed): same handle; a changed description or link type gets a
@@ -272,6 +288,7 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
         if (failed || (is_pcapng(w) && encode_idb(&idb, sensor, ifname, desc, linktype) != 0)) {
             free(d);
             ps_buf_free(&idb);
+            ps_writer_iface_release(w, (int)(f - w->ifaces));
             set_err(err, errlen, "interface %s/%s: cannot encode its description", sensor, ifname);
             errno = ENOMEM;
             return -1;
@@ -285,14 +302,14 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
         return (int)(f - w->ifaces);
     }
 
-    if (w->nifaces >= INT32_MAX) {
+    if (w->free_head < 0 && w->nifaces >= INT32_MAX) {
         set_err(err, errlen, "too many interfaces");
         errno = ENOSPC;
         return -1;
     }
     if (iface_tab_reserve(w) != 0)
         goto oom;
-    if (w->nifaces == w->capifaces) {
+    if (w->free_head < 0 && w->nifaces == w->capifaces) {
         size_t cap = w->capifaces ? w->capifaces * 2 : 16;
         wr_iface *p = realloc(w->ifaces, cap * sizeof *p);
         if (!p)
@@ -300,7 +317,7 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
         w->ifaces = p;
         w->capifaces = cap;
     }
-    wr_iface nf = {.linktype = linktype, .set = s};
+    wr_iface nf = {.linktype = linktype, .set = s, .refs = 1, .next_free = -1};
     int failed = 0;
     nf.sensor = dup_or_null(sensor, &failed);
     nf.ifname = dup_or_null(ifname, &failed);
@@ -316,14 +333,82 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
         s->has_linktype = 1;
         s->linktype = linktype;
     }
-    w->ifaces[w->nifaces] = nf;
-    iface_tab_insert(w, w->nifaces);
-    return (int)w->nifaces++;
+    size_t idx = w->nifaces;
+    if (w->free_head >= 0) {
+        idx = (size_t)w->free_head;
+        w->free_head = w->ifaces[idx].next_free;
+    } else {
+        w->nifaces++;
+    }
+    w->ifaces[idx] = nf;
+    iface_tab_insert(w, idx);
+    w->n_live++;
+    return (int)idx;
 
 oom:
     set_err(err, errlen, "interface %s/%s: out of memory (or names too long)", sensor, ifname);
     errno = ENOMEM;
     return -1;
+}
+
+/* Takes slot idx out of the hash table (linear probing: the entries after
+ * it in its run move back so that every lookup still finds them). */
+static void iface_tab_remove(ps_writer *w, size_t idx)
+{
+    size_t mask = w->iface_tab_cap - 1;
+    size_t i = iface_hash(w->ifaces[idx].sensor, w->ifaces[idx].ifname) & mask;
+    while (w->iface_tab[i] != idx + 1)
+        i = (i + 1) & mask;
+    for (size_t j = (i + 1) & mask; w->iface_tab[j]; j = (j + 1) & mask) {
+        const wr_iface *g = &w->ifaces[w->iface_tab[j] - 1];
+        size_t k = iface_hash(g->sensor, g->ifname) & mask;
+        /* Entry j may fill hole i unless its home k lies cyclically in (i, j]. */
+        int stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            w->iface_tab[i] = w->iface_tab[j];
+            i = j;
+        }
+    }
+    w->iface_tab[i] = 0;
+}
+
+static void iface_free(ps_writer *w, size_t idx)
+{
+    wr_iface *f = &w->ifaces[idx];
+    iface_tab_remove(w, idx);
+    free(f->sensor);
+    free(f->ifname);
+    free(f->desc);
+    ps_buf_free(&f->idb);
+    memset(f, 0, sizeof(*f));
+    f->next_free = w->free_head;
+    w->free_head = (int)idx;
+    w->n_live--;
+}
+
+/* Its IDB is in the set's open file: a reconnect within the file reuses it. */
+static int idb_in_current_file(const wr_iface *f)
+{
+    return f->set->open && f->gen == f->set->gen;
+}
+
+void ps_writer_iface_release(ps_writer *w, int iface)
+{
+    if (!w || iface < 0 || (size_t)iface >= w->nifaces || !w->ifaces[iface].sensor ||
+        w->ifaces[iface].refs == 0)
+        return;
+    wr_iface *f = &w->ifaces[iface];
+    if (--f->refs > 0)
+        return;
+    if (idb_in_current_file(f))
+        w->n_unref++; /* ps_writer_tick frees it after the file rotates */
+    else
+        iface_free(w, (size_t)iface);
+}
+
+size_t ps_writer_iface_count(const ps_writer *w)
+{
+    return w ? w->n_live : 0;
 }
 
 int ps_writer_record(ps_writer *w, int iface, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
@@ -444,7 +529,19 @@ int ps_writer_flush(ps_writer *w)
 
 int ps_writer_tick(ps_writer *w, uint64_t now_ns)
 {
-    return w ? ps_files_tick(w->files, now_ns) : 0;
+    if (!w)
+        return 0;
+    int rc = ps_files_tick(w->files, now_ns);
+    /* Unreferenced entries whose file has rotated since (O(n), and only
+     * while there are some). */
+    for (size_t i = 0; w->n_unref > 0 && i < w->nifaces; i++) {
+        wr_iface *f = &w->ifaces[i];
+        if (f->sensor && f->refs == 0 && !idb_in_current_file(f)) {
+            w->n_unref--;
+            iface_free(w, i);
+        }
+    }
+    return rc;
 }
 
 void ps_writer_get_totals(const ps_writer *w, ps_writer_totals *t)

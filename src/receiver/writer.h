@@ -65,9 +65,20 @@ typedef struct ps_writer_opts {
 int ps_writer_open(ps_writer **w, const ps_writer_opts *o, char *err, size_t errlen);
 
 /* Registers (sensor, interface); returns a handle >= 0 for ps_writer_record,
- * the same handle again for the same (sensor, name), or -1 with err set. */
+ * the same handle again for the same (sensor, name), or -1 with err set.
+ * Each successful call takes a reference the caller gives back with
+ * ps_writer_iface_release once it will not use the handle any more. */
 int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const char *desc,
                     uint32_t linktype, uint32_t snaplen, char *err, size_t errlen);
+/* Gives back one reference. The last one frees the entry (and its handle
+ * may be reused for another interface) at once, or, while the entry's IDB
+ * is in its file set's current file, at the first ps_writer_tick after that
+ * file rotated, so a sensor reconnecting within the file gets the same
+ * handle and the file no second IDB. Memory: entries held by references,
+ * plus those waiting for their file to rotate. */
+void ps_writer_iface_release(ps_writer *w, int iface);
+/* Interface entries held now (referenced or waiting for a rotation). */
+size_t ps_writer_iface_count(const ps_writer *w);
 
 /* Appends one record. Returns 0 or -1 with errno. caplen <= origlen and
  * caplen <= 262144 checked by the caller (wire record iterator). On -1 the
@@ -96,8 +107,9 @@ int ps_writer_iface_stats(ps_writer *w, int iface, uint64_t ts_ns, uint64_t recv
 /* Writes out buffered bytes. 0, or -1 with errno (e.g. ENOSPC). */
 int ps_writer_flush(ps_writer *w);
 
-/* Rotates files whose time is up and completes idle per-sensor files.
- * now_ns: CLOCK_REALTIME; call about once a second. */
+/* Rotates files whose time is up, completes idle per-sensor files, and frees
+ * released interface entries whose file has rotated. now_ns:
+ * CLOCK_REALTIME; call about once a second. */
 int ps_writer_tick(ps_writer *w, uint64_t now_ns);
 
 typedef struct ps_writer_totals {

@@ -430,6 +430,11 @@ CHECK(k_max_pending_per_source, c->max_pending_per_source == 4)
 CHECK(k_max_sensors, c->max_sensors == 5)
 CHECK(k_max_sensor_series, c->max_sensor_series == 6)
 CHECK(k_sensor_expiry, c->sensor_expiry_sec == 7)
+CHECK(k_max_batch_raw, c->max_batch_raw_bytes == 2ull << 20)
+CHECK(k_inflate_ratio, c->max_inflate_ratio == 50)
+CHECK(k_mem_budget, c->memory_budget_bytes == 64ull << 20)
+CHECK(k_max_ifaces, c->max_ifaces_per_session == 8)
+CHECK(k_write_queue, c->max_write_queue_bytes == 64ull << 10)
 CHECK(k_file_mode, streq(c->file_mode, "0600") && ps_config_file_mode(c) == 0600)
 CHECK(k_http_enable, c->http_enable == 0)
 CHECK(k_http_listen, streq(c->http_listen, "127.0.0.1:9999"))
@@ -512,6 +517,11 @@ static const key_case key_cases[] = {
     {"limits.maxSensors", "5", "5", k_max_sensors},
     {"limits.maxSensorSeries", "6", "6", k_max_sensor_series},
     {"limits.sensorExpirySec", "7", "7", k_sensor_expiry},
+    {"limits.maxBatchRawMB", "2", "2", k_max_batch_raw},
+    {"limits.maxInflateRatio", "50", "50", k_inflate_ratio},
+    {"limits.memoryBudgetMB", "64", "64", k_mem_budget},
+    {"limits.maxInterfacesPerSession", "8", "8", k_max_ifaces},
+    {"limits.maxWriteQueueKB", "64", "64", k_write_queue},
     {"output.file.mode", "\"0600\"", "0600", k_file_mode},
     {"http.enable", "false", "off", k_http_enable},
     {"http.listen", "127.0.0.1:9999", "127.0.0.1:9999", k_http_listen},

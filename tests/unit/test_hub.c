@@ -184,6 +184,28 @@ static void cl_iface(client *c)
     ps_buf_free(&b);
 }
 
+static void cl_iface_named(client *c, uint32_t index, const char *name)
+{
+    ps_iface i = {.index = index,
+                  .linktype = 1,
+                  .snaplen = 262144,
+                  .name = name,
+                  .name_len = (uint16_t)strlen(name)};
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_wire_encode_iface(&b, &i), 0);
+    cl_send(c, b.data, b.len);
+    ps_buf_free(&b);
+}
+
+static void cl_stats(client *c, uint32_t index, uint64_t kernel_drops)
+{
+    ps_stats st = {.index = index, .packets = 100, .kernel_drops = kernel_drops};
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_wire_encode_stats(&b, &st), 0);
+    cl_send(c, b.data, b.len);
+    ps_buf_free(&b);
+}
+
 /* A batch of n 60-byte records on interface 0, uncompressed. */
 static void cl_batch(client *c, uint64_t seq, uint32_t n)
 {
@@ -444,6 +466,99 @@ static void test_rejections_by_reason(void **state)
     close(g.fd);
     close(held.fd);
     close(extra.fd);
+    rx_stop(&r);
+}
+
+/* A session's interface entries go when it closes or re-maps an index; one
+ * whose IDB is in the open file stays until that file rotates, so the
+ * sensor reconnecting gets it back. */
+static void test_interfaces_released(void **state)
+{
+    (void)state;
+    rx r;
+    rx_start(&r, tmpdir, NULL);
+    client c;
+    cl_connect(&c, &r);
+    cl_hello(&c, "ifs", 1, NULL);
+    cl_accept(&c, &r);
+    cl_iface(&c); /* index 0: eth0 */
+    cl_iface_named(&c, 1, "eth1");
+    cl_iface_named(&c, 2, "eth2");
+    cl_batch(&c, 1, 2); /* eth0's IDB goes into the file */
+    assert_int_equal(cl_ack(&c, &r), 1);
+    assert_int_equal(ps_writer_iface_count(r.writer), 3);
+    cl_iface_named(&c, 1, "eth1-renamed"); /* eth1 is free now */
+    cl_iface_named(&c, 2, "eth2");         /* the same one again: kept */
+    cl_batch(&c, 2, 1);
+    assert_int_equal(cl_ack(&c, &r), 2);
+    assert_int_equal(ps_writer_iface_count(r.writer), 3);
+    close(c.fd);
+    for (int i = 0; i < 2000 && ps_hub_session_count(r.hub) > 0; i++)
+        pump(&r, 1);
+    /* eth0 waits for its file to rotate; the others are gone. */
+    assert_int_equal(ps_writer_iface_count(r.writer), 1);
+    ps_hub_publish(r.hub);
+    assert_metric(&r, "packetstreamer_receiver_interfaces 1");
+
+    cl_connect(&c, &r);
+    cl_hello(&c, "ifs", 1, NULL);
+    cl_accept(&c, &r);
+    cl_iface(&c);
+    cl_batch(&c, 3, 1);
+    assert_int_equal(cl_ack(&c, &r), 3);
+    assert_int_equal(ps_writer_iface_count(r.writer), 1);
+    close(c.fd);
+    rx_stop(&r);
+}
+
+/* One interface more than limits.max_ifaces_per_session closes the
+ * connection, counted as too_many_interfaces. */
+static void test_too_many_interfaces(void **state)
+{
+    (void)state;
+    rx r;
+    ps_hub_opts o = {.limits = {.max_ifaces_per_session = 2}};
+    rx_start(&r, tmpdir, &o);
+    client c;
+    cl_connect(&c, &r);
+    cl_hello(&c, "many", 1, NULL);
+    cl_accept(&c, &r);
+    cl_iface_named(&c, 0, "a");
+    cl_iface_named(&c, 0, "b"); /* re-mapping index 0 is not one more */
+    cl_iface_named(&c, 7, "c");
+    cl_iface_named(&c, 9, "d");
+    ps_frame f;
+    assert_int_equal(cl_expect(&c, &r, PS_FRAME_ACK, &f), 0); /* closed */
+    ps_hub_publish(r.hub);
+    assert_metric(
+        &r, "packetstreamer_receiver_rejected_connections_total{reason=\"too_many_interfaces\"} 1");
+    for (int i = 0; i < 2000 && ps_hub_session_count(r.hub) > 0; i++)
+        pump(&r, 1);
+    assert_int_equal(ps_writer_iface_count(r.writer), 0);
+    close(c.fd);
+    rx_stop(&r);
+}
+
+/* The sensor's drop total is the sum of each interface's latest counters,
+ * kept as they change (STATS cost O(1) per frame). */
+static void test_stats_drop_total(void **state)
+{
+    (void)state;
+    rx r;
+    rx_start(&r, tmpdir, NULL);
+    client c;
+    cl_connect(&c, &r);
+    cl_hello(&c, "drops", 1, NULL);
+    cl_accept(&c, &r);
+    cl_iface_named(&c, 0, "a");
+    cl_iface_named(&c, 65535, "z");
+    cl_stats(&c, 0, 5);
+    cl_stats(&c, 65535, 7);
+    cl_stats(&c, 0, 9); /* cumulative: replaces the 5 */
+    cl_batch(&c, 1, 0);
+    pump(&r, 100);
+    assert_int_equal(sensor(&r, "drops", 1).drops, 16);
+    close(c.fd);
     rx_stop(&r);
 }
 
@@ -818,6 +933,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sensor_series_capped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pending_budget_per_source, setup, teardown),
         cmocka_unit_test_setup_teardown(test_handshake_deadline_while_writes_fail, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_interfaces_released, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_too_many_interfaces, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stats_drop_total, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -10,7 +10,8 @@
  * drop back to 0. A plaintext conn reports libuv's queue. Certificates are
  * made with the openssl CLI in a temporary directory (mutual TLS, as the
  * chart deploys it); the frames are valid wire frames (a data batch) and the
- * server checks that they arrive intact.
+ * server checks that they arrive intact. Last, the memory budget shared by
+ * connections (ps_conn_budget): a frame beyond it is not read.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -73,6 +74,7 @@ typedef struct pair {
     size_t expect_len[NSMALL];
     int nexpect;
     int frames_ok, frames_bad;
+    ps_conn_budget *budget; /* given to the server conn, or NULL */
     /* Writes: done callbacks and the accounting seen from inside them. */
     int done, done_bad_status;
     size_t outstanding; /* plaintext bytes of writes whose done has not run */
@@ -146,6 +148,8 @@ static void on_connection(uv_stream_t *server, int status)
     assert_int_equal(uv_accept(server, (uv_stream_t *)tcp), 0);
     pr->server = ps_conn_new(tcp, &cbs, pr, PS_WIRE_MAX_FRAME_DEFAULT, "client");
     assert_non_null(pr->server);
+    if (pr->budget)
+        ps_conn_set_budget(pr->server, pr->budget);
     if (pr->server_tls)
         assert_int_equal(ps_conn_use_tls(pr->server, ps_tls_new_ssl(pr->server_tls, NULL), 1), 0);
     assert_int_equal(ps_conn_start(pr->server), 0);
@@ -175,9 +179,10 @@ static int both_up(const pair *pr)
     return ps_conn_secure(pr->client) && ps_conn_secure(pr->server);
 }
 
-static void pair_open(pair *pr, int tls)
+static void pair_open_budget(pair *pr, int tls, ps_conn_budget *budget)
 {
     memset(pr, 0, sizeof(*pr));
+    pr->budget = budget;
     char err[512];
     if (tls) {
         ps_tls_opts so = {.server = 1,
@@ -238,6 +243,11 @@ static void pair_close(pair *pr)
     assert_int_equal(uv_loop_close(&pr->loop), 0);
     ps_tls_free(pr->client_tls);
     ps_tls_free(pr->server_tls);
+}
+
+static void pair_open(pair *pr, int tls)
+{
+    pair_open_budget(pr, tls, NULL);
 }
 
 /* A whole BATCH frame of `len` bytes (header included), sequence seq: one
@@ -378,12 +388,74 @@ static void test_plain_small_send_leaves_queue_empty(void **state)
     free(frame);
 }
 
+/* A BATCH frame of `len` bytes whose payload is random (the server checks
+ * bytes and header only): larger than one record can be. */
+static uint8_t *make_big_frame(size_t len, uint64_t seq)
+{
+    size_t payload = len - PS_WIRE_HDR_LEN - PS_WIRE_BATCH_HDR_LEN;
+    uint8_t *f = malloc(len);
+    assert_non_null(f);
+    ps_wire_batch_prefix(f, seq, PS_CODEC_NONE, 1, (uint32_t)payload, (uint32_t)payload);
+    tu_fill_random(f + PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN, payload, seq);
+    return f;
+}
+
+static void on_budget_done(void *arg, int status)
+{
+    (void)status;
+    ((pair *)arg)->done++;
+}
+
+/* A memory budget: a large frame that fits is received and its buffer given
+ * back once dispatched; one that does not fit is not read at all (the conn
+ * waits, counted), so the receiver's memory stays within the budget. */
+static void test_budget_bounds_large_frames(void **state)
+{
+    (void)state;
+    ps_conn_budget *b = ps_conn_budget_new(2u << 20);
+    assert_non_null(b);
+    pair pr;
+    pair_open_budget(&pr, 0, b);
+    size_t fits = 1536 * 1024, too_big = 3u << 20;
+    uint8_t *f1 = make_big_frame(fits, 1), *f2 = make_big_frame(too_big, 2);
+    pr.expect[0] = f1;
+    pr.expect_len[0] = fits;
+    pr.expect[1] = f2;
+    pr.expect_len[1] = too_big;
+    pr.nexpect = 2;
+    uv_buf_t b1 = uv_buf_init((char *)f1, (unsigned)fits);
+    assert_int_equal(ps_conn_sendv(pr.client, &b1, 1, on_budget_done, &pr), 0);
+    run_until(&pr, &pr.frames_ok, 1);
+    /* Dispatched: the grown buffer went back, nothing is charged. */
+    assert_int_equal(ps_conn_budget_used(b), 0);
+    assert_true(ps_conn_rx_bytes(pr.server) <= 512 * 1024 + PS_WIRE_HDR_LEN);
+    assert_int_equal(ps_conn_budget_waits(b), 0);
+
+    uv_buf_t b2 = uv_buf_init((char *)f2, (unsigned)too_big);
+    assert_int_equal(ps_conn_sendv(pr.client, &b2, 1, on_budget_done, &pr), 0);
+    for (int i = 0; i < 200 && !ps_conn_starved(pr.server); i++)
+        uv_run(&pr.loop, UV_RUN_NOWAIT);
+    assert_true(ps_conn_starved(pr.server));
+    assert_int_equal(ps_conn_budget_waits(b), 1);
+    assert_false(ps_conn_budget_used(b) > (2u << 20));
+    assert_int_equal(pr.frames_ok, 1);
+    assert_true(ps_conn_budget_waiting(b));
+
+    pair_close(&pr);
+    assert_int_equal(ps_conn_budget_used(b), 0);
+    assert_false(ps_conn_budget_waiting(b));
+    ps_conn_budget_free(b);
+    free(f1);
+    free(f2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_tls_write_counted_until_done),
         cmocka_unit_test(test_tls_several_writes_add_up),
         cmocka_unit_test(test_plain_small_send_leaves_queue_empty),
+        cmocka_unit_test(test_budget_bounds_large_frames),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
