@@ -209,7 +209,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             close(fds[k]);
     ps_hub_stop(hub);
     uv_run(&g_loop, UV_RUN_DEFAULT); /* every session closes and frees itself */
-    ps_writer_close(w);              /* completes files: the checkpoint asks the hub */
+    ps_writer_free(w);               /* completes files: the checkpoint asks the hub */
     ps_hub_free(hub);
     empty_dir();
     return 0;

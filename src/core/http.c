@@ -31,7 +31,6 @@
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <openssl/crypto.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +39,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "log.h"
+#include <openssl/crypto.h>
+
 #include "hostport.h"
+#include "log.h"
 #include "net.h"
 
 #define PS_HTTP_TIMEOUT_SEC 60
@@ -366,7 +367,7 @@ void ps_snapshot_init(ps_snapshot *s)
     s->len = 0;
 }
 
-void ps_snapshot_destroy(ps_snapshot *s)
+void ps_snapshot_free(ps_snapshot *s)
 {
     free(s->data);
     s->data = NULL;
@@ -883,7 +884,7 @@ static void on_mhd_log(void *cls, const char *fmt, va_list ap)
     ps_debug("http", "%s", msg);
 }
 
-/* Frees what ps_http_start allocated; the daemon and the watchdog are
+/* Frees what ps_http_open allocated; the daemon and the watchdog are
  * already stopped (or were never started). */
 static void http_free(ps_http *h)
 {
@@ -898,7 +899,7 @@ static void http_free(ps_http *h)
     free(h);
 }
 
-ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
+static ps_http *http_start(const ps_http_opts *o, char *err, size_t errlen)
 {
     ps_hostport hp;
     if (!o->listen || ps_hostport_parse(o->listen, PS_HOSTPORT_PORT0, &hp) != 0) {
@@ -1017,7 +1018,7 @@ ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen)
     return h;
 }
 
-void ps_http_stop(ps_http *h)
+void ps_http_free(ps_http *h)
 {
     if (!h)
         return;
@@ -1068,4 +1069,13 @@ void ps_http_set_ready(ps_http *h, int ready, const char *reason)
         pthread_mutex_unlock(&h->mu);
     }
     atomic_store(&h->ready, ready ? 1 : 0);
+}
+
+int ps_http_open(ps_http **out, const ps_http_opts *o, char *err, size_t errlen)
+{
+    ps_http *h = http_start(o, err, errlen);
+    if (!h)
+        return -1;
+    *out = h;
+    return 0;
 }

@@ -27,6 +27,10 @@
  *  - otherwise 403: without a token, captures never leave the host.
  * Only GET and HEAD are served (405 otherwise).
  *
+ * Prefixes: ps_http_ for the server; the helpers the routes share with it
+ * keep their own, ps_snapshot_ (published blobs), ps_range_ (Range
+ * requests) and ps_json_ (JSON string escaping).
+ *
  * Connection budget (slowloris): at most opts.max_connections connections
  * are counted, at most opts.max_per_source of them from one IP address. A
  * connection is "idle" until its request headers are complete and again
@@ -48,11 +52,12 @@
 #ifndef PS_HTTP_H
 #define PS_HTTP_H
 
-#include <microhttpd.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+
+#include <microhttpd.h>
 
 #include "buf.h"
 #include "config.h"
@@ -90,19 +95,19 @@ typedef struct ps_http_opts {
  * token and the rest are left to the caller). */
 void ps_http_opts_from_config(ps_http_opts *o, const ps_config *c);
 
-/* Starts the server. On failure returns NULL with err set: an address that
- * is not ADDR:PORT (ps_hostport_parse, port 0 allowed) or cannot be bound.
- * Callers treat that as a startup error. Registers packetstreamer_build_info{version} in metrics.
- */
-ps_http *ps_http_start(const ps_http_opts *o, char *err, size_t errlen);
+/* Starts the server into *out. On failure returns -1 with err set (*out
+ * untouched): an address that is not ADDR:PORT (ps_hostport_parse, port 0
+ * allowed) or cannot be bound, or out of memory. Callers treat that as a
+ * startup error. Registers packetstreamer_build_info{version} in metrics. */
+int ps_http_open(ps_http **out, const ps_http_opts *o, char *err, size_t errlen);
 /* Stops accepting, waits for every connection thread, frees. NULL: no-op.
  * Routes that stream forever must watch ps_http_stopping(). */
-void ps_http_stop(ps_http *h);
+void ps_http_free(ps_http *h);
 int ps_http_stopping(const ps_http *h);
 /* The port actually bound (useful with port 0). */
 int ps_http_port(const ps_http *h);
 /* "ADDR:PORT" as bound, the port resolved when http.listen asked for 0
- * (ps_hostport_format: IPv6 in brackets). Valid until ps_http_stop(). */
+ * (ps_hostport_format: IPv6 in brackets). Valid until ps_http_free(). */
 const char *ps_http_addr(const ps_http *h);
 
 /* Readiness as the loop sees it; reason (may be NULL) says why not. */
@@ -122,7 +127,7 @@ typedef struct ps_snapshot {
 } ps_snapshot;
 
 void ps_snapshot_init(ps_snapshot *s);
-void ps_snapshot_destroy(ps_snapshot *s);
+void ps_snapshot_free(ps_snapshot *s);
 /* Takes ownership of data (malloc'd, may be NULL); frees the previous one. */
 void ps_snapshot_set(ps_snapshot *s, char *data, size_t len);
 /* Appends a copy of the current data to out. 0, or -1 on OOM. */

@@ -292,3 +292,13 @@ void ps_log(ps_log_level level, const char *component, const char *fmt, ...)
     write_all(atomic_load_explicit(&log_fd, memory_order_relaxed), line, b.len);
     errno = saved_errno;
 }
+
+void ps_errbuf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}

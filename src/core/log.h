@@ -10,6 +10,8 @@
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
+#include <stddef.h>
+
 typedef enum ps_log_level {
     PS_LOG_DEBUG = 0,
     PS_LOG_INFO = 1,
@@ -30,6 +32,11 @@ int ps_log_level_parse(const char *s, ps_log_level *out);
 const char *ps_log_level_name(ps_log_level level);
 
 void ps_log(ps_log_level level, const char *component, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Fills a caller's error buffer (docs/hacking.md, "Errors": the `char *err,
+ * size_t errlen` parameters) with one formatted sentence; err may be NULL. */
+void ps_errbuf(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define ps_debug(comp, ...) ps_log(PS_LOG_DEBUG, comp, __VA_ARGS__)

@@ -427,7 +427,7 @@ static int route(void *ud, struct MHD_Connection *c, const char *url)
 
 /* ---- lifecycle ---- */
 
-ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen)
+static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen)
 {
     ps_api *a = calloc(1, sizeof(*a));
     if (!a) {
@@ -460,8 +460,7 @@ ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t er
                            .route = route,
                            .ud = a};
         ps_http_opts_from_config(&ho, o->cfg);
-        a->http = ps_http_start(&ho, err, errlen);
-        if (!a->http) {
+        if (ps_http_open(&a->http, &ho, err, errlen) != 0) {
             ps_api_free(a);
             return NULL;
         }
@@ -474,6 +473,15 @@ ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t er
     return a;
 }
 
+int ps_api_open(ps_api **out, uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen)
+{
+    ps_api *a = api_start(loop, o, err, errlen);
+    if (!a)
+        return -1;
+    *out = a;
+    return 0;
+}
+
 void ps_api_set_listening(ps_api *a, int listening)
 {
     if (!a)
@@ -482,7 +490,7 @@ void ps_api_set_listening(ps_api *a, int listening)
     publish(a);
 }
 
-void ps_api_close(ps_api *a)
+void ps_api_stop(ps_api *a)
 {
     if (a && a->timer_on) {
         uv_timer_stop(&a->timer);
@@ -495,11 +503,11 @@ void ps_api_free(ps_api *a)
 {
     if (!a)
         return;
-    ps_livefeed_shutdown(a->live); /* ends streams so the threads can be joined */
-    ps_http_stop(a->http);
+    ps_livefeed_stop(a->live); /* ends streams so the threads can be joined */
+    ps_http_free(a->http);
     free(a->dir);
     free(a->prefix);
-    ps_snapshot_destroy(&a->sensors_json);
-    ps_snapshot_destroy(&a->files_meta);
+    ps_snapshot_free(&a->sensors_json);
+    ps_snapshot_free(&a->files_meta);
     free(a);
 }

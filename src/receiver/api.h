@@ -40,14 +40,14 @@ typedef struct ps_api_opts {
     const ps_config *cfg;  /* http.enable, http.listen, http.token */
 } ps_api_opts;
 
-/* Starts, with http.enable, the HTTP server and the publish timer on loop.
- * NULL on failure (out of memory, an http.listen that cannot be bound) with
- * err set. */
-ps_api *ps_api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen);
+/* Starts, with http.enable, the HTTP server, and the publish timer on loop,
+ * into *out. -1 on failure (out of memory, an http.listen that cannot be
+ * bound) with err set and *out untouched. */
+int ps_api_open(ps_api **out, uv_loop_t *loop, const ps_api_opts *o, char *err, size_t errlen);
 /* The receiver stopped listening (shutdown): readiness goes false. */
 void ps_api_set_listening(ps_api *a, int listening);
 /* Stops the timer (loop thread). Call before the loop's final run. */
-void ps_api_close(ps_api *a);
+void ps_api_stop(ps_api *a);
 /* Ends the /live streams, stops the HTTP server (joins its threads) and
  * frees. After the loop ended, before the hub, the live feed and the
  * registry are freed. NULL: no-op. */

@@ -25,13 +25,9 @@
  */
 #include "fileset.h"
 
-#include "filename.h"
-#include "recovery.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +37,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../core/log.h"
-#include "../core/pcapng.h"
+#include "core/log.h"
+#include "core/pcapng.h"
+#include "filename.h"
+#include "recovery.h"
 
 #define FS_DEFAULT_PREFIX "packetstreamer"
 #define FS_OPEN_ATTEMPTS 1000 /* names to try when others write the same dir */
@@ -75,17 +73,6 @@ struct ps_files {
     uint64_t max_open;        /* 0: unlimited */
     uint64_t limit_logged_ns; /* the "closed early" line, at most once a minute */
 };
-
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t now_realtime_ns(void)
 {
@@ -207,13 +194,13 @@ static int check_writable(const char *dir, const char *prefix, char *err, size_t
     char name[NAME_MAX + 1];
     snprintf(name, sizeof name, ".%.200s-probe-XXXXXX", prefix);
     if (join_path(probe, sizeof probe, dir, name, "") != 0) {
-        set_err(err, errlen, "output directory %s: %s", dir, strerror(errno));
+        ps_errbuf(err, errlen, "output directory %s: %s", dir, strerror(errno));
         return -1;
     }
     int fd = mkstemp(probe);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "output directory %s is not writable: %s", dir, strerror(e));
+        ps_errbuf(err, errlen, "output directory %s is not writable: %s", dir, strerror(e));
         errno = e;
         return -1;
     }
@@ -266,7 +253,7 @@ static int set_scan(ps_files *fs, ps_fileset *s, char *err, size_t errlen)
         d = opendir(fs->dir);
     if (!d) {
         int e = errno;
-        set_err(err, errlen, "output directory %s: %s", fs->dir, strerror(e));
+        ps_errbuf(err, errlen, "output directory %s: %s", fs->dir, strerror(e));
         errno = e;
         return -1;
     }
@@ -295,14 +282,14 @@ static int set_scan(ps_files *fs, ps_fileset *s, char *err, size_t errlen)
             continue;
         if (done_add(s, de->d_name, (uint64_t)st.st_size, counter) != 0) {
             closedir(d);
-            set_err(err, errlen, "out of memory scanning %s", fs->dir);
+            ps_errbuf(err, errlen, "out of memory scanning %s", fs->dir);
             errno = ENOMEM;
             return -1;
         }
     }
     closedir(d);
     if (e) {
-        set_err(err, errlen, "output directory %s: %s", fs->dir, strerror(e));
+        ps_errbuf(err, errlen, "output directory %s: %s", fs->dir, strerror(e));
         errno = e;
         return -1;
     }
@@ -367,7 +354,7 @@ static ps_fileset *set_new(ps_files *fs, const char *sensor, char *err, size_t e
     return s;
 
 oom:
-    set_err(err, errlen, "out of memory");
+    ps_errbuf(err, errlen, "out of memory");
     errno = ENOMEM;
     return NULL;
 }
@@ -378,7 +365,7 @@ ps_fileset *ps_files_set_for(ps_files *fs, const char *sensor, char *err, size_t
         return fs->sets[0];
     char *key = ps_fname_key(sensor);
     if (!key) {
-        set_err(err, errlen, "out of memory");
+        ps_errbuf(err, errlen, "out of memory");
         errno = ENOMEM;
         return NULL;
     }
@@ -703,13 +690,13 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
     if (out)
         *out = NULL;
     if (!out || !o || !o->path || !o->path[0]) {
-        set_err(err, errlen, "output path is empty");
+        ps_errbuf(err, errlen, "output path is empty");
         errno = EINVAL;
         return -1;
     }
     if (o->format != PS_FORMAT_PCAPNG && o->format != PS_FORMAT_PCAP &&
         o->format != PS_FORMAT_PCAP_NS) {
-        set_err(err, errlen, "unknown output format %d", (int)o->format);
+        ps_errbuf(err, errlen, "unknown output format %d", (int)o->format);
         errno = EINVAL;
         return -1;
     }
@@ -748,7 +735,7 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
     if (ps_config_path_is_stdout(o->path)) {
         fs->to_stdout = 1;
         if (fcntl(STDOUT_FILENO, F_GETFL) < 0) {
-            set_err(err, errlen, "output %s: standard output is not open", o->path);
+            ps_errbuf(err, errlen, "output %s: standard output is not open", o->path);
             ps_files_close(fs);
             errno = EBADF;
             return -1;
@@ -758,7 +745,7 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
             goto oom;
         if (mkdir_p(fs->dir) != 0) {
             int e = errno;
-            set_err(err, errlen, "cannot create output directory %s: %s", fs->dir, strerror(e));
+            ps_errbuf(err, errlen, "cannot create output directory %s: %s", fs->dir, strerror(e));
             ps_files_close(fs);
             errno = e;
             return -1;
@@ -799,7 +786,7 @@ int ps_files_open(ps_files **out, const ps_files_opts *o, char *err, size_t errl
 
 oom:
     ps_files_close(fs);
-    set_err(err, errlen, "out of memory");
+    ps_errbuf(err, errlen, "out of memory");
     errno = ENOMEM;
     return -1;
 }

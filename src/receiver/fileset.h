@@ -45,8 +45,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/buf.h"
-#include "../core/config.h"
+#include "core/buf.h"
+#include "core/config.h"
 
 /* Every file's snaplen (pcap header, pcapng IDBs): the largest caplen the
  * receiver accepts. libpcap refuses IDBs that disagree, and one file holds

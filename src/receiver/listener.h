@@ -7,6 +7,7 @@
 #define PS_LISTENER_H
 
 #include <stddef.h>
+
 #include <uv.h>
 
 typedef struct ps_listener ps_listener;

@@ -10,8 +10,8 @@
 #include "livefeed.h"
 
 #include <pthread.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -91,7 +91,7 @@ ps_livefeed *ps_livefeed_new(ps_metrics *m, const char *app)
     return l;
 }
 
-void ps_livefeed_shutdown(ps_livefeed *l)
+void ps_livefeed_stop(ps_livefeed *l)
 {
     if (l)
         atomic_store(&l->stopping, 1);

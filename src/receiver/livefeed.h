@@ -28,9 +28,10 @@
 #ifndef PS_RECEIVER_LIVEFEED_H
 #define PS_RECEIVER_LIVEFEED_H
 
-#include <microhttpd.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <microhttpd.h>
 
 #include "core/metrics.h"
 
@@ -43,7 +44,7 @@ typedef struct ps_livefeed ps_livefeed;
 ps_livefeed *ps_livefeed_new(ps_metrics *m, const char *app);
 /* Ends every stream (HTTP threads return end-of-stream); call before
  * stopping the HTTP server. */
-void ps_livefeed_shutdown(ps_livefeed *l);
+void ps_livefeed_stop(ps_livefeed *l);
 /* After the HTTP server stopped (no client left). NULL: no-op. */
 void ps_livefeed_free(ps_livefeed *l);
 

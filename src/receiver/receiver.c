@@ -18,10 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
 #include <uv.h>
 
-#include "core/log.h"
 #include "api.h"
+#include "core/log.h"
 #include "hub.h"
 #include "listener.h"
 #include "livefeed.h"
@@ -160,7 +161,7 @@ static void on_hub_idle(void *ud)
     uv_timer_stop(&r->deadline);
     uv_signal_stop(&r->sigint);
     uv_signal_stop(&r->sigterm);
-    ps_api_close(r->api);
+    ps_api_stop(r->api);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -244,13 +245,13 @@ int ps_receiver_run(const ps_config *cfg)
     r.livefeed = r.metrics ? ps_livefeed_new(r.metrics, app) : NULL;
     if (!r.livefeed) {
         ps_error("receiver", "out of memory");
-        ps_writer_close(r.writer);
+        ps_writer_free(r.writer);
         teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
     }
     if (setup_tls(&r.tls, cfg) != 0) {
-        ps_writer_close(r.writer);
+        ps_writer_free(r.writer);
         teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
@@ -282,7 +283,7 @@ int ps_receiver_run(const ps_config *cfg)
         .ud = &r};
     if (ps_hub_new(&r.hub, &r.loop, &ho, err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
-        ps_writer_close(r.writer);
+        ps_writer_free(r.writer);
         teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
@@ -291,7 +292,7 @@ int ps_receiver_run(const ps_config *cfg)
     if (ps_listener_open(&r.listener, &r.loop, cfg->input_address, cfg->input_port, on_conn, &r,
                          err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
-        ps_writer_close(r.writer);
+        ps_writer_free(r.writer);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         teardown(&r);
@@ -315,9 +316,8 @@ int ps_receiver_run(const ps_config *cfg)
             cfg->file_path, ps_format_name(cfg->format));
     ps_api_opts ao = {
         .hub = r.hub, .writer = r.writer, .livefeed = r.livefeed, .metrics = r.metrics, .cfg = cfg};
-    r.api = ps_api_start(&r.loop, &ao, err, sizeof(err));
     int code = 0;
-    if (!r.api) {
+    if (ps_api_open(&r.api, &r.loop, &ao, err, sizeof(err)) != 0) {
         /* An HTTP address that cannot be bound fails the start: a receiver
          * without its probes would only be found by a failing readiness
          * probe. Nothing was accepted yet, so the hub goes idle at once. */
@@ -331,7 +331,7 @@ int ps_receiver_run(const ps_config *cfg)
 
     uv_run(&r.loop, UV_RUN_DEFAULT);
 
-    if (ps_writer_close(r.writer) != 0) {
+    if (ps_writer_free(r.writer) != 0) {
         ps_error("receiver", "closing capture files failed: %s", strerror(errno));
         code = 1;
     }

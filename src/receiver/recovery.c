@@ -20,8 +20,6 @@
  */
 #include "recovery.h"
 
-#include "filename.h"
-
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -34,6 +32,7 @@
 #include "core/log.h"
 #include "core/pcapng.h"
 #include "core/wire.h"
+#include "filename.h"
 
 #define RC_WINDOW (4u << 20)
 #define RC_MAX_TAIL (16u << 20) /* largest checkpoint we read back */

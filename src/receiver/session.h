@@ -15,6 +15,7 @@
 #define PS_RECEIVER_SESSION_H
 
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "hub_internal.h"

@@ -29,18 +29,18 @@
  */
 #include "writer.h"
 
-#include "fileset.h"
-#include "recovery.h"
-
 #include <errno.h>
-#include <pcap/pcap.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../core/buf.h"
-#include "../core/pcapng.h"
+#include <pcap/pcap.h>
+
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/pcapng.h"
+#include "fileset.h"
+#include "recovery.h"
 
 #define WR_FLUSH_AT (1u << 20)      /* flush once this much is buffered */
 #define WR_BUF_HARD_MAX (64u << 20) /* refuse records past this if flushes fail */
@@ -78,17 +78,6 @@ struct ps_writer {
     uint64_t uses; /* records taken: the sets' LRU clock (ps_fileset.last_use) */
 };
 
-__attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t errlen, const char *fmt,
-                                                          ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int is_pcapng(const ps_writer *w)
 {
     return w->format == PS_FORMAT_PCAPNG;
@@ -122,13 +111,13 @@ int ps_writer_open(ps_writer **out, const ps_writer_opts *o, char *err, size_t e
     if (out)
         *out = NULL;
     if (!out || !o) {
-        set_err(err, errlen, "output path is empty");
+        ps_errbuf(err, errlen, "output path is empty");
         errno = EINVAL;
         return -1;
     }
     ps_writer *w = calloc(1, sizeof *w);
     if (!w) {
-        set_err(err, errlen, "out of memory");
+        ps_errbuf(err, errlen, "out of memory");
         errno = ENOMEM;
         return -1;
     }
@@ -249,13 +238,13 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
 {
     (void)snaplen; /* see the IDB note at the top */
     if (!w || !sensor || !ifname) {
-        set_err(err, errlen, "interface without a sensor or a name");
+        ps_errbuf(err, errlen, "interface without a sensor or a name");
         errno = EINVAL;
         return -1;
     }
     if (is_pcapng(w) && linktype > UINT16_MAX) {
-        set_err(err, errlen, "interface %s/%s has link type %u, which pcapng cannot store", sensor,
-                ifname, linktype);
+        ps_errbuf(err, errlen, "interface %s/%s has link type %u, which pcapng cannot store",
+                  sensor, ifname, linktype);
         errno = EINVAL;
         return -1;
     }
@@ -266,10 +255,10 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
     if (!s)
         return -1;
     if (!is_pcapng(w) && s->has_linktype && s->linktype != linktype) {
-        set_err(err, errlen,
-                "interface %s/%s has link type %u (%s) but this pcap file set holds link type "
-                "%u (%s); use --format pcapng for mixed link types",
-                sensor, ifname, linktype, dlt_name(linktype), s->linktype, dlt_name(s->linktype));
+        ps_errbuf(err, errlen,
+                  "interface %s/%s has link type %u (%s) but this pcap file set holds link type "
+                  "%u (%s); use --format pcapng for mixed link types",
+                  sensor, ifname, linktype, dlt_name(linktype), s->linktype, dlt_name(s->linktype));
         errno = EINVAL;
         return -1;
     }
@@ -289,7 +278,8 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
             free(d);
             ps_buf_free(&idb);
             ps_writer_iface_release(w, (int)(f - w->ifaces));
-            set_err(err, errlen, "interface %s/%s: cannot encode its description", sensor, ifname);
+            ps_errbuf(err, errlen, "interface %s/%s: cannot encode its description", sensor,
+                      ifname);
             errno = ENOMEM;
             return -1;
         }
@@ -303,7 +293,7 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
     }
 
     if (w->free_head < 0 && w->nifaces >= INT32_MAX) {
-        set_err(err, errlen, "too many interfaces");
+        ps_errbuf(err, errlen, "too many interfaces");
         errno = ENOSPC;
         return -1;
     }
@@ -346,7 +336,7 @@ int ps_writer_iface(ps_writer *w, const char *sensor, const char *ifname, const 
     return (int)idx;
 
 oom:
-    set_err(err, errlen, "interface %s/%s: out of memory (or names too long)", sensor, ifname);
+    ps_errbuf(err, errlen, "interface %s/%s: out of memory (or names too long)", sensor, ifname);
     errno = ENOMEM;
     return -1;
 }
@@ -580,7 +570,7 @@ int ps_writer_files_meta(const ps_writer *w, ps_buf *out)
     return w ? ps_files_meta(w->files, out) : 0;
 }
 
-int ps_writer_close(ps_writer *w)
+int ps_writer_free(ps_writer *w)
 {
     if (!w)
         return 0;

@@ -29,8 +29,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../core/buf.h"
-#include "../core/config.h"
+#include "core/buf.h"
+#include "core/config.h"
 
 typedef struct ps_writer ps_writer;
 
@@ -140,6 +140,6 @@ int ps_writer_files_meta(const ps_writer *w, ps_buf *out);
 
 /* Flushes, closes and renames every open file, frees w. Returns 0, or -1 if a
  * flush failed (the .part file is then left for repair). NULL is a no-op. */
-int ps_writer_close(ps_writer *w);
+int ps_writer_free(ps_writer *w);
 
 #endif

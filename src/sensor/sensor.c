@@ -23,13 +23,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
 #include <uv.h>
 
 #include "capture.h"
 #include "core/http.h"
-#include "ifaces.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "ifaces.h"
 #include "observe.h"
 #include "privs.h"
 #include "uplink.h"
@@ -211,10 +212,9 @@ static void sensor_http_start(sensor *s)
     ps_http_opts ho = {
         .listen = s->cfg->http_listen, .token = s->cfg->http_token, .metrics = s->metrics};
     ps_http_opts_from_config(&ho, s->cfg);
-    s->http = ps_http_start(&ho, err, sizeof(err));
     /* A sensor without its probes is restarted by its readiness probe
      * forever; refusing to start says why at once. */
-    if (!s->http) {
+    if (ps_http_open(&s->http, &ho, err, sizeof(err)) != 0) {
         ps_error("sensor", "%s", err);
         s->exit_code = 1;
     } else {
@@ -304,7 +304,7 @@ static void sensor_stop(sensor *s, int code)
         uv_timer_stop(&s->publish);
     uv_signal_stop(&s->sigint);
     uv_signal_stop(&s->sigterm);
-    ps_uplink_close(s->uplink, on_uplink_closed);
+    ps_uplink_stop(s->uplink, on_uplink_closed);
 }
 
 static void log_summary(sensor *s)
@@ -491,7 +491,7 @@ int ps_sensor_run(const ps_config *cfg)
     uv_walk(&s.loop, close_walk, NULL);
     uv_run(&s.loop, UV_RUN_DEFAULT);
     uv_loop_close(&s.loop);
-    ps_http_stop(s.http); /* its threads read the registry: stop them first */
+    ps_http_free(s.http); /* its threads read the registry: stop them first */
     ps_ifaces_free(s.ifaces);
     ps_sensor_obs_free(s.obs);
     ps_metrics_free(s.metrics);

@@ -449,7 +449,7 @@ static void on_connected(uv_connect_t *req, int status)
     uv_tcp_t *tcp = u->connecting;
     u->connect_pending = 0;
     u->connecting = NULL;
-    if (!tcp) { /* closed by ps_uplink_close */
+    if (!tcp) { /* closed by ps_uplink_stop */
         up_schedule_retry(u, "closing");
         return;
     }
@@ -629,7 +629,7 @@ static void up_maybe_finish_close(ps_uplink *u)
     uv_close((uv_handle_t *)&u->hb, on_hb_closed);
 }
 
-void ps_uplink_close(ps_uplink *u, void (*done)(void *ud))
+void ps_uplink_stop(ps_uplink *u, void (*done)(void *ud))
 {
     if (u->closing)
         return;

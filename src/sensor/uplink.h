@@ -21,6 +21,7 @@
 #define PS_UPLINK_H
 
 #include <stdint.h>
+
 #include <uv.h>
 
 #include "batcher.h"
@@ -76,7 +77,7 @@ int ps_uplink_connected(const ps_uplink *u);
 /* True when every sealed batch has been acknowledged. */
 int ps_uplink_drained(const ps_uplink *u);
 /* Sends BYE, closes the connection and all handles; done runs when closed. */
-void ps_uplink_close(ps_uplink *u, void (*done)(void *ud));
+void ps_uplink_stop(ps_uplink *u, void (*done)(void *ud));
 void ps_uplink_free(ps_uplink *u);
 
 typedef struct ps_uplink_totals {

@@ -233,7 +233,7 @@ static void test_snapshot(void **state)
     assert_int_equal(b.len, 4);
     assert_memory_equal(b.data, "two!", 4);
     ps_buf_free(&b);
-    ps_snapshot_destroy(&s);
+    ps_snapshot_free(&s);
 }
 
 /* The one HOST:PORT grammar: what config validation, the flags and the HTTP
@@ -312,7 +312,8 @@ static void test_start_unbindable(void **state)
     (void)state;
     char err[512];
     ps_http_opts o = {.listen = "127.0.0.1:0"};
-    ps_http *h = ps_http_start(&o, err, sizeof(err));
+    ps_http *h = NULL;
+    assert_int_equal(ps_http_open(&h, &o, err, sizeof(err)), 0);
     assert_non_null(h);
     assert_true(ps_http_port(h) > 0);
     char want[64];
@@ -320,11 +321,13 @@ static void test_start_unbindable(void **state)
     assert_string_equal(ps_http_addr(h), want);
     /* the same address again: in use */
     ps_http_opts o2 = {.listen = want};
-    assert_null(ps_http_start(&o2, err, sizeof(err)));
+    ps_http *h2 = NULL;
+    assert_int_equal(ps_http_open(&h2, &o2, err, sizeof(err)), -1);
+    assert_null(h2);
     assert_non_null(strstr(err, want));
-    ps_http_stop(h);
+    ps_http_free(h);
     ps_http_opts o3 = {.listen = "::1:80"};
-    assert_null(ps_http_start(&o3, err, sizeof(err)));
+    assert_int_equal(ps_http_open(&h2, &o3, err, sizeof(err)), -1);
     assert_non_null(strstr(err, "http.listen"));
 }
 

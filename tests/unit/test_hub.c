@@ -125,7 +125,7 @@ static void rx_stop(rx *r)
     for (int i = 0; i < 5000 && ps_hub_session_count(r->hub) > 0; i++)
         pump(r, 1);
     assert_int_equal(ps_hub_session_count(r->hub), 0);
-    assert_int_equal(ps_writer_close(r->writer), 0); /* writes the checkpoint */
+    assert_int_equal(ps_writer_free(r->writer), 0); /* writes the checkpoint */
     uv_run(&r->loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&r->loop), 0);
     ps_hub_free(r->hub);

@@ -293,7 +293,7 @@ static void on_handle_closed(uv_handle_t *h)
 static void finish(T *t)
 {
     if (!t->closed) {
-        ps_uplink_close(t->up, on_uplink_closed);
+        ps_uplink_stop(t->up, on_uplink_closed);
         assert_true(run_until(t, is_closed, DEADLINE_MS));
     }
     ps_uplink_free(t->up);
@@ -354,7 +354,7 @@ static void test_deliver_ack_bye(void **state)
     assert_int_equal(ut.reconnects, 0);
     assert_int_equal(ut.resent_batches, 0);
     assert_true(t.acked_calls > 0);
-    ps_uplink_close(t.up, on_uplink_closed);
+    ps_uplink_stop(t.up, on_uplink_closed);
     assert_true(run_until(&t, is_closed, DEADLINE_MS));
     /* Let the BYE reach the receiver (it was sent before the close). */
     uint64_t end = uv_hrtime() + 200000000u;
@@ -488,7 +488,7 @@ static void test_reject_is_fatal(void **state)
     assert_non_null(strstr(t.fatal_msg, "bad token"));
     assert_false(ps_uplink_connected(t.up));
     /* The sensor stops on fatal (sensor.c): nothing more is attempted. */
-    ps_uplink_close(t.up, on_uplink_closed);
+    ps_uplink_stop(t.up, on_uplink_closed);
     assert_true(run_until(&t, is_closed, DEADLINE_MS));
     run_until(&t, never, 300);
     assert_int_equal(t.s.conns, 1);

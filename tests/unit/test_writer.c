@@ -511,7 +511,7 @@ static void test_pcapng_roundtrip(void **state)
     ps_writer_get_totals(w, &t);
     assert_int_equal(t.packets, N);
     assert_int_equal(t.files_closed, 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     list_dir(dir, "", &ls);
     assert_int_equal(ls.n, 1);
@@ -592,7 +592,7 @@ static void test_rotate_by_size(void **state)
     int h[2][2];
     register_all(w, default_sensors, 1, h);
     write_recs(w, h, 0, N);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     names ls;
     list_dir(dir, "", &ls);
@@ -641,7 +641,7 @@ static void test_rotate_tiny_limit(void **state)
     int h[2][2];
     register_all(w, default_sensors, 1, h);
     write_recs(w, h, 0, 5);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     names ls;
     list_dir(dir, "", &ls);
     assert_int_equal(ls.n, 5);
@@ -692,7 +692,7 @@ static void test_rotate_by_time(void **state)
     assert_int_equal(t.files_closed, 1);
 
     write_recs(w, h, 10, 15);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     list_dir(dir, "", &ls);
     assert_int_equal(ls.n, 2);
     size_t next = 0;
@@ -771,7 +771,7 @@ static void test_files_meta(void **state)
     assert_int_equal(ps_writer_disk_bytes(w), (uint64_t)st.st_size);
     names_free(&ls);
     ps_buf_free(&b);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 }
 
 static void test_retention_by_count(void **state)
@@ -801,7 +801,7 @@ static void test_retention_by_count(void **state)
     ps_writer_get_totals(w, &t);
     assert_int_equal(t.files_closed, 3);  /* each batch ends its file */
     assert_int_equal(t.files_deleted, 4); /* 1 and 2 after 8 closed, 3 after 9, 8 after 10 */
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     /* Counters continued after the highest existing one (7, the .part). */
     assert_int_equal(g_nclosed, 3);
@@ -845,7 +845,7 @@ static void test_retention_deleted_count(void **state)
     assert_int_equal(ls.n, 1); /* only the newest complete file */
     assert_int_equal(name_counter(ls.v[0]), 5);
     names_free(&ls);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 }
 
 static void test_retention_by_bytes(void **state)
@@ -866,7 +866,7 @@ static void test_retention_by_bytes(void **state)
     gen_rec(0, &r);
     assert_int_equal(ps_writer_record(w, h[0][0], r.ts, 100, 100, r.data), 0);
     assert_int_equal(ps_writer_batch_end(w, h[0][0], "s", 1, 1), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     uint64_t F = g_closed[0].bytes;
 
     assert_int_equal(mkdir(sub, 0700), 0);
@@ -883,7 +883,7 @@ static void test_retention_by_bytes(void **state)
     ps_writer_totals t;
     ps_writer_get_totals(w, &t);
     assert_int_equal(t.files_deleted, 3); /* the 5000-byte file, then files 2 and 3 */
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     names ls;
     list_dir(sub, "", &ls);
@@ -912,7 +912,7 @@ static void test_counter_continues(void **state)
         assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
         register_all(w, default_sensors, 1, h);
         write_recs(w, h, 0, 2);
-        assert_int_equal(ps_writer_close(w), 0);
+        assert_int_equal(ps_writer_free(w), 0);
         assert_int_equal(name_counter(strrchr(g_closed[0].path, '/') + 1), (uint64_t)run + 1);
     }
     /* A writer that never got a record leaves nothing behind. */
@@ -920,7 +920,7 @@ static void test_counter_continues(void **state)
     ps_writer *w;
     char err[256];
     assert_int_equal(ps_writer_open(&w, &o, err, sizeof err), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     names ls;
     list_dir(dir, "", &ls);
     assert_int_equal(ls.n, 3);
@@ -939,7 +939,7 @@ static void pcap_format(const char *dir, ps_format fmt)
     write_recs(w, h, 0, N);
     /* Statistics have no place in classic pcap: accepted, nothing written. */
     assert_int_equal(ps_writer_iface_stats(w, h[0][0], BASE_TS, 1, 2, 3), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     names ls;
     list_dir(dir, "", &ls);
@@ -991,7 +991,7 @@ static void test_pcap_ts_overflow(void **state)
     errno = 0;
     assert_int_equal(ps_writer_record(w, hi, (UINT32_MAX + 1ull) * 1000000000ull, 0, 0, NULL), -1);
     assert_int_equal(errno, EOVERFLOW);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     names ls;
     list_dir(*state, "", &ls);
     assert_int_equal(ls.n, 0);
@@ -1014,7 +1014,7 @@ static void test_pcap_linktype_mismatch(void **state)
     /* Re-announcing the first interface with another link type is refused. */
     assert_int_equal(ps_writer_iface(w, "s1", "any", NULL, 1, 65535, err, sizeof err), -1);
     assert_true(ps_writer_iface(w, "s2", "lo", NULL, 113, 65535, err, sizeof err) >= 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     /* Per sensor, each sensor has its own set and link type. */
     o.per_sensor = 1;
@@ -1028,7 +1028,7 @@ static void test_pcap_linktype_mismatch(void **state)
     gen_rec(1, &r);
     assert_int_equal(ps_writer_record(w, a, r.ts, r.caplen, r.origlen, r.data), 0);
     assert_int_equal(ps_writer_record(w, b, r.ts, r.caplen, r.origlen, r.data), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     names ls;
     list_dir(dir, "packetstreamer-s", &ls);
     assert_int_equal(ls.n, 2);
@@ -1046,7 +1046,7 @@ static void test_pcap_linktype_mismatch(void **state)
     assert_true(ps_writer_iface(w, "s1", "any", NULL, 113, 65535, err, sizeof err) >= 0);
     assert_true(ps_writer_iface(w, "s1", "eth1", NULL, 1, 65535, err, sizeof err) >= 0);
     assert_int_equal(ps_writer_iface(w, "s1", "big", NULL, 70000, 65535, err, sizeof err), -1);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 }
 
 static void test_per_sensor(void **state)
@@ -1064,7 +1064,7 @@ static void test_per_sensor(void **state)
     int h[2][2];
     register_all(w, sensors, 1, h);
     write_recs(w, h, 0, N);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     names ls;
     list_dir(dir, "", &ls);
@@ -1134,7 +1134,7 @@ static void test_stdout(void **state)
             register_all(w, default_sensors, 1, h);
             write_recs(w, h, 0, N);
             rc |= ps_writer_tick(w, UINT64_MAX);
-            rc |= ps_writer_close(w);
+            rc |= ps_writer_free(w);
         }
         restore_stdout();
         assert_int_equal(rc, 0);
@@ -1195,7 +1195,7 @@ static void test_path_rules(void **state)
         int h[2][2];
         register_all(w, default_sensors, 1, h);
         write_recs(w, h, 0, 1);
-        assert_int_equal(ps_writer_close(w), 0);
+        assert_int_equal(ps_writer_free(w), 0);
         assert_int_equal(g_nclosed, 1);
         char *slash = strrchr(g_closed[0].path, '/');
         assert_non_null(slash);
@@ -1223,7 +1223,7 @@ static void test_path_rules(void **state)
         int h[2][2];
         register_all(w, default_sensors, 1, h);
         write_recs(w, h, 0, 1);
-        rc = ps_writer_close(w);
+        rc = ps_writer_free(w);
     }
     assert_int_equal(chdir(cwd), 0);
     assert_int_equal(rc, 0);
@@ -1296,7 +1296,7 @@ static void test_write_error_then_retry(void **state)
         dup2(fd, STDOUT_FILENO);
         close(fd);
         rc_retry = ps_writer_flush(w);
-        rc_close = ps_writer_close(w);
+        rc_close = ps_writer_free(w);
     }
     restore_stdout();
     assert_int_equal(rc_open, 0);
@@ -1325,7 +1325,7 @@ static void test_write_error_on_close(void **state)
         int h[2][2];
         register_all(w, default_sensors, 1, h);
         write_recs(w, h, 0, 3);
-        rc_close = ps_writer_close(w);
+        rc_close = ps_writer_free(w);
         e = errno;
     }
     restore_stdout();
@@ -1368,7 +1368,7 @@ static void test_partial_writes(void **state)
             partial++;
             bad |= e != EAGAIN;
         }
-        bad |= ps_writer_close(w);
+        bad |= ps_writer_free(w);
     }
     restore_stdout();
     close(p[0]);
@@ -1404,7 +1404,7 @@ static void test_mixed_snaplens(void **state)
     static uint8_t data[262144];
     assert_int_equal(ps_writer_record(w, a, 1, 1000, 1000, data), 0);
     assert_int_equal(ps_writer_record(w, b, 2, 262144, 300000, data), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     char errbuf[PCAP_ERRBUF_SIZE];
     pcap_t *p = pcap_open_offline(g_closed[0].path, errbuf);
@@ -1467,7 +1467,7 @@ static void test_rotation_deferred_on_write_error(void **state)
 
     assert_int_equal(ps_writer_flush(w), 0);
     write_recs(w, h, 100, 105); /* the first of these ends a batch: rotation completes */
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     names ls;
     list_dir(dir, "", &ls);
@@ -1502,7 +1502,7 @@ static void test_close_failure_leaves_part(void **state)
     write_recs(w, h, 0, 100);
     limit_file_size(20000);
     errno = 0;
-    int rc = ps_writer_close(w);
+    int rc = ps_writer_free(w);
     int e = errno;
     unlimit_file_size();
     assert_int_equal(rc, -1);
@@ -1545,7 +1545,7 @@ static void test_many_ifaces(void **state)
     uint8_t data[4] = {1, 2, 3, 4};
     for (int i = 0; i < SENSORS; i++)
         assert_int_equal(ps_writer_record(w, h[i][i % IFACES], 1, 4, 4, data), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     assert_int_equal(g_nclosed, SENSORS);
     for (int i = 0; i < SENSORS; i++) {
         ng_file f;
@@ -1594,7 +1594,7 @@ static void test_stats_and_handles(void **state)
     assert_int_equal(ps_writer_iface(w, "s0", "eth0", "renamed", 1, 65535, err, sizeof err),
                      h[0][0]);
     assert_int_equal(ps_writer_record(w, h[0][0], r.ts, r.caplen, r.origlen, r.data), 0);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
 
     list_dir(dir, "", &ls);
     assert_int_equal(ls.n, 1);
@@ -1696,7 +1696,7 @@ static void test_per_sensor_idle_close(void **state)
     one_rec(w, b, 4);
     ps_writer_get_totals(w, &t);
     assert_int_equal(t.open_files, 2);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     assert_int_equal(g_nclosed, 3);
     assert_int_equal(count_done_packets(dir, "packetstreamer-node1-"), 2);
     assert_int_equal(count_done_packets(dir, NULL), 4);
@@ -1729,7 +1729,7 @@ static void test_per_sensor_open_limit(void **state)
     ps_writer_get_totals(w, &t);
     assert_int_equal(t.open_files, 3);
     assert_int_equal(t.closed_open_limit, 2);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     assert_int_equal(count_done_packets(dir, NULL), 6);
 }
 
@@ -1772,7 +1772,7 @@ static void test_per_sensor_emfile(void **state)
     ps_writer_totals t;
     ps_writer_get_totals(w, &t);
     assert_true(t.closed_open_limit >= 9);
-    assert_int_equal(ps_writer_close(w), 0);
+    assert_int_equal(ps_writer_free(w), 0);
     assert_int_equal(count_done_packets(dir, NULL), 12);
 }
 
