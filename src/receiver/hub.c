@@ -229,11 +229,11 @@ static const hub_metric metric_defs[R_COUNT] = {
                        NULL, SRC_EVENT, 0, 1, NULL},
     [R_MEM_BYTES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_buffer_bytes",
                      "Bytes of receive buffers grown for large frames (what "
-                     "limits.memoryBudgetBytes bounds) plus the shared inflate buffer.",
+                     "limits.memoryBudgetMB bounds) plus the shared inflate buffer.",
                      NULL, SAMPLE(mem_bytes)},
     [R_MEM_WAITS] = {PS_METRIC_COUNTER, "packetstreamer_receiver_memory_waits_total",
                      "Times a sensor connection stopped being read because the receive buffers "
-                     "had reached limits.memoryBudgetBytes.",
+                     "had reached limits.memoryBudgetMB.",
                      NULL, SAMPLE(mem_waits)},
     [R_IFACES] = {PS_METRIC_GAUGE, "packetstreamer_receiver_interfaces",
                   "Interface entries held for capture files: those of connected sessions, and "
