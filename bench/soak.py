@@ -4,13 +4,15 @@ receiver, one attack after another (docs/security.md, "What one peer can
 cost the receiver").
 
     bench/soak.py [--bin build/packetstreamer] [--honest 8] [--packets 20000]
-                  [--attack-seconds 10] [--attacks bomb,hello_flood,...]
+                  [--pps 2500] [--attack-seconds 10] [--attacks bomb,hello_flood,...]
                   [--rss-limit-mib 256] [--dir /dev/shm]
 
 One receiver with its default limits listens on 127.0.0.1. Eight honest
 sensors (`sensor --read-file`, lz4, each a real process with its own
-connection) stream a capture of --packets varied frames, again and again with
-a new sensor id each run, for as long as the attacks last. Meanwhile the
+connection) stream a capture of --packets varied frames at --pps packets/s
+each (`sensor.readPacketsPerSec`), again and again with a new sensor id each
+run, for as long as the attacks last. The receiver keeps its default limits;
+only its files rotate at 64 MiB, so the check below reads one at a time. Meanwhile the
 attacks of tests/lib/hostile.py run in turn, each for --attack-seconds:
 decompression bombs on 40 connections, 8000 HELLOs with new ids, IFACE
 floods, a peer that never reads its ACKs, 1024 idle sockets from one address,
@@ -99,6 +101,8 @@ class Honest(threading.Thread):
         self.stop = stop
         self.runs = []  # (sensor id, exit code, summary kv, phase at the end)
         self.watch = None
+        self.env = dict(benchlib.child_env(),
+                        PACKETSTREAMER_SENSOR_READ_PACKETS_PER_SEC=str(a.pps))
 
     def run(self):
         n = 0
@@ -111,29 +115,38 @@ class Honest(threading.Thread):
                                     "--id", sid, "--http", "127.0.0.1:0"],
                                    stdin=subprocess.DEVNULL,
                                    stdout=subprocess.DEVNULL, stderr=err,
-                                   env=benchlib.child_env(), timeout=300)
+                                   env=self.env, timeout=300)
             kv = benchlib.parse_kv(log.read_text(errors="replace"))
             self.runs.append((sid, p.returncode, kv, self.watch.phase if self.watch else "?"))
             n += 1
 
 
 def check_output(outdir, honest, expected):
-    """Every honest run's packets, byte for byte, in order, once."""
-    got = collections.defaultdict(list)
+    """Every honest run's packets, byte for byte, in order, once. Files are
+    read one at a time (in the order written) and each record is compared as
+    it comes, so memory stays at one file's worth."""
+    slot_of = {sid: h.slot for h in honest for sid, *_ in h.runs}
+    pos, differ = collections.Counter(), collections.Counter()
     for f in sorted(outdir.glob("*.pcapng")):
         for name, ts, caplen, origlen, data in pcaplib.read_named(str(f)):
-            if name and name.startswith("honest-"):
-                got[name.split("/")[0]].append((ts, caplen, origlen, data))
+            sid = name.split("/")[0] if name else ""
+            if sid not in slot_of:
+                continue  # an attacker's interface
+            want = expected[slot_of[sid]]
+            i = pos[sid]
+            if i >= len(want) or (want[i].ts_ns, want[i].caplen, want[i].origlen,
+                                  want[i].data) != (ts, caplen, origlen, data):
+                differ[sid] += 1
+            pos[sid] += 1
     bad = []
     for h in honest:
-        want = [(r.ts_ns, r.caplen, r.origlen, r.data) for r in expected[h.slot]]
+        n = len(expected[h.slot])
         for sid, rc, kv, _ in h.runs:
             if rc != 0 or kv.get("unacked") != "0":
                 bad.append("%s: exit %d, %s" % (sid, rc, kv))
-            elif got.get(sid) != want:
-                bad.append("%s: %d packets in the output, %d sent%s" % (
-                    sid, len(got.get(sid, [])), len(want),
-                    "" if len(got.get(sid, [])) != len(want) else " (bytes differ)"))
+            elif pos[sid] != n or differ[sid]:
+                bad.append("%s: %d packets in the output, %d sent, %d differ" % (
+                    sid, pos[sid], n, differ[sid]))
     return bad
 
 
@@ -141,6 +154,7 @@ def main():
     ap = benchlib.driver_args(__doc__, repeat=False)
     ap.add_argument("--honest", type=int, default=8)
     ap.add_argument("--packets", type=int, default=20000)
+    ap.add_argument("--pps", type=int, default=2500, help="each honest sensor's pace")
     ap.add_argument("--attack-seconds", type=float, default=10)
     ap.add_argument("--attacks", default=",".join(ORDER))
     ap.add_argument("--rss-limit-mib", type=float, default=256)
@@ -163,7 +177,9 @@ def main():
         rx = subprocess.Popen([a.bin, "receiver", "--listen", "127.0.0.1:%d" % port, "--output",
                                str(out), "--http", "127.0.0.1:%d" % http_port],
                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                              stderr=open(rxlog, "w"), env=benchlib.child_env())
+                              stderr=open(rxlog, "w"),
+                              env=dict(benchlib.child_env(),
+                                       PACKETSTREAMER_OUTPUT_FILE_ROTATE_SIZE_MB="64"))
         stop = threading.Event()
         watch, honest, results = None, [], {}
         try:
