@@ -63,8 +63,10 @@ mkdir -p "$OUT"
 # files from an earlier demo run stay; remember what is there to show only the new ones
 ls -1 "$OUT" > "$TMP/before" 2>/dev/null || true
 
+# HTTP on a free loopback port: the defaults (8080, 8082) may be taken here,
+# and an address that cannot be bound stops the process.
 "$BIN" receiver --listen "127.0.0.1:$PORT" --output "$OUT" --format pcapng \
-    2> "$TMP/receiver.log" &
+    --http 127.0.0.1:0 2> "$TMP/receiver.log" &
 RX_PID=$!
 
 for _ in $(seq 100); do
@@ -79,7 +81,7 @@ grep -qi ":$(printf '%04X' "$PORT") 00000000:0000 0A" /proc/net/tcp \
 
 SENSOR_LOG="$TMP/sensor.log"
 if ! timeout 120 "$BIN" sensor --read-file "$INPUT" --receiver "127.0.0.1:$PORT" --id demo \
-        2> "$SENSOR_LOG"; then
+        --http 127.0.0.1:0 2> "$SENSOR_LOG"; then
     tail -n 20 "$SENSOR_LOG" >&2
     die "sensor failed"
 fi
