@@ -12,6 +12,7 @@
 
 #include "core/buf.h"
 #include "core/http.h"
+#include "receiver/filename.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,11 +58,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check(after <= before && strlen(f[1]) <= after);
     }
 
-    /* 2, 3: a capture name and a prefix. */
-    if (ps_http_capture_name_ok(f[2], f[3] ? f[3] : "")) {
-        check(strchr(f[2], '/') == NULL && strstr(f[2], "..") == NULL && f[2][0] != '.');
-        check(strlen(f[2]) <= 255);
-    }
+    /* 2, 3: a capture name and a prefix, as the receiver's API checks a
+     * requested name (receiver/filename.h). */
+    ps_fname fn;
+    if (f[2] && f[3] && !strchr(f[3], '/') && ps_fname_parse(f[2], f[3], &fn) == 0)
+        check(strchr(f[2], '/') == NULL); /* never leaves the directory */
 
     /* 4, 5: Authorization header and token: equal tokens always pass. */
     int b = ps_http_bearer_ok(f[4], f[5]);

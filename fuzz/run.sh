@@ -31,7 +31,7 @@ for t in $TARGETS; do
     case $t in
     recovery) extra="src/receiver/recovery.c src/receiver/filename.c src/core/pcapng.c" ;;
     netlink) extra="src/sensor/ifwatch.c" ;;
-    http) extra="src/core/http.c src/core/metrics.c" ;;
+    http) extra="src/core/http.c src/core/metrics.c src/receiver/filename.c" ;;
     env) extra="src/cli.c" ;;
     session)
         extra="src/receiver/hub.c src/receiver/session.c src/receiver/writer.c"

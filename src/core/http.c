@@ -198,33 +198,6 @@ int ps_json_str(ps_buf *out, const char *s)
     return ps_buf_append(out, "\"", 1);
 }
 
-static int ends_with(const char *s, size_t n, const char *suffix)
-{
-    size_t k = strlen(suffix);
-    return n >= k && memcmp(s + n - k, suffix, k) == 0;
-}
-
-int ps_http_capture_name_ok(const char *name, const char *prefix)
-{
-    if (!name || !prefix)
-        return 0;
-    size_t n = strlen(name), pl = strlen(prefix);
-    if (n == 0 || n > 255 || name[0] == '.')
-        return 0;
-    for (size_t i = 0; i < n; i++) {
-        char ch = name[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '_' || ch == '-'))
-            return 0;
-    }
-    if (strstr(name, ".."))
-        return 0;
-    if (n <= pl + 1 || strncmp(name, prefix, pl) != 0 || name[pl] != '-')
-        return 0;
-    return ends_with(name, n, ".pcapng") || ends_with(name, n, ".pcap") ||
-           ends_with(name, n, ".pcapng.part") || ends_with(name, n, ".pcap.part");
-}
-
 int ps_http_bearer_ok(const char *hdr, const char *token)
 {
     if (!hdr || !token || !*token)

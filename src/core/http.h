@@ -153,12 +153,6 @@ ps_range_result ps_http_parse_range(const char *hdr, uint64_t size, uint64_t *st
  * (non-ASCII bytes are shown as Latin-1: ids and names here are ASCII). */
 int ps_json_str(ps_buf *out, const char *s);
 
-/* 1 if name is a capture file name the receiver may serve: 1..255 bytes of
- * [A-Za-z0-9._-], not starting with '.', starting with "PREFIX-", ending in
- * .pcapng, .pcap, .pcapng.part or .pcap.part. Everything else (slashes,
- * backslashes, "..", NUL, '%', other files in the directory) is refused. */
-int ps_http_capture_name_ok(const char *name, const char *prefix);
-
 /* 1 if hdr is "Bearer TOKEN" for this token (scheme case-insensitive,
  * token compared in constant time over its length). */
 int ps_http_bearer_ok(const char *hdr, const char *token);

@@ -25,6 +25,7 @@
 
 #include "core/http.h"
 #include "core/log.h"
+#include "filename.h"
 #include "livefeed.h"
 #include "writer.h"
 
@@ -173,10 +174,19 @@ static const char *meta_find(const char *text, const char *name)
     return NULL;
 }
 
+/* Only files that follow the capture-file grammar (filename.h) are listed
+ * or served: a request's name never reaches the file system otherwise. */
+static int served_name(const char *name, const char *prefix)
+{
+    ps_fname f;
+    return name && prefix && strlen(name) <= 255 && ps_fname_parse(name, prefix, &f) == 0;
+}
+
 static int append_file(ps_buf *j, const file_row *f, const char *meta, int first)
 {
     unsigned long long fn = 0, ln = 0, pk = 0;
-    int complete = !strstr(f->name, ".part");
+    size_t nl = strlen(f->name), pl = strlen(PS_FNAME_PART);
+    int complete = !(nl >= pl && strcmp(f->name + nl - pl, PS_FNAME_PART) == 0);
     const char *sensors = NULL;
     size_t slen = 0;
     if (meta && sscanf(meta, "%llu\t%llu\t%llu\t%d\t", &fn, &ln, &pk, &complete) == 4) {
@@ -238,7 +248,7 @@ static int route_captures_list(ps_api *a, struct MHD_Connection *c)
     struct dirent *e;
     int oom = 0;
     while ((e = readdir(d)) != NULL && n < API_MAX_LISTED_FILES) {
-        if (!ps_http_capture_name_ok(e->d_name, a->prefix))
+        if (!served_name(e->d_name, a->prefix))
             continue;
         struct stat st;
         if (fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
@@ -281,7 +291,7 @@ static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
 {
     if (!a->dir)
         return ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "captures go to stdout\n");
-    if (!ps_http_capture_name_ok(name, a->prefix))
+    if (!served_name(name, a->prefix))
         return ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST, "not a capture file name\n");
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->dir, name) >= sizeof(path))

@@ -139,12 +139,55 @@ static void test_rejects(void **state)
     assert_int_equal(ps_fname_parse(name, "cap", &f), -1);
 }
 
+/* The names the receiver's HTTP API lists and serves are exactly the
+ * grammar's: nothing that could leave the directory or name another file. */
+static void test_served_names(void **state)
+{
+    (void)state;
+    ps_fname f;
+    const char *p = "packetstreamer";
+    assert_int_equal(ps_fname_parse("packetstreamer-20261126T085050Z-000001.pcapng", p, &f), 0);
+    assert_int_equal(ps_fname_parse("packetstreamer-node-1-20261126T085050Z-000001.pcap", p, &f),
+                     0);
+    assert_int_equal(ps_fname_parse("packetstreamer-20261126T085050Z-000002.pcapng.part", p, &f),
+                     0);
+    static const char *const bad[] = {
+        "",
+        "../packetstreamer-1.pcapng",
+        "packetstreamer-..pcapng",
+        "packetstreamer-/../../etc/passwd",
+        "/etc/passwd",
+        "/packetstreamer-1.pcapng",
+        "packetstreamer-1.pcapng/",
+        "..\\packetstreamer-1.pcapng",
+        "packetstreamer-1\\x.pcapng",
+        "packetstreamer-%2e%2e.pcapng",
+        "packetstreamer-1.pcapng%00.txt",
+        ".packetstreamer-1.pcapng",
+        "packetstreamer-1.txt",
+        "packetstreamer.pcapng",
+        "other-20261126T085050Z-000001.pcapng",
+        "packetstreamerx-1.pcapng",
+        "packetstreamer-1 .pcapng",
+        "packetstreamer-1.pcapng.part.part",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ps_fname_parse(bad[i], p, &f) == 0)
+            fail_msg("accepted '%s'", bad[i]);
+    }
+    char longname[300];
+    memset(longname, 'a', sizeof(longname));
+    memcpy(longname, "packetstreamer-", 15);
+    strcpy(longname + 290, ".pcapng");
+    assert_int_equal(ps_fname_parse(longname, p, &f), -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_format),  cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_key),     cmocka_unit_test(test_key_sanitize),
-        cmocka_unit_test(test_rejects),
+        cmocka_unit_test(test_rejects), cmocka_unit_test(test_served_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
