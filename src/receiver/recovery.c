@@ -306,6 +306,10 @@ static int state_grow(rc_state *st)
 static void state_add(void *ud, const char *id, size_t id_len, uint64_t session, uint64_t seq)
 {
     rc_state *st = ud;
+    /* A sensor id never holds a NUL (the HELLO check refuses it): such an
+     * entry comes from a damaged or crafted file and names no sensor. */
+    if (id_len == 0 || memchr(id, 0, id_len))
+        return;
     if (st->tabcap) {
         size_t mask = st->tabcap - 1;
         for (size_t i = state_hash(id, id_len, session) & mask; st->tab[i]; i = (i + 1) & mask) {
