@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <curl/curl.h>
+
 #include "cli.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -135,7 +137,7 @@ static int run_check_config(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
     if (argc < 2) {
         ps_cli_main_usage(stderr);
@@ -162,4 +164,17 @@ int main(int argc, char **argv)
     fprintf(stderr, "packetstreamer: unknown command '%s'\n", cmd);
     ps_cli_main_usage(stderr);
     return 2;
+}
+
+int main(int argc, char **argv)
+{
+    /* libcurl's global state (OpenSSL, name resolution) is set up once,
+     * before any thread exists, as its documentation requires. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "packetstreamer: cannot initialise libcurl\n");
+        return 1;
+    }
+    int code = dispatch(argc, argv);
+    curl_global_cleanup();
+    return code;
 }
