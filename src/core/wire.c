@@ -415,8 +415,24 @@ int ps_wire_decode_reject(const uint8_t *p, uint32_t len, ps_reject *r)
 /* ------------------------------------------------------------------------ */
 /* IFACE                                                                    */
 
-/* Interface names become part of pcapng interface names and may become part
- * of file names: no '/', no NUL or other control characters, not "." or "..".
+/* Where the one '/' of a pod's name NAMESPACE/POD may be: between two
+ * parts, neither empty nor "." or "..". -1 when s has a '/' anywhere else
+ * or more than one, n when it has none. */
+static int pod_slash(const char *s, uint16_t n)
+{
+    const char *sl = memchr(s, '/', n);
+    if (!sl)
+        return n;
+    uint16_t at = (uint16_t)(sl - s);
+    if (memchr(sl + 1, '/', (size_t)(n - at - 1)) || at == 0 || at + 1 == n || is_dot_name(s, at) ||
+        is_dot_name(sl + 1, (uint16_t)(n - at - 1)))
+        return -1;
+    return at;
+}
+
+/* Interface names become part of pcapng interface names (SENSOR/NAME):
+ * a host interface's name (no '/') or a pod's NAMESPACE/POD (one '/'
+ * between two parts), no NUL or other control characters, not "." or "..".
  * Bytes >= 0x80 pass (names are opaque bytes on Linux). */
 static int check_ifname(const char *s, uint16_t n)
 {
@@ -428,10 +444,10 @@ static int check_ifname(const char *s, uint16_t n)
         return PS_WIRE_E_BAD_VALUE;
     for (uint16_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c < 0x20 || c == 0x7f || c == '/')
+        if (c < 0x20 || c == 0x7f)
             return PS_WIRE_E_BAD_VALUE;
     }
-    if (is_dot_name(s, n))
+    if (is_dot_name(s, n) || pod_slash(s, n) < 0)
         return PS_WIRE_E_BAD_VALUE;
     return PS_WIRE_OK;
 }
@@ -452,8 +468,11 @@ char *ps_wire_ifname_dup(const char *name)
     if (!name || !*name || is_dot_name(name, (uint16_t)strnlen(name, 3)))
         return strdup("_");
     char *d = dup_cut(name, PS_WIRE_MAX_IFNAME_LEN);
-    for (char *c = d; c && *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '/')
+    if (!d)
+        return NULL;
+    int keep = pod_slash(d, (uint16_t)strlen(d)); /* NAMESPACE/POD keeps its '/' */
+    for (char *c = d; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f || (*c == '/' && c - d != keep))
             *c = '_';
     return d;
 }

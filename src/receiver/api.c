@@ -82,6 +82,42 @@ typedef struct sensors_json {
     int first;
 } sensors_json;
 
+/* The value of "key=" in a pod interface's description (docs/protocol.md):
+ * up to the next space, except for labels, the last field. */
+static int desc_field(ps_buf *j, const char *desc, const char *key)
+{
+    size_t kl = strlen(key);
+    const char *p = desc;
+    while (p && *p) {
+        if (strncmp(p, key, kl) == 0 && p[kl] == '=') {
+            const char *v = p + kl + 1;
+            size_t n = strcmp(key, "labels") == 0 ? strlen(v) : strcspn(v, " ");
+            char *tmp = strndup(v, n);
+            if (!tmp)
+                return -1;
+            int rc = ps_json_str(j, tmp);
+            free(tmp);
+            return rc;
+        }
+        p = strchr(p, ' ');
+        p = p ? p + 1 : NULL;
+    }
+    return ps_buf_append(j, "null", 4);
+}
+
+static int append_pod(ps_buf *j, const ps_hub_pod *p, int first)
+{
+    const char *desc = p->desc ? p->desc : "";
+    int rc = ps_buf_append(j, first ? "{\"name\":" : ",{\"name\":", first ? 8 : 9);
+    rc |= ps_json_str(j, p->name);
+    rc |= ps_buf_append(j, ",\"iface\":", 9) | desc_field(j, desc, "iface");
+    rc |= ps_buf_append(j, ",\"uid\":", 7) | desc_field(j, desc, "uid");
+    rc |= ps_buf_append(j, ",\"labels\":", 10) | desc_field(j, desc, "labels");
+    rc |= json_kv_u64(j, "packets", p->packets) | json_kv_u64(j, "drops", p->drops);
+    rc |= ps_buf_append(j, "}", 1);
+    return rc;
+}
+
 static int append_sensor(void *ud, const ps_hub_sensor *r)
 {
     sensors_json *sj = ud;
@@ -102,7 +138,10 @@ static int append_sensor(void *ud, const ps_hub_sensor *r)
           json_kv_u64(j, "sequence_gaps", r->gaps) | json_kv_u64(j, "drops", r->drops) |
           json_kv_double(j, "packets_per_second", r->pps) |
           json_kv_double(j, "bytes_per_second", r->bps);
-    rc |= ps_buf_append(j, "}", 1);
+    rc |= ps_buf_append(j, ",\"pods\":[", 9);
+    for (size_t i = 0; i < r->n_pods; i++)
+        rc |= append_pod(j, &r->pods[i], i == 0);
+    rc |= ps_buf_append(j, "]}", 2);
     return rc ? -1 : 0;
 }
 
@@ -360,7 +399,7 @@ static const char status_page[] =
     "</small> <span id=\"err\"></span></p>\n"
     "<h2>Sensors</h2>\n<table id=\"sensors\"><thead><tr><th>sensor</th><th>state</th>"
     "<th>address</th><th>connected since</th><th>packets</th><th>packets/s</th><th>bytes/s</th>"
-    "<th>drops</th><th>gaps</th></tr></thead><tbody></tbody></table>\n"
+    "<th>drops</th><th>gaps</th><th>pods (packets)</th></tr></thead><tbody></tbody></table>\n"
     "<h2>Capture files</h2>\n<table id=\"files\"><thead><tr><th>file</th><th>size</th>"
     "<th>packets</th><th>first packet</th><th>last packet</th><th>sensors</th><th>state</th>"
     "</tr></thead><tbody></tbody></table>\n"
@@ -380,7 +419,8 @@ static const char status_page[] =
     "fill('sensors',d[0],function(s){return [td(s.id),"
     "td(s.connected?'connected':'disconnected',s.connected?'up':'down'),td(s.address),"
     "td(s.connected_since),td(s.packets,'n'),td(s.packets_per_second.toFixed(1),'n'),"
-    "td(s.bytes_per_second.toFixed(0),'n'),td(s.drops,'n'),td(s.sequence_gaps,'n')]});"
+    "td(s.bytes_per_second.toFixed(0),'n'),td(s.drops,'n'),td(s.sequence_gaps,'n'),"
+    "td((s.pods||[]).map(function(p){return p.name+' ('+p.packets+')'}).join(', '))]});"
     "fill('files',d[1],function(f){var "
     "c=document.createElement('td'),a=document.createElement('a');"
     "a.href=f.url;a.textContent=f.name;a.setAttribute('download',f.name);c.appendChild(a);"

@@ -547,6 +547,17 @@ int ps_hub_new(ps_hub **out, uv_loop_t *loop, const ps_hub_opts *o, char *err, s
     return 0;
 }
 
+static void rec_free(ps_sensor_rec *r)
+{
+    for (uint32_t i = 0; i < r->n_pods; i++) {
+        free(r->pods[i].name);
+        free(r->pods[i].desc);
+    }
+    free(r->pods);
+    free(r->id);
+    free(r);
+}
+
 void ps_hub_free(ps_hub *hub)
 {
     if (!hub)
@@ -554,8 +565,7 @@ void ps_hub_free(ps_hub *hub)
     while (hub->sensors) {
         ps_sensor_rec *r = hub->sensors;
         hub->sensors = r->next;
-        free(r->id);
-        free(r);
+        rec_free(r);
     }
     for (size_t i = 0; i < hub->n_ids; i++) {
         free(hub->ids[i]->id);
@@ -643,8 +653,7 @@ static void rec_remove(ps_hub *hub, ps_sensor_rec *r)
     else
         hub->tail = r->prev;
     hub->n_sensors--;
-    free(r->id);
-    free(r);
+    rec_free(r);
 }
 
 /* The registry is full: forgets disconnected entries that never wrote a
@@ -805,6 +814,51 @@ void ps_hub_count_gap(ps_sensor_rec *rec)
 void ps_hub_sensor_drops(ps_sensor_rec *rec, uint64_t drops)
 {
     rec->drops = drops;
+}
+
+void ps_hub_sensor_iface(ps_hub *hub, ps_sensor_rec *rec, uint32_t index, const char *name,
+                         const char *desc)
+{
+    const char *slash = strchr(name, '/');
+    if (!slash || slash == name || !slash[1] || strchr(slash + 1, '/'))
+        return; /* not NAMESPACE/POD: a plain interface */
+    ps_hub_pod *p = NULL;
+    for (uint32_t i = 0; i < rec->n_pods && !p; i++)
+        if (strcmp(rec->pods[i].name, name) == 0)
+            p = &rec->pods[i];
+    if (!p) {
+        if (rec->n_pods >= hub->o.limits.max_ifaces_per_session)
+            return; /* listed no further; its packets are written all the same */
+        if (rec->n_pods == rec->cap_pods) {
+            uint32_t cap = rec->cap_pods ? rec->cap_pods * 2 : 8;
+            ps_hub_pod *n = realloc(rec->pods, cap * sizeof(*n));
+            if (!n)
+                return;
+            rec->pods = n;
+            rec->cap_pods = cap;
+        }
+        p = &rec->pods[rec->n_pods];
+        memset(p, 0, sizeof(*p));
+        if (!(p->name = strdup(name)))
+            return;
+        rec->n_pods++;
+    }
+    char *d = strdup(desc);
+    if (d) {
+        free(p->desc);
+        p->desc = d;
+    }
+    p->index = index;
+}
+
+void ps_hub_sensor_iface_stats(ps_sensor_rec *rec, uint32_t index, uint64_t packets, uint64_t drops)
+{
+    for (uint32_t i = 0; i < rec->n_pods; i++)
+        if (rec->pods[i].index == index) {
+            rec->pods[i].packets = packets;
+            rec->pods[i].drops = drops;
+            return;
+        }
 }
 
 void ps_hub_recovered(ps_hub *hub, const char *id, size_t id_len, uint64_t session, uint64_t seq)
@@ -970,7 +1024,9 @@ int ps_hub_foreach_sensor(const ps_hub *hub, int (*fn)(void *ud, const ps_hub_se
                            .gaps = r->gaps,
                            .drops = r->drops,
                            .pps = r->pps,
-                           .bps = r->bps};
+                           .bps = r->bps,
+                           .pods = r->pods,
+                           .n_pods = r->n_pods};
         int rc = fn(ud, &v);
         if (rc)
             return rc;

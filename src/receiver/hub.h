@@ -160,6 +160,15 @@ unsigned ps_hub_session_count(const ps_hub *hub);
 /* Nonzero while the last flush of the capture files failed (ACKs held). */
 int ps_hub_write_failing(const ps_hub *hub);
 
+/* A pod a sensor captures (an interface it announced as NAMESPACE/POD) and
+ * the counters of its last STATS: packets captured, packets dropped. */
+typedef struct ps_hub_pod {
+    char *name;     /* NAMESPACE/POD */
+    char *desc;     /* "iface=IFNAME uid=UID labels=k=v,..." (docs/protocol.md) */
+    uint32_t index; /* the sensor's interface index, latest */
+    uint64_t packets, drops;
+} ps_hub_pod;
+
 /* One sensor record, as seen from outside: valid during the callback. */
 typedef struct ps_hub_sensor {
     const char *id;
@@ -169,8 +178,10 @@ typedef struct ps_hub_sensor {
     uint64_t connected_ns; /* CLOCK_REALTIME of its last handshake, 0 never */
     uint64_t last_seq;     /* highest batch written */
     uint64_t packets, bytes, batches, duplicates, gaps;
-    uint64_t drops;  /* its last reported drops, summed over interfaces */
-    double pps, bps; /* packets and bytes per second, as of ps_hub_publish */
+    uint64_t drops;         /* its last reported drops, summed over interfaces */
+    double pps, bps;        /* packets and bytes per second, as of ps_hub_publish */
+    const ps_hub_pod *pods; /* the pods it has announced, in order of first sight */
+    size_t n_pods;
 } ps_hub_sensor;
 
 /* Entries in the registry now (expired ones with a written batch included). */

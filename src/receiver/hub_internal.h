@@ -77,6 +77,8 @@ typedef struct ps_sensor_rec {
     ps_session *conn;      /* its current connection, if any */
     uint64_t rate_packets, rate_bytes, rate_t_ns; /* the rate window's start */
     double pps, bps;
+    ps_hub_pod *pods; /* its pods' interfaces (announced as NS/POD), by name */
+    uint32_t n_pods, cap_pods;
     /* private: the hub's own (registry bookkeeping) */
     struct ps_sensor_rec *prev, *hnext; /* creation-order list, hash chain */
     struct ps_hub_id_series *series;    /* its id's /metrics series, once published */
@@ -110,6 +112,14 @@ void ps_hub_sensor_detach(ps_sensor_rec *rec, const ps_session *s);
 void ps_hub_count_batch(ps_hub *hub, ps_sensor_rec *rec, uint64_t seq, uint32_t records,
                         uint64_t bytes);
 void ps_hub_count_duplicate(ps_hub *hub, ps_sensor_rec *rec);
+/* An interface announcement of the sensor's session: one whose name is
+ * NAMESPACE/POD is remembered as a pod (for /api/sensors), under the
+ * sensor's interface index. Bounded by limits.maxInterfacesPerSession. */
+void ps_hub_sensor_iface(ps_hub *hub, ps_sensor_rec *rec, uint32_t index, const char *name,
+                         const char *desc);
+/* A STATS frame for that index: the pod's cumulative counters. */
+void ps_hub_sensor_iface_stats(ps_sensor_rec *rec, uint32_t index, uint64_t packets,
+                               uint64_t drops);
 void ps_hub_count_gap(ps_sensor_rec *rec);
 /* The sensor's drop counters, summed over its interfaces. */
 void ps_hub_sensor_drops(ps_sensor_rec *rec, uint64_t drops);

@@ -389,6 +389,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
         sess_write_failed(s, errno, "%s", err);
         return -1;
     }
+    ps_hub_sensor_iface(s->hub, s->sensor, i.index, name, desc);
     if (ps_livefeed_iface(s->o->livefeed, h, s->sensor->id, name, desc, i.linktype) != 0)
         ps_warn("receiver", "out of memory: interface %s/%s not available to /live", s->sensor->id,
                 name);
@@ -537,6 +538,8 @@ static int on_stats(ps_session *s, const ps_frame *f)
     }
     ps_writer_iface_stats(s->o->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
                           st.kernel_drops + st.if_drops, st.sensor_drops);
+    ps_hub_sensor_iface_stats(s->sensor, st.index, st.packets,
+                              st.kernel_drops + st.if_drops + st.sensor_drops);
     /* ifdrops has ifmap_len entries (grown in on_iface, see there). */
     /* The sensor's counters are cumulative per interface: the sensor's
      * total is the sum of the latest ones (also right after a reconnect),

@@ -751,7 +751,11 @@ static void test_iface_name_dup(void **state)
     } cases[] = {
         {"eth0", "eth0"},
         {"del\x7fname.pcap", "del_name.pcap"},
-        {"a/b", "a_b"},
+        {"a/b", "a/b"}, /* a pod: NAMESPACE/POD */
+        {"a/b/c", "a_b_c"},
+        {"/a", "_a"},
+        {"a/", "a_"},
+        {"../a", ".._a"},
         {"tab\there\n", "tab_here_"},
         {"", "_"},
         {".", "_"},
@@ -842,13 +846,18 @@ static void test_iface(void **state)
     i.name = long_a;
     i.name_len = PS_WIRE_MAX_IFNAME_LEN + 1;
     IFACE(i, PS_WIRE_E_TOO_LONG);
-    static const char *const bad_names[] = {"a/b", "a\0b", "a\tb", "a\x7f", "\x1b[31m", ".", ".."};
+    static const char *const bad_names[] = {"a\0b", "a\tb", "a\x7f", "\x1b[31m", ".",    "..",
+                                            "/",    "/a",   "a/",    "a/b/c",    "../a", "a/.."};
     for (size_t k = 0; k < sizeof(bad_names) / sizeof(bad_names[0]); k++) {
         i = base;
         i.name = bad_names[k];
-        i.name_len = (uint16_t)(k == 1 ? 3 : strlen(bad_names[k]));
+        i.name_len = (uint16_t)(k == 0 ? 3 : strlen(bad_names[k]));
         IFACE(i, PS_WIRE_E_BAD_VALUE);
     }
+    i = base; /* a pod's interface: NAMESPACE/POD */
+    i.name = "payments/api-7d4b9";
+    i.name_len = (uint16_t)strlen(i.name);
+    IFACE(i, PS_WIRE_OK);
     i = base;
     i.desc = long_a;
     i.desc_len = PS_WIRE_MAX_DESC_LEN + 1;
