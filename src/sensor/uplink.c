@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "core/net.h"
+#include "home.h"
 #include "spool.h"
 
 #define PS_UPLINK_HANDSHAKE_MS 10000
@@ -73,6 +74,10 @@ struct ps_uplink {
     int closing;
     void (*close_done)(void *ud);
     uint64_t connects, reconnects;
+    ps_home home;                    /* the tier member this sensor sticks to */
+    struct sockaddr_storage attempt; /* the address of the current attempt */
+    int attempting;                  /* an attempt is under way, not yet accepted */
+    char attempt_text[PS_HOME_ADDR_LEN];
 };
 
 static void up_connect(ps_uplink *u);
@@ -218,6 +223,9 @@ static void on_retry_timer(uv_timer_t *t)
 static void up_schedule_retry(ps_uplink *u, const char *why)
 {
     snprintf(u->last_err, sizeof(u->last_err), "%s", why);
+    if (u->attempting) /* this receiver did not take us: counts against it as a home */
+        ps_home_failed(&u->home, (const struct sockaddr *)&u->attempt, uv_now(u->loop));
+    u->attempting = 0;
     u->state = UP_IDLE;
     if (u->closing) {
         up_maybe_finish_close(u);
@@ -343,8 +351,12 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
     u->connects++;
     if (u->connects > 1)
         u->reconnects++;
-    ps_info("sensor", "connected to receiver %s (session %016llx, codec %s, resume after %llu)",
-            u->target, (unsigned long long)u->session, ps_codec_name(a.codec),
+    if (u->attempting)
+        ps_home_accepted(&u->home, (const struct sockaddr *)&u->attempt);
+    u->attempting = 0;
+    ps_info("sensor",
+            "connected to receiver %s at %s (session %016llx, codec %s, resume after %llu)",
+            u->target, u->attempt_text, (unsigned long long)u->session, ps_codec_name(a.codec),
             (unsigned long long)a.last_seq);
     /* Whatever the receiver already wrote needs no resend. */
     ps_spool_ack(&u->spool, a.last_seq);
@@ -522,6 +534,22 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     }
     if (u->o.on_resolved)
         u->o.on_resolved(u->o.ud, res);
+    const struct addrinfo *pick = ps_home_pick(&u->home, u->id, res, uv_now(u->loop));
+    if (!pick || pick->ai_addrlen > sizeof(u->attempt)) {
+        uv_freeaddrinfo(res);
+        up_schedule_retry(u, "the name resolves to no IPv4 or IPv6 address");
+        return;
+    }
+    char t[PS_HOME_ADDR_LEN] = "?";
+    ps_home_addr_text(pick->ai_addr, t);
+    if (u->home.home[0] && strcmp(t, u->home.home) != 0)
+        ps_warn("sensor",
+                "receiver %s: home receiver %s is gone (not resolved, or unreachable %d times); "
+                "moving to %s",
+                u->target, u->home.home, PS_HOME_FAILS, t);
+    memcpy(u->attempt_text, t, sizeof(t));
+    memcpy(&u->attempt, pick->ai_addr, pick->ai_addrlen);
+    u->attempting = 1;
     uv_tcp_t *tcp = malloc(sizeof(*tcp));
     if (!tcp || uv_tcp_init(u->loop, tcp) != 0) {
         free(tcp);
@@ -533,7 +561,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     u->connect_pending = 1;
     u->creq.data = u;
     u->state = UP_CONNECTING;
-    int rc = uv_tcp_connect(&u->creq, tcp, res->ai_addr, on_connected);
+    int rc = uv_tcp_connect(&u->creq, tcp, (const struct sockaddr *)&u->attempt, on_connected);
     uv_freeaddrinfo(res);
     if (rc != 0) {
         u->connecting = NULL;
