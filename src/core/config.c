@@ -239,6 +239,9 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
         return cfg_errf(
             &e, "http.listen: %s",
             ps_hostport_explain(c->http_listen ? c->http_listen : "", "ADDR", why, sizeof(why)));
+    if (c->tier_peers && ps_hostport_parse(c->tier_peers, 0, &hp) != 0)
+        return cfg_errf(&e, "tier.peers: %s",
+                        ps_hostport_explain(c->tier_peers, "NAME", why, sizeof(why)));
 
     if (c->role == PS_ROLE_SENSOR) {
         if (!c->server_address)

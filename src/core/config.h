@@ -148,6 +148,10 @@ typedef struct ps_config {
     int http_trust_loopback;                  /* http.trustLoopback, default true */
     char *http_allowed_hosts[PS_CONFIG_MAX_INTERFACES]; /* http.allowedHosts: Host names */
     int http_allowed_hosts_count;
+    /* receiver tier (receiver/tier.h) */
+    char *tier_peers;          /* tier.peers "NAME:PORT", NULL: no tier */
+    uint32_t tier_refresh_sec; /* tier.refreshSec, default 5 */
+    char *tier_name;           /* tier.name, NULL: the host name */
 
     /* logging */
     char *log_filename;     /* logFilename */

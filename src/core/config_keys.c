@@ -918,6 +918,36 @@ const key_def cfg_keys[] = {
      .help = "An HTTP connection must complete its request headers within this time of connecting "
              "(or of its previous answer, with keep-alive), however slowly it trickles bytes; "
              "otherwise it is closed (slowloris)."},
+    {.name = "tier.peers",
+     .type = K_STR,
+     FIELD(tier_peers),
+     .max = 300,
+     .roles = R_R,
+     .doc_range = "`NAME:PORT`",
+     .help =
+         "The HTTP address of every receiver of a tier, as one DNS name that resolves to all of "
+         "them (a headless Service) and their HTTP port. With it, `/api/sensors` and the status "
+         "page show the sensors of the whole tier, each with the `receiver` that has it, and "
+         "`/api/tier` says which receivers answered; peers are asked with `http.token`. See "
+         "docs/kubernetes.md, \"A receiver tier\"."},
+    {.name = "tier.name",
+     .type = K_STR,
+     FIELD(tier_name),
+     .max = 253,
+     .roles = R_R,
+     .doc_range = "1..253 bytes",
+     .doc_default = "the host name",
+     .help = "This receiver's name in the tier's `/api/sensors` (`receiver`); in a StatefulSet "
+             "the host name is the pod's name, which is what the chart uses."},
+    {.name = "tier.refreshSec",
+     .type = K_INT,
+     FIELD(tier_refresh_sec),
+     .min = 1,
+     .max = 3600,
+     .def = "5",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "How often the other receivers of the tier are asked for their sensors."},
 };
 
 const size_t cfg_nkeys = sizeof(cfg_keys) / sizeof(cfg_keys[0]);

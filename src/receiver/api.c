@@ -27,6 +27,7 @@
 #include "core/log.h"
 #include "filename.h"
 #include "livefeed.h"
+#include "tier.h"
 #include "writer.h"
 
 #define API_PUBLISH_MS 250
@@ -46,6 +47,9 @@ struct ps_api {
     int listening;
     char *dir, *prefix; /* copies of the writer's; NULL with stdout output */
     ps_snapshot sensors_json, files_meta;
+    ps_tier *tier;       /* tier.peers: the other receivers' sensors, or NULL */
+    char self_name[256]; /* with a tier: this receiver's name in its entries */
+    char instance[40];   /* random, per process: how the tier recognises itself */
 };
 
 /* ---- snapshots (loop thread) ---- */
@@ -80,6 +84,7 @@ static int json_kv_double(ps_buf *out, const char *key, double v)
 typedef struct sensors_json {
     ps_buf *j;
     int first;
+    const char *receiver; /* with a tier: this receiver's name, for each entry */
 } sensors_json;
 
 /* The value of "key=" in a pod interface's description (docs/protocol.md):
@@ -138,6 +143,8 @@ static int append_sensor(void *ud, const ps_hub_sensor *r)
           json_kv_u64(j, "sequence_gaps", r->gaps) | json_kv_u64(j, "drops", r->drops) |
           json_kv_double(j, "packets_per_second", r->pps) |
           json_kv_double(j, "bytes_per_second", r->bps);
+    if (sj->receiver)
+        rc |= ps_buf_append(j, ",\"receiver\":", 12) | ps_json_str(j, sj->receiver);
     rc |= ps_buf_append(j, ",\"pods\":[", 9);
     for (size_t i = 0; i < r->n_pods; i++)
         rc |= append_pod(j, &r->pods[i], i == 0);
@@ -150,7 +157,7 @@ static void publish(ps_api *a)
     ps_hub_publish(a->hub); /* the registry's counters and the sensors' rates */
 
     ps_buf j = PS_BUF_INIT;
-    sensors_json sj = {.j = &j, .first = 1};
+    sensors_json sj = {.j = &j, .first = 1, .receiver = a->tier ? a->self_name : NULL};
     int rc = ps_buf_append(&j, "[", 1);
     if (rc == 0)
         rc = ps_hub_foreach_sensor(a->hub, append_sensor, &sj);
@@ -399,7 +406,8 @@ static const char status_page[] =
     "</small> <span id=\"err\"></span></p>\n"
     "<h2>Sensors</h2>\n<table id=\"sensors\"><thead><tr><th>sensor</th><th>state</th>"
     "<th>address</th><th>connected since</th><th>packets</th><th>packets/s</th><th>bytes/s</th>"
-    "<th>drops</th><th>gaps</th><th>pods (packets)</th></tr></thead><tbody></tbody></table>\n"
+    "<th>drops</th><th>gaps</th><th>pods (packets)</th><th>receiver</th></tr></thead>"
+    "<tbody></tbody></table>\n"
     "<h2>Capture files</h2>\n<table id=\"files\"><thead><tr><th>file</th><th>size</th>"
     "<th>packets</th><th>first packet</th><th>last packet</th><th>sensors</th><th>state</th>"
     "</tr></thead><tbody></tbody></table>\n"
@@ -420,7 +428,8 @@ static const char status_page[] =
     "td(s.connected?'connected':'disconnected',s.connected?'up':'down'),td(s.address),"
     "td(s.connected_since),td(s.packets,'n'),td(s.packets_per_second.toFixed(1),'n'),"
     "td(s.bytes_per_second.toFixed(0),'n'),td(s.drops,'n'),td(s.sequence_gaps,'n'),"
-    "td((s.pods||[]).map(function(p){return p.name+' ('+p.packets+')'}).join(', '))]});"
+    "td((s.pods||[]).map(function(p){return p.name+' ('+p.packets+')'}).join(', ')),"
+    "td(s.receiver||'')]});"
     "fill('files',d[1],function(f){var "
     "c=document.createElement('td'),a=document.createElement('a');"
     "a.href=f.url;a.textContent=f.name;a.setAttribute('download',f.name);c.appendChild(a);"
@@ -451,21 +460,68 @@ static int respond_status_page(struct MHD_Connection *c)
     return rc;
 }
 
+static int respond_json(struct MHD_Connection *c, json_t *v)
+{
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    int rc = ps_http_respond(c, MHD_HTTP_OK, "application/json", text, strlen(text));
+    free(text);
+    return rc;
+}
+
+/* This receiver's sensors; with a tier (and without ?scope=local, which is
+ * what the peers ask), the other receivers' too, each naming its receiver. */
+static int route_sensors(ps_api *a, struct MHD_Connection *c)
+{
+    ps_buf b = PS_BUF_INIT;
+    int rc = ps_snapshot_get(&a->sensors_json, &b);
+    if (rc == 0 && b.len == 0)
+        rc = ps_buf_append(&b, "[]\n", 3);
+    if (rc != 0) {
+        ps_buf_free(&b);
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    const char *scope = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "scope");
+    if (!a->tier || (scope && strcmp(scope, "local") == 0)) {
+        struct MHD_Response *r =
+            MHD_create_response_from_buffer(b.len, b.data, MHD_RESPMEM_MUST_COPY);
+        ps_buf_free(&b);
+        if (!r)
+            return MHD_NO;
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+        MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(r, PS_TIER_INSTANCE_HEADER, a->instance);
+        rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+        MHD_destroy_response(r);
+        return rc;
+    }
+    json_t *all = json_loadb((const char *)b.data, b.len, 0, NULL);
+    ps_buf_free(&b);
+    if (!json_is_array(all) || ps_tier_append_sensors(a->tier, all) != 0) {
+        json_decref(all);
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    return respond_json(c, all);
+}
+
+/* The tier's receivers and whether they answered; [] without a tier. */
+static int route_tier(ps_api *a, struct MHD_Connection *c)
+{
+    return respond_json(c, a->tier ? ps_tier_status(a->tier) : json_array());
+}
+
 static int route(void *ud, struct MHD_Connection *c, const char *url)
 {
     ps_api *a = ud;
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
         return respond_status_page(c);
-    if (strcmp(url, "/api/sensors") == 0) {
-        ps_buf b = PS_BUF_INIT;
-        int rc = ps_snapshot_get(&a->sensors_json, &b);
-        if (rc == 0 && b.len == 0)
-            rc = ps_buf_append(&b, "[]\n", 3);
-        rc = rc ? ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
-                : ps_http_respond(c, MHD_HTTP_OK, "application/json", b.data, b.len);
-        ps_buf_free(&b);
-        return rc;
-    }
+    if (strcmp(url, "/api/sensors") == 0)
+        return route_sensors(a, c);
+    if (strcmp(url, "/api/tier") == 0)
+        return route_tier(a, c);
     if (strcmp(url, "/api/captures") == 0)
         return route_captures_list(a, c);
     if (strncmp(url, "/captures/", 10) == 0)
@@ -500,6 +556,25 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
         return NULL;
+    }
+    uint64_t rnd[2] = {0, 0};
+    uv_random(NULL, NULL, rnd, sizeof(rnd), 0, NULL);
+    snprintf(a->instance, sizeof(a->instance), "%016" PRIx64 "%016" PRIx64, rnd[0], rnd[1]);
+    if (o->cfg->tier_peers) {
+        if (o->cfg->tier_name)
+            snprintf(a->self_name, sizeof(a->self_name), "%s", o->cfg->tier_name);
+        else if (gethostname(a->self_name, sizeof(a->self_name) - 1) != 0)
+            snprintf(a->self_name, sizeof(a->self_name), "receiver");
+        ps_tier_opts to = {.peers = o->cfg->tier_peers,
+                           .instance = a->instance,
+                           .token = o->cfg->http_token,
+                           .refresh_sec = o->cfg->tier_refresh_sec};
+        if (ps_tier_open(&a->tier, &to, err, errlen) != 0) {
+            ps_api_free(a);
+            return NULL;
+        }
+        ps_info("receiver", "tier: showing the sensors of every receiver of %s (this is %s)",
+                o->cfg->tier_peers, a->self_name);
     }
     /* HTTP before the timer: a failure then frees a with no loop handle
      * pointing into it. */
@@ -555,6 +630,7 @@ void ps_api_free(ps_api *a)
         return;
     ps_livefeed_stop(a->live); /* ends streams so the threads can be joined */
     ps_http_free(a->http);
+    ps_tier_free(a->tier); /* after the HTTP threads, which read it */
     free(a->dir);
     free(a->prefix);
     ps_snapshot_free(&a->sensors_json);

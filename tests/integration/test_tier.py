@@ -11,6 +11,7 @@ docs/reliability.md).
 """
 
 import collections
+import json
 import os
 import shutil
 import signal
@@ -24,6 +25,7 @@ from conftest import SCALE, child_env, pcaplib
 
 NS = "pstier-%d" % os.getpid()
 PORT = 18601
+HTTP_PORT = 18602
 RX_ADDRS = ["127.0.0.1", "127.0.0.2", "127.0.0.3"]
 SENSORS = 12
 PACKETS = 1500
@@ -74,6 +76,13 @@ def wait_log(p, text, timeout):
     raise AssertionError("%s: no %r:\n%s" % (p.args, text, Path(p.log).read_text()[-3000:]))
 
 
+def http_json(ns, addr, path):
+    r = subprocess.run(["ip", "netns", "exec", ns, "curl", "-sf", "--max-time", "5",
+                        "http://%s:%d%s" % (addr, HTTP_PORT, path)], capture_output=True)
+    assert r.returncode == 0, (path, r.stderr)
+    return json.loads(r.stdout)
+
+
 def test_tier_spreads_and_moves(tierns, tmp_path):
     binary = os.environ.get("PS_TEST_BIN") or str(Path(__file__).resolve().parents[2] / "build" /
                                                   "packetstreamer")
@@ -82,7 +91,12 @@ def test_tier_spreads_and_moves(tierns, tmp_path):
         out = tmp_path / ("rx-" + a)
         out.mkdir()
         rx[a] = start(tierns, [binary, "receiver", "--listen", "%s:%d" % (a, PORT), "--output",
-                               str(out)], tmp_path / ("rx-%s.log" % a))
+                               str(out), "--http", "%s:%d" % (a, HTTP_PORT)],
+                      tmp_path / ("rx-%s.log" % a),
+                      env={"PACKETSTREAMER_HTTP_ENABLE": "true",
+                           "PACKETSTREAMER_TIER_PEERS": "rx-tier:%d" % HTTP_PORT,
+                           "PACKETSTREAMER_TIER_NAME": "rx-" + a.split(".")[-1],
+                           "PACKETSTREAMER_TIER_REFRESH_SEC": "1"})
     for p in rx.values():
         wait_log(p, "listening on", 15)
     inputs = {}
@@ -106,6 +120,21 @@ def test_tier_spreads_and_moves(tierns, tmp_path):
         home[s.sid] = line.split(" at ")[1].split(" ")[0]
     counts = collections.Counter(home.values())
     assert len(counts) == 3, counts  # 12 sensors over 3 receivers: each has some
+    # any receiver shows the whole tier, each sensor with the receiver that has it
+    want = {sid: "rx-" + h.split(".")[-1] for sid, h in home.items()}
+    deadline = time.monotonic() + 15 * SCALE
+    while True:
+        tier = http_json(tierns, RX_ADDRS[1], "/api/sensors")
+        seen = {e["id"]: e["receiver"] for e in tier if e.get("connected")}
+        if seen == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.3)
+    assert seen == want
+    status = http_json(tierns, RX_ADDRS[1], "/api/tier")
+    assert sorted((x["address"], x["ok"], x["self"]) for x in status) == [
+        ("%s:%d" % (a, HTTP_PORT), True, a == RX_ADDRS[1]) for a in RX_ADDRS]
+    local = http_json(tierns, RX_ADDRS[1], "/api/sensors?scope=local")
+    assert {e["id"] for e in local} == {s for s, h in home.items() if h == RX_ADDRS[1]}
     # the receiver with the most sensors goes away mid-stream
     victim = counts.most_common(1)[0][0]
     moved = sorted(s for s, h in home.items() if h == victim)
