@@ -18,7 +18,9 @@ import sys, yaml
 objs = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o]
 files = {"ServiceAccount": "serviceaccount.yaml", "ConfigMap": "configmaps.yaml",
          "DaemonSet": "sensor-daemonset.yaml", "Deployment": "receiver-deployment.yaml",
-         "Service": "receiver-service.yaml", "PersistentVolumeClaim": "receiver-pvc.yaml"}
+         "Service": "receiver-service.yaml", "PersistentVolumeClaim": "receiver-pvc.yaml",
+         "ClusterRole": "rbac.yaml", "ClusterRoleBinding": "rbac.yaml",
+         "PodDisruptionBudget": "receiver-pdb.yaml"}
 DROP_LABELS = {"helm.sh/chart", "app.kubernetes.io/managed-by"}
 def clean(meta):
     for k in DROP_LABELS:

@@ -59,8 +59,10 @@ for img in "$S" "$R"; do
 done
 
 # 1. Certificates and configs exactly as the chart renders them (generate mode).
+# No API server here: pod discovery off, as sensor.kubernetes.enabled=false renders it.
 "$TOOLS_BIN/helm" template ps "$REPO_DIR/charts/packetstreamer" --namespace capture \
-	--set tls.mode=generate >"$work/chart.yaml" || { echo "e2e-images: helm template failed"; exit 1; }
+	--set tls.mode=generate --set sensor.kubernetes.enabled=false >"$work/chart.yaml" ||
+	{ echo "e2e-images: helm template failed"; exit 1; }
 $PY - "$work" <<'PY' || { echo "e2e-images: could not extract the chart's Secrets and ConfigMaps"; exit 1; }
 import base64, os, sys, yaml
 work = sys.argv[1]
@@ -76,8 +78,19 @@ for o in yaml.safe_load_all(open(os.path.join(work, "chart.yaml"))):
                 f.write(base64.b64decode(v))
     if o["kind"] == "ConfigMap":
         for k, v in o["data"].items():
+            # Keys of work not merged yet (as packaging/check_chart.py
+            # PENDING_KEYS): removed until #14 and #17 land; then empty this.
+            PENDING = ["kubernetes", "capture.pods", "output.s3"]
+            cfg = yaml.safe_load(v)
+            for key in PENDING:
+                *parents, last = key.split(".")
+                d = cfg
+                for p in parents:
+                    d = d.get(p, {}) if isinstance(d, dict) else {}
+                if isinstance(d, dict):
+                    d.pop(last, None)
             with open(os.path.join(work, k), "w") as f:
-                f.write(v)
+                f.write(yaml.safe_dump(cfg) if PENDING else v)
 for need in ("tls-receiver/tls.crt", "tls-sensor/tls.key", "sensor.yaml", "receiver.yaml"):
     assert os.path.exists(os.path.join(work, need)), need
 PY

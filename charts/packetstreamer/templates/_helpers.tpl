@@ -19,12 +19,30 @@
 {{- define "ps.sensorName" -}}{{ include "ps.fullname" . | trunc 56 | trimSuffix "-" }}-sensor{{- end -}}
 {{- define "ps.receiverName" -}}{{ include "ps.fullname" . | trunc 54 | trimSuffix "-" }}-receiver{{- end -}}
 
-{{- define "ps.serviceAccountName" -}}
+{{/* The sensor's and the receiver's ServiceAccounts: separate, so the pod
+     RBAC belongs to the sensor alone and an IRSA role to the receiver alone. */}}
+{{- define "ps.sensorServiceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
-{{- default (include "ps.fullname" .) .Values.serviceAccount.name -}}
+{{- default (include "ps.sensorName" .) .Values.serviceAccount.name -}}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "ps.receiverServiceAccountName" -}}
+{{- if .Values.receiver.serviceAccount.create -}}
+{{- default (include "ps.receiverName" .) .Values.receiver.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.receiver.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* "true" when the sensor discovers pods through the Kubernetes API
+     (sensor.kubernetes.enabled auto or true: a sensor in a pod is in a
+     cluster, so auto means on); "" when it is off. Decides the RBAC objects,
+     the token mount and the rendered kubernetes/capture.pods keys. */}}
+{{- define "ps.sensorKubernetes" -}}
+{{- if ne (toString .Values.sensor.kubernetes.enabled) "false" -}}true{{- end -}}
 {{- end -}}
 
 {{/* The receiver Service's DNS names, most specific last. */}}
@@ -113,7 +131,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 Configuration files, rendered from values as a dict and serialised once, so
 each key exists in exactly one place. Keys follow docs/configuration.md.
-Keys marked (pending #N) are being added by the issue named; scripts/
+Keys marked (pending #N) are being added by the issue named; the
 packaging check knows them (packaging/check_chart.py PENDING_KEYS).
 */}}
 {{- define "ps.sensorConfig" -}}
@@ -136,6 +154,18 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
   "log" (dict "level" $v.logLevel "format" $v.logFormat)
 -}}
 {{- with $v.capture.capturePorts }}{{ $_ := set $cfg "capturePorts" . }}{{ end -}}
+{{- /* Pod discovery and selection (pending #14). enabled is rendered even
+       when auto so the file says what the chart chose; the node name comes
+       from NODE_NAME (downward API), the API server, token and CA from the
+       in-cluster defaults. An empty excludeNamespaces is rendered as [] so it
+       overrides the binary's default (kube-system). */ -}}
+{{- $_ := set $cfg "kubernetes" (dict "enabled" $v.kubernetes.enabled) -}}
+{{- if include "ps.sensorKubernetes" . -}}
+{{- $pods := dict "excludeNamespaces" (default (list) $v.pods.excludeNamespaces) -}}
+{{- with $v.pods.namespaces }}{{ $_ := set $pods "namespaces" . }}{{ end -}}
+{{- with $v.pods.labelSelector }}{{ $_ := set $pods "labelSelector" . }}{{ end -}}
+{{- $_ := set $capture "pods" $pods -}}
+{{- end -}}
 {{- with $v.capture.ignorePorts }}{{ $_ := set $cfg "ignorePorts" . }}{{ end -}}
 {{- if .Values.tls.enabled -}}
 {{- $dir := .Values.tls.mountPath -}}
@@ -168,6 +198,23 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
   "http" (dict "listen" (printf "0.0.0.0:%d" (int $v.httpPort)))
   "log" (dict "level" $v.logLevel "format" $v.logFormat)
 -}}
+{{- /* Upload of closed files to S3 (pending #17). Credentials never appear
+       here: they come from the environment (receiver.s3.existingSecret) or
+       from IRSA (receiver.serviceAccount.annotations). */ -}}
+{{- $s3 := $v.s3 -}}
+{{- if $s3.enabled -}}
+{{- $o3 := dict
+    "enabled" true
+    "bucket" (required "receiver.s3.bucket is required when receiver.s3.enabled is true" $s3.bucket)
+    "pathStyle" $s3.pathStyle
+    "sse" $s3.sse
+    "partSizeMB" (int $s3.partSizeMB)
+    "deleteLocal" $s3.deleteLocal -}}
+{{- range $k := list "endpoint" "region" "prefix" "storageClass" "sseKmsKeyId" "stsEndpoint" -}}
+{{- with index $s3 $k }}{{ $_ := set $o3 $k . }}{{ end -}}
+{{- end -}}
+{{- $_ := set $cfg.output "s3" $o3 -}}
+{{- end -}}
 {{- if .Values.tls.enabled -}}
 {{- $dir := .Values.tls.mountPath -}}
 {{- $tls := dict
