@@ -446,6 +446,9 @@ CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
 CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
+CHECK(k_tier_peers, streq(c->tier_peers, "rx-tier.ns.svc:8080"))
+CHECK(k_tier_name, streq(c->tier_name, "receiver-1"))
+CHECK(k_tier_refresh, c->tier_refresh_sec == 9)
 
 static const key_case key_cases[] = {
     {"input.address", "10.1.2.3", "10.1.2.3", k_input_address},
@@ -532,6 +535,9 @@ static const key_case key_cases[] = {
     {"http.maxConnections", "200", "200", k_http_max_conns},
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
+    {"tier.peers", "rx-tier.ns.svc:8080", "rx-tier.ns.svc:8080", k_tier_peers},
+    {"tier.name", "receiver-1", "receiver-1", k_tier_name},
+    {"tier.refreshSec", "9", "9", k_tier_refresh},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))
