@@ -26,6 +26,7 @@
 #include "hub.h"
 #include "listener.h"
 #include "livefeed.h"
+#include "upload.h"
 #include "writer.h"
 
 #define PS_RECEIVER_CLOSE_DEADLINE_MS 5000
@@ -52,7 +53,8 @@ typedef struct receiver {
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
-    ps_api *api; /* readiness, snapshots, HTTP */
+    ps_api *api;       /* readiness, snapshots, HTTP */
+    ps_upload *upload; /* output.s3: completed files to S3, NULL when off */
     int stopping;
 } receiver;
 
@@ -65,8 +67,45 @@ static uint64_t now_realtime_ns(void)
 
 static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_t bytes)
 {
-    (void)ud;
+    receiver *r = ud;
     ps_info("receiver", "wrote %s (%" PRIu64 " packets, %" PRIu64 " bytes)", path, packets, bytes);
+    if (r->upload)
+        ps_upload_file_closed(r->upload, path);
+}
+
+/* output.s3: the upload worker, over the writer's directory. */
+static int setup_upload(receiver *r, const ps_config *cfg)
+{
+    if (!cfg->s3_enabled)
+        return 0;
+    ps_upload_opts o = {.dir = ps_writer_dir(r->writer),
+                        .prefix = ps_writer_prefix(r->writer),
+                        .key_prefix = cfg->s3_prefix,
+                        .s3 = {.endpoint = cfg->s3_endpoint,
+                               .region = cfg->s3_region,
+                               .bucket = cfg->s3_bucket,
+                               .path_style = cfg->s3_path_style,
+                               .storage_class = cfg->s3_storage_class,
+                               .sse = cfg->s3_sse,
+                               .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                               .sts_endpoint = cfg->s3_sts_endpoint,
+                               .part_size = cfg->s3_part_size_bytes},
+                        .delete_local = cfg->s3_delete_local,
+                        .retry_max_sec = cfg->s3_retry_max_sec,
+                        .metrics = r->metrics};
+    char err[1024];
+    if (!o.dir || !o.prefix) {
+        ps_error("receiver", "output.s3 needs output.file.path to be a directory");
+        return -1;
+    }
+    if (ps_upload_open(&r->upload, &o, err, sizeof(err)) != 0) {
+        ps_error("receiver", "output.s3: %s", err);
+        return -1;
+    }
+    ps_info("receiver", "uploading completed files to s3://%s/%s%s", cfg->s3_bucket,
+            cfg->s3_prefix ? cfg->s3_prefix : "",
+            cfg->s3_delete_local ? " (then deleting them)" : "");
+    return 0;
 }
 
 static int on_checkpoint(void *ud, ps_buf *out)
@@ -199,6 +238,8 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void teardown(receiver *r)
 {
     ps_api_free(r->api); /* joins the HTTP threads before what they read is freed */
+    ps_upload_free(r->upload);
+    r->upload = NULL;
     ps_hub_free(r->hub);
     r->hub = NULL;
     replay_recovered(r); /* frees what was never handed over */
@@ -250,7 +291,7 @@ int ps_receiver_run(const ps_config *cfg)
         uv_loop_close(&r.loop);
         return 1;
     }
-    if (setup_tls(&r.tls, cfg) != 0) {
+    if (setup_tls(&r.tls, cfg) != 0 || setup_upload(&r, cfg) != 0) {
         ps_writer_free(r.writer);
         teardown(&r);
         uv_loop_close(&r.loop);
@@ -339,6 +380,14 @@ int ps_receiver_run(const ps_config *cfg)
     ps_hub_counters c;
     ps_hub_get_counters(r.hub, &c);
     ps_hub_counters_kv(r.hub, kv, sizeof(kv));
+    if (r.upload) {
+        ps_upload_stats us;
+        ps_upload_get_stats(r.upload, &us);
+        ps_info("receiver",
+                "S3: %" PRIu64 " files (%" PRIu64 " bytes) uploaded, %" PRIu64
+                " failed attempts, %" PRIu64 " files pending (uploaded at the next start)",
+                us.uploaded, us.bytes, us.failed, us.pending);
+    }
     ps_info("receiver",
             "stopped: %" PRIu64 " packets (%" PRIu64 " bytes) written from %" PRIu64
             " connections, %" PRIu64 " duplicate batches dropped, %" PRIu64 " rejected, %" PRIu64
