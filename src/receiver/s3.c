@@ -165,8 +165,10 @@ static void sha256_hex(const void *p, size_t n, char out[65])
     to_hex(d, 32, out);
 }
 
-/* Hashes [off, off + len) of fd: MD5 (raw) and SHA-256 (hex). */
-static int hash_range(int fd, uint64_t off, uint64_t len, unsigned char md5[16], char sha[65])
+/* Hashes [off, off + len) of fd: MD5 (raw) and SHA-256 (hex); whole, when
+ * not NULL, also gets the bytes (a whole file's MD5 across its parts). */
+static int hash_range(int fd, uint64_t off, uint64_t len, unsigned char md5[16], char sha[65],
+                      EVP_MD_CTX *whole)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new(), *h = EVP_MD_CTX_new();
     unsigned char *buf = malloc(1u << 20);
@@ -183,6 +185,8 @@ static int hash_range(int fd, uint64_t off, uint64_t len, unsigned char md5[16],
             goto out; /* error, or the file shrank */
         EVP_DigestUpdate(m, buf, (size_t)got);
         EVP_DigestUpdate(h, buf, (size_t)got);
+        if (whole)
+            EVP_DigestUpdate(whole, buf, (size_t)got);
         off += (uint64_t)got;
         len -= (uint64_t)got;
     }
@@ -780,7 +784,12 @@ static int answer_error(ps_s3 *s, req *r, char *err, size_t errlen)
     if (code && (strcmp(code, "InvalidAccessKeyId") == 0 ||
                  strcmp(code, "SignatureDoesNotMatch") == 0 || strcmp(code, "AccessDenied") == 0))
         rc = PS_S3_E_AUTH;
-    if (rc == PS_S3_E_AUTH)
+    if (rc == PS_S3_E_AUTH && !code)
+        snprintf(err, errlen,
+                 "%s %s: HTTP %ld, no reason given (an unknown access key, a wrong secret, or a "
+                 "policy without s3:GetObject/s3:PutObject on the bucket; credentials from %s)",
+                 r->method, w, r->status, s->creds_source ? s->creds_source : "nowhere");
+    else if (rc == PS_S3_E_AUTH)
         snprintf(err, errlen, "%s %s: HTTP %ld%s%s%s%s (credentials from %s)", r->method, w,
                  r->status, code ? " " : "", code ? code : "", msg ? ": " : "", msg ? msg : "",
                  s->creds_source ? s->creds_source : "nowhere");
@@ -895,40 +904,51 @@ static uint64_t part_size_for(const ps_s3 *s, uint64_t size)
     return p;
 }
 
-/* Expected ETag of fd's size bytes (see ps_s3_file_etag). */
-static int etag_of(ps_s3 *s, int fd, uint64_t size, char *etag, size_t etaglen)
+/* What a file's object may show as its ETag: S3's (the MD5 of a single
+ * PUT; MD5 of the part MD5s, "-N", after a multipart upload) or, from
+ * servers that hash the assembled object (s3rver, some gateways), the whole
+ * file's MD5. Either is a checksum of every byte. */
+typedef struct expect {
+    char etag[64];
+    char md5[33];
+} expect;
+
+/* The expectation for fd's size bytes, uploaded with this client. */
+static int etag_of(ps_s3 *s, int fd, uint64_t size, expect *e)
 {
     unsigned char md5[16];
     char sha[65];
     if (size <= s->part_size) {
-        if (hash_range(fd, 0, size, md5, sha) != 0)
+        if (hash_range(fd, 0, size, md5, sha, NULL) != 0)
             return -1;
-        char hex[33];
-        to_hex(md5, 16, hex);
-        snprintf(etag, etaglen, "%s", hex);
+        to_hex(md5, 16, e->md5);
+        snprintf(e->etag, sizeof(e->etag), "%s", e->md5);
         return 0;
     }
     uint64_t ps = part_size_for(s, size), n = (size + ps - 1) / ps;
-    EVP_MD_CTX *all = EVP_MD_CTX_new();
-    if (!all || !EVP_DigestInit_ex(all, EVP_md5(), NULL)) {
-        EVP_MD_CTX_free(all);
-        return -1;
-    }
+    EVP_MD_CTX *all = EVP_MD_CTX_new(), *whole = EVP_MD_CTX_new();
+    int rc = -1;
+    if (!all || !whole || !EVP_DigestInit_ex(all, EVP_md5(), NULL) ||
+        !EVP_DigestInit_ex(whole, EVP_md5(), NULL))
+        goto out;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = i * ps, len = size - off < ps ? size - off : ps;
-        if (hash_range(fd, off, len, md5, sha) != 0) {
-            EVP_MD_CTX_free(all);
-            return -1;
-        }
+        if (hash_range(fd, off, len, md5, sha, whole) != 0)
+            goto out;
         EVP_DigestUpdate(all, md5, 16);
     }
     unsigned int dl = 0;
-    EVP_DigestFinal_ex(all, md5, &dl);
-    EVP_MD_CTX_free(all);
     char hex[33];
+    EVP_DigestFinal_ex(all, md5, &dl);
     to_hex(md5, 16, hex);
-    snprintf(etag, etaglen, "%s-%" PRIu64, hex, n);
-    return 0;
+    snprintf(e->etag, sizeof(e->etag), "%s-%" PRIu64, hex, n);
+    EVP_DigestFinal_ex(whole, md5, &dl);
+    to_hex(md5, 16, e->md5);
+    rc = 0;
+out:
+    EVP_MD_CTX_free(all);
+    EVP_MD_CTX_free(whole);
+    return rc;
 }
 
 static int open_file(const char *path, uint64_t *size, char *err, size_t errlen)
@@ -945,23 +965,8 @@ static int open_file(const char *path, uint64_t *size, char *err, size_t errlen)
     return fd;
 }
 
-int ps_s3_file_etag(ps_s3 *s, const char *path, uint64_t *size, char *etag, size_t etaglen,
-                    char *err, size_t errlen)
-{
-    int fd = open_file(path, size, err, errlen);
-    if (fd < 0)
-        return PS_S3_E_FILE;
-    int rc = etag_of(s, fd, *size, etag, etaglen);
-    close(fd);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: read failed", path);
-        return PS_S3_E_FILE;
-    }
-    return 0;
-}
-
 /* HEAD key and compare with what we sent. */
-static int verify(ps_s3 *s, const char *key, uint64_t size, const char *etag, char *err,
+static int verify(ps_s3 *s, const char *key, uint64_t size, const expect *e, char *err,
                   size_t errlen)
 {
     ps_s3_object obj;
@@ -975,11 +980,11 @@ static int verify(ps_s3 *s, const char *key, uint64_t size, const char *etag, ch
                  obj.size, size);
         return PS_S3_E_VERIFY;
     }
-    /* Under SSE-KMS the ETag is not an MD5; elsewhere it is, when the server
-     * sends one of MD5's shape. */
-    if (s->sse != PS_CONFIG_SSE_KMS && obj.etag[0] && strcasecmp(obj.etag, etag) != 0) {
+    /* Under SSE-KMS the ETag is not an MD5: the size must do. */
+    if (s->sse != PS_CONFIG_SSE_KMS && obj.etag[0] && strcasecmp(obj.etag, e->etag) != 0 &&
+        strcasecmp(obj.etag, e->md5) != 0) {
         snprintf(err, errlen, "%s: ETag %s in the bucket, %s expected from the file", w, obj.etag,
-                 etag);
+                 e->etag);
         return PS_S3_E_VERIFY;
     }
     return 0;
@@ -988,9 +993,17 @@ static int verify(ps_s3 *s, const char *key, uint64_t size, const char *etag, ch
 int ps_s3_confirm(ps_s3 *s, const char *key, const char *path, char *err, size_t errlen)
 {
     uint64_t size;
-    char etag[64];
-    int rc = ps_s3_file_etag(s, path, &size, etag, sizeof(etag), err, errlen);
-    return rc != 0 ? rc : verify(s, key, size, etag, err, errlen);
+    expect e;
+    int fd = open_file(path, &size, err, errlen);
+    if (fd < 0)
+        return PS_S3_E_FILE;
+    int rc = etag_of(s, fd, size, &e);
+    close(fd);
+    if (rc != 0) {
+        snprintf(err, errlen, "%s: read failed", path);
+        return PS_S3_E_FILE;
+    }
+    return verify(s, key, size, &e, err, errlen);
 }
 
 /* The headers a new object gets (storage class, encryption). */
@@ -1017,18 +1030,19 @@ static void object_headers(const ps_s3 *s, char store[3][2200], const char *out[
     out[n] = NULL;
 }
 
-static int put_single(ps_s3 *s, const char *key, int fd, uint64_t size, char *etag, size_t etaglen,
-                      char *err, size_t errlen)
+static int put_single(ps_s3 *s, const char *key, int fd, uint64_t size, expect *e, char *err,
+                      size_t errlen)
 {
     unsigned char md5[16];
     char sha[65], md5b64[32], hex[33];
-    if (hash_range(fd, 0, size, md5, sha) != 0) {
+    if (hash_range(fd, 0, size, md5, sha, NULL) != 0) {
         snprintf(err, errlen, "%s: read failed", key);
         return PS_S3_E_FILE;
     }
     base64(md5, 16, md5b64);
     to_hex(md5, 16, hex);
-    snprintf(etag, etaglen, "%s", hex);
+    snprintf(e->etag, sizeof(e->etag), "%s", hex);
+    snprintf(e->md5, sizeof(e->md5), "%s", hex);
     char store[3][2200];
     const char *hdrs[4];
     object_headers(s, store, hdrs);
@@ -1060,8 +1074,8 @@ static void abort_multipart(ps_s3 *s, const char *key, const char *qid)
     ps_buf_free(&r.body);
 }
 
-static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, char *etag,
-                         size_t etaglen, char *err, size_t errlen)
+static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, expect *e, char *err,
+                         size_t errlen)
 {
     char store[3][2200];
     const char *hdrs[4];
@@ -1094,9 +1108,9 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, char 
     }
     ps_buf qid = PS_BUF_INIT, xml = PS_BUF_INIT;
     uint64_t ps = part_size_for(s, size), n = (size + ps - 1) / ps;
-    EVP_MD_CTX *all = EVP_MD_CTX_new();
-    if (append_enc(&qid, upload_id, 0) != 0 || buf_cstr(&qid) != 0 || !all ||
-        !EVP_DigestInit_ex(all, EVP_md5(), NULL) ||
+    EVP_MD_CTX *all = EVP_MD_CTX_new(), *whole = EVP_MD_CTX_new();
+    if (append_enc(&qid, upload_id, 0) != 0 || buf_cstr(&qid) != 0 || !all || !whole ||
+        !EVP_DigestInit_ex(all, EVP_md5(), NULL) || !EVP_DigestInit_ex(whole, EVP_md5(), NULL) ||
         append_str(&xml, "<CompleteMultipartUpload>") != 0) {
         snprintf(err, errlen, "out of memory");
         rc = PS_S3_E_NOMEM;
@@ -1105,7 +1119,7 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, char 
         uint64_t off = i * ps, len = size - off < ps ? size - off : ps;
         unsigned char md5[16];
         char sha[65], md5b64[32], q[1200];
-        if (hash_range(fd, off, len, md5, sha) != 0) {
+        if (hash_range(fd, off, len, md5, sha, whole) != 0) {
             snprintf(err, errlen, "%s: read failed", key);
             rc = PS_S3_E_FILE;
             break;
@@ -1160,7 +1174,9 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, char 
         char hex[33], q[1200];
         EVP_DigestFinal_ex(all, md5, &dl);
         to_hex(md5, 16, hex);
-        snprintf(etag, etaglen, "%s-%" PRIu64, hex, n);
+        snprintf(e->etag, sizeof(e->etag), "%s-%" PRIu64, hex, n);
+        EVP_DigestFinal_ex(whole, md5, &dl);
+        to_hex(md5, 16, e->md5);
         snprintf(q, sizeof(q), "uploadId=%s", (const char *)qid.data);
         /* S3 may answer 200 and then report an error in the body. */
         req fr = {.method = "POST",
@@ -1188,6 +1204,7 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, char 
     if (rc != 0 && qid.data)
         abort_multipart(s, key, (const char *)qid.data);
     EVP_MD_CTX_free(all);
+    EVP_MD_CTX_free(whole);
     ps_buf_free(&qid);
     ps_buf_free(&xml);
     free(upload_id);
@@ -1201,13 +1218,12 @@ int ps_s3_put_file(ps_s3 *s, const char *key, const char *path, uint64_t *bytes,
     int fd = open_file(path, &size, err, errlen);
     if (fd < 0)
         return PS_S3_E_FILE;
-    char etag[64];
-    int rc = size <= s->part_size
-                 ? put_single(s, key, fd, size, etag, sizeof(etag), err, errlen)
-                 : put_multipart(s, key, fd, size, etag, sizeof(etag), err, errlen);
+    expect e;
+    int rc = size <= s->part_size ? put_single(s, key, fd, size, &e, err, errlen)
+                                  : put_multipart(s, key, fd, size, &e, err, errlen);
     close(fd);
     if (rc == 0)
-        rc = verify(s, key, size, etag, err, errlen);
+        rc = verify(s, key, size, &e, err, errlen);
     if (rc == 0 && bytes)
         *bytes = size;
     return rc;

@@ -71,16 +71,11 @@ typedef struct ps_s3_object {
 /* HEAD key. 0 (obj filled), PS_S3_E_NOTFOUND, or another error. */
 int ps_s3_head(ps_s3 *s, const char *key, ps_s3_object *obj, char *err, size_t errlen);
 
-/* The ETag S3 gives a file uploaded by ps_s3_put_file with this client's part
- * size: the hex MD5 of a single PUT, or MD5(part MD5s)-N of a multipart
- * upload, into etag (at least 48 bytes). size receives the file's size.
- * 0, or PS_S3_E_FILE. */
-int ps_s3_file_etag(ps_s3 *s, const char *path, uint64_t *size, char *etag, size_t etaglen,
-                    char *err, size_t errlen);
-
-/* 0 if key exists with the file's size and (where the server's ETag is an
- * MD5, i.e. not under SSE-KMS) its ETag; PS_S3_E_NOTFOUND, PS_S3_E_VERIFY,
- * or another error. */
+/* 0 if key exists with the file's size and, unless under SSE-KMS (where the
+ * ETag is no MD5), an ETag that is the file's: S3's for an upload by this
+ * client (the MD5 of a single PUT, or MD5(part MD5s)-N with this part size),
+ * or the whole file's MD5 (servers that hash the assembled object).
+ * PS_S3_E_NOTFOUND, PS_S3_E_VERIFY, or another error. */
 int ps_s3_confirm(ps_s3 *s, const char *key, const char *path, char *err, size_t errlen);
 
 /* Uploads the file at path as key: one PUT with Content-MD5 up to

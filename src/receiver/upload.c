@@ -218,7 +218,8 @@ static int process(ps_upload *u, const item *it, const char *bucket)
         rc = ps_s3_confirm(u->s3, key, path, err, sizeof(err));
     if (rc == 0)
         ps_info("upload", "%s was already in %s (uploaded before a restart)", it->name, dest);
-    else if (rc == PS_S3_E_NOTFOUND || rc == PS_S3_E_VERIFY)
+    /* A HEAD's refusal has no body to say why: the PUT's will. */
+    else if (rc == PS_S3_E_NOTFOUND || rc == PS_S3_E_VERIFY || rc == PS_S3_E_AUTH)
         rc = ps_s3_put_file(u->s3, key, path, &bytes, err, sizeof(err));
     if (rc == PS_S3_E_CANCEL)
         return 1;

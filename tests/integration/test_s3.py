@@ -1,0 +1,400 @@
+"""Upload of completed capture files to S3 (output.s3, docs/storage.md), against
+s3rver, a real S3-compatible server on loopback (`make deps` installs it from
+packaging/s3rver/package-lock.json).
+
+What a user would notice: objects byte-identical to the files (and so to the
+sensor's packets), multipart above the part size, each file in the bucket
+exactly once across a server outage and receiver restarts, local files
+deleted only after the upload is confirmed, a clear error and nothing deleted
+when the credentials are refused, and the metrics saying all of it."""
+
+import hashlib
+import http.client
+import os
+import shutil
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ET
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import pytest
+
+from conftest import (ERROR_LINE, SCALE, assert_clean_stderr, assert_records_equal, free_port,
+                      output_files, pcaplib, port_listening, read_outputs)
+from http_helpers import http_args, metrics, parse_metrics
+
+MiB = 1024 * 1024
+BUCKET = "caps"
+S3RVER = Path(os.environ.get("PS_CACHE", "/var/tmp/packetstreamer-cache")) / "s3rver" / \
+    "node_modules" / ".bin" / "s3rver"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER"}
+
+
+class S3rver:
+    """s3rver on a fixed port and data directory, so it can be stopped and
+    started again with what it stored."""
+
+    def __init__(self, workdir):
+        assert S3RVER.exists(), "s3rver is not installed: run `make deps` (packaging/s3rver.sh)"
+        self.port = free_port()
+        self.data = workdir / "s3data"
+        self.data.mkdir()
+        self.log = workdir / "s3rver.log"
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [str(S3RVER), "-d", str(self.data), "-a", "127.0.0.1", "-p", str(self.port),
+             "--configure-bucket", BUCKET, "--no-vhost-buckets"],
+            stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20 * SCALE
+        while not port_listening(self.port):
+            assert self.proc.poll() is None, "s3rver exited:\n" + self.log.read_text()
+            assert time.monotonic() < deadline, "s3rver did not listen"
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    @property
+    def endpoint(self):
+        return "http://127.0.0.1:%d" % self.port
+
+    def request(self, method, path):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30 * SCALE)
+        try:
+            c.request(method, path)
+            r = c.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            c.close()
+
+    def keys(self):
+        """{key: size} of every object in the bucket (anonymous ListObjectsV2)."""
+        st, _, body = self.request("GET", "/%s?list-type=2&max-keys=1000" % BUCKET)
+        assert st == 200, body
+        ns = {"s3": "http://s3.amazonaws.com/doc/2006-03-01/"}
+        root = ET.fromstring(body)
+        out = {}
+        for c in root.iter():
+            if c.tag.endswith("Contents"):
+                key = next(x.text for x in c if x.tag.endswith("Key"))
+                size = int(next(x.text for x in c if x.tag.endswith("Size")))
+                out[key] = size
+        del ns
+        return out
+
+    def get(self, key):
+        st, hdr, body = self.request("GET", "/%s/%s" % (BUCKET, key))
+        assert st == 200, (key, st, body[:200])
+        return body
+
+    def head(self, key):
+        st, hdr, _ = self.request("HEAD", "/%s/%s" % (BUCKET, key))
+        assert st == 200, (key, st)
+        return hdr
+
+
+@pytest.fixture
+def s3(env):
+    srv = S3rver(env.workdir)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+def s3_config(env, srv, name="s3.yaml", **keys):
+    s3keys = {"enabled": "true", "endpoint": srv.endpoint, "bucket": BUCKET, "pathStyle": "true",
+              "prefix": "cap/", "retryMaxSec": 2}
+    s3keys.update(keys)
+    file_keys = s3keys.pop("file", {})
+    lines = ["output:", "  file:"] + ["    %s: %s" % kv for kv in file_keys.items()]
+    if len(lines) == 2:
+        lines.pop()
+    lines += ["  s3:"] + ["    %s: %s" % kv for kv in s3keys.items()]
+    p = env.workdir / name
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def aws_env(env, **extra):
+    e = dict(AWS_ENV)
+    e["HOME"] = str(env.workdir)  # no ~/.aws of the machine's user
+    e.update(extra)
+    return e
+
+
+def s3_metrics(port):
+    m = parse_metrics(metrics(port))
+    return {k[len("packetstreamer_receiver_s3_"):]: v for k, v in m.items()
+            if k.startswith("packetstreamer_receiver_s3_")}
+
+
+def wait_for(cond, what, timeout=60):
+    deadline = time.monotonic() + timeout * SCALE
+    last = None
+    while time.monotonic() < deadline:
+        last = cond()
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def stream(env, rx, path, sensor_id):
+    rc, err = env.run_sensor(path, rx.port, sensor_id=sensor_id)
+    assert rc == 0, "sensor exit %d:\n%s" % (rc, err)
+    assert_clean_stderr(err, "sensor")
+
+
+def objects_to_dir(srv, keys, dst):
+    dst.mkdir(exist_ok=True)
+    out = []
+    for k in sorted(keys):
+        p = dst / k.split("/")[-1]
+        p.write_bytes(srv.get(k))
+        out.append(p)
+    return out
+
+
+def test_closed_files_uploaded_byte_identical(env, captures, s3):
+    path, expected = captures.varied(11_000, seed=71, fmt="pcap-ns")
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, file={"rotateSizeMB": 1})
+    rx = env.receiver(config=cfg, args=hargs, env=aws_env(env))
+    stream(env, rx, path, "up")
+    # Every file but the one still open is completed: all of them go up while
+    # the receiver runs.
+    done = [f for f in rx.files()]
+    assert len(done) >= 5
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total", 0) >= len(done), "uploads")
+    m = s3_metrics(hport)
+    rx.stop()
+    files = rx.files()  # the last one completed at stop
+    assert len(files) == len(done) + 1 or len(files) == len(done)
+    keys = s3.keys()
+    for f in done:
+        assert keys.get("cap/" + f.name) == f.stat().st_size, f.name
+        assert s3.get("cap/" + f.name) == f.read_bytes(), "object differs from " + f.name
+        assert s3.head("cap/" + f.name)["etag"].strip('"') == hashlib.md5(f.read_bytes()).hexdigest()
+    assert m["uploaded_total"] == len(done)
+    assert m["uploaded_bytes_total"] == sum(f.stat().st_size for f in done)
+    assert m["upload_seconds_count"] == len(done)
+    assert m["failed_total"] == 0
+    assert all(f.exists() for f in files), "deleteLocal is off: local files stay"
+    assert "S3RVER" not in rx.stderr.replace("S3RVER/", ""), "a credential in the log"
+
+    # A restart uploads the file completed at shutdown, and only that one.
+    hport2, hargs2 = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=hargs2, env=aws_env(env))
+    wait_for(lambda: len(s3.keys()) == len(files), "the last file's upload")
+    wait_for(lambda: s3_metrics(hport2).get("pending") == 0, "an empty queue")
+    m2 = s3_metrics(hport2)
+    assert m2["uploaded_total"] == len(files) - len(done)
+    rx2.stop()
+    objs = objects_to_dir(s3, s3.keys(), env.workdir / "objects")
+    assert_records_equal(read_outputs(objs), expected, ifname="up/" + path.name)
+
+
+def test_multipart_above_part_size(env, captures, s3):
+    path, expected = captures.varied(14_000, seed=72, fmt="pcap-ns")
+    # one file of ~12 MiB, written without S3, then uploaded by a receiver
+    # started over it with 5 MiB parts
+    rx = env.receiver()
+    stream(env, rx, path, "mp")
+    rx.stop()
+    [f] = rx.files()
+    size = f.stat().st_size
+    assert size > 10 * MiB
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, partSizeMB=5)
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=hargs, env=aws_env(env))
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload")
+    rx2.stop()
+    body = s3.get("cap/" + f.name)
+    assert body == f.read_bytes()
+    nparts = (size + 5 * MiB - 1) // (5 * MiB)
+    assert nparts >= 3
+    log = s3.log.read_text()
+    # s3rver logs each request: the parts went up one by one, then Complete
+    for n in range(1, nparts + 1):
+        assert "%s?partNumber=%d&uploadId=" % (f.name, n) in log, "part %d not sent" % n
+    assert "%s?partNumber=%d&" % (f.name, nparts + 1) not in log
+    assert "%s?uploads=" % f.name in log
+    assert_records_equal(pcaplib.read_named(body), expected, ifname="mp/" + path.name)
+    assert "uploaded %s" % f.name in rx2.stderr
+
+
+def test_server_outage_each_file_once_deleted_after_confirmation(env, captures, s3):
+    path, expected = captures.varied(11_000, seed=73, fmt="pcap-ns")
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, deleteLocal="true", file={"rotateSizeMB": 1})
+    rx = env.receiver(config=cfg, args=hargs, env=aws_env(env))
+    s3.stop()  # the server goes away before anything is uploaded
+    stream(env, rx, path, "out")
+    wait_for(lambda: s3_metrics(hport).get("failed_total", 0) >= 2, "failed attempts")
+    files = rx.files()
+    assert len(files) >= 5
+    assert all(f.exists() for f in files), "a file was deleted while its upload failed"
+    assert s3_metrics(hport)["uploaded_total"] == 0
+    s3.start()  # same data directory
+    # uploads resume; stop the server again in the middle of them
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total", 0) >= 1, "the first upload")
+    s3.stop()
+    time.sleep(1)
+    s3.start()
+    wait_for(lambda: s3_metrics(hport).get("pending") == 0, "every upload", timeout=90)
+    m = s3_metrics(hport)
+    rx.stop()
+    # the file completed at shutdown is still local; a restart sends it
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=http_args()[1], env=aws_env(env))
+    wait_for(lambda: not output_files(rx.outdir), "deletion of every uploaded file")
+    rx2.stop()
+    keys = s3.keys()
+    assert len(keys) == m["uploaded_total"] + 1
+    objs = objects_to_dir(s3, keys, env.workdir / "objects")
+    # each record exactly once, in order: no file twice, none missing
+    assert_records_equal(read_outputs(objs), expected, ifname="out/" + path.name)
+    assert m["failed_total"] >= 2
+
+
+def test_unknown_access_key_logged_nothing_deleted(env, captures, s3):
+    path, expected = captures.varied(3000, seed=74, fmt="pcap-ns")
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, deleteLocal="true", file={"rotateSizeMB": 1})
+    secret = "wJalrXUtnFEMI-not-a-real-secret"
+    rx = env.receiver(config=cfg, args=hargs,
+                      env=aws_env(env, AWS_ACCESS_KEY_ID="AKIDNOSUCHKEY", AWS_SECRET_ACCESS_KEY=secret))
+    stream(env, rx, path, "bad")
+    rx.stop(check=False)  # the capture file completes; the restart below has it pending
+    assert rx.returncode == 0
+    files = rx.files()
+    assert files
+    before = {f: f.read_bytes() for f in files}
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=hargs,
+                       env=aws_env(env, AWS_ACCESS_KEY_ID="AKIDNOSUCHKEY", AWS_SECRET_ACCESS_KEY=secret))
+    wait_for(lambda: s3_metrics(hport).get("failed_total", 0) >= 1, "a failed attempt")
+    time.sleep(1)
+    m = s3_metrics(hport)
+    rx2.stop(check=False)
+    assert rx2.returncode == 0
+    err = rx2.stderr
+    lines = [l for l in err.splitlines() if "upload of " in l]
+    assert lines, err
+    assert ERROR_LINE.search(lines[0]), "a refused key must be an ERROR: " + lines[0]
+    assert "InvalidAccessKeyId" in lines[0] and "credentials from the environment" in lines[0], lines[0]
+    assert secret not in err and secret not in rx.stderr
+    for f, data in before.items():
+        assert f.exists() and f.read_bytes() == data, "%s was deleted or changed" % f
+    assert s3.keys() == {}
+    assert m["uploaded_total"] == 0 and m["pending"] == len(files)
+
+
+def test_no_credentials_is_an_error(env, captures, s3):
+    path, _ = captures.varied(500, seed=75, fmt="pcap-ns")
+    rx = env.receiver()
+    stream(env, rx, path, "nc")
+    rx.stop()
+    hport, hargs = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, s3), args=hargs,
+                       env={"HOME": str(env.workdir)})
+    wait_for(lambda: s3_metrics(hport).get("failed_total", 0) >= 1, "a failed attempt")
+    rx2.stop(check=False)
+    assert "no AWS credentials" in rx2.stderr
+    assert len(rx.files()) == 1
+
+
+def test_shared_credentials_file_and_profile(env, captures, s3):
+    path, _ = captures.varied(500, seed=76, fmt="pcap-ns")
+    rx = env.receiver()
+    stream(env, rx, path, "sc")
+    rx.stop()
+    creds = env.workdir / "credentials"
+    creds.write_text("[default]\naws_access_key_id = WRONG\naws_secret_access_key = x\n\n"
+                     "[capture]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
+    hport, hargs = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, s3), args=hargs,
+                       env={"HOME": str(env.workdir), "AWS_SHARED_CREDENTIALS_FILE": str(creds),
+                            "AWS_PROFILE": "capture"})
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload")
+    rx2.stop()
+    [f] = rx.files()
+    assert s3.get("cap/" + f.name) == f.read_bytes()
+
+
+class FakeSts(BaseHTTPRequestHandler):
+    """AssumeRoleWithWebIdentity: checks the token and the role, answers
+    s3rver's credentials with a session token."""
+    calls = []
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        form = parse_qs(self.rfile.read(n).decode())
+        FakeSts.calls.append(form)
+        ok = (form.get("Action") == ["AssumeRoleWithWebIdentity"]
+              and form.get("WebIdentityToken") == ["eyJ.test-token.sig"]
+              and form.get("RoleArn") == ["arn:aws:iam::123456789012:role/capture"])
+        if ok:
+            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+            body = ("<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/"
+                    "2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials>"
+                    "<AccessKeyId>S3RVER</AccessKeyId><SecretAccessKey>S3RVER</SecretAccessKey>"
+                    "<SessionToken>session-token-xyz</SessionToken><Expiration>%s</Expiration>"
+                    "</Credentials></AssumeRoleWithWebIdentityResult>"
+                    "</AssumeRoleWithWebIdentityResponse>" % exp).encode()
+            self.send_response(200)
+        else:
+            body = (b"<ErrorResponse><Error><Code>InvalidIdentityToken</Code>"
+                    b"<Message>bad token</Message></Error></ErrorResponse>")
+            self.send_response(400)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+def test_web_identity_sts(env, captures, s3):
+    path, _ = captures.varied(500, seed=77, fmt="pcap-ns")
+    rx = env.receiver()
+    stream(env, rx, path, "wi")
+    rx.stop()
+    sts = HTTPServer(("127.0.0.1", 0), FakeSts)
+    threading.Thread(target=sts.serve_forever, daemon=True).start()
+    token = env.workdir / "token"
+    token.write_text("eyJ.test-token.sig\n")
+    FakeSts.calls = []
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, stsEndpoint="http://127.0.0.1:%d" % sts.server_address[1])
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=hargs,
+                       env={"HOME": str(env.workdir), "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+                            "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/capture"})
+    try:
+        wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload")
+        rx2.stop()
+    finally:
+        sts.shutdown()
+    assert len(FakeSts.calls) == 1, "STS credentials are kept until they near expiry"
+    [f] = rx.files()
+    assert s3.get("cap/" + f.name) == f.read_bytes()
+    assert "session-token-xyz" not in rx2.stderr and "test-token" not in rx2.stderr
+
+
+def test_config_checks(env):
+    for keys, msg in (({"enabled": "true"}, "output.s3.bucket is not set"),
+                      ({"enabled": "true", "bucket": "bkt", "endpoint": "ftp://x"},
+                       "must be an http:// or https:// URL"),
+                      ({"enabled": "true", "bucket": "bkt", "sseKmsKeyId": "k"},
+                       "sse is not aws:kms"),
+                      ({"enabled": "true", "bucket": "bkt", "partSizeMB": 4}, "partSizeMB")):
+        p = env.workdir / "bad.yaml"
+        p.write_text("output:\n  s3:\n" + "".join("    %s: %s\n" % kv for kv in keys.items()))
+        rc, out = env.run([str(env.binary), "check-config", "--role", "receiver", "--config", str(p)])
+        assert rc != 0 and msg in out, (keys, out)
