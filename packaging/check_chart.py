@@ -66,7 +66,7 @@ RELEASE = "ps"
 # Any other refusal, including a bad value under a key the binary knows, still
 # fails. After #14 (pod discovery) and #17 (S3) merge, delete the line below's
 # entries (one line: `PENDING_KEYS = {}`).
-PENDING_KEYS = {"kubernetes": "#14", "capture.pods": "#14", "output.s3": "#17"}
+PENDING_KEYS = {"kubernetes": "#14", "capture.pods": "#14"}
 # A key stops being pending by itself once the binary's --help shows the
 # feature's flag (--http for http.*, --tls-cert for tls.*): from then on
 # check-config must accept the key as the chart renders it.

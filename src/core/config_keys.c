@@ -76,11 +76,13 @@ static const char *const sse_names[] = {"none", "AES256", "aws:kms"};
 
 static int sse_parse(const char *s, int *out)
 {
-    int i = name_index(sse_names, 3, s);
-    if (i < 0)
-        return -1;
-    *out = i;
-    return 0;
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(sse_names[i], s) == 0) { /* the value arrives lower-cased */
+            *out = i;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 static const char *sse_name(int v)

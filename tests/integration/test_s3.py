@@ -398,3 +398,7 @@ def test_config_checks(env):
         p.write_text("output:\n  s3:\n" + "".join("    %s: %s\n" % kv for kv in keys.items()))
         rc, out = env.run([str(env.binary), "check-config", "--role", "receiver", "--config", str(p)])
         assert rc != 0 and msg in out, (keys, out)
+    # the chart writes sse as S3 spells it
+    p.write_text("output:\n  s3:\n    enabled: true\n    bucket: bkt\n    sse: AES256\n")
+    rc, out = env.run([str(env.binary), "check-config", "--role", "receiver", "--config", str(p)])
+    assert rc == 0, out

@@ -558,7 +558,7 @@ static const key_case key_cases[] = {
     {"output.s3.prefix", "pcap/", "pcap/", k_s3_prefix},
     {"output.s3.pathStyle", "true", "yes", k_s3_path_style},
     {"output.s3.storageClass", "STANDARD_IA", "STANDARD_IA", k_s3_storage_class},
-    {"output.s3.sse", "\"aws:kms\"", "aws:kms", k_s3_sse},
+    {"output.s3.sse", "\"aws:kms\"", "AWS:KMS", k_s3_sse},
     {"output.s3.sseKmsKeyId", "alias/captures", "alias/captures", k_s3_kms},
     {"output.s3.stsEndpoint", "https://sts.example", "https://sts.example", k_s3_sts},
     {"output.s3.partSizeMB", "64", "64", k_s3_part},
