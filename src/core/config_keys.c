@@ -328,7 +328,8 @@ const key_def cfg_keys[] = {
      .orig = 1,
      .roles = 0,
      .help = "**Not supported**: the original's S3 and Kafka plugins (`output.plugins.s3`, "
-             "`output.plugins.kafka`) are an error naming the key, see below."},
+             "`output.plugins.kafka`) are an error naming the key, see below. Uploads to S3 are "
+             "`output.s3` (docs/storage.md)."},
     /* packetstreamer's own keys. */
     {.name = "tls.caFile",
      .type = K_STR,
