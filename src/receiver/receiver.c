@@ -55,6 +55,7 @@ typedef struct receiver {
     uv_signal_t sigint, sigterm;
     ps_api *api;       /* readiness, snapshots, HTTP */
     ps_upload *upload; /* output.s3: completed files to S3, NULL when off */
+    ps_s3_opts s3o;    /* output.s3's bucket, for the upload and the HTTP side */
     int stopping;
 } receiver;
 
@@ -94,6 +95,7 @@ static int setup_upload(receiver *r, const ps_config *cfg)
                         .retry_max_sec = cfg->s3_retry_max_sec,
                         .metrics = r->metrics};
     char err[1024];
+    r->s3o = o.s3;
     if (!o.dir || !o.prefix) {
         ps_error("receiver", "output.s3 needs output.file.path to be a directory");
         return -1;
@@ -355,8 +357,13 @@ int ps_receiver_run(const ps_config *cfg)
                          : "TLS")
                   : "plaintext",
             cfg->file_path, ps_format_name(cfg->format));
-    ps_api_opts ao = {
-        .hub = r.hub, .writer = r.writer, .livefeed = r.livefeed, .metrics = r.metrics, .cfg = cfg};
+    ps_api_opts ao = {.hub = r.hub,
+                      .writer = r.writer,
+                      .livefeed = r.livefeed,
+                      .metrics = r.metrics,
+                      .cfg = cfg,
+                      .s3 = r.upload ? &r.s3o : NULL,
+                      .s3_key_prefix = cfg->s3_prefix};
     int code = 0;
     if (ps_api_open(&r.api, &r.loop, &ao, err, sizeof(err)) != 0) {
         /* An HTTP address that cannot be bound fails the start: a receiver

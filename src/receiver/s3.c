@@ -545,6 +545,11 @@ typedef struct req {
     int has_cl, has_range_total;
     uint64_t pos; /* bytes of the file range sent */
     int sink_stopped, sink_started;
+    /* between prepare and finish */
+    ps_buf url;
+    struct curl_slist *hd;
+    ps_s3_stream *stream; /* ps_s3_stream_open's: the body goes to its buffer */
+    int headers_done;
 } req;
 
 static size_t on_header(char *p, size_t size, size_t n, void *ud)
@@ -558,6 +563,13 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     if (strncmp(line, "HTTP/", 5) == 0) { /* a new answer (after 100 Continue) */
         r->etag[0] = '\0';
         r->has_cl = r->has_range_total = 0;
+        return len;
+    }
+    if (line[0] == '\r' || line[0] == '\n') { /* the end of an answer's headers */
+        long status = 0;
+        curl_easy_getinfo(r->s->h, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 200)
+            r->headers_done = 1;
         return len;
     }
     char *colon = strchr(line, ':');
@@ -585,12 +597,36 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     return len;
 }
 
+struct ps_s3_stream {
+    ps_s3 *s;
+    CURLM *multi;
+    req r;
+    ps_buf buf; /* received, not yet read */
+    size_t rd;  /* read offset into buf */
+    int done, paused;
+    CURLcode result;
+};
+
+#define S3_STREAM_BUF (256u << 10)
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     req *r = ud;
     size_t len = size * n;
     long status = 0;
     curl_easy_getinfo(r->s->h, CURLINFO_RESPONSE_CODE, &status);
+    if (r->stream && (status == 200 || status == 206)) {
+        ps_s3_stream *st = r->stream;
+        if (st->buf.len - st->rd >= S3_STREAM_BUF) {
+            st->paused = 1;
+            return CURL_WRITEFUNC_PAUSE; /* curl hands the same bytes again later */
+        }
+        if (st->rd > 0 && st->rd == st->buf.len) {
+            st->buf.len = 0;
+            st->rd = 0;
+        }
+        return ps_buf_append(&st->buf, p, len) == 0 ? len : 0;
+    }
     if (r->sink && (status == 200 || status == 206)) {
         if (!r->sink_started) {
             r->sink_started = 1;
@@ -667,11 +703,10 @@ static int build_url(const ps_s3 *s, const req *r, ps_buf *u)
     return buf_cstr(u);
 }
 
-/* Sends r; 0 when an HTTP answer arrived (r->status), else an error. */
-static int perform(ps_s3 *s, req *r, char *err, size_t errlen)
+/* Sets s's handle up for r (credentials, URL, headers, body). 0, or an
+ * error; finish() releases what it made either way. */
+static int prepare(ps_s3 *s, req *r, char *err, size_t errlen)
 {
-    char w[1200];
-    where(s, r->key, w, sizeof(w));
     r->s = s;
     int rc = load_creds(s, err, errlen);
     if (rc != 0)
@@ -752,9 +787,21 @@ static int perform(ps_s3 *s, req *r, char *err, size_t errlen)
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, "DELETE");
     }
     r->pos = 0;
-    CURLcode c = curl_easy_perform(h);
-    curl_slist_free_all(hd);
-    ps_buf_free(&url);
+    r->url = url;
+    r->hd = hd;
+    return 0;
+}
+
+/* After the transfer (c its result): 0 when an HTTP answer arrived
+ * (r->status), else an error. */
+static int finish(ps_s3 *s, req *r, CURLcode c, char *err, size_t errlen)
+{
+    char w[1200];
+    where(s, r->key, w, sizeof(w));
+    CURL *h = s->h;
+    curl_slist_free_all(r->hd);
+    r->hd = NULL;
+    ps_buf_free(&r->url);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
     if (c == CURLE_OK)
         return 0;
@@ -768,6 +815,15 @@ static int perform(ps_s3 *s, req *r, char *err, size_t errlen)
     }
     snprintf(err, errlen, "%s %s: %s", r->method, w, curl_easy_strerror(c));
     return PS_S3_E_IO;
+}
+
+/* Sends r; 0 when an HTTP answer arrived (r->status), else an error. */
+static int perform(ps_s3 *s, req *r, char *err, size_t errlen)
+{
+    int rc = prepare(s, r, err, errlen);
+    if (rc != 0)
+        return rc;
+    return finish(s, r, curl_easy_perform(s->h), err, errlen);
 }
 
 /* An answer with an unexpected status (or an <Error> body) as an error. */
@@ -1313,4 +1369,112 @@ int ps_s3_list(ps_s3 *s, const char *prefix, size_t max,
     }
     free(token);
     return rc;
+}
+
+/* ---- streaming GET (pull) ---- */
+
+/* Drives the transfer once: perform, then wait up to 1 s for the socket. */
+static void stream_step(ps_s3_stream *st)
+{
+    int running = 0;
+    curl_multi_perform(st->multi, &running);
+    CURLMsg *m;
+    int left;
+    while ((m = curl_multi_info_read(st->multi, &left)))
+        if (m->msg == CURLMSG_DONE) {
+            st->done = 1;
+            st->result = m->data.result;
+        }
+    if (!st->done && running)
+        curl_multi_poll(st->multi, NULL, 0, 1000, NULL);
+    else if (!running)
+        st->done = 1;
+}
+
+int ps_s3_stream_open(ps_s3 *s, const char *key, uint64_t off, uint64_t len, ps_s3_stream **out,
+                      char *err, size_t errlen)
+{
+    ps_s3_stream *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(err, errlen, "out of memory");
+        return PS_S3_E_NOMEM;
+    }
+    st->s = s;
+    char range[64]; /* copied into the request's headers by prepare */
+    snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
+    st->r = (req){.method = "GET", .key = key, .range = len > 0 ? range : NULL, .stream = st};
+    int rc = prepare(s, &st->r, err, errlen);
+    if (rc != 0) {
+        free(st);
+        return rc;
+    }
+    st->multi = curl_multi_init();
+    if (!st->multi || curl_multi_add_handle(st->multi, s->h) != CURLM_OK) {
+        finish(s, &st->r, CURLE_OUT_OF_MEMORY, err, errlen);
+        if (st->multi)
+            curl_multi_cleanup(st->multi);
+        free(st);
+        snprintf(err, errlen, "out of memory");
+        return PS_S3_E_NOMEM;
+    }
+    while (!st->done && !st->r.headers_done && !cancelled(s))
+        stream_step(st);
+    if (st->done && st->result != CURLE_OK)
+        rc = finish(s, &st->r, st->result, err, errlen);
+    else {
+        long status = 0;
+        curl_easy_getinfo(s->h, CURLINFO_RESPONSE_CODE, &status);
+        st->r.status = status;
+        if (status != 200 && status != 206) {
+            while (!st->done && !cancelled(s)) /* the error's body */
+                stream_step(st);
+            rc = answer_error(s, &st->r, err, errlen);
+        }
+    }
+    if (rc == 0 && cancelled(s)) {
+        snprintf(err, errlen, "cancelled");
+        rc = PS_S3_E_CANCEL;
+    }
+    if (rc != 0) {
+        ps_s3_stream_free(st);
+        return rc;
+    }
+    *out = st;
+    return 0;
+}
+
+long ps_s3_stream_read(ps_s3_stream *st, void *buf, size_t max)
+{
+    while (st->rd == st->buf.len) {
+        if (st->paused) {
+            st->paused = 0;
+            curl_easy_pause(st->s->h, CURLPAUSE_CONT);
+        }
+        if (st->done)
+            return st->result == CURLE_OK ? 0 : -1;
+        if (cancelled(st->s))
+            return -1;
+        stream_step(st);
+    }
+    size_t n = st->buf.len - st->rd;
+    if (n > max)
+        n = max;
+    memcpy(buf, st->buf.data + st->rd, n);
+    st->rd += n;
+    return (long)n;
+}
+
+void ps_s3_stream_free(ps_s3_stream *st)
+{
+    if (!st)
+        return;
+    if (st->multi) {
+        curl_multi_remove_handle(st->multi, st->s->h);
+        curl_multi_cleanup(st->multi);
+    }
+    curl_slist_free_all(st->r.hd);
+    ps_buf_free(&st->r.url);
+    ps_buf_free(&st->r.body);
+    ps_buf_free(&st->buf);
+    free(st);
 }

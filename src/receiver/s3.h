@@ -95,6 +95,18 @@ typedef int (*ps_s3_sink)(void *ud, const void *data, size_t len);
 int ps_s3_get(ps_s3 *s, const char *key, uint64_t off, uint64_t len, uint64_t *total,
               ps_s3_sink sink, void *ud, char *err, size_t errlen);
 
+/* A GET read at the reader's pace (an HTTP download streamed through):
+ * open sends GET key [off, off + len) (len 0: to the end) and returns once
+ * the answer's status is known: 0 (200/206), PS_S3_E_NOTFOUND, another
+ * error. read blocks until bytes arrive: the count, 0 at the end, -1 on
+ * error. At most 256 KiB are buffered (the transfer pauses beyond). The
+ * stream uses s's connection: s does nothing else until stream_free. */
+typedef struct ps_s3_stream ps_s3_stream;
+int ps_s3_stream_open(ps_s3 *s, const char *key, uint64_t off, uint64_t len, ps_s3_stream **out,
+                      char *err, size_t errlen);
+long ps_s3_stream_read(ps_s3_stream *st, void *buf, size_t max);
+void ps_s3_stream_free(ps_s3_stream *st);
+
 typedef struct ps_s3_listed {
     const char *key;
     uint64_t size;

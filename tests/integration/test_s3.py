@@ -26,7 +26,7 @@ import pytest
 
 from conftest import (ERROR_LINE, SCALE, assert_clean_stderr, assert_records_equal, free_port,
                       output_files, pcaplib, port_listening, read_outputs)
-from http_helpers import http_args, metrics, parse_metrics
+from http_helpers import get, http_args, metrics, parse_metrics
 
 MiB = 1024 * 1024
 BUCKET = "caps"
@@ -177,6 +177,12 @@ def test_closed_files_uploaded_byte_identical(env, captures, s3):
     assert len(done) >= 5
     wait_for(lambda: s3_metrics(hport).get("uploaded_total", 0) >= len(done), "uploads")
     m = s3_metrics(hport)
+    # /api/captures says which files are in the bucket too
+    import json
+    st, _, body = get(hport, "/api/captures")
+    assert st == 200
+    stored = {e["name"]: e["stored"] for e in json.loads(body)}
+    assert all(stored[f.name] == "local+s3" for f in done), stored
     rx.stop()
     files = rx.files()  # the last one completed at stop
     assert len(files) == len(done) + 1 or len(files) == len(done)
@@ -572,3 +578,54 @@ def test_config_checks(env):
     p.write_text("output:\n  s3:\n    enabled: true\n    bucket: bkt\n    sse: AES256\n")
     rc, out = env.run([str(env.binary), "check-config", "--role", "receiver", "--config", str(p)])
     assert rc == 0, out
+
+
+def test_api_lists_and_serves_bucket_objects(env, captures, s3):
+    # deleteLocal: uploaded files leave the disk but stay listed and
+    # downloadable, streamed through from the bucket, Range included
+    import json
+    path, expected = captures.varied(6000, seed=79, fmt="pcap-ns")
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, deleteLocal="true", file={"rotateSizeMB": 1})
+    rx = env.receiver(config=cfg, args=hargs, env=aws_env(env))
+    stream(env, rx, path, "api")
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total", 0) >= 3, "uploads")
+    wait_for(lambda: s3_metrics(hport).get("pending") == 0, "an empty queue")
+    local = {f.name for f in rx.files()}
+    assert not local, "uploaded files are deleted with deleteLocal: %s" % local
+    keys = s3.keys()
+    st, _, body = get(hport, "/api/captures")
+    assert st == 200
+    entries = {e["name"]: e for e in json.loads(body)}
+    in_bucket = {k[len("cap/"):] for k in keys}
+    assert in_bucket <= set(entries), (in_bucket, set(entries))
+    names = sorted(in_bucket)
+    for n in names:
+        e = entries[n]
+        assert e["stored"] == "s3" and e["size"] == keys["cap/" + n] and e["complete"]
+        assert e["url"] == "/captures/" + n and e["modified"]
+    parts = [e for e in entries.values() if e["name"].endswith(".part")]
+    assert all(e["stored"] == "local" for e in parts)
+    bodies = []
+    for n in names:
+        st, hdr, data = get(hport, "/captures/" + n, timeout=60)
+        assert st == 200 and data == s3.get("cap/" + n), n
+        assert hdr["content-length"] == str(len(data)) and hdr["accept-ranges"] == "bytes"
+        bodies.append(data)
+    n0 = names[0]
+    st, hdr, data = get(hport, "/captures/" + n0, headers={"Range": "bytes=100-4195"})
+    assert st == 206 and data == bodies[0][100:4196]
+    assert hdr["content-range"] == "bytes 100-4195/%d" % len(bodies[0])
+    st, hdr, _ = get(hport, "/captures/" + n0, headers={"Range": "bytes=%d-" % (len(bodies[0]) + 5)})
+    assert st == 416 and hdr["content-range"] == "bytes */%d" % len(bodies[0])
+    missing = n0.replace("-000001.", "-000999.")
+    st, _, _ = get(hport, "/captures/" + missing)
+    assert st == 404
+    rx.stop()
+    # the file completed at shutdown goes up at the next start
+    hport2, hargs2 = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=cfg, args=hargs2, env=aws_env(env))
+    wait_for(lambda: not rx.files(), "the last upload and its deletion")
+    rx2.stop()
+    objs = objects_to_dir(s3, s3.keys(), env.workdir / "objects")
+    assert_records_equal(read_outputs(objs), expected, ifname="api/" + path.name)
