@@ -470,8 +470,10 @@ const key_def cfg_keys[] = {
      .max = 512,
      .roles = R_R,
      .doc_default = "empty",
-     .help = "Prepended to each file's name to make its object key, as written: `captures/` "
-             "gives `captures/packetstreamer-...pcapng`."},
+     .help = "Prepended to each file's name to make its object key: `captures/` gives "
+             "`captures/packetstreamer-...pcapng`. `{receiver}` in it becomes this receiver's "
+             "name (`tier.name`, else the host name), so receivers sharing a bucket do not "
+             "overwrite each other's files: `captures/{receiver}/`."},
     {.name = "output.s3.pathStyle",
      .type = K_BOOL,
      FIELD(s3_path_style),

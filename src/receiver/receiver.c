@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -53,9 +54,10 @@ typedef struct receiver {
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
-    ps_api *api;       /* readiness, snapshots, HTTP */
-    ps_upload *upload; /* output.s3: completed files to S3, NULL when off */
-    ps_s3_opts s3o;    /* output.s3's bucket, for the upload and the HTTP side */
+    ps_api *api;          /* readiness, snapshots, HTTP */
+    ps_upload *upload;    /* output.s3: completed files to S3, NULL when off */
+    ps_s3_opts s3o;       /* output.s3's bucket, for the upload and the HTTP side */
+    char s3_prefix[1024]; /* output.s3.prefix with {receiver} expanded */
     int stopping;
 } receiver;
 
@@ -74,14 +76,52 @@ static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_
         ps_upload_file_closed(r->upload, path);
 }
 
+/* output.s3.prefix with each "{receiver}" replaced by this receiver's name
+ * (tier.name, else the host name), so receivers sharing a bucket do not
+ * write the same keys. -1 if it does not fit. */
+static int expand_prefix(const ps_config *cfg, char *out, size_t outlen)
+{
+    char self[256] = "receiver";
+    if (cfg->tier_name)
+        snprintf(self, sizeof(self), "%s", cfg->tier_name);
+    else if (gethostname(self, sizeof(self) - 1) != 0)
+        snprintf(self, sizeof(self), "receiver");
+    const char *p = cfg->s3_prefix ? cfg->s3_prefix : "";
+    size_t n = 0;
+    while (*p) {
+        const char *v = p;
+        size_t len = 1;
+        if (strncmp(p, "{receiver}", 10) == 0) {
+            v = self;
+            len = strlen(self);
+            p += 10;
+        } else {
+            p++;
+        }
+        if (n + len >= outlen)
+            return -1;
+        memcpy(out + n, v, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
 /* output.s3: the upload worker, over the writer's directory. */
 static int setup_upload(receiver *r, const ps_config *cfg)
 {
     if (!cfg->s3_enabled)
         return 0;
+    if (expand_prefix(cfg, r->s3_prefix, sizeof(r->s3_prefix)) != 0) {
+        ps_error("receiver", "output.s3.prefix is too long once {receiver} is expanded");
+        return -1;
+    }
+    if (cfg->tier_peers && !(cfg->s3_prefix && strstr(cfg->s3_prefix, "{receiver}")))
+        ps_warn("receiver", "output.s3.prefix has no {receiver}: the receivers of the tier may "
+                            "upload files of the same name to the same keys");
     ps_upload_opts o = {.dir = ps_writer_dir(r->writer),
                         .prefix = ps_writer_prefix(r->writer),
-                        .key_prefix = cfg->s3_prefix,
+                        .key_prefix = r->s3_prefix,
                         .s3 = {.endpoint = cfg->s3_endpoint,
                                .region = cfg->s3_region,
                                .bucket = cfg->s3_bucket,
@@ -104,8 +144,7 @@ static int setup_upload(receiver *r, const ps_config *cfg)
         ps_error("receiver", "output.s3: %s", err);
         return -1;
     }
-    ps_info("receiver", "uploading completed files to s3://%s/%s%s", cfg->s3_bucket,
-            cfg->s3_prefix ? cfg->s3_prefix : "",
+    ps_info("receiver", "uploading completed files to s3://%s/%s%s", cfg->s3_bucket, r->s3_prefix,
             cfg->s3_delete_local ? " (then deleting them)" : "");
     return 0;
 }
@@ -363,7 +402,7 @@ int ps_receiver_run(const ps_config *cfg)
                       .metrics = r.metrics,
                       .cfg = cfg,
                       .s3 = r.upload ? &r.s3o : NULL,
-                      .s3_key_prefix = cfg->s3_prefix};
+                      .s3_key_prefix = r.s3_prefix};
     int code = 0;
     if (ps_api_open(&r.api, &r.loop, &ao, err, sizeof(err)) != 0) {
         /* An HTTP address that cannot be bound fails the start: a receiver

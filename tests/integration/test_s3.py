@@ -327,13 +327,16 @@ def test_shared_credentials_file_and_profile(env, captures, s3):
     creds.write_text("[default]\naws_access_key_id = WRONG\naws_secret_access_key = x\n\n"
                      "[capture]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n")
     hport, hargs = http_args()
-    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, s3), args=hargs,
+    # and {receiver} in the prefix: this receiver's name
+    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, s3, prefix="cap/{receiver}/"),
+                       args=hargs,
                        env={"HOME": str(env.workdir), "AWS_SHARED_CREDENTIALS_FILE": str(creds),
-                            "AWS_PROFILE": "capture"})
+                            "AWS_PROFILE": "capture", "PACKETSTREAMER_TIER_NAME": "rx-a"})
     wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload")
     rx2.stop()
     [f] = rx.files()
-    assert s3.get("cap/" + f.name) == f.read_bytes()
+    assert list(s3.keys()) == ["cap/rx-a/" + f.name]
+    assert s3.get("cap/rx-a/" + f.name) == f.read_bytes()
 
 
 def sigv4_problem(method, path, headers, body, secret):
