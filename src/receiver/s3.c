@@ -165,10 +165,17 @@ static void sha256_hex(const void *p, size_t n, char out[65])
     to_hex(d, 32, out);
 }
 
+static void base64(const unsigned char *in, size_t n, char *out)
+{
+    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
+}
+
 /* Hashes [off, off + len) of fd: MD5 (raw) and SHA-256 (hex); whole, when
- * not NULL, also gets the bytes (a whole file's MD5 across its parts). */
-static int hash_range(int fd, uint64_t off, uint64_t len, unsigned char md5[16], char sha[65],
-                      EVP_MD_CTX *whole)
+ * not NULL, also gets the bytes (a whole file's MD5 across its parts).
+ * 0, -1 on a read error, PS_S3_E_CANCEL when s's cancel flag rises (hashing
+ * a 5 GiB part takes seconds). */
+static int hash_range(const ps_s3 *s, int fd, uint64_t off, uint64_t len, unsigned char md5[16],
+                      char sha[65], EVP_MD_CTX *whole)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new(), *h = EVP_MD_CTX_new();
     unsigned char *buf = malloc(1u << 20);
@@ -177,6 +184,10 @@ static int hash_range(int fd, uint64_t off, uint64_t len, unsigned char md5[16],
         !EVP_DigestInit_ex(h, EVP_sha256(), NULL))
         goto out;
     while (len > 0) {
+        if (cancelled(s)) {
+            rc = PS_S3_E_CANCEL;
+            goto out;
+        }
         size_t want = len < (1u << 20) ? (size_t)len : (1u << 20);
         ssize_t got = pread(fd, buf, want, (off_t)off);
         if (got < 0 && errno == EINTR)
@@ -201,11 +212,6 @@ out:
     EVP_MD_CTX_free(m);
     EVP_MD_CTX_free(h);
     return rc;
-}
-
-static void base64(const unsigned char *in, size_t n, char *out)
-{
-    EVP_EncodeBlock((unsigned char *)out, in, (int)n);
 }
 
 /* ---- XML ---- */
@@ -975,8 +981,9 @@ static int etag_of(ps_s3 *s, int fd, uint64_t size, expect *e)
     unsigned char md5[16];
     char sha[65];
     if (size <= s->part_size) {
-        if (hash_range(fd, 0, size, md5, sha, NULL) != 0)
-            return -1;
+        int hr = hash_range(s, fd, 0, size, md5, sha, NULL);
+        if (hr != 0)
+            return hr;
         to_hex(md5, 16, e->md5);
         snprintf(e->etag, sizeof(e->etag), "%s", e->md5);
         return 0;
@@ -989,8 +996,9 @@ static int etag_of(ps_s3 *s, int fd, uint64_t size, expect *e)
         goto out;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t off = i * ps, len = size - off < ps ? size - off : ps;
-        if (hash_range(fd, off, len, md5, sha, whole) != 0)
+        if ((rc = hash_range(s, fd, off, len, md5, sha, whole)) != 0)
             goto out;
+        rc = -1;
         EVP_DigestUpdate(all, md5, 16);
     }
     unsigned int dl = 0;
@@ -1049,17 +1057,30 @@ static int verify(ps_s3 *s, const char *key, uint64_t size, const expect *e, cha
 int ps_s3_confirm(ps_s3 *s, const char *key, const char *path, char *err, size_t errlen)
 {
     uint64_t size;
-    expect e;
     int fd = open_file(path, &size, err, errlen);
     if (fd < 0)
         return PS_S3_E_FILE;
-    int rc = etag_of(s, fd, size, &e);
-    close(fd);
-    if (rc != 0) {
-        snprintf(err, errlen, "%s: read failed", path);
-        return PS_S3_E_FILE;
+    /* HEAD before reading the whole file: usually the object is not there */
+    ps_s3_object obj;
+    int rc = ps_s3_head(s, key, &obj, err, errlen);
+    if (rc == 0 && obj.size != size) {
+        char w[1200];
+        where(s, key, w, sizeof(w));
+        snprintf(err, errlen, "%s: %" PRIu64 " bytes in the bucket, %" PRIu64 " in the file", w,
+                 obj.size, size);
+        rc = PS_S3_E_VERIFY;
     }
-    return verify(s, key, size, &e, err, errlen);
+    expect e;
+    if (rc == 0) {
+        int hr = etag_of(s, fd, size, &e);
+        if (hr != 0) {
+            snprintf(err, errlen, "%s: %s", path,
+                     hr == PS_S3_E_CANCEL ? "cancelled" : "read failed");
+            rc = hr == PS_S3_E_CANCEL ? hr : PS_S3_E_FILE;
+        }
+    }
+    close(fd);
+    return rc != 0 ? rc : verify(s, key, size, &e, err, errlen);
 }
 
 /* The headers a new object gets (storage class, encryption). */
@@ -1091,9 +1112,10 @@ static int put_single(ps_s3 *s, const char *key, int fd, uint64_t size, expect *
 {
     unsigned char md5[16];
     char sha[65], md5b64[32], hex[33];
-    if (hash_range(fd, 0, size, md5, sha, NULL) != 0) {
-        snprintf(err, errlen, "%s: read failed", key);
-        return PS_S3_E_FILE;
+    int hr = hash_range(s, fd, 0, size, md5, sha, NULL);
+    if (hr != 0) {
+        snprintf(err, errlen, "%s: %s", key, hr == PS_S3_E_CANCEL ? "cancelled" : "read failed");
+        return hr == PS_S3_E_CANCEL ? hr : PS_S3_E_FILE;
     }
     base64(md5, 16, md5b64);
     to_hex(md5, 16, hex);
@@ -1175,9 +1197,11 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, expec
         uint64_t off = i * ps, len = size - off < ps ? size - off : ps;
         unsigned char md5[16];
         char sha[65], md5b64[32], q[1200];
-        if (hash_range(fd, off, len, md5, sha, whole) != 0) {
-            snprintf(err, errlen, "%s: read failed", key);
-            rc = PS_S3_E_FILE;
+        int hr = hash_range(s, fd, off, len, md5, sha, whole);
+        if (hr != 0) {
+            snprintf(err, errlen, "%s: %s", key,
+                     hr == PS_S3_E_CANCEL ? "cancelled" : "read failed");
+            rc = hr == PS_S3_E_CANCEL ? hr : PS_S3_E_FILE;
             break;
         }
         EVP_DigestUpdate(all, md5, 16);
