@@ -169,6 +169,7 @@ typedef struct ps_config {
     int s3_sse;                  /* output.s3.sse: PS_CONFIG_SSE_* */
     char *s3_sse_kms_key_id;     /* output.s3.sseKmsKeyId, with sse aws:kms */
     char *s3_sts_endpoint;       /* output.s3.stsEndpoint URL, NULL: regional STS */
+    char *s3_ca_file;            /* output.s3.caFile, NULL: the system store */
     uint64_t s3_part_size_bytes; /* output.s3.partSizeMB, default 16 MiB */
     int s3_delete_local;         /* output.s3.deleteLocal, default false */
     uint32_t s3_retry_max_sec;   /* output.s3.retryMaxSec, default 300 */

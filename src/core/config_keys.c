@@ -512,6 +512,14 @@ const key_def cfg_keys[] = {
      .doc_default = "`https://sts.REGION.amazonaws.com`",
      .help = "STS endpoint for AssumeRoleWithWebIdentity, used when `AWS_WEB_IDENTITY_TOKEN_FILE` "
              "and `AWS_ROLE_ARN` are set (IRSA)."},
+    {.name = "output.s3.caFile",
+     .type = K_STR,
+     FIELD(s3_ca_file),
+     .roles = R_R,
+     .unit = "path",
+     .doc_default = "the system store",
+     .help = "PEM CA bundle the certificates of an `https://` endpoint and STS endpoint must "
+             "chain to (a MinIO or Ceph RGW with a private CA)."},
     {.name = "output.s3.partSizeMB",
      .type = K_INT,
      FIELD(s3_part_size_bytes),

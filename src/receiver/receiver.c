@@ -130,6 +130,7 @@ static int setup_upload(receiver *r, const ps_config *cfg)
                                .sse = cfg->s3_sse,
                                .sse_kms_key_id = cfg->s3_sse_kms_key_id,
                                .sts_endpoint = cfg->s3_sts_endpoint,
+                               .ca_file = cfg->s3_ca_file,
                                .part_size = cfg->s3_part_size_bytes},
                         .delete_local = cfg->s3_delete_local,
                         .retry_max_sec = cfg->s3_retry_max_sec,

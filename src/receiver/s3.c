@@ -49,7 +49,7 @@
 
 struct ps_s3 {
     char *scheme, *hostport; /* of the endpoint */
-    char *region, *bucket, *storage_class, *kms, *sts;
+    char *region, *bucket, *storage_class, *kms, *sts, *ca;
     int path_style, sse;
     uint64_t part_size;
     const _Atomic int *cancel;
@@ -443,6 +443,8 @@ static int creds_from_sts(ps_s3 *s, const char *token_file, const char *role, ti
     curl_easy_setopt(s->h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(s->h, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(s->h, CURLOPT_TIMEOUT, 30L);
+    if (s->ca)
+        curl_easy_setopt(s->h, CURLOPT_CAINFO, s->ca);
     CURLcode c = curl_easy_perform(s->h);
     curl_slist_free_all(hd);
     long status = 0;
@@ -768,6 +770,8 @@ static int prepare(ps_s3 *s, req *r, char *err, size_t errlen)
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, hd);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    if (s->ca)
+        curl_easy_setopt(h, CURLOPT_CAINFO, s->ca);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
@@ -898,6 +902,7 @@ int ps_s3_new(ps_s3 **out, const ps_s3_opts *o, char *err, size_t errlen)
     s->storage_class = dup_or_null(o->storage_class);
     s->kms = dup_or_null(o->sse_kms_key_id);
     s->sts = dup_or_null(o->sts_endpoint);
+    s->ca = dup_or_null(o->ca_file);
     s->path_style = o->path_style;
     s->sse = o->sse;
     s->part_size = o->part_size < (5u << 20) ? (5u << 20) : o->part_size;
@@ -907,7 +912,7 @@ int ps_s3_new(ps_s3 **out, const ps_s3_opts *o, char *err, size_t errlen)
     if (!s->scheme || !s->hostport || !s->region || !s->bucket || !s->h ||
         (o->storage_class && *o->storage_class && !s->storage_class) ||
         (o->sse_kms_key_id && *o->sse_kms_key_id && !s->kms) ||
-        (o->sts_endpoint && *o->sts_endpoint && !s->sts)) {
+        (o->sts_endpoint && *o->sts_endpoint && !s->sts) || (o->ca_file && *o->ca_file && !s->ca)) {
         snprintf(err, errlen, "out of memory");
         ps_s3_free(s);
         return -1;
@@ -931,6 +936,7 @@ void ps_s3_free(ps_s3 *s)
     free(s->storage_class);
     free(s->kms);
     free(s->sts);
+    free(s->ca);
     free(s);
 }
 

@@ -51,6 +51,7 @@ typedef struct ps_s3_opts {
     int sse;                   /* PS_CONFIG_SSE_* */
     const char *sse_kms_key_id;
     const char *sts_endpoint; /* NULL: https://sts.REGION.amazonaws.com */
+    const char *ca_file;      /* PEM CAs for https (S3 and STS); NULL: the system store */
     uint64_t part_size;       /* multipart above this (at least 5 MiB) */
     /* Optional, kept (not copied): while nonzero, transfers stop with
      * PS_S3_E_CANCEL within about a second. */

@@ -39,8 +39,9 @@ class S3rver:
     """s3rver on a fixed port and data directory, so it can be stopped and
     started again with what it stored."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, tls=None):
         assert S3RVER.exists(), "s3rver is not installed: run `make deps` (packaging/s3rver.sh)"
+        self.tls = tls  # (cert, key) for https
         self.port = free_port()
         self.data = workdir / "s3data"
         self.data.mkdir()
@@ -50,7 +51,8 @@ class S3rver:
     def start(self):
         self.proc = subprocess.Popen(
             [str(S3RVER), "-d", str(self.data), "-a", "127.0.0.1", "-p", str(self.port),
-             "--configure-bucket", BUCKET, "--no-vhost-buckets"],
+             "--configure-bucket", BUCKET, "--no-vhost-buckets"]
+            + (["--cert", str(self.tls[0]), "--key", str(self.tls[1])] if self.tls else []),
             stdin=subprocess.DEVNULL, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20 * SCALE
         while not port_listening(self.port):
@@ -66,10 +68,16 @@ class S3rver:
 
     @property
     def endpoint(self):
-        return "http://127.0.0.1:%d" % self.port
+        return "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
 
     def request(self, method, path):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30 * SCALE)
+        if self.tls:
+            import ssl
+            ctx = ssl.create_default_context(cafile=str(self.ca))
+            c = http.client.HTTPSConnection("127.0.0.1", self.port, timeout=30 * SCALE,
+                                            context=ctx)
+        else:
+            c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30 * SCALE)
         try:
             c.request(method, path)
             r = c.getresponse()
@@ -632,3 +640,36 @@ def test_api_lists_and_serves_bucket_objects(env, captures, s3):
     rx2.stop()
     objs = objects_to_dir(s3, s3.keys(), env.workdir / "objects")
     assert_records_equal(read_outputs(objs), expected, ifname="api/" + path.name)
+
+
+def test_https_endpoint_with_private_ca(env, captures):
+    # MinIO-style: https with a private CA, trusted through output.s3.caFile
+    # only; without it the TLS failure is logged and nothing is uploaded
+    import certs as certlib
+    c = certlib.Certs(env.workdir / "pki")
+    crt, key = c.leaf("ca", "s3", dns=["localhost"], ips=["127.0.0.1"])
+    srv = S3rver(env.workdir, tls=(crt, key))
+    srv.ca = c.p("ca.crt")
+    srv.start()
+    try:
+        path, expected = captures.varied(800, seed=80, fmt="pcap-ns")
+        rx = env.receiver()
+        stream(env, rx, path, "tls")
+        rx.stop()
+        [f] = rx.files()
+        hport, hargs = http_args()
+        rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, srv, name="noca.yaml"),
+                           args=hargs, env=aws_env(env))
+        wait_for(lambda: s3_metrics(hport).get("failed_total", 0) >= 1, "a failed attempt")
+        rx2.stop()
+        assert "certificate" in rx2.stderr.lower(), rx2.stderr[-2000:]
+        assert srv.keys() == {}
+        hport, hargs = http_args()
+        rx3 = env.receiver(outdir=rx.outdir,
+                           config=s3_config(env, srv, name="ca.yaml", caFile=c.p("ca.crt")),
+                           args=hargs, env=aws_env(env))
+        wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload")
+        rx3.stop()
+        assert srv.get("cap/" + f.name) == f.read_bytes()
+    finally:
+        srv.stop()
