@@ -401,6 +401,7 @@ class StrictProxy:
         self.problems = []
         self.requests = []
         self.cut_puts = set()  # cut these PUTs (1-based, in arrival order)
+        self.head_etag = None  # answer HEADs with this ETag instead of the object's
         self.cuts = 0
         self._puts = 0
         proxy = self
@@ -440,6 +441,9 @@ class StrictProxy:
                 for k, v in r.getheaders():
                     if k.lower() not in ("connection", "keep-alive", "transfer-encoding",
                                          "content-length", "date"):
+                        if (k.lower() == "etag" and self.command == "HEAD"
+                                and proxy.head_etag is not None):
+                            v = proxy.head_etag
                         self.send_header(k, v)
                 # a HEAD answer carries the object's length, with no body
                 self.send_header("Content-Length", r.getheader("Content-Length", "0")
@@ -673,3 +677,28 @@ def test_https_endpoint_with_private_ca(env, captures):
         assert srv.get("cap/" + f.name) == f.read_bytes()
     finally:
         srv.stop()
+
+
+def test_deleted_only_after_confirmation(env, captures, s3, strict):
+    # the server takes the PUT but its HEAD shows another checksum: not
+    # confirmed, so not counted and not deleted; once HEAD agrees, it is
+    path, _ = captures.varied(800, seed=81, fmt="pcap-ns")
+    rx = env.receiver()
+    stream(env, rx, path, "conf")
+    rx.stop()
+    [f] = rx.files()
+    data = f.read_bytes()
+    strict.head_etag = '"0123456789abcdef0123456789abcdef"'
+    hport, hargs = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, strict, deleteLocal="true"),
+                       args=hargs, env=aws_env(env))
+    wait_for(lambda: s3_metrics(hport).get("failed_total", 0) >= 2, "failed confirmations")
+    m = s3_metrics(hport)
+    assert f.exists(), "deleted without a confirmed upload"
+    assert m["uploaded_total"] == 0 and m["pending"] == 1
+    assert "ETag 0123456789abcdef0123456789abcdef in the bucket" in rx2.stderr
+    strict.head_etag = None
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the confirmation", timeout=30)
+    wait_for(lambda: not f.exists(), "the deletion")
+    rx2.stop()
+    assert s3.get("cap/" + f.name) == data
