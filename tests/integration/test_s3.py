@@ -702,3 +702,26 @@ def test_deleted_only_after_confirmation(env, captures, s3, strict):
     wait_for(lambda: not f.exists(), "the deletion")
     rx2.stop()
     assert s3.get("cap/" + f.name) == data
+
+
+def test_failed_multipart_upload_aborted(env, captures, s3, strict):
+    # part 2 fails on every try: the upload is aborted (DELETE ?uploadId),
+    # then the file is uploaded again from the start
+    path, expected = captures.varied(7_500, seed=82, fmt="pcap-ns")
+    rx = env.receiver()
+    stream(env, rx, path, "ab")
+    rx.stop()
+    [f] = rx.files()
+    assert f.stat().st_size > 5 * MiB
+    strict.cut_puts = {2, 3, 4}  # part 2 and its two retries
+    hport, hargs = http_args()
+    rx2 = env.receiver(outdir=rx.outdir, config=s3_config(env, strict, partSizeMB=5),
+                       args=hargs, env=aws_env(env))
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 1, "the upload", timeout=90)
+    m = s3_metrics(hport)
+    rx2.stop()
+    assert strict.problems == [], strict.problems[:3]
+    deletes = [p for m_, p in strict.requests if m_ == "DELETE"]
+    assert len(deletes) == 1 and "uploadId=" in deletes[0], strict.requests
+    assert m["failed_total"] == 1
+    assert s3.get("cap/" + f.name) == f.read_bytes()
