@@ -523,6 +523,7 @@ class FakeSts(BaseHTTPRequestHandler):
     """AssumeRoleWithWebIdentity: checks the token and the role, answers
     s3rver's credentials with a session token."""
     calls = []
+    lifetime = 3600  # seconds the credentials are valid
 
     def do_POST(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -532,7 +533,8 @@ class FakeSts(BaseHTTPRequestHandler):
               and form.get("WebIdentityToken") == ["eyJ.test-token.sig"]
               and form.get("RoleArn") == ["arn:aws:iam::123456789012:role/capture"])
         if ok:
-            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
+            exp = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                time.gmtime(time.time() + FakeSts.lifetime))
             body = ("<AssumeRoleWithWebIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/"
                     "2011-06-15/\"><AssumeRoleWithWebIdentityResult><Credentials>"
                     "<AccessKeyId>S3RVER</AccessKeyId><SecretAccessKey>S3RVER</SecretAccessKey>"
@@ -573,6 +575,7 @@ def test_web_identity_sts(env, captures, s3):
     finally:
         sts.shutdown()
     assert len(FakeSts.calls) == 1, "STS credentials are kept until they near expiry"
+    FakeSts.lifetime = 3600
     [f] = rx.files()
     assert s3.get("cap/" + f.name) == f.read_bytes()
     assert "session-token-xyz" not in rx2.stderr and "test-token" not in rx2.stderr
@@ -725,3 +728,35 @@ def test_failed_multipart_upload_aborted(env, captures, s3, strict):
     assert len(deletes) == 1 and "uploadId=" in deletes[0], strict.requests
     assert m["failed_total"] == 1
     assert s3.get("cap/" + f.name) == f.read_bytes()
+
+
+def test_web_identity_renewed_before_expiry(env, captures, s3):
+    # credentials that expire in 302 s are renewed 5 minutes before, i.e.
+    # after about 2 s: uploads spread over several seconds ask STS again,
+    # each time with the token file read again
+    path, expected = captures.varied(8000, seed=83, fmt="pcap-ns")
+    sts = HTTPServer(("127.0.0.1", 0), FakeSts)
+    threading.Thread(target=sts.serve_forever, daemon=True).start()
+    token = env.workdir / "token"
+    token.write_text("eyJ.test-token.sig\n")
+    FakeSts.calls = []
+    FakeSts.lifetime = 302
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, stsEndpoint="http://127.0.0.1:%d" % sts.server_address[1],
+                    file={"rotateSizeMB": 1})
+    rx = env.receiver(config=cfg, args=hargs,
+                      env={"HOME": str(env.workdir), "AWS_WEB_IDENTITY_TOKEN_FILE": str(token),
+                           "AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/capture"})
+    try:
+        rc, err = env.run_sensor(path, rx.port, sensor_id="renew",
+                                 env={"PACKETSTREAMER_SENSOR_READ_PACKETS_PER_SEC": "1000"})
+        assert rc == 0, err
+        done = len(rx.files())
+        wait_for(lambda: s3_metrics(hport).get("uploaded_total", 0) >= done, "the uploads")
+        rx.stop()
+    finally:
+        sts.shutdown()
+        FakeSts.lifetime = 3600
+    assert done >= 5
+    assert len(FakeSts.calls) >= 3, "credentials not renewed: %d STS calls" % len(FakeSts.calls)
+    assert "upload of" not in rx.stderr, "a failed attempt was logged"
