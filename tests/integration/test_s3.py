@@ -760,3 +760,25 @@ def test_web_identity_renewed_before_expiry(env, captures, s3):
     assert done >= 5
     assert len(FakeSts.calls) >= 3, "credentials not renewed: %d STS calls" % len(FakeSts.calls)
     assert "upload of" not in rx.stderr, "a failed attempt was logged"
+
+
+def test_retention_before_upload_is_counted(env, captures, s3):
+    # the bucket is down and retention (maxFiles) deletes files before they
+    # could go up: each is logged and counted, the queue forgets it, the
+    # files retention keeps go up once the bucket is back
+    path, _ = captures.varied(11_000, seed=84, fmt="pcap-ns")
+    s3.stop()
+    hport, hargs = http_args()
+    cfg = s3_config(env, s3, file={"rotateSizeMB": 1, "maxFiles": 2})
+    rx = env.receiver(config=cfg, args=hargs, env=aws_env(env))
+    stream(env, rx, path, "ret")
+    kept = rx.files()
+    assert len(kept) == 2
+    wait_for(lambda: s3_metrics(hport).get("pending") == 2, "the queue to drop deleted files")
+    assert rx.stderr.count("is gone before its upload") >= 5
+    s3.start()
+    wait_for(lambda: s3_metrics(hport).get("uploaded_total") == 2, "the kept files' uploads")
+    m = s3_metrics(hport)
+    rx.stop()
+    assert sorted(s3.keys()) == sorted("cap/" + f.name for f in kept)
+    assert m["failed_total"] >= 5 + 1
