@@ -14,6 +14,7 @@
 #include <curl/curl.h>
 
 #include "cli.h"
+#include "client/get.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "receiver/receiver.h"
@@ -171,6 +172,8 @@ static int dispatch(int argc, char **argv)
         return run_role(argc - 1, argv + 1, PS_ROLE_RECEIVER);
     if (strcmp(cmd, "check-config") == 0)
         return run_check_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "get") == 0)
+        return ps_get_main(argc - 1, argv + 1);
     fprintf(stderr, "packetstreamer: unknown command '%s'\n", cmd);
     ps_cli_main_usage(stderr);
     return 2;
