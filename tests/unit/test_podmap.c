@@ -1090,6 +1090,17 @@ static void test_live_bridge(void **state)
     WAIT(l, "fd88::5", port); /* dual stack: the same interface */
     assert_true(l->changes > before);
 
+    /* a map opened now finds the same through the neighbour and FDB dumps */
+    ps_podmap_stop(l->m, on_stopped, l);
+    while (!l->stopped)
+        uv_run(&l->loop, UV_RUN_ONCE);
+    ps_podmap_free(l->m);
+    l->m = NULL;
+    l->stopped = l->changes = 0;
+    open_map(l);
+    assert_int_equal(ps_podmap_lookup(l->m, "10.88.0.5"), port);
+    assert_int_equal(ps_podmap_lookup(l->m, "fd88::5"), port);
+
     /* a host route wins; without it, the bridge port again */
     SH("ip -n %s route add 10.88.0.5/32 dev pspmd0", node);
     WAIT(l, "10.88.0.5", dummy);
