@@ -7,7 +7,6 @@
  * pspm-<pid>-*, deleted in teardown. */
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <linux/if_bridge.h>
 #include <linux/neighbour.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
