@@ -621,6 +621,17 @@ def assert_tier(objs, sts, cfg, problems, ctx):
     if dig(cfg, "tier.name") is not None:
         problems.append(f"receiver config: tier.name {dig(cfg, 'tier.name')!r} is set: every receiver would have that name "
                         "(the default, the host name, is the pod's)")
+    # each receiver's files named after its pod: names unique in the tier
+    # (one S3 bucket and prefix), in the captures directory of the config
+    env_names = [e["name"] for e in c.get("env", []) or []]
+    pn = container_env(c, "POD_NAME")
+    fp = container_env(c, "PACKETSTREAMER_OUTPUT_FILE_PATH")
+    ext = "pcapng" if dig(cfg, "output.file.format", "pcapng") == "pcapng" else "pcap"
+    want_path = f"{str(dig(cfg, 'output.file.path')).rstrip('/')}/$(POD_NAME).{ext}"
+    if not pn or dig(pn, "valueFrom.fieldRef.fieldPath") != "metadata.name" or not fp or fp.get("value") != want_path \
+            or env_names.index("POD_NAME") > env_names.index("PACKETSTREAMER_OUTPUT_FILE_PATH"):
+        problems.append(f"receiver tier: PACKETSTREAMER_OUTPUT_FILE_PATH is {fp and fp.get('value')!r}, not {want_path!r} with "
+                        "POD_NAME from metadata.name before it (the receivers' files would share names in S3)")
     # the token the receivers ask each other with (docs/http.md: non-loopback
     # clients are answered only with http.token)
     tok = container_env(c, "PACKETSTREAMER_HTTP_TOKEN")
@@ -839,8 +850,14 @@ def check_config(binary, objs, env_overrides):
             path = os.path.join(d, f"{who}.yaml")
             env = {k: v for k, v in os.environ.items() if not k.startswith("PACKETSTREAMER_")}
             # the http token the pod gets from its Secret (a tier's receivers)
-            if dig(container_env(pod_spec(w)["containers"][0], "PACKETSTREAMER_HTTP_TOKEN") or {}, "valueFrom.secretKeyRef"):
+            wc = pod_spec(w)["containers"][0]
+            if dig(container_env(wc, "PACKETSTREAMER_HTTP_TOKEN") or {}, "valueFrom.secretKeyRef"):
                 env["PACKETSTREAMER_HTTP_TOKEN"] = "t" * 48
+            # a tier's receivers: the file path with the pod's name, as the
+            # kubelet expands $(POD_NAME)
+            fp = container_env(wc, "PACKETSTREAMER_OUTPUT_FILE_PATH")
+            if who == "receiver" and fp and "value" in fp:
+                env["PACKETSTREAMER_OUTPUT_FILE_PATH"] = fp["value"].replace("$(POD_NAME)", w["metadata"]["name"] + "-0")
             env.update(env_overrides.get(who, {}))
             while True:
                 with open(path, "w") as f:
@@ -1016,6 +1033,9 @@ def check_tier(binary):
         tok = container_env(pod_spec(sts[0])["containers"][0], "PACKETSTREAMER_HTTP_TOKEN")
         if dig(tok or {}, "valueFrom.secretKeyRef") != {"name": f"{RELEASE}-packetstreamer-http-token", "key": "token"}:
             problems.append(f"receivers' PACKETSTREAMER_HTTP_TOKEN: {tok}")
+        fp = container_env(pod_spec(sts[0])["containers"][0], "PACKETSTREAMER_OUTPUT_FILE_PATH")
+        if (fp or {}).get("value") != "/var/lib/packetstreamer/captures/$(POD_NAME).pcapng":
+            problems.append(f"receivers' PACKETSTREAMER_OUTPUT_FILE_PATH: {fp}, want captures named after the pod")
     svc = next((o for o in by_kind(objs, "Service") if o["metadata"]["name"] == hl), None)
     if svc is None:
         problems.append(f"no Service {hl}")
@@ -1036,7 +1056,8 @@ def check_tier(binary):
         problems.append(f"want one PodDisruptionBudget with maxUnavailable 1, got {[p['spec'] for p in pdbs]}")
     if len(by_kind(objs, "NetworkPolicy")) != 1:
         problems.append("no NetworkPolicy")
-    report("tier (receiver.replicas=3): StatefulSet, headless Service, tier.peers, sensor address, token, PDB, NetworkPolicy",
+    report("tier (receiver.replicas=3): StatefulSet, headless Service, tier.peers, sensor address, token, files named after the pod, "
+           "PDB, NetworkPolicy",
            problems)
     if binary:
         problems, notes = check_config(binary, objs, {"sensor": {"PACKETSTREAMER_SENSOR_ID": "node-1",
@@ -1375,6 +1396,10 @@ def selftest():
     mutate("http token Secret not rendered",
            lambda o: o.remove(next(x for x in by_kind(o, "Secret") if x["metadata"]["name"].endswith("-http-token"))),
            "the http token Secret", **T)
+    mutate("files not named after the pod",
+           lambda o: pod_spec(sts(o))["containers"][0].__setitem__(
+               "env", [e for e in pod_spec(sts(o))["containers"][0]["env"] if e["name"] != "PACKETSTREAMER_OUTPUT_FILE_PATH"]),
+           "the receivers' files would share names in S3", **T)
     mutate("captures on a shared claim",
            lambda o: sts(o)["spec"].pop("volumeClaimTemplates"), "is not on a writable volumeClaimTemplates claim", **T)
     mutate("NetworkPolicy without receiver -> receiver HTTP",

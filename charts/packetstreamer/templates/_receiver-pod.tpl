@@ -50,8 +50,20 @@ spec:
         - {{ include "ps.configDir" . }}/receiver.yaml
       {{- $s3secret := and $v.s3.enabled $v.s3.existingSecret }}
       {{- $token := include "ps.httpTokenSecret" . }}
-      {{- if or $token $v.extraEnv $s3secret }}
+      {{- $ownPath := and $tier (not (dig "output" "file" "path" "" $v.extraConfig)) }}
+      {{- if or $token $v.extraEnv $s3secret $ownPath }}
       env:
+        {{- if $ownPath }}
+        # A tier: each receiver's files are named after its pod
+        # (POD-STAMP-COUNTER.pcapng), so the tier's files never share a name,
+        # in one S3 bucket and prefix or side by side after a download.
+        - name: POD_NAME
+          valueFrom:
+            fieldRef:
+              fieldPath: metadata.name
+        - name: PACKETSTREAMER_OUTPUT_FILE_PATH
+          value: {{ printf "%s/$(POD_NAME).%s" (trimSuffix "/" $v.capturesPath) (ternary "pcapng" "pcap" (eq $v.output.format "pcapng")) | quote }}
+        {{- end }}
         {{- with $token }}
         - name: PACKETSTREAMER_HTTP_TOKEN
           valueFrom:
