@@ -1417,6 +1417,17 @@ def selftest():
            lambda o: by_kind(o, "ServiceMonitor")[0]["spec"]["selector"].pop("matchExpressions"),
            "scraped once per Service", **T)
 
+    mutate("StatefulSet field misspelt (podManagmentPolicy)",
+           lambda o: sts(o)["spec"].__setitem__("podManagmentPolicy", sts(o)["spec"].pop("podManagementPolicy")),
+           "'\"podManagmentPolicy\"' does not exist in type 'IStatefulSetSpec'", check="k8s", **T)
+    mutate("claim template field misspelt (accesModes)",
+           lambda o: sts(o)["spec"]["volumeClaimTemplates"][0]["spec"].__setitem__(
+               "accesModes", sts(o)["spec"]["volumeClaimTemplates"][0]["spec"].pop("accessModes")),
+           "'\"accesModes\"' does not exist in type 'IPersistentVolumeClaimSpec'", check="k8s", **T)
+    mutate("headless Service field misspelt (publishNotReadyAdresses)",
+           lambda o: hl(o)["spec"].__setitem__("publishNotReadyAdresses", hl(o)["spec"].pop("publishNotReadyAddresses")),
+           "'\"publishNotReadyAdresses\"' does not exist in type 'IServiceSpec'", check="k8s", **T)
+
     def old_certs(objs):
         # the one-receiver release's certificates: same CA, no headless names
         for o in by_kind(objs, "Secret"):
