@@ -2,7 +2,8 @@
 The receiver's pod template, shared by the Deployment (one receiver,
 receiver.replicas 1) and the StatefulSet (a tier, replicas > 1). The
 differences in a tier: the captures volume comes from the StatefulSet's
-volumeClaimTemplates (one claim per pod) when persistence is on, the http
+volumeClaimTemplates (one claim per pod) when persistence is on, the files
+are named after the pod (POD_NAME, PACKETSTREAMER_OUTPUT_FILE_PATH), the http
 token Secret is always there (ps.httpTokenSecret), and without an affinity of
 the user's the pods prefer different nodes.
 */}}
