@@ -697,6 +697,40 @@ static int append(ps_kube *k, const char *p, size_t n, size_t max)
 
 static void stall_arm(ps_kube *k);
 
+/* A well-formed pod event whose pod the sensor cannot use (an invalid name,
+ * label or IP): skipped with a warning, the resourceVersion moves on, and
+ * a pod known under that uid is forgotten (reported deleted: what it is now
+ * cannot be matched). 0 when handled so; -1 when the line is not even a
+ * well-formed event. */
+static int unusable_pod(ps_kube *k, const char *line, size_t len, const char *why)
+{
+    json_t *j = json_loadb(line, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *type = json_is_object(j) ? str_field(j, "type") : NULL;
+    json_t *obj = json_object_get(j, "object");
+    json_t *md = json_is_object(obj) ? json_object_get(obj, "metadata") : NULL;
+    const char *rv = json_is_object(md) ? str_field(md, "resourceVersion") : NULL;
+    const char *uid = json_is_object(md) ? str_field(md, "uid") : NULL;
+    int rc = -1;
+    if (type && rv && token_ok(rv, RV_MAX - 1) &&
+        (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0 ||
+         strcmp(type, "DELETED") == 0)) {
+        ps_warn("kube", "watch event %s skipped: %s", type, why);
+        snprintf(k->rv, sizeof(k->rv), "%s", rv);
+        k->got_event = 1;
+        known *e = uid ? find_known(k, uid) : NULL;
+        if (e) {
+            ps_pod gone = e->pod;
+            memset(&e->pod, 0, sizeof(e->pod));
+            forget(k, e);
+            emit(k, PS_KUBE_POD_DELETE, &gone);
+            ps_pod_clear(&gone);
+        }
+        rc = 0;
+    }
+    json_decref(j);
+    return rc;
+}
+
 /* One complete watch line. -1 ends the stream (k->stream_msg says why). */
 static int watch_line(ps_kube *k, const char *line, size_t len)
 {
@@ -709,6 +743,8 @@ static int watch_line(ps_kube *k, const char *line, size_t len)
     char rv[RV_MAX], err[256];
     int code;
     if (ps_kube_parse_event(line, len, &type, &pod, rv, sizeof(rv), &code, err, sizeof(err)) != 0) {
+        if (unusable_pod(k, line, len, err) == 0)
+            return k->stopped ? -1 : 0;
         /* A line we cannot read may be a deletion: the table can no longer
          * be trusted, so re-list. */
         snprintf(k->stream_msg, sizeof(k->stream_msg), "unreadable watch event (%s)", err);

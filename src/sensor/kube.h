@@ -23,15 +23,19 @@
  * loop (curl_multi_socket_action with uv_poll and a uv_timer): nothing
  * blocks the loop, and no thread is used. JSON is parsed with jansson;
  * every field is checked for type and length before use, and an object the
- * sensor cannot use (no uid, an over-long name) is skipped with a warning.
+ * sensor cannot use (no uid, an over-long name) is skipped with a warning
+ * (a known pod that turns unusable is reported deleted). A watch line that
+ * is not an event, or is longer than 4 MiB, drops the stream and re-lists.
  *
  * Pure parts (no I/O), unit-tested directly: ps_kube_parse_pod (one Pod
  * object), ps_kube_parse_event (one watch line), ps_kube_env_server.
  *
  * Callbacks run on the loop thread. on_pod receives each pod as it is now;
  * after a (re-)list, pods that vanished in between are reported as
- * PS_KUBE_POD_DELETE before PS_KUBE_SYNCED. The ps_pod passed to a
- * callback is valid during the call only (ps_pod_copy to keep it).
+ * PS_KUBE_POD_DELETE before PS_KUBE_SYNCED, and pods whose resourceVersion
+ * did not change are not reported again. The ps_pod passed to a callback is
+ * valid during the call only (ps_pod_copy to keep it). A callback may call
+ * ps_kube_stop (not ps_kube_free); nothing is reported after it.
  */
 #ifndef PS_KUBE_H
 #define PS_KUBE_H

@@ -16,7 +16,8 @@ HTTPS with a bearer token, speaking the real list/watch protocol.
 Faults: slow (each line dribbled in small pieces), stall (streams go
 silent), drop (streams cut mid-line, no final chunk), stop/start (the same
 port), rotate (a new token in the file; the old one refused), compact
-(history forgotten: old resourceVersions and continue tokens get 410).
+(history forgotten: old resourceVersions and continue tokens get 410),
+inject (any line, as is, into the watch streams).
 
 Objects are full Pods as the API serves them; tests check them with the
 project's strict schema validator (tests/integration/test_kubeapi_standin.py).
@@ -25,7 +26,7 @@ Use as a class (KubeAPI(dir).start()) or as a process driven by JSON lines:
     kubeapi.py --dir D --node node1
 prints {"url", "ca", "token_file", "port", "node"}, then answers each stdin
 line {"cmd": "add"|"modify"|"delete"|"stop"|"start"|"rotate"|"drop"|
-"set"|"compact"|"pods"|"requests"|"quit", ...} with one JSON line.
+"set"|"compact"|"inject"|"pods"|"requests"|"quit", ...} with one JSON line.
 Standard library only (and tests/lib/certs.py).
 """
 import argparse
@@ -220,6 +221,14 @@ class KubeAPI:
         with self.lock:
             return json.loads(json.dumps(self._delete_locked(ns, name)))
 
+    def inject(self, line):
+        """Sends line (text, as is) to every watch stream: what a broken or
+        hostile server might say. It takes a resourceVersion of its own."""
+        with self.lock:
+            self.rv += 1
+            self.events.append((self.rv, "RAW", line))
+            self.lock.notify_all()
+
     def compact(self):
         """Forgets the history: every older resourceVersion is now 410."""
         with self.lock:
@@ -286,7 +295,7 @@ class KubeAPI:
 
     def info(self):
         return {"url": self.url, "ca": str(self.ca), "token_file": str(self.token_file),
-                "port": self.port, "node": self.node}
+                "port": self.port, "node": self.node, "rv": self.rv}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -468,7 +477,8 @@ class Handler(BaseHTTPRequestHandler):
                         break
                     cut = False
                     new = [(t, p) for r, t, p in api.events
-                           if r > pos and (node is None or p["spec"]["nodeName"] == node)]
+                           if r > pos and (t == "RAW" or node is None or
+                                           p["spec"]["nodeName"] == node)]
                     pos = max(pos, api.rv)  # every event up to api.rv is in pending
                     pending += [(t, json.loads(json.dumps(p))) for t, p in new]
                     t = time.time()
@@ -489,7 +499,10 @@ class Handler(BaseHTTPRequestHandler):
                                                           "metadata": {"name": "cut"}}},
                           cut=True)
             for t, p in pending:
-                self.line({"type": t, "object": p})
+                if t == "RAW":
+                    self.chunk(p.encode() + b"\n")
+                else:
+                    self.line({"type": t, "object": p})
             pending = []
             if time.time() >= deadline:
                 self.chunk(b"")
@@ -536,6 +549,8 @@ def main():
                 api.rotate()
             elif cmd == "drop":
                 api.drop()
+            elif cmd == "inject":
+                api.inject(c["line"])
             elif cmd == "compact":
                 api.compact()
             elif cmd == "set":

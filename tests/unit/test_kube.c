@@ -436,6 +436,27 @@ static void sa_stop(standin *s)
     tu_rm_rf(s->dir);
 }
 
+/* Sends text, as is, as one line of every open watch stream. */
+static void sa_inject(standin *s, const char *text)
+{
+    json_t *c = json_pack("{s:s,s:s}", "cmd", "inject", "line", text);
+    assert_non_null(c);
+    char *t = json_dumps(c, JSON_COMPACT);
+    assert_non_null(t);
+    sa_do(s, t);
+    free(t);
+    json_decref(c);
+}
+
+/* The stand-in's current resourceVersion. */
+static long sa_rv(standin *s)
+{
+    json_t *j = sa_cmd(s, "{\"cmd\":\"info\"}");
+    long rv = (long)json_integer_value(json_object_get(j, "rv"));
+    json_decref(j);
+    return rv;
+}
+
 /* The requests the stand-in saw whose query has key (NULL: all). */
 static size_t sa_count(standin *s, const char *key, const char *value)
 {
@@ -875,6 +896,67 @@ static void test_dropped_and_slow_streams(void **state)
     live_end(&l);
 }
 
+static void test_hostile_watch_lines(void **state)
+{
+    (void)state;
+    live l;
+    live_start(&l, NULL, 0);
+    char uid[64], line[1024];
+    sa_add(&l.sa, "good", "node1", uid, sizeof(uid));
+    sa_add(&l.sa, "other", "node1", NULL, 0);
+    live_open(&l, 30, NULL);
+    wait_synced(&l, 1);
+    tu_run_for(&l.loop, 200); /* the watch is open */
+    long rv = sa_rv(&l.sa);
+    /* a new pod the sensor cannot use (a label key with a space): skipped */
+    snprintf(line, sizeof(line),
+             "{\"type\":\"ADDED\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\","
+             "\"metadata\":{\"name\":\"bad\",\"namespace\":\"shop\",\"uid\":\"u-bad\","
+             "\"resourceVersion\":\"%ld\",\"labels\":{\"a b\":\"c\"}}}}",
+             rv + 1);
+    sa_inject(&l.sa, line);
+    /* a known pod turns unusable (an IP that is not one): forgotten */
+    snprintf(line, sizeof(line),
+             "{\"type\":\"MODIFIED\",\"object\":{\"kind\":\"Pod\",\"apiVersion\":\"v1\","
+             "\"metadata\":{\"name\":\"good\",\"namespace\":\"shop\",\"uid\":\"%s\","
+             "\"resourceVersion\":\"%ld\"},\"status\":{\"podIP\":\"999.1.1.1\"}}}",
+             uid, rv + 2);
+    sa_inject(&l.sa, line);
+    wait_events(&l, 4);
+    assert_int_equal(l.r->ev[3].type, PS_KUBE_POD_DELETE);
+    assert_string_equal(l.r->ev[3].uid, uid);
+    sa_add(&l.sa, "after", "node1", NULL, 0);
+    wait_events(&l, 5);
+    assert_int_equal(count(l.r, PS_KUBE_POD_UPSERT, "after"), 1);
+    assert_int_equal(count(l.r, PS_KUBE_POD_UPSERT, "bad"), 0);
+    assert_int_equal(l.r->synced, 1);
+    assert_int_equal(l.r->n_states, 1);
+
+    /* a line that is not an event: the table cannot be trusted, re-list;
+     * the server still has "good" (valid there): reported again */
+    sa_inject(&l.sa, "{\"type\":\"ADDED\",\"object\":");
+    wait_synced(&l, 2);
+    assert_int_equal(l.r->n, 7);
+    assert_int_equal(l.r->ev[5].type, PS_KUBE_POD_UPSERT);
+    assert_string_equal(l.r->ev[5].uid, uid);
+    assert_int_equal(last_state(l.r), 1);
+    assert_non_null(strstr(l.r->msg, "connected"));
+
+    /* a line longer than 4 MiB: refused before it is all in memory */
+    size_t big = (5u << 20);
+    char *huge = malloc(big + 128);
+    assert_non_null(huge);
+    int w = snprintf(huge, 128, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"");
+    memset(huge + w, 'a', big);
+    strcpy(huge + w + big, "\"}}}");
+    sa_inject(&l.sa, huge);
+    free(huge);
+    wait_synced(&l, 3);
+    assert_int_equal(l.r->n, 8);        /* nothing changed: only SYNCED */
+    assert_int_equal(l.r->n_states, 5); /* lost, back, lost, back */
+    live_end(&l);
+}
+
 static void test_stalled_stream(void **state)
 {
     (void)state;
@@ -977,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_forbidden_names_permission),
         cmocka_unit_test(test_token_rotation),
         cmocka_unit_test(test_dropped_and_slow_streams),
+        cmocka_unit_test(test_hostile_watch_lines),
         cmocka_unit_test(test_stalled_stream),
         cmocka_unit_test(test_server_down_then_up),
         cmocka_unit_test(test_wrong_ca),
