@@ -831,6 +831,11 @@ static void end_transfer(ps_kube *k)
     k->req = REQ_NONE;
     k->len = 0;
     k->too_big = 0;
+    if (k->cap > (1u << 20)) { /* a big list page: do not keep its buffer */
+        free(k->body);
+        k->body = NULL;
+        k->cap = 0;
+    }
     uv_timer_stop(&k->t_stall);
 }
 
