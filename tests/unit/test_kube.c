@@ -835,7 +835,12 @@ static void test_forbidden_names_permission(void **state)
     tok[strcspn(tok, "\n")] = '\0';
     assert_null(strstr(l.r->msg, tok));
     free(tok);
-    tu_run_for(&l.loop, 1200);
+    /* retried with a growing, jittered backoff: 0.375-0.5 s, then 0.75-1 s,
+     * then 1.5-2 s: 3 or 4 attempts in 3.5 s, not a tight loop */
+    tu_run_for(&l.loop, 3500);
+    size_t tries = sa_count(&l.sa, "limit", NULL);
+    if (tries < 3 || tries > 4)
+        fail_msg("%zu attempts in 3.5 s", tries);
     assert_int_equal(l.r->n_states, 1); /* once per change, not per retry */
     sa_do(&l.sa, "{\"cmd\":\"set\",\"deny\":false}");
     wait_synced(&l, 1);
