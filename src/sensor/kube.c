@@ -787,6 +787,15 @@ static size_t on_data(char *p, size_t size, size_t n, void *ud)
     size_t len = size * n;
     if (k->stopped)
         return 0;
+    if (!k->status) { /* the headers' end was not seen (it always is): ask */
+        long code = 0;
+        curl_easy_getinfo(k->easy, CURLINFO_RESPONSE_CODE, &code);
+        k->status = code;
+        if (code == 200)
+            set_state(k, 1, "connected");
+        if (k->stopped)
+            return 0;
+    }
     if (k->status != 200 || k->req == REQ_LIST) {
         size_t max = k->status == 200 ? PAGE_MAX_BYTES : ERRBODY_MAX;
         if (append(k, p, len, max) != 0)
