@@ -11,6 +11,7 @@ import shutil
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -115,7 +116,6 @@ def test_objects_pass_the_strict_validator(api):
         api.add("db-0", "shop", labels={"app": "db"}, ips=["10.244.1.6"])
         api.modify("db-0", "shop", labels={"app": "db", "role": "primary"})
         api.delete("db-0", "shop")
-    import threading
     t = threading.Thread(target=changes)
     t.start()
     evs = cl.watch(SEL + "&watch=1&allowWatchBookmarks=true&timeoutSeconds=10&resourceVersion="
