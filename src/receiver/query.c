@@ -391,9 +391,9 @@ static int list_files(const char *dir, const char *prefix, char ***out, size_t *
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(names[i]);
         if (l > pl && strcmp(names[i] + l - pl, PS_FNAME_PART) == 0) {
-            names[i][l - pl] = '\0';
-            int dup = has_name(names, n, names[i]);
-            names[i][l - pl] = '.';
+            char *final = strndup(names[i], l - pl);
+            int dup = final && has_name(names, n, final);
+            free(final);
             if (dup) {
                 free(names[i]);
                 continue;

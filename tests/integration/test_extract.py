@@ -1,0 +1,322 @@
+"""GET /api/packets (docs/http.md): one pcapng with exactly the packets of a
+window, of the selected interfaces (pods named SENSOR/NS/POD in the files,
+docs/protocol.md "Pod interfaces"), passing a BPF filter, merged in
+timestamp order across sensors and files, rotated ones and the one being
+written; the side index lets a request skip files."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+
+import pytest
+
+from conftest import SCALE, pcaplib
+from http_helpers import get, http_args, wait_http_up
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import psclient  # noqa: E402
+
+BASE = 1_764_900_000_000_000_000  # 2025-12-05T02:00:00Z
+SENSORS = {
+    # sensor: its interfaces (sensor-local index -> announced name, description)
+    "node-a": [("shop/web-1", b"iface=cali0a uid=u-1 labels=app=web"), ("eth0", b"")],
+    "node-b": [("shop/db-0", b"iface=cali0b uid=u-2 labels=app=db"), ("eth0", b"")],
+    "node-c": [("other/web-1", b"iface=cali0c uid=u-3 labels=app=web"), ("eth0", b"")],
+}
+PER_SENSOR = 2400  # packets per sensor: about 7 MiB in all, several 1 MiB files
+BATCH = 100
+
+
+def iso(ns):
+    s, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + ".%09dZ" % frac
+
+
+def make_inputs():
+    """{sensor: [(iface index, Record)]}, timestamps interleaved across sensors
+    and unique: sensor k's packet i at BASE + i * 3 ms + k ms."""
+    out = {}
+    for k, sensor in enumerate(sorted(SENSORS)):
+        recs = pcaplib.gen_varied(PER_SENSOR, seed=11 + k)
+        rows = []
+        for i, r in enumerate(recs):
+            ts = BASE + i * 3_000_000 + k * 1_000_000 + 17
+            # every third packet on the host interface, the rest on the pod's
+            rows.append((1 if i % 3 == 2 else 0, r._replace(ts_ns=ts)))
+        out[sensor] = rows
+    return out
+
+
+def send_all(port, inputs):
+    """One sensor after the other, each a whole run of batches: a file of the
+    shared set holds long stretches of one sensor whose times overlap those
+    of the other sensors' files, so order needs a merge across files."""
+    for sensor in sorted(inputs):
+        c = psclient.Client("127.0.0.1", port)
+        kind, _ = c.hello(sensor)
+        assert kind == "ACCEPT"
+        for idx, (name, desc) in enumerate(SENSORS[sensor]):
+            c.send_frame(psclient.T_IFACE, psclient.iface_payload(idx, name, desc=desc))
+        rows = inputs[sensor]
+        seq = 0
+        for start in range(0, len(rows), BATCH):
+            seq += 1
+            raw = b"".join(psclient.records_bytes([r], iface=i) for i, r in rows[start:start + BATCH])
+            c.send_frame(psclient.T_BATCH, psclient.batch_payload(seq, raw, len(rows[start:start + BATCH])))
+        c.wait_ack(seq)
+        c.bye(seq)
+        c.close()
+
+
+def reference(inputs, pred=lambda name: True, lo=0, hi=2**64):
+    """(name, ts, caplen, origlen, data) of the inputs, filtered, by time."""
+    out = []
+    for sensor, rows in inputs.items():
+        for i, r in rows:
+            name = "%s/%s" % (sensor, SENSORS[sensor][i][0])
+            if pred(name) and lo <= r.ts_ns <= hi:
+                out.append((name, r.ts_ns, r.caplen, r.origlen, r.data))
+    out.sort(key=lambda x: x[1])
+    return out
+
+
+def extract(port, **params):
+    q = urllib.parse.urlencode(params)
+    return get(port, "/api/packets?" + q, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from conftest import Env, find_binary
+    workdir = tmp_path_factory.mktemp("extract")
+    env = Env(find_binary(), workdir)
+    cfg = workdir / "rx.yaml"
+    cfg.write_text("output:\n  file:\n    rotateSizeMB: 1\n")
+    hport, hargs = http_args()
+    rx = env.receiver(config=cfg, args=hargs)
+    wait_http_up(hport)
+    inputs = make_inputs()
+    send_all(rx.port, inputs)
+    outdir = rx.outdir
+    done = sorted(p for p in os.listdir(outdir) if p.endswith(".pcapng"))
+    parts = [p for p in os.listdir(outdir) if p.endswith(".pcapng.part")]
+    assert len(done) >= 4 and len(parts) == 1, (done, parts)
+    # the builder indexes every completed file
+    deadline = time.monotonic() + 20 * SCALE
+    while time.monotonic() < deadline:
+        idx = os.listdir(os.path.join(outdir, ".index")) if os.path.isdir(os.path.join(outdir, ".index")) else []
+        if len([n for n in idx if n.endswith(".idx")]) >= len(done):
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("not every file was indexed: %s" % idx)
+    yield env, rx, hport, inputs, outdir
+    rx.stop()
+    env.cleanup()
+
+
+def test_pod_window_exact_and_ordered(setup):
+    env, rx, hport, inputs, outdir = setup
+    lo, hi = BASE + 1000 * 3_000_000 + 5, BASE + 2300 * 3_000_000
+    st, hdr, body = extract(hport, **{"from": iso(lo), "to": iso(hi), "pod": "shop/web-1"})
+    assert st == 200, body[:300]
+    assert hdr["content-type"] == "application/x-pcapng"
+    want = reference(inputs, lambda n: n.endswith("/shop/web-1") and n.count("/") == 2, lo, hi)
+    assert want and {w[0] for w in want} == {"node-a/shop/web-1"}
+    got = pcaplib.read_named(body)
+    assert len(got) == len(want)
+    assert got == want
+    # one IDB, named as in the files, with the pod's description
+    ifs, _ = pcaplib.read(write_tmp(env, "pod.pcapng", body))
+    assert [(i.name, i.description) for i in ifs] == [
+        ("node-a/shop/web-1", "iface=cali0a uid=u-1 labels=app=web")]
+
+
+def write_tmp(env, name, data):
+    p = env.workdir / name
+    p.write_bytes(data)
+    return str(p)
+
+
+def test_all_sensors_merged_across_files_and_part(setup):
+    """No selector: every packet of the window, from all sensors, rotated
+    files and the .part, in timestamp order; IDBs one per interface."""
+    env, rx, hport, inputs, outdir = setup
+    st, hdr, body = extract(hport, **{"from": iso(BASE), "to": iso(BASE + 10**12)})
+    assert st == 200
+    want = reference(inputs)
+    got = pcaplib.read_named(body)
+    assert len(got) == len(want) == 3 * PER_SENSOR
+    assert got == want
+    ifs, _ = pcaplib.read(write_tmp(env, "all.pcapng", body))
+    assert sorted(i.name for i in ifs) == sorted(
+        "%s/%s" % (s, n) for s in SENSORS for n, _ in SENSORS[s])
+    # the .part file (the one being written) contributed: its last packets
+    last_sensor = sorted(SENSORS)[-1]
+    assert got[-1][0].startswith(last_sensor + "/")
+    # tools read it
+    res = subprocess.run(["tshark", "-r", write_tmp(env, "all2.pcapng", body), "-T", "fields",
+                          "-e", "frame.number"], capture_output=True, timeout=120)
+    if res.returncode == 0:
+        assert len(res.stdout.split()) == len(want)
+
+
+def test_selectors(setup):
+    env, rx, hport, inputs, outdir = setup
+    cases = [
+        ({"namespace": "shop"}, lambda n: n.split("/")[1] == "shop" and n.count("/") == 2),
+        ({"sensor": "node-b"}, lambda n: n.startswith("node-b/")),
+        ({"iface": "eth0"}, lambda n: n.endswith("/eth0")),
+        ({"sensor": "node-c", "iface": "other/web-1"}, lambda n: n == "node-c/other/web-1"),
+        ({"pod": "other/web-1"}, lambda n: n == "node-c/other/web-1"),
+    ]
+    lo, hi = BASE + 500 * 3_000_000, BASE + 900 * 3_000_000
+    for params, pred in cases:
+        st, hdr, body = extract(hport, **{"from": iso(lo), "to": iso(hi)}, **params)
+        assert st == 200, (params, body[:300])
+        want = reference(inputs, pred, lo, hi)
+        assert want, params
+        assert pcaplib.read_named(body) == want, params
+
+
+def test_bpf_filter_matches_tcpdump(setup):
+    env, rx, hport, inputs, outdir = setup
+    # the merged inputs as one pcapng (one interface per name), then tcpdump
+    want = reference(inputs)
+    names = sorted({w[0] for w in want})
+    interfaces = [pcaplib.Interface(n, pcaplib.LINKTYPE_ETHERNET, 262144, 9, 0, [], None) for n in names]
+    recs = [pcaplib.Record(names.index(w[0]), w[1], w[2], w[3], w[4]) for w in want]
+    merged = env.workdir / "merged.pcapng"
+    pcaplib.write_pcapng(str(merged), interfaces, recs)
+    for flt in ["udp", "tcp and port 47002", "ip6", "vlan", "arp", "greater 1000"]:
+        res = subprocess.run(["tcpdump", "-r", str(merged), "--time-stamp-precision", "nano",
+                              "-w", "-", flt], capture_output=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        ref = [(r[1], r[2], r[3], r[4]) for r in pcaplib.read_named(res.stdout)]
+        st, hdr, body = extract(hport, **{"from": iso(BASE), "to": "now", "filter": flt})
+        assert st == 200, body[:300]
+        got = [(g[1], g[2], g[3], g[4]) for g in pcaplib.read_named(body)]
+        assert got == ref, flt
+        assert ref, flt  # every filter matches something in the varied mix
+
+
+def test_limit(setup):
+    env, rx, hport, inputs, outdir = setup
+    st, hdr, body = extract(hport, **{"from": iso(BASE), "to": "now", "limit": "25",
+                                      "sensor": "node-a"})
+    assert st == 200
+    assert pcaplib.read_named(body) == reference(inputs, lambda n: n.startswith("node-a/"))[:25]
+
+
+def test_relative_times(setup):
+    """The inputs are from 2025: a window of the last 5 minutes is empty, one
+    of the last 3650 days holds them all."""
+    env, rx, hport, inputs, outdir = setup
+    st, hdr, body = extract(hport, **{"from": "-5m", "to": "now", "pod": "shop/web-1"})
+    assert st == 200 and pcaplib.read_named(body) == []
+    assert hdr.get("x-packetstreamer-matched") == "0"
+    st, hdr, body = extract(hport, **{"from": "-3650d", "pod": "shop/web-1"})
+    assert st == 200
+    assert len(pcaplib.read_named(body)) == len(reference(inputs, lambda n: n == "node-a/shop/web-1"))
+    # an offset: the same instant written in another zone
+    h = BASE + 1200 * 3_000_000
+    s, frac = divmod(h, 1_000_000_000)
+    plus2 = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s + 7200)) + ".%09d+02:00" % frac
+    st, _, b1 = extract(hport, **{"from": iso(BASE), "to": plus2, "pod": "shop/web-1"})
+    st2, _, b2 = extract(hport, **{"from": iso(BASE), "to": iso(h), "pod": "shop/web-1"})
+    assert st == st2 == 200 and b1 == b2 and pcaplib.read_named(b1)
+
+
+@pytest.mark.parametrize("params,code,needle", [
+    ({"from": "yesterday"}, "bad_time", "from"),
+    ({"from": "2026-13-01T00:00:00Z"}, "bad_time", "from"),
+    ({"from": "-5m", "to": "soon"}, "bad_time", "to"),
+    ({}, "bad_time", "from"),
+    ({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"}, "bad_range", "after"),
+    ({"from": "-5m", "filter": "tcp port"}, "bad_filter", "syntax"),
+    ({"from": "-5m", "filter": "nosuchproto"}, "bad_filter", "nosuchproto"),
+    ({"from": "-5m", "limit": "abc"}, "bad_limit", "limit"),
+    ({"from": "-5m", "limit": "0"}, "bad_limit", "limit"),
+    ({"from": "-5m", "pod": "justaname"}, "bad_selector", "pod"),
+])
+def test_errors(setup, params, code, needle):
+    env, rx, hport, inputs, outdir = setup
+    st, hdr, body = extract(hport, **params)
+    assert st == 400, (st, body)
+    assert hdr["content-type"] == "application/json"
+    j = json.loads(body)
+    assert j["error"] == code and needle in j["reason"], j
+
+
+def test_unknown_pod_is_an_empty_pcapng(setup):
+    env, rx, hport, inputs, outdir = setup
+    st, hdr, body = extract(hport, **{"from": iso(BASE), "to": "now", "pod": "nope/none"})
+    assert st == 200
+    assert hdr.get("x-packetstreamer-matched") == "0"
+    assert "no interface" in hdr.get("x-packetstreamer-note", "")
+    ifs, recs = pcaplib.read(write_tmp(env, "empty.pcapng", body))
+    assert ifs == [] and recs == []
+    assert body[:4] == b"\x0a\x0d\x0d\x0a" and len(body) == int.from_bytes(body[4:8], "little")
+
+
+def test_index_skips_files_and_is_rebuilt(setup):
+    env, rx, hport, inputs, outdir = setup
+    files = sorted(p for p in os.listdir(outdir) if p.endswith(".pcapng") or p.endswith(".part"))
+    lo, hi = BASE + 100 * 3_000_000, BASE + 400 * 3_000_000
+    params = {"from": iso(lo), "to": iso(hi), "pod": "shop/db-0"}
+    want = reference(inputs, lambda n: n == "node-b/shop/db-0", lo, hi)
+    st, hdr, body = extract(hport, **params)
+    assert st == 200 and pcaplib.read_named(body) == want
+    read = int(hdr["x-packetstreamer-files-read"])
+    skipped = int(hdr["x-packetstreamer-files-skipped"])
+    assert read + skipped == len(files)
+    assert 1 <= read < len(files) - 1, hdr  # node-a's, node-c's and later node-b files skipped
+    assert int(hdr["x-packetstreamer-files-scanned"]) <= 1  # only the .part, if at all
+    # without the index: same answer, every file scanned (and indexed again)
+    shutil.rmtree(os.path.join(outdir, ".index"))
+    st, hdr2, body2 = extract(hport, **params)
+    assert st == 200 and body2 == body
+    assert int(hdr2["x-packetstreamer-files-scanned"]) == len(files)
+    st, hdr3, body3 = extract(hport, **params)
+    assert body3 == body and int(hdr3["x-packetstreamer-files-scanned"]) <= 1
+
+
+def test_access_rule(setup):
+    """Protected like /captures: a loopback client whose Host is a name it
+    does not know is refused."""
+    env, rx, hport, inputs, outdir = setup
+    st, _, _ = get(hport, "/api/packets?from=-5m", headers={"Host": "evil.example"})
+    assert st == 421
+    st, _, _ = get(hport, "/api/packets?from=-5m",
+                   headers={"Origin": "http://evil.example", "Host": "127.0.0.1:%d" % hport})
+    assert st == 403
+
+
+def test_token_required_off_loopback(env):
+    hport, hargs = http_args()
+    tok = env.workdir / "tok"
+    tok.write_text("s3cret-token-for-test\n")
+    cfg = env.workdir / "tok.yaml"
+    cfg.write_text("http:\n  trustLoopback: false\n  token: s3cret-token-for-test\n")
+    rx = env.receiver(config=cfg, args=hargs)
+    wait_http_up(hport)
+    st, _, _ = get(hport, "/api/packets?from=-5m")
+    assert st == 401
+    st, hdr, body = get(hport, "/api/packets?from=-5m",
+                        headers={"Authorization": "Bearer s3cret-token-for-test"})
+    assert st == 200 and hdr.get("x-packetstreamer-matched") == "0"
+    rx.stop()
+
+
+def test_pcap_format_refused(env):
+    hport, hargs = http_args()
+    rx = env.receiver(fmt="pcap", args=hargs)
+    wait_http_up(hport)
+    st, hdr, body = get(hport, "/api/packets?from=-5m")
+    assert st == 501 and json.loads(body)["error"] == "unsupported_format"
+    rx.stop()
+
