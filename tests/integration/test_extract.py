@@ -320,3 +320,89 @@ def test_pcap_format_refused(env):
     assert st == 501 and json.loads(body)["error"] == "unsupported_format"
     rx.stop()
 
+
+
+def test_offline_sensors_merged(env, captures):
+    """Three offline sensors (--read-file) at once, timestamps interleaved,
+    1 MiB files: per sensor and for all, the extraction equals the inputs
+    merged by time; a BPF filter equals tcpdump's over mergecap's merge."""
+    cfg = env.workdir / "rx.yaml"
+    cfg.write_text("output:\n  file:\n    rotateSizeMB: 1\n")
+    hport, hargs = http_args()
+    rx = env.receiver(config=cfg, args=hargs)
+    wait_http_up(hport)
+    start = 1_700_000_000_000_000_000
+    inputs, procs = {}, []
+    for k in range(3):
+        recs = pcaplib.gen_varied(1500, seed=70 + k, start_ns=start + k * 333 + 1)
+        path = env.workdir / ("offline-%d.pcapng" % k)
+        pcaplib.write_records(str(path), recs, "pcapng")
+        sid = "s%d" % k
+        inputs[sid] = (path, pcaplib.read(str(path))[1])
+        procs.append(env.start_sensor(path, rx.port, sensor_id=sid))
+    for p in procs:
+        rc, err = env.wait_sensor(p)
+        assert rc == 0, err
+    rows = sorted(("%s/%s" % (sid, path.name), r.ts_ns, r.caplen, r.origlen, r.data)
+                  for sid, (path, recs) in inputs.items() for r in recs)
+    rows.sort(key=lambda x: x[1])
+    assert len({r[1] for r in rows}) == len(rows)  # no ties: one right order
+    files = [p for p in os.listdir(rx.outdir) if ".pcapng" in p]
+    assert len(files) >= 3, files
+
+    st, hdr, body = extract(hport, **{"from": iso(start), "to": "now"})
+    assert st == 200 and pcaplib.read_named(body) == rows
+    lo, hi = rows[1000][1], rows[3000][1]
+    st, hdr, body = extract(hport, **{"from": iso(lo), "to": iso(hi), "sensor": "s1"})
+    assert st == 200
+    assert pcaplib.read_named(body) == [r for r in rows if r[0].startswith("s1/") and lo <= r[1] <= hi]
+
+    merged = env.workdir / "merged.pcapng"
+    subprocess.run(["mergecap", "-w", str(merged)] + [str(p) for p, _ in inputs.values()],
+                   check=True, timeout=120)
+    res = subprocess.run(["tcpdump", "-r", str(merged), "--time-stamp-precision", "nano", "-w", "-",
+                          "udp and not vlan"], capture_output=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    ref = [(r[1], r[2], r[3], r[4]) for r in pcaplib.read_named(res.stdout)]
+    st, hdr, body = extract(hport, **{"from": iso(start), "filter": "udp and not vlan"})
+    assert st == 200
+    assert [(g[1], g[2], g[3], g[4]) for g in pcaplib.read_named(body)] == ref and ref
+    rx.stop()
+
+
+def test_index_built_at_start_and_orphans_removed(env):
+    """Files without an index (an older receiver's, a deleted index) are
+    indexed when the receiver starts; an index whose file is gone is removed."""
+    out = env.mkdir("restart")
+    names = ["packetstreamer-20251205T020000Z-00000%d.pcapng" % i for i in (1, 2)]
+    for i, n in enumerate(names):
+        # the second in microseconds (if_tsresol 6): the index is in ns
+        recs = [pcaplib.Record(0, BASE + i * 10**9 + j * 1000, 60, 60, bytes([j]) * 60)
+                for j in range(10)]
+        pcaplib.write_pcapng(str(out / n), [("old/shop/web-%d" % i, 1, 262144, 9 - 3 * i)], recs)
+    os.makedirs(out / ".index")
+    (out / ".index" / "packetstreamer-20251205T010000Z-000009.pcapng.idx").write_text("{}")
+    hport, hargs = http_args()
+    rx = env.receiver(outdir=out, args=hargs)
+    wait_http_up(hport)
+    deadline = time.monotonic() + 20 * SCALE
+    while time.monotonic() < deadline:
+        idx = sorted(os.listdir(out / ".index"))
+        if idx == [n + ".idx" for n in names]:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(str(idx))
+    j = json.loads((out / ".index" / (names[1] + ".idx")).read_text())
+    assert j["packets"] == 10 and j["interfaces"][0]["name"] == "old/shop/web-1"
+    assert j["interfaces"][0]["tsresol"] == 6 and j["first_ns"] == BASE + 10**9
+    assert j["last_ns"] == BASE + 10**9 + 9000
+    st, hdr, body = extract(hport, **{"from": iso(BASE), "to": iso(BASE + 5 * 10**8),
+                                      "pod": "shop/web-0"})
+    assert st == 200 and len(pcaplib.read_named(body)) == 10
+    assert hdr["x-packetstreamer-files-read"] == "1" and hdr["x-packetstreamer-files-skipped"] == "1"
+    assert hdr["x-packetstreamer-files-scanned"] == "0"
+    # microsecond input, nanosecond output, same instants
+    st, hdr, body = extract(hport, **{"from": iso(BASE + 10**9 + 2000), "pod": "shop/web-1"})
+    assert [g[1] for g in pcaplib.read_named(body)] == [BASE + 10**9 + j * 1000 for j in range(2, 10)]
+    rx.stop()
