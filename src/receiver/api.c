@@ -58,6 +58,8 @@ struct ps_api {
     atomic_int stopping;    /* set before the HTTP server stops: streams end */
     ps_format format;
     char app[64];
+    /* /api/packets counters (NULL without metrics: ps_series_add skips) */
+    ps_series *x_ok, *x_bad, *x_busy, *x_err, *x_packets, *x_read, *x_skipped, *x_scanned;
 };
 
 /* ---- snapshots (loop thread) ---- */
@@ -523,10 +525,20 @@ static int route_tier(ps_api *a, struct MHD_Connection *c)
 
 /* ---- /api/packets ---- */
 
-/* {"error": CODE, "reason": SENTENCE} with status. */
-static int respond_error(struct MHD_Connection *c, unsigned status, const char *code,
+static void count(ps_series *s, uint64_t n)
+{
+    if (s)
+        ps_series_add(s, n);
+}
+
+/* {"error": CODE, "reason": SENTENCE} with status, counted by kind. */
+static int respond_error(ps_api *a, struct MHD_Connection *c, unsigned status, const char *code,
                          const char *reason)
 {
+    count(status == MHD_HTTP_BAD_REQUEST           ? a->x_bad
+          : status == MHD_HTTP_SERVICE_UNAVAILABLE ? a->x_busy
+                                                   : a->x_err,
+          1);
     json_t *v = json_pack("{s:s,s:s}", "error", code, "reason", reason);
     char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
     json_decref(v);
@@ -561,6 +573,9 @@ static ssize_t extract_read(void *cls, uint64_t pos, char *buf, size_t max)
 static void extract_done(void *cls)
 {
     extract *x = cls;
+    ps_query_stats st;
+    ps_query_get_stats(x->q, &st);
+    count(x->api->x_packets, st.packets);
     ps_query_free(x->q);
     atomic_fetch_sub(&x->api->extractions, 1);
     free(x);
@@ -603,10 +618,10 @@ static int parse_limit(const char *s, uint64_t *out)
 static int route_packets(ps_api *a, struct MHD_Connection *c)
 {
     if (!a->dir)
-        return respond_error(c, MHD_HTTP_NOT_FOUND, "no_files",
+        return respond_error(a, c, MHD_HTTP_NOT_FOUND, "no_files",
                              "captures go to stdout: there are no files to extract from");
     if (a->format != PS_FORMAT_PCAPNG)
-        return respond_error(c, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_format",
+        return respond_error(a, c, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_format",
                              "extraction reads pcapng capture files; this receiver writes "
                              "classic pcap (--format pcap), which names no interfaces");
     char why[PS_QUERY_MAX_FILTER + 600] = "";
@@ -618,20 +633,20 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
     const char *to = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
     char terr[256];
     if (!from || !*from)
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_time",
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time",
                              "from: missing (an RFC 3339 time, now, or a duration before now "
                              "like -5m)");
     if (ps_query_parse_time(from, now, &o.from_ns, terr, sizeof(terr)) != 0) {
         snprintf(why, sizeof(why), "from: %s", terr);
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
     }
     o.to_ns = now;
     if (to && *to && ps_query_parse_time(to, now, &o.to_ns, terr, sizeof(terr)) != 0) {
         snprintf(why, sizeof(why), "to: %s", terr);
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
     }
     if (o.from_ns > o.to_ns)
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_range", "from is after to");
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_range", "from is after to");
     o.pod = arg(c, "pod", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
     o.ns = arg(c, "namespace", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
     o.sensor = arg(c, "sensor", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
@@ -645,16 +660,16 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
     if (!why[0] && o.ns && strchr(o.ns, '/'))
         snprintf(why, sizeof(why), "namespace: \"%.200s\" holds a /", o.ns);
     if (why[0])
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_selector", why);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_selector", why);
     const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
     if (limit && parse_limit(limit, &o.limit) != 0) {
         snprintf(why, sizeof(why), "limit: \"%.40s\" is not a packet count from 1 to 999999999999",
                  limit);
-        return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_limit", why);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_limit", why);
     }
     if (atomic_fetch_add(&a->extractions, 1) >= API_MAX_EXTRACTIONS) {
         atomic_fetch_sub(&a->extractions, 1);
-        return respond_error(c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+        return respond_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
                              "too many extractions in progress; try again");
     }
     extract *x = calloc(1, sizeof(*x));
@@ -663,15 +678,19 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
         free(x);
         atomic_fetch_sub(&a->extractions, 1);
         if (rc == PS_QUERY_E_FILTER)
-            return respond_error(c, MHD_HTTP_BAD_REQUEST, "bad_filter", why);
+            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_filter", why);
         if (rc == PS_QUERY_E_LIMIT)
-            return respond_error(c, MHD_HTTP_BAD_REQUEST, "too_broad", why);
-        return respond_error(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "too_broad", why);
+        return respond_error(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
                              x ? why : "out of memory");
     }
     x->api = a;
     ps_query_stats st;
     ps_query_get_stats(x->q, &st);
+    count(a->x_ok, 1);
+    count(a->x_read, st.files_read);
+    count(a->x_skipped, st.files_skipped);
+    count(a->x_scanned, st.files_scanned);
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, API_EXTRACT_BLOCK,
                                                                extract_read, x, extract_done);
     if (!r) {
@@ -747,6 +766,25 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     a->prefix = prefix ? strdup(prefix) : NULL;
     ps_snapshot_init(&a->sensors_json);
     ps_snapshot_init(&a->files_meta);
+    if (o->metrics) {
+        ps_metric *f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
+                                         "packetstreamer_extract_requests_total",
+                                         "/api/packets requests, by result.", "result");
+        a->x_ok = f ? ps_metric_series(f, "ok", NULL, NULL) : NULL;
+        a->x_bad = f ? ps_metric_series(f, "bad_request", NULL, NULL) : NULL;
+        a->x_busy = f ? ps_metric_series(f, "busy", NULL, NULL) : NULL;
+        a->x_err = f ? ps_metric_series(f, "error", NULL, NULL) : NULL;
+        f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER, "packetstreamer_extract_packets_total",
+                              "Packets streamed by /api/packets.", NULL);
+        a->x_packets = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+        f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER, "packetstreamer_extract_files_total",
+                              "Capture files considered by /api/packets requests: read, skipped "
+                              "(ruled out by their index) or scanned (no usable index).",
+                              "how");
+        a->x_read = f ? ps_metric_series(f, "read", NULL, NULL) : NULL;
+        a->x_skipped = f ? ps_metric_series(f, "skipped", NULL, NULL) : NULL;
+        a->x_scanned = f ? ps_metric_series(f, "scanned", NULL, NULL) : NULL;
+    }
     if ((dir && !a->dir) || (prefix && !a->prefix)) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);

@@ -15,7 +15,7 @@ import urllib.parse
 import pytest
 
 from conftest import SCALE, pcaplib
-from http_helpers import get, http_args, wait_http_up
+from http_helpers import get, http_args, parse_metrics, wait_http_up
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import psclient  # noqa: E402
@@ -283,6 +283,14 @@ def test_index_skips_files_and_is_rebuilt(setup):
     assert int(hdr2["x-packetstreamer-files-scanned"]) == len(files)
     st, hdr3, body3 = extract(hport, **params)
     assert body3 == body and int(hdr3["x-packetstreamer-files-scanned"]) <= 1
+    assert extract(hport, **{"from": "later"})[0] == 400
+    st, _, text = get(hport, "/metrics")
+    m = parse_metrics(text.decode())
+    assert m['packetstreamer_extract_files_total{how="skipped"}'] >= 2 * skipped
+    assert m['packetstreamer_extract_files_total{how="scanned"}'] >= len(files)
+    assert m['packetstreamer_extract_requests_total{result="ok"}'] >= 3
+    assert m['packetstreamer_extract_requests_total{result="bad_request"}'] >= 1
+    assert m["packetstreamer_extract_packets_total"] >= 3 * len(want)
 
 
 def test_access_rule(setup):
