@@ -168,9 +168,21 @@ int ps_index_load(const char *dir, const char *name, uint64_t size, ps_index *ou
         close(fd);
         return -1;
     }
-    json_error_t je;
-    json_t *root = json_loadfd(fd, JSON_REJECT_DUPLICATES, &je);
+    /* One read: json_loadfd reads a byte per system call. */
+    size_t len = (size_t)st.st_size, got = 0;
+    char *text = malloc(len + 1);
+    while (text && got < len) {
+        ssize_t k = read(fd, text + got, len - got);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
     close(fd);
+    json_error_t je;
+    json_t *root = text && got == len ? json_loadb(text, len, JSON_REJECT_DUPLICATES, &je) : NULL;
+    free(text);
     if (!root)
         return -1;
     uint64_t v = 0;

@@ -89,7 +89,7 @@ struct ps_query {
     size_t nheap;
     uint32_t next_out_id;
     ps_buf out;
-    int done, failed;
+    int started, done, failed;
     ps_query_stats st;
 };
 
@@ -793,7 +793,9 @@ static int step(ps_query *q)
 
 ssize_t ps_query_read(ps_query *q, uint8_t *buf, size_t max)
 {
-    while (q->out.len < max && !q->done && !q->failed)
+    /* The first call returns the Section Header Block alone: the client
+     * sees the stream start while the first packets are still being read. */
+    while (q->started && q->out.len < max && !q->done && !q->failed)
         if (step(q) != 0)
             q->failed = 1;
     if (q->out.len == 0)
@@ -801,6 +803,7 @@ ssize_t ps_query_read(ps_query *q, uint8_t *buf, size_t max)
     size_t n = q->out.len < max ? q->out.len : max;
     memcpy(buf, q->out.data, n);
     ps_buf_consume(&q->out, n);
+    q->started = 1;
     return (ssize_t)n;
 }
 

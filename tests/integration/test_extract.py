@@ -414,3 +414,33 @@ def test_index_built_at_start_and_orphans_removed(env):
     st, hdr, body = extract(hport, **{"from": iso(BASE + 10**9 + 2000), "pod": "shop/web-1"})
     assert [g[1] for g in pcaplib.read_named(body)] == [BASE + 10**9 + j * 1000 for j in range(2, 10)]
     rx.stop()
+
+
+def test_concurrent_extractions_bounded(setup):
+    """At most 4 extractions stream at once: clients that stop reading hold
+    theirs; a fifth gets 503 busy; once they go, extraction works again."""
+    import socket
+    env, rx, hport, inputs, outdir = setup
+    path = "/api/packets?" + urllib.parse.urlencode({"from": iso(BASE), "to": "now"})
+    held = []
+    for _ in range(4):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", hport))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+        s.recv(1)  # the stream started; then it stops reading
+        held.append(s)
+    try:
+        st, hdr, body = extract(hport, **{"from": iso(BASE), "limit": "1"})
+        assert st == 503, (st, body[:200])
+        assert json.loads(body)["error"] == "busy"
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 20 * SCALE
+    while time.monotonic() < deadline:
+        st, hdr, body = extract(hport, **{"from": iso(BASE), "limit": "1"})
+        if st == 200:
+            break
+        time.sleep(0.2)
+    assert st == 200 and len(pcaplib.read_named(body)) == 1
