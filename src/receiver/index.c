@@ -43,6 +43,7 @@ void ps_index_free(ps_index *x)
         free(x->ifs[i].desc);
     }
     free(x->ifs);
+    free(x->chunks);
     memset(x, 0, sizeof(*x));
 }
 
@@ -72,7 +73,24 @@ static int add_iface(ps_index *x, size_t *cap, const ps_pcapread_idb *d)
     return 0;
 }
 
-int ps_index_scan(int fd, uint64_t size, ps_index *out, char *err, size_t errlen)
+static ps_index_chunk *new_chunk(ps_index *x, size_t *cap, uint64_t offset)
+{
+    if (x->nchunks == *cap) {
+        size_t nc = *cap ? *cap * 2 : 16;
+        ps_index_chunk *t = realloc(x->chunks, nc * sizeof(*t));
+        if (!t)
+            return NULL;
+        x->chunks = t;
+        *cap = nc;
+    }
+    ps_index_chunk *c = &x->chunks[x->nchunks++];
+    memset(c, 0, sizeof(*c));
+    c->offset = offset;
+    return c;
+}
+
+int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
+                  size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     ps_pcapread r;
@@ -82,10 +100,17 @@ int ps_index_scan(int fd, uint64_t size, ps_index *out, char *err, size_t errlen
         ps_pcapread_free(&r);
         return -1;
     }
-    size_t cap = 0;
+    size_t cap = 0, ccap = 0;
     ps_pcapread_block b;
+    ps_index_chunk *ch = NULL;
     int k;
     while ((k = ps_pcapread_next(&r, &b)) == 1) {
+        if (!ch || b.off - ch->offset >= chunk_bytes) {
+            if (!(ch = new_chunk(out, &ccap, b.off))) {
+                snprintf(err, errlen, "out of memory");
+                goto fail;
+            }
+        }
         if (b.type == PS_PCAPNG_IDB) {
             ps_pcapread_idb d;
             if (ps_pcapread_parse_idb(b.data, b.len, &d) != 0)
@@ -112,6 +137,11 @@ int ps_index_scan(int fd, uint64_t size, ps_index *out, char *err, size_t errlen
             if (out->packets == 0 || ns > out->last_ns)
                 out->last_ns = ns;
             out->packets++;
+            if (ch->packets == 0 || ns < ch->first_ns)
+                ch->first_ns = ns;
+            if (ch->packets == 0 || ns > ch->last_ns)
+                ch->last_ns = ns;
+            ch->packets++;
         }
     }
     if (k < 0) {
@@ -187,12 +217,36 @@ int ps_index_load(const char *dir, const char *name, uint64_t size, ps_index *ou
         return -1;
     uint64_t v = 0;
     json_t *ifs = json_object_get(root, "interfaces");
-    int bad = get_u64(root, "v", &v) != 0 || v != 1 || get_u64(root, "size", &out->size) != 0 ||
+    json_t *chunks = json_object_get(root, "chunks");
+    int bad = get_u64(root, "v", &v) != 0 || v != 2 || get_u64(root, "size", &out->size) != 0 ||
               out->size != size || get_u64(root, "data_end", &out->data_end) != 0 ||
               out->data_end > size || get_u64(root, "first_ns", &out->first_ns) != 0 ||
               get_u64(root, "last_ns", &out->last_ns) != 0 ||
               get_u64(root, "packets", &out->packets) != 0 || !json_is_array(ifs) ||
-              json_array_size(ifs) > PS_INDEX_MAX_IFACES;
+              json_array_size(ifs) > PS_INDEX_MAX_IFACES || !json_is_array(chunks);
+    if (!bad && json_array_size(chunks) > 0) {
+        out->chunks = calloc(json_array_size(chunks), sizeof(*out->chunks));
+        bad = !out->chunks;
+    }
+    for (size_t i = 0; !bad && i < json_array_size(chunks); i++) {
+        json_t *c = json_array_get(chunks, i);
+        ps_index_chunk *x = &out->chunks[i];
+        bad = !json_is_array(c) || json_array_size(c) != 4;
+        for (size_t k = 0; !bad && k < 4; k++) {
+            json_t *e = json_array_get(c, k);
+            uint64_t *dst = k == 0   ? &x->offset
+                            : k == 1 ? &x->first_ns
+                            : k == 2 ? &x->last_ns
+                                     : &x->packets;
+            bad = !json_is_integer(e) || json_integer_value(e) < 0;
+            if (!bad)
+                *dst = (uint64_t)json_integer_value(e);
+        }
+        /* in file order, inside the data */
+        bad = bad || x->offset >= out->data_end || (i > 0 && x->offset <= x[-1].offset);
+        if (!bad)
+            out->nchunks++;
+    }
     if (!bad && json_array_size(ifs) > 0) {
         out->ifs = calloc(json_array_size(ifs), sizeof(*out->ifs));
         bad = !out->ifs;
@@ -227,7 +281,7 @@ static json_t *to_json(const ps_index *x)
 {
     json_t *ifs = json_array();
     json_t *root =
-        json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "v", 1, "size", (json_int_t)x->size, "data_end",
+        json_pack("{s:i,s:I,s:I,s:I,s:I,s:I}", "v", 2, "size", (json_int_t)x->size, "data_end",
                   (json_int_t)x->data_end, "first_ns", (json_int_t)x->first_ns, "last_ns",
                   (json_int_t)x->last_ns, "packets", (json_int_t)x->packets);
     if (!ifs || !root || json_object_set(root, "interfaces", ifs) != 0) {
@@ -236,6 +290,20 @@ static json_t *to_json(const ps_index *x)
         return NULL;
     }
     json_decref(ifs); /* root holds it */
+    json_t *chunks = json_array();
+    if (!chunks || json_object_set_new(root, "chunks", chunks) != 0) {
+        json_decref(root);
+        return NULL;
+    }
+    for (size_t i = 0; i < x->nchunks; i++) {
+        const ps_index_chunk *c = &x->chunks[i];
+        if (json_array_append_new(chunks, json_pack("[IIII]", (json_int_t)c->offset,
+                                                    (json_int_t)c->first_ns, (json_int_t)c->last_ns,
+                                                    (json_int_t)c->packets)) != 0) {
+            json_decref(root);
+            return NULL;
+        }
+    }
     for (size_t i = 0; i < x->nifs; i++) {
         const ps_index_iface *f = &x->ifs[i];
         json_t *o = json_pack("{s:s,s:s,s:I,s:I,s:I,s:I,s:I,s:I}", "name", f->name, "desc",
@@ -331,7 +399,7 @@ int ps_index_build(const char *dir, const char *name, ps_index *out, char *err, 
     }
     ps_index x;
     char why[256];
-    int rc = ps_index_scan(fd, (uint64_t)st.st_size, &x, why, sizeof(why));
+    int rc = ps_index_scan(fd, (uint64_t)st.st_size, PS_INDEX_CHUNK, &x, why, sizeof(why));
     close(fd);
     if (rc != 0) {
         snprintf(err, errlen, "cannot index %s: %s", path, why);

@@ -42,18 +42,31 @@ typedef struct ps_index_iface {
     uint64_t first_ns, last_ns, packets; /* this interface's packets in the file */
 } ps_index_iface;
 
+/* A stretch of the file starting at a block boundary: the packets in
+ * [offset, next chunk's offset or data_end). first_ns/last_ns are their
+ * earliest and latest timestamps (0 when packets == 0). */
+typedef struct ps_index_chunk {
+    uint64_t offset, first_ns, last_ns, packets;
+} ps_index_chunk;
+
 typedef struct ps_index {
     uint64_t size;                       /* bytes of the file described (its size when scanned) */
     uint64_t data_end;                   /* end of its last complete block: readers stop here */
     uint64_t first_ns, last_ns, packets; /* all packets; first_ns == 0 when none */
     ps_index_iface *ifs;                 /* ifs[i] is if_id i */
     size_t nifs;
+    ps_index_chunk *chunks; /* in file order, about chunk_bytes each */
+    size_t nchunks;
 } ps_index;
 
 /* Scans fd (a pcapng file, not owned) up to size bytes into *out: up to the
- * last complete block when the file is still being written. 0, or -1 with
- * err: not a pcapng file in host byte order, a read error, OOM. */
-int ps_index_scan(int fd, uint64_t size, ps_index *out, char *err, size_t errlen);
+ * last complete block when the file is still being written; a new chunk at
+ * the first block boundary past every chunk_bytes (PS_INDEX_CHUNK for
+ * ps_index_build). 0, or -1 with err: not a pcapng file in host byte order,
+ * a read error, OOM. */
+#define PS_INDEX_CHUNK (4u << 20)
+int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
+                  size_t errlen);
 
 /* Reads DIR/.index/NAME.idx. 0 if present, well formed and describing a
  * file of `size` bytes; -1 otherwise (*out then empty). */

@@ -93,6 +93,13 @@ int ps_pcapread_init(ps_pcapread *r, int fd, uint64_t limit, size_t window)
     return 0;
 }
 
+void ps_pcapread_seek(ps_pcapread *r, uint64_t off)
+{
+    r->off = off;
+    if (off > 0 && r->blocks == 0)
+        r->blocks = 1; /* past the Section Header Block */
+}
+
 int ps_pcapread_next(ps_pcapread *r, ps_pcapread_block *b)
 {
     int k = fill(r, r->off, 8);

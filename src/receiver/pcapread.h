@@ -45,6 +45,9 @@ typedef struct ps_pcapread_block {
  * 0, or -1: not a host-order pcapng file (or a read error, errno set), or
  * out of memory (errno ENOMEM). Free with ps_pcapread_free in every case. */
 int ps_pcapread_init(ps_pcapread *r, int fd, uint64_t limit, size_t window);
+/* Continues at off, which must be a block boundary the caller knows (an
+ * index's chunk offset). */
+void ps_pcapread_seek(ps_pcapread *r, uint64_t off);
 /* The next block: 1, 0 at the end (see above), -1 on a read error. */
 int ps_pcapread_next(ps_pcapread *r, ps_pcapread_block *b);
 void ps_pcapread_free(ps_pcapread *r);

@@ -46,9 +46,9 @@
 static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
 
 typedef struct q_file {
-    char *name; /* as listed; a .part may since have been renamed */
-    uint64_t limit;
-    int fd, refs; /* shared by its open streams */
+    char *name;          /* as listed; a .part may since have been renamed */
+    uint64_t start, end; /* the bytes that can hold packets of the window */
+    int fd, refs;        /* shared by its open streams */
 } q_file;
 
 typedef struct q_out {
@@ -548,6 +548,29 @@ static int compile_filters(ps_query *q, char *err, size_t errlen)
     return 0;
 }
 
+/* From the first chunk with a packet at or after from to the end of the
+ * last chunk with a packet at or before to: the other chunks hold only
+ * packets outside the window, whatever the order inside the file. */
+static void window_bytes(const ps_index *x, uint64_t from, uint64_t to, uint64_t *start,
+                         uint64_t *end)
+{
+    *start = 0;
+    *end = x->data_end;
+    size_t first = x->nchunks, last = x->nchunks;
+    for (size_t i = 0; i < x->nchunks; i++) {
+        const ps_index_chunk *c = &x->chunks[i];
+        if (c->packets == 0 || c->last_ns < from || c->first_ns > to)
+            continue;
+        if (first == x->nchunks)
+            first = i;
+        last = i;
+    }
+    if (first == x->nchunks)
+        return; /* no chunk says (an index without chunks): read it all */
+    *start = x->chunks[first].offset;
+    *end = last + 1 < x->nchunks ? x->chunks[last + 1].offset : x->data_end;
+}
+
 static int select_files(ps_query *q, const char *prefix, char *err, size_t errlen)
 {
     char **names = NULL;
@@ -606,7 +629,7 @@ static int select_files(ps_query *q, const char *prefix, char *err, size_t errle
             q_file *qf = &q->files[q->nfiles++];
             qf->name = names[i];
             names[i] = NULL;
-            qf->limit = x.data_end;
+            window_bytes(&x, q->o.from_ns, q->o.to_ns, &qf->start, &qf->end);
             qf->fd = -1;
             q->st.files_read++;
         } else {
@@ -679,8 +702,9 @@ void ps_query_get_stats(const ps_query *q, ps_query_stats *st)
 static void stream_close(ps_query *q, q_stream *s)
 {
     if (s->state == ST_OPEN) {
-        ps_pcapread_free(&s->r);
         q_file *f = &q->files[s->file];
+        q->st.bytes_read += s->r.off > f->start ? s->r.off - f->start : 0;
+        ps_pcapread_free(&s->r);
         if (--f->refs == 0 && f->fd >= 0) {
             close(f->fd);
             f->fd = -1;
@@ -711,11 +735,13 @@ static int stream_open(ps_query *q, q_stream *s)
     }
     f->refs++;
     s->state = ST_OPEN;
-    if (ps_pcapread_init(&s->r, f->fd, f->limit, PS_QUERY_WINDOW) != 0) {
+    if (ps_pcapread_init(&s->r, f->fd, f->end, PS_QUERY_WINDOW) != 0) {
         int e = errno;
         stream_close(q, s);
         return e == ENOMEM || e == EIO ? -1 : 1;
     }
+    if (f->start > 0)
+        ps_pcapread_seek(&s->r, f->start);
     return 0;
 }
 

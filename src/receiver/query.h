@@ -74,6 +74,7 @@ typedef struct ps_query_stats {
     unsigned ifaces_named;  /* distinct interface names matching the selectors */
     unsigned streams;       /* (file, interface) streams to merge */
     uint64_t packets;       /* packets written so far */
+    uint64_t bytes_read;    /* of capture files, by the streams closed so far */
 } ps_query_stats;
 
 /* Selects files and interfaces of DIR/PREFIX-* and compiles the filter.
