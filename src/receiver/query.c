@@ -31,8 +31,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <pcap/pcap.h>
-
 #include "core/buf.h"
 #include "core/pcapng.h"
 #include "filename.h"
@@ -493,8 +491,8 @@ static int describe(ps_query *q, char **name, ps_index *x)
     return 1;
 }
 
-static int compile_one(ps_query *q, uint32_t linktype, struct bpf_program *prog, char *err,
-                       size_t errlen)
+int ps_query_compile(const char *filter, uint32_t linktype, struct bpf_program *prog, char *err,
+                     size_t errlen)
 {
     pthread_mutex_lock(&compile_mu);
     pcap_t *p =
@@ -502,9 +500,9 @@ static int compile_one(ps_query *q, uint32_t linktype, struct bpf_program *prog,
     int rc = -1;
     if (!p) {
         snprintf(err, errlen, "out of memory");
-    } else if (pcap_compile(p, prog, q->o.filter, 1, PCAP_NETMASK_UNKNOWN) != 0) {
+    } else if (pcap_compile(p, prog, filter, 1, PCAP_NETMASK_UNKNOWN) != 0) {
         const char *name = pcap_datalink_val_to_name((int)linktype);
-        snprintf(err, errlen, "filter \"%.200s\" (link type %s): %s", q->o.filter,
+        snprintf(err, errlen, "filter \"%.200s\" (link type %s): %s", filter,
                  name ? name : "unknown", pcap_geterr(p));
         rc = PS_QUERY_E_FILTER;
     } else {
@@ -514,6 +512,12 @@ static int compile_one(ps_query *q, uint32_t linktype, struct bpf_program *prog,
         pcap_close(p);
     pthread_mutex_unlock(&compile_mu);
     return rc;
+}
+
+static int compile_one(ps_query *q, uint32_t linktype, struct bpf_program *prog, char *err,
+                       size_t errlen)
+{
+    return ps_query_compile(q->o.filter, linktype, prog, err, errlen);
 }
 
 static int compile_filters(ps_query *q, char *err, size_t errlen)

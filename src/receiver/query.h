@@ -45,6 +45,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <pcap/pcap.h>
+
 #define PS_QUERY_DISORDER_NS (10ull * 1000000000ull)
 #define PS_QUERY_MAX_SELECTOR 512
 #define PS_QUERY_MAX_FILTER 4096
@@ -99,5 +101,12 @@ int ps_query_parse_time(const char *s, uint64_t now_ns, uint64_t *out, char *err
 
 /* 1 if an interface name matches the selectors of o (see above). */
 int ps_query_name_matches(const char *name, const ps_query_opts *o);
+
+/* Compiles a BPF filter for a link type (libpcap, optimised, netmask
+ * unknown; serialised across threads). 0 (free prog with pcap_freecode),
+ * PS_QUERY_E_FILTER with libpcap's message in err, or -1 (OOM). Also used
+ * by /live (livefeed.c). */
+int ps_query_compile(const char *filter, uint32_t linktype, struct bpf_program *prog, char *err,
+                     size_t errlen);
 
 #endif
