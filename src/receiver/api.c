@@ -35,7 +35,7 @@
 #define API_PUBLISH_MS 250
 #define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
 #define API_MAX_LISTED_FILES 100000
-#define API_MAX_EXTRACTIONS 4 /* /api/packets requests streaming at once */
+#define API_BUSY_LOG_NS 10000000000ll /* one "busy" line per 10 s */
 #define API_EXTRACT_BLOCK (256u << 10)
 
 struct ps_api {
@@ -55,7 +55,9 @@ struct ps_api {
     char self_name[256];    /* with a tier: this receiver's name in its entries */
     char instance[40];      /* random, per process: how the tier recognises itself */
     atomic_int extractions; /* /api/packets streams in progress (HTTP threads) */
-    atomic_int stopping;    /* set before the HTTP server stops: streams end */
+    int max_extractions;    /* http.maxExtractions */
+    _Atomic int64_t busy_logged_ns;
+    atomic_int stopping; /* set before the HTTP server stops: streams end */
     ps_format format;
     char app[64];
     /* /api/packets counters (NULL without metrics: ps_series_add skips) */
@@ -667,8 +669,15 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
                  limit);
         return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_limit", why);
     }
-    if (atomic_fetch_add(&a->extractions, 1) >= API_MAX_EXTRACTIONS) {
+    if (atomic_fetch_add(&a->extractions, 1) >= a->max_extractions) {
         atomic_fetch_sub(&a->extractions, 1);
+        int64_t last = atomic_load(&a->busy_logged_ns), t = (int64_t)now;
+        if (t - last >= API_BUSY_LOG_NS &&
+            atomic_compare_exchange_strong(&a->busy_logged_ns, &last, t))
+            ps_warn("api",
+                    "/api/packets: %d extractions in progress (http.maxExtractions); "
+                    "answering 503 busy (logged at most every 10 s)",
+                    a->max_extractions);
         return respond_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
                              "too many extractions in progress; try again");
     }
@@ -759,6 +768,7 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     a->cfg = o->cfg;
     a->listening = 1;
     a->format = o->cfg->format;
+    a->max_extractions = o->cfg->http_max_extractions ? (int)o->cfg->http_max_extractions : 4;
     snprintf(a->app, sizeof(a->app), "packetstreamer %s", PS_VERSION);
     /* Copies: the HTTP threads outlive the writer by a little. */
     const char *dir = ps_writer_dir(o->writer), *prefix = ps_writer_prefix(o->writer);

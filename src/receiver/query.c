@@ -87,6 +87,7 @@ struct ps_query {
     size_t nheap;
     uint32_t next_out_id;
     ps_buf out;
+    size_t window; /* read size per open stream */
     int started, done, failed;
     ps_query_stats st;
 };
@@ -688,6 +689,11 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
     }
     q->o.pod = q->o.ns = q->o.sensor = q->o.iface = q->o.filter = q->o.app = NULL;
     q->st.streams = (unsigned)q->nstreams;
+    /* Many streams (many interfaces or sensors) share a memory budget:
+     * smaller windows rather than more memory. */
+    q->window = PS_QUERY_WINDOW;
+    if (q->nstreams > PS_QUERY_MEMORY / PS_QUERY_WINDOW)
+        q->window = PS_QUERY_MEMORY / q->nstreams < 8192 ? 8192 : PS_QUERY_MEMORY / q->nstreams;
     if (rc != 0) {
         ps_query_free(q);
         return rc;
@@ -739,7 +745,7 @@ static int stream_open(ps_query *q, q_stream *s)
     }
     f->refs++;
     s->state = ST_OPEN;
-    if (ps_pcapread_init(&s->r, f->fd, f->end, PS_QUERY_WINDOW) != 0) {
+    if (ps_pcapread_init(&s->r, f->fd, f->end, q->window) != 0) {
         int e = errno;
         stream_close(q, s);
         return e == ENOMEM || e == EIO ? -1 : 1;

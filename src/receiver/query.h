@@ -23,7 +23,9 @@
  * writes them so); across files and interfaces the merge orders them (ties
  * keep file and interface order). A stream is opened when the merge reaches
  * its first timestamp (from the index) and closed at its end, so memory
- * (PS_QUERY_WINDOW per open stream) and descriptors (one per open file)
+ * (PS_QUERY_WINDOW per open stream, less when there are many streams, at
+ * least 8 KiB; a block larger than the window grows it for that block)
+ * and descriptors (one per open file)
  * follow the streams that overlap in time, not the number of files. A stream stops at its first
  * packet more than PS_QUERY_DISORDER_NS past the window.
  *
@@ -51,7 +53,8 @@
 #define PS_QUERY_MAX_SELECTOR 512
 #define PS_QUERY_MAX_FILTER 4096
 #define PS_QUERY_MAX_STREAMS 100000 /* (file, interface) streams one query may merge */
-#define PS_QUERY_WINDOW (64u << 10) /* read size per open stream */
+#define PS_QUERY_WINDOW (64u << 10) /* read size per open stream ... */
+#define PS_QUERY_MEMORY (64u << 20) /* ... less when streams * WINDOW is above this */
 
 /* Errors of ps_query_open the caller answers with 400 (others: 500). */
 #define PS_QUERY_E_FILTER (-2) /* the BPF filter does not compile */
