@@ -17,11 +17,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -324,10 +324,11 @@ static json_t *to_json(const ps_index *x)
 
 int ps_index_save(const char *dir, const char *name, const ps_index *x, char *err, size_t errlen)
 {
+    /* The builder and queries may save the same index at once: each
+     * writes its own temporary, the last rename wins (same content). */
+    static atomic_uint seq;
     char sub[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX], sfx[64];
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    snprintf(sfx, sizeof(sfx), ".tmp%ld.%ld", (long)getpid(), (long)ts.tv_nsec);
+    snprintf(sfx, sizeof(sfx), ".tmp%ld.%u", (long)getpid(), atomic_fetch_add(&seq, 1));
     if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", dir, PS_INDEX_DIR) >= sizeof(sub) ||
         idx_path(tmp, sizeof(tmp), dir, name, sfx) != 0 ||
         idx_path(final, sizeof(final), dir, name, "") != 0) {
