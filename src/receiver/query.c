@@ -58,6 +58,7 @@ typedef struct q_out {
 
 typedef struct q_filter {
     uint32_t linktype;
+    int ok; /* compiled; 0: not for this link type, its interfaces pass nothing */
     struct bpf_program prog;
 } q_filter;
 
@@ -521,6 +522,10 @@ static int compile_one(ps_query *q, uint32_t linktype, struct bpf_program *prog,
     return ps_query_compile(q->o.filter, linktype, prog, err, errlen);
 }
 
+/* The filter compiled once per link type of the selected interfaces. One
+ * that compiles for some link types but not others (a "vlan" filter on a
+ * raw-IP interface) keeps the others' packets only; one that compiles for
+ * none is the request's error. */
 static int compile_filters(ps_query *q, char *err, size_t errlen)
 {
     if (!q->o.filter || !*q->o.filter)
@@ -530,18 +535,31 @@ static int compile_filters(ps_query *q, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return -1;
     }
+    int any = 0;
+    char first[1024] = "";
     for (size_t i = 0; i < q->nouts; i++) {
         size_t k = 0;
         while (k < q->nfilters && q->filters[k].linktype != q->outs[i].linktype)
             k++;
         if (k == q->nfilters) {
-            int rc = compile_one(q, q->outs[i].linktype, &q->filters[k].prog, err, errlen);
-            if (rc != 0)
+            char why[1024];
+            int rc = compile_one(q, q->outs[i].linktype, &q->filters[k].prog, why, sizeof(why));
+            if (rc != 0 && rc != PS_QUERY_E_FILTER) {
+                snprintf(err, errlen, "%s", why);
                 return rc;
+            }
             q->filters[k].linktype = q->outs[i].linktype;
+            q->filters[k].ok = rc == 0;
+            if (rc != 0 && !first[0])
+                snprintf(first, sizeof(first), "%s", why);
             q->nfilters++;
         }
         q->outs[i].filter = (int)k;
+        any |= q->filters[k].ok;
+    }
+    if (q->nouts > 0 && !any) {
+        snprintf(err, errlen, "%s", first);
+        return PS_QUERY_E_FILTER;
     }
     if (q->nouts == 0) { /* nothing to read: still tell a bad filter apart */
         struct bpf_program prog;
@@ -763,6 +781,10 @@ static int stream_next(ps_query *q, q_stream *s)
     int k;
     const q_out *o = &q->outs[s->out];
     const struct bpf_program *prog = o->filter >= 0 ? &q->filters[o->filter].prog : NULL;
+    if (o->filter >= 0 && !q->filters[o->filter].ok) {
+        stream_close(q, s); /* the filter does not apply to its link type */
+        return 0;
+    }
     while ((k = ps_pcapread_next(&s->r, &b)) == 1) {
         if (b.type != PS_PCAPNG_EPB)
             continue;
@@ -859,7 +881,8 @@ void ps_query_free(ps_query *q)
         free(q->outs[i].desc);
     }
     for (size_t i = 0; i < q->nfilters; i++)
-        pcap_freecode(&q->filters[i].prog);
+        if (q->filters[i].ok)
+            pcap_freecode(&q->filters[i].prog);
     free(q->filters);
     free(q->outs);
     free(q->files);
