@@ -409,15 +409,12 @@ int ps_index_build(const char *dir, const char *name, ps_index *out, char *err, 
     }
     size_t nl = strlen(name), pl = strlen(PS_FNAME_PART);
     int part = nl >= pl && strcmp(name + nl - pl, PS_FNAME_PART) == 0;
-    if (!part && ps_index_save(dir, name, &x, err, errlen) != 0) {
-        ps_index_free(&x);
-        return -1;
-    }
+    rc = part ? 0 : ps_index_save(dir, name, &x, err, errlen) == 0 ? 0 : 1;
     if (out)
         *out = x;
     else
         ps_index_free(&x);
-    return 0;
+    return rc;
 }
 
 /* ---- the builder thread ---- */
@@ -501,9 +498,10 @@ static void sweep(ps_index_builder *b)
             continue;
         }
         char err[PATH_MAX + 128];
-        if (ps_index_build(b->dir, e->d_name, NULL, err, sizeof(err)) == 0)
+        int rc = ps_index_build(b->dir, e->d_name, NULL, err, sizeof(err));
+        if (rc == 0)
             built++;
-        else if (errno != ENOENT)
+        else if (rc > 0 || errno != ENOENT)
             ps_warn("index", "%s", err);
     }
     if (d)
@@ -528,7 +526,8 @@ static void *builder_main(void *arg)
             b->tail = NULL;
         pthread_mutex_unlock(&b->mu);
         char err[PATH_MAX + 128];
-        if (ps_index_build(b->dir, j->name, NULL, err, sizeof(err)) != 0 && errno != ENOENT)
+        int rc = ps_index_build(b->dir, j->name, NULL, err, sizeof(err));
+        if (rc > 0 || (rc < 0 && errno != ENOENT))
             ps_warn("index", "%s", err);
         free(j);
         sweep_orphans(b);

@@ -77,8 +77,11 @@ int ps_index_load(const char *dir, const char *name, uint64_t size, ps_index *ou
 int ps_index_save(const char *dir, const char *name, const ps_index *x, char *err, size_t errlen);
 
 /* Opens DIR/NAME (a regular file, no symlink), scans it and, unless it ends
- * in .part, saves the index. 0 (with *out filled when out is not NULL), or
- * -1 with err (errno ENOENT when the file is gone). */
+ * in .part, saves the index. 0, or 1 if the scan worked but the index could
+ * not be saved (err says why: a read-only directory, an interface name that
+ * is not UTF-8; the file is then scanned again by each query), with *out
+ * filled in both cases when out is not NULL; -1 with err if the file cannot
+ * be read or is not pcapng (errno ENOENT when it is gone). */
 int ps_index_build(const char *dir, const char *name, ps_index *out, char *err, size_t errlen);
 
 /* Releases what x holds (not x). */

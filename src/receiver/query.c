@@ -477,8 +477,8 @@ static int describe(ps_query *q, char **name, ps_index *x)
             if (!part && ps_index_load(q->dir, *name, (uint64_t)st.st_size, x) == 0)
                 return 0;
             q->st.files_scanned++;
-            if (ps_index_build(q->dir, *name, x, err, sizeof(err)) == 0)
-                return 0;
+            if (ps_index_build(q->dir, *name, x, err, sizeof(err)) >= 0)
+                return 0; /* saved or not: this request has what it needs */
             if (errno == ENOMEM)
                 return -1;
             if (errno != ENOENT)
