@@ -875,6 +875,7 @@ void ps_api_free(ps_api *a)
     atomic_store(&a->stopping, 1); /* and extractions */
     ps_http_free(a->http);
     ps_tier_free(a->tier); /* after the HTTP threads, which read it */
+    ps_query_cleanup();
     free(a->dir);
     free(a->prefix);
     ps_snapshot_free(&a->sensors_json);

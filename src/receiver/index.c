@@ -89,20 +89,25 @@ static ps_index_chunk *new_chunk(ps_index *x, size_t *cap, uint64_t offset)
     return c;
 }
 
-int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
-                  size_t errlen)
+/* Scans from out->data_end (0: a fresh out) up to size, adding to out. On
+ * failure out is freed. */
+static int scan_from(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
+                     size_t errlen)
 {
-    memset(out, 0, sizeof(*out));
     ps_pcapread r;
     if (ps_pcapread_init(&r, fd, size, IX_WINDOW) != 0) {
         snprintf(err, errlen, "%s",
                  errno == ENOMEM ? "out of memory" : "not a pcapng file in host byte order");
         ps_pcapread_free(&r);
+        ps_index_free(out);
         return -1;
     }
-    size_t cap = 0, ccap = 0;
+    if (out->data_end > 0)
+        ps_pcapread_seek(&r, out->data_end);
+    size_t cap = out->nifs, ccap = out->nchunks; /* realloc grows them when full */
     ps_pcapread_block b;
-    ps_index_chunk *ch = NULL;
+    ps_index_chunk *ch = out->nchunks ? &out->chunks[out->nchunks - 1] : NULL;
+    uint64_t stop = 0;
     int k;
     while ((k = ps_pcapread_next(&r, &b)) == 1) {
         if (!ch || b.off - ch->offset >= chunk_bytes) {
@@ -113,8 +118,10 @@ int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, ch
         }
         if (b.type == PS_PCAPNG_IDB) {
             ps_pcapread_idb d;
-            if (ps_pcapread_parse_idb(b.data, b.len, &d) != 0)
+            if (ps_pcapread_parse_idb(b.data, b.len, &d) != 0) {
+                stop = b.off; /* readers stop before it, as we do */
                 break;
+            }
             if (out->nifs >= PS_INDEX_MAX_IFACES)
                 continue;
             if (add_iface(out, &cap, &d) != 0) {
@@ -149,13 +156,60 @@ int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, ch
         goto fail;
     }
     out->size = size;
-    out->data_end = r.off; /* up to the last complete block */
+    out->data_end = stop ? stop : r.off; /* up to the last complete block */
     ps_pcapread_free(&r);
     return 0;
 fail:
     ps_pcapread_free(&r);
     ps_index_free(out);
     return -1;
+}
+
+int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
+                  size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    return scan_from(fd, size, chunk_bytes, out, err, errlen);
+}
+
+int ps_index_scan_more(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *x, char *err,
+                       size_t errlen)
+{
+    if (x->data_end > size) {
+        snprintf(err, errlen, "the file shrank");
+        ps_index_free(x);
+        return -1;
+    }
+    return scan_from(fd, size, chunk_bytes, x, err, errlen);
+}
+
+int ps_index_dup(const ps_index *src, ps_index *dst)
+{
+    *dst = *src;
+    dst->ifs = NULL;
+    dst->chunks = NULL;
+    dst->nifs = dst->nchunks = 0;
+    if (src->nifs && !(dst->ifs = calloc(src->nifs, sizeof(*dst->ifs))))
+        return -1;
+    for (size_t i = 0; i < src->nifs; i++) {
+        dst->ifs[i] = src->ifs[i];
+        dst->ifs[i].name = strdup(src->ifs[i].name);
+        dst->ifs[i].desc = strdup(src->ifs[i].desc ? src->ifs[i].desc : "");
+        dst->nifs++;
+        if (!dst->ifs[i].name || !dst->ifs[i].desc) {
+            ps_index_free(dst);
+            return -1;
+        }
+    }
+    if (src->nchunks) {
+        if (!(dst->chunks = malloc(src->nchunks * sizeof(*dst->chunks)))) {
+            ps_index_free(dst);
+            return -1;
+        }
+        memcpy(dst->chunks, src->chunks, src->nchunks * sizeof(*dst->chunks));
+        dst->nchunks = src->nchunks;
+    }
+    return 0;
 }
 
 /* ---- .idx files ---- */

@@ -68,6 +68,14 @@ typedef struct ps_index {
 int ps_index_scan(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *out, char *err,
                   size_t errlen);
 
+/* Continues a scan of a growing file (a .part): x describes its first
+ * x->data_end bytes; reads on from there up to size. 0, or -1 with err (x
+ * is then freed). */
+int ps_index_scan_more(int fd, uint64_t size, uint64_t chunk_bytes, ps_index *x, char *err,
+                       size_t errlen);
+/* A deep copy. 0, or -1 on OOM (dst empty). */
+int ps_index_dup(const ps_index *src, ps_index *dst);
+
 /* Reads DIR/.index/NAME.idx. 0 if present, well formed and describing a
  * file of `size` bytes; -1 otherwise (*out then empty). */
 int ps_index_load(const char *dir, const char *name, uint64_t size, ps_index *out);

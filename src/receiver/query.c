@@ -461,6 +461,102 @@ static int add_stream(ps_query *q, uint32_t file, uint32_t if_id, const ps_index
     return 0;
 }
 
+/* ---- .part files: scans kept between requests ---- */
+
+/* A .part file only grows (the writer appends; recovery cuts only before
+ * the receiver serves), so the scan of one request is continued by the
+ * next from where it stopped instead of starting over: a query's cost for
+ * the file being written is what was appended since the last one. Keyed
+ * by path and inode (a new file under the same name starts over); the
+ * least recently used of Q_PART_CACHE entries goes. */
+#define Q_PART_CACHE 64
+
+typedef struct part_entry {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    uint64_t used;
+    ps_index x;
+} part_entry;
+
+static pthread_mutex_t part_mu = PTHREAD_MUTEX_INITIALIZER;
+static part_entry part_cache[Q_PART_CACHE]; /* under part_mu */
+static uint64_t part_clock;
+
+static void part_drop(part_entry *e)
+{
+    free(e->path);
+    ps_index_free(&e->x);
+    memset(e, 0, sizeof(*e));
+}
+
+void ps_query_cleanup(void)
+{
+    pthread_mutex_lock(&part_mu);
+    for (size_t i = 0; i < Q_PART_CACHE; i++)
+        part_drop(&part_cache[i]);
+    pthread_mutex_unlock(&part_mu);
+}
+
+/* Fills *x for the .part at path: 0, 1 if it cannot be read (errno ENOENT
+ * when it is gone), -1 on OOM. */
+static int scan_part(const char *path, ps_index *x)
+{
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int e = fd < 0 ? errno : EINVAL;
+        if (fd >= 0)
+            close(fd);
+        errno = e;
+        return 1;
+    }
+    char err[256];
+    int rc = 0;
+    pthread_mutex_lock(&part_mu);
+    part_entry *e = NULL, *victim = NULL;
+    for (size_t i = 0; i < Q_PART_CACHE && !e; i++) {
+        part_entry *c = &part_cache[i];
+        if (c->path && strcmp(c->path, path) == 0)
+            e = c;
+        else if (!victim || (victim->path && (!c->path || c->used < victim->used)))
+            victim = c;
+    }
+    if (e && (e->dev != st.st_dev || e->ino != st.st_ino || e->x.data_end > (uint64_t)st.st_size)) {
+        part_drop(e); /* another file under this name */
+        victim = e;
+        e = NULL;
+    }
+    if (e) {
+        if (ps_index_scan_more(fd, (uint64_t)st.st_size, PS_INDEX_CHUNK, &e->x, err, sizeof(err)) !=
+            0) {
+            part_drop(e);
+            rc = 1;
+        }
+    } else {
+        e = victim;
+        part_drop(e);
+        if (ps_index_scan(fd, (uint64_t)st.st_size, PS_INDEX_CHUNK, &e->x, err, sizeof(err)) != 0)
+            rc = errno == ENOMEM ? -1 : 1;
+        else if (!(e->path = strdup(path))) {
+            ps_index_free(&e->x);
+            rc = -1;
+        } else {
+            e->dev = st.st_dev;
+            e->ino = st.st_ino;
+        }
+    }
+    if (rc == 0) {
+        e->used = ++part_clock;
+        if (ps_index_dup(&e->x, x) != 0)
+            rc = -1;
+    }
+    pthread_mutex_unlock(&part_mu);
+    close(fd);
+    errno = rc == 1 ? EINVAL : rc < 0 ? ENOMEM : 0;
+    return rc;
+}
+
 /* The index of DIR/NAME (stored, or scanned now). 0, 1 if the file is gone
  * or unreadable (skipped), -1 on OOM. *name may change to the final name of
  * a .part renamed since the listing. */
@@ -477,8 +573,13 @@ static int describe(ps_query *q, char **name, ps_index *x)
             if (!part && ps_index_load(q->dir, *name, (uint64_t)st.st_size, x) == 0)
                 return 0;
             q->st.files_scanned++;
-            if (ps_index_build(q->dir, *name, x, err, sizeof(err)) >= 0)
+            if (part) {
+                int k = scan_part(path, x);
+                if (k <= 0)
+                    return k;
+            } else if (ps_index_build(q->dir, *name, x, err, sizeof(err)) >= 0) {
                 return 0; /* saved or not: this request has what it needs */
+            }
             if (errno == ENOMEM)
                 return -1;
             if (errno != ENOENT)

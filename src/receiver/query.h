@@ -6,7 +6,7 @@
  *
  * Selection: every pcapng file of the prefix (filename.h) is described by
  * its index (index.h), or, for .part files and files not indexed yet, by a
- * scan at open. A file is read only if its time range overlaps the window
+ * scan at open (a .part's scan is kept between queries and continued). A file is read only if its time range overlaps the window
  * and one of its interfaces matches the selectors and has packets in the
  * window. Interfaces are matched by their pcapng name, "SENSOR/IFACE" or,
  * for pods, "SENSOR/NAMESPACE/POD" (docs/protocol.md, "Pod interfaces"):
@@ -92,6 +92,9 @@ void ps_query_get_stats(const ps_query *q, ps_query_stats *st);
  * on an error (a read error, OOM; the stream is then cut). */
 ssize_t ps_query_read(ps_query *q, uint8_t *buf, size_t max);
 void ps_query_free(ps_query *q);
+/* Frees the scans of .part files kept between queries (query.c); call once
+ * no query runs (after the HTTP server stopped). */
+void ps_query_cleanup(void);
 
 /* ---- pure helpers ---- */
 

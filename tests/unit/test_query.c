@@ -479,13 +479,86 @@ static void test_unsaved_index(void **state)
     tu_rm_rf(dir);
 }
 
+/* A .part that grows between queries: the second query continues the
+ * first one's scan (a torn block at the end then completed, a new
+ * interface announced later) and finds everything. */
+static void test_part_grows(void **state)
+{
+    (void)state;
+    char dir[256], path[512], err[512];
+    assert_int_equal(tu_mkdtemp(dir, sizeof(dir), "grow"), 0);
+    snprintf(path, sizeof(path), "%s/ps-20251205T080000Z-000001.pcapng.part", dir);
+    ps_buf b = PS_BUF_INIT;
+    uint8_t d[61];
+    memset(d, 7, sizeof(d));
+    assert_int_equal(ps_pcapng_shb(&b, "t", NULL), 0);
+    assert_int_equal(ps_pcapng_idb(&b, 1, 262144, "a/eth0", NULL), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        assert_int_equal(ps_pcapng_epb(&b, 0, 100 + i, 61, 61, d), 0);
+    size_t first = b.len - 20; /* the last EPB torn */
+    assert_int_equal(ps_pcapng_idb(&b, 1, 262144, "b/ns/pod", NULL), 0);
+    for (uint32_t i = 0; i < 10; i++)
+        assert_int_equal(ps_pcapng_epb(&b, i % 2, 200 + i, 61, 61, d), 0);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b.data, first), (ssize_t)first);
+
+    ps_query_opts o = {.from_ns = 0, .to_ns = 1000, .app = "t"};
+    ps_query *q;
+    uint8_t *out;
+    ps_query_stats st;
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    size_t len = read_all(q, &out);
+    ps_query_get_stats(q, &st);
+    ps_query_free(q);
+    free(out);
+    assert_int_equal(st.packets, 9);
+    (void)len;
+
+    assert_int_equal(write(fd, b.data + first, b.len - first), (ssize_t)(b.len - first));
+    close(fd);
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    len = read_all(q, &out);
+    ps_query_get_stats(q, &st);
+    ps_query_free(q);
+    pkt got[32];
+    char nm[8][64];
+    size_t nn, n = epbs(out, len, got, 32, nm, &nn);
+    free(out);
+    assert_int_equal(n, 20);
+    assert_int_equal(nn, 2);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i].ts, i < 10 ? 100 + i : 200 + (i - 10));
+    o.pod = "ns/pod";
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    len = read_all(q, &out);
+    ps_query_get_stats(q, &st);
+    ps_query_free(q);
+    free(out);
+    assert_int_equal(st.packets, 5);
+
+    /* the file rewritten, shorter than what was scanned: started over */
+    write_file(path, (const char *[]){"c/eth9"}, 1, (pkt[]){{0, 5, 1}}, 1, 0);
+    o.pod = NULL;
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    len = read_all(q, &out);
+    n = epbs(out, len, got, 32, nm, &nn);
+    ps_query_free(q);
+    free(out);
+    assert_int_equal(n, 1);
+    assert_string_equal(nm[0], "c/eth9");
+    ps_buf_free(&b);
+    ps_query_cleanup();
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rfc3339),       cmocka_unit_test(test_relative),
         cmocka_unit_test(test_selectors),     cmocka_unit_test(test_index_scan_save_load),
         cmocka_unit_test(test_merge),         cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_unsaved_index),
+        cmocka_unit_test(test_unsaved_index), cmocka_unit_test(test_part_grows),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
