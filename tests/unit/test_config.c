@@ -446,6 +446,7 @@ CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
 CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
+CHECK(k_http_extractions, c->http_max_extractions == 2)
 CHECK(k_pods_ns, c->pods_namespaces_count == 2 && streq(c->pods_namespaces[0], "shop") &&
                      streq(c->pods_namespaces[1], "pay"))
 CHECK(k_pods_excl,
@@ -545,6 +546,7 @@ static const key_case key_cases[] = {
     {"http.maxConnections", "200", "200", k_http_max_conns},
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
+    {"http.maxExtractions", "2", "2", k_http_extractions},
     {"capture.pods.namespaces", "[shop, pay]", "shop,pay", k_pods_ns},
     {"capture.pods.excludeNamespaces", "[monitoring]", "monitoring", k_pods_excl},
     {"capture.pods.labelSelector", "\"app=web,tier in (a,b),!canary\"",
