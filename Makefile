@@ -6,6 +6,7 @@
 #                e2e tests (network namespaces, root), fuzzing
 #   make format        clang-format every C source in place (.clang-format)
 #   make format-check  fail if any C source differs from clang-format's output (part of test)
+#   make install install packetstreamer and the kubectl plugin into PREFIX/bin (/usr/local)
 #   make docs    regenerate the key tables of docs/configuration.md from the key table
 #   make fuzz    libFuzzer targets, FUZZ_SECONDS (20) each (fuzz/run.sh)
 #   make bench   offline benchmark (1 M IMIX packets, each codec)
@@ -31,7 +32,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
 	openssl python3-yaml python3-botocore
 
-.PHONY: deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
+.PHONY: install deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
 	bench-peers bench-ingest bench-soak bench-profile build-prof
 
@@ -82,7 +83,9 @@ release-check:
 	hardening-check --nocfprotection build-release-check/packetstreamer
 
 # Cheapest first: a misformatted file fails in a second, not after the build.
-test: deps
+# packaging-deps first: the integration tests use its npm tools too (the
+# Kubernetes schema validator for the API stand-in's objects).
+test: deps packaging-deps
 	$(MAKE) format-check
 	$(MAKE) release-check
 	$(MAKE) unit
@@ -157,6 +160,12 @@ format:
 
 format-check:
 	@clang-format --dry-run -Werror $(FORMAT_FILES) && echo "format-check: $(words $(FORMAT_FILES)) files clean"
+
+# The binary and the kubectl plugin (kubectl finds kubectl-* on PATH).
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0755 build/packetstreamer $(DESTDIR)$(PREFIX)/bin/packetstreamer
+	install -D -m 0755 scripts/kubectl-packetstreamer $(DESTDIR)$(PREFIX)/bin/kubectl-packetstreamer
 
 clean:
 	rm -rf build build-asan build-fuzz build-release-check build-prof

@@ -1,6 +1,7 @@
 """Writes the seed corpus under fuzz/corpus/<target>/ (committed; rerun only
 to regenerate): valid frames, handshakes, batches in each codec, the sample
 configs, and small pcap/pcapng files. Standard library plus tests/lib."""
+import ipaddress
 import os
 import shutil
 import struct
@@ -178,6 +179,63 @@ put("netlink", "dump", dump + nlmsg(3, struct.pack("=i", 0)))
 put("netlink", "del", link(17, 7, b"veth3f2a91"))
 put("netlink", "error", nlmsg(2, struct.pack("=i", -105) + bytes(16)))
 
+# podmap: first byte picks a dump around the datagram (0 none, 1 routes,
+# 2 neighbours, 3 FDB); then route, neighbour, FDB and link messages.
+def route(t, dst, oif, plen=None, table=254, rtype=1, flags=0, prio=None):
+    v6 = ":" in dst
+    a = ipaddress.ip_address(dst).packed
+    rtm = struct.pack("=BBBBBBBBI", 10 if v6 else 2, plen if plen is not None else len(a) * 8,
+                      0, 0, table, 3, 253, rtype, 0)
+    body = rtm + rtattr(15, struct.pack("=I", table)) + rtattr(1, a)
+    if prio is not None:
+        body += rtattr(6, struct.pack("=I", prio))
+    if oif:
+        body += rtattr(4, struct.pack("=I", oif))
+    return nlmsg(t, body, flags=flags, seq=0)
+
+
+def neigh(t, ip, dev, mac, state=2, family=None):
+    a = ipaddress.ip_address(ip).packed
+    fam = family or (10 if len(a) == 16 else 2)
+    ndm = struct.pack("=BxxxiHBB", fam, dev, state, 0, 1)
+    return nlmsg(t, ndm + rtattr(1, a) + (rtattr(2, mac) if mac else b""), seq=0)
+
+
+def fdb(t, port, mac, master, vlan=1):
+    ndm = struct.pack("=BxxxiHBB", 7, port, 2, 4, 0)
+    body = ndm + rtattr(2, mac)
+    if master:
+        body += rtattr(9, struct.pack("=I", master))
+    if vlan is not None:
+        body += rtattr(5, struct.pack("=H", vlan))
+    return nlmsg(t, body, seq=0)
+
+
+def ifi(t, index, flags, family=0):
+    return nlmsg(t, struct.pack("=BxHiII", family, 1, index, flags, 0), seq=0)
+
+
+DONE = nlmsg(3, struct.pack("=i", 0), flags=2)
+M1, M2 = bytes.fromhex("0a580a580005"), bytes.fromhex("0a580a580006")
+put("podmap", "routes-dump", b"\1" + route(24, "10.77.0.5", 5) + route(24, "fd77::5", 5, prio=1024)
+    + route(24, "10.77.1.0", 5, plen=24) + route(24, "10.0.0.1", 2, table=255, rtype=2)
+    + route(24, "10.77.0.6", 0) + DONE)
+put("podmap", "neigh-dump", b"\2" + neigh(28, "10.88.0.5", 3, M1) + neigh(28, "fd88::5", 3, M1, 4)
+    + neigh(28, "10.88.0.6", 3, None, 1) + neigh(28, "192.168.1.1", 2, M2) + DONE)
+put("podmap", "fdb-dump", b"\3" + fdb(28, 9, M1, 3) + fdb(28, 3, M2, 3) + fdb(28, 2, M2, 0, None)
+    + DONE)
+put("podmap", "bridge-events", b"\0" + neigh(28, "10.88.0.5", 3, M1) + fdb(28, 9, M1, 3)
+    + route(24, "10.88.0.5", 12) + route(25, "10.88.0.5", 12) + fdb(28, 10, M1, 3)
+    + neigh(29, "10.88.0.5", 3, M1) + fdb(29, 10, M1, 3))
+put("podmap", "links", b"\0" + route(24, "10.77.0.5", 5) + fdb(28, 9, M1, 3)
+    + neigh(28, "10.88.0.5", 3, M1) + ifi(16, 5, 0) + ifi(17, 9, 1, family=7) + ifi(17, 3, 0))
+put("podmap", "replace", b"\0" + route(24, "10.77.0.7", 6, prio=100) + route(24, "10.77.0.7", 7, prio=50)
+    + route(24, "10.77.0.7", 8, prio=100, flags=0x100) + route(25, "10.77.0.7", 7, prio=50))
+put("podmap", "interrupted", b"\1" + nlmsg(24, route(24, "10.77.0.5", 5)[16:], flags=0x12)
+    + DONE)
+put("podmap", "error", b"\0" + route(24, "10.77.0.8", 5)
+    + nlmsg(2, struct.pack("=i", -16) + bytes(16)))
+
 # http: '\n'-separated fields: Range, URL to unescape, capture name, prefix,
 # Authorization, token, Host, allowed name / Sec-Fetch-Site, Origin.
 def http_fields(*f):
@@ -210,4 +268,31 @@ put("env", "sensor", b"\0" + b"\n".join([
 put("env", "bad-values", b"\1" + b"\n".join([
     b"--format", b"pcapx", b"HTTP_MAX_CONNECTIONS=99999999999", b"LOG_LEVEL=loud",
     b"INPUT_PORT=-1", b"=", b"HTTP_LISTEN=[::1:80"]))
+# kube: watch lines as the stand-in API server sends them (full Pods), and
+# the shapes a broken or hostile one might.
+import json  # noqa: E402
+import tempfile  # noqa: E402
+
+from kubeapi import KubeAPI, status  # noqa: E402
+
+with tempfile.TemporaryDirectory() as d:
+    api = KubeAPI(d)
+    pod = api.make_pod("web-1", "shop", labels={"app": "web", "app.kubernetes.io/name": "web"},
+                       ips=["10.244.1.5", "fd00:10:244:1::5"])
+    pod["metadata"]["resourceVersion"] = "4711"
+    host = api.make_pod("kube-proxy-x", "kube-system", hostNetwork=True, phase="Pending")
+    host["metadata"]["resourceVersion"] = "4712"
+for t, o in (("ADDED", pod), ("MODIFIED", host), ("DELETED", pod)):
+    put("kube", t.lower(), json.dumps({"type": t, "object": o}).encode())
+put("kube", "bookmark", json.dumps({"type": "BOOKMARK", "object": {
+    "kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "5000"}}}).encode())
+put("kube", "error-410", json.dumps({"type": "ERROR", "object": status(
+    410, "Expired", "too old resource version: 1 (4000)")}).encode())
+many = json.loads(json.dumps(pod))
+many["metadata"]["labels"] = {"k%d" % i: "v%d" % i for i in range(70)}
+many["status"]["podIPs"] = [{"ip": "10.0.0.%d" % i} for i in range(9)]
+put("kube", "many", json.dumps({"type": "ADDED", "object": many}).encode())
+put("kube", "odd", b'{"type":"ADDED","object":{"metadata":{"name":"p","namespace":"n",'
+    b'"uid":"u","resourceVersion":"1","labels":{"a/b":""}},"status":{"podIP":"::1"},'
+    b'"spec":{"hostNetwork":true}}}')
 print("corpus written to", C)

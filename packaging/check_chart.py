@@ -20,7 +20,11 @@ packaging/k8s-validate:
        the values' pod selectors in capture.pods, S3 credentials only from
        the named Secret (never in the config), the IRSA annotation on the
        receiver's own ServiceAccount, a PodDisruptionBudget that selects
-       the receiver;
+       the receiver; a tier (receiver.replicas > 1): a StatefulSet
+       (Parallel, a claim per pod) on a headless Service, tier.peers and the
+       sensors' address on that Service, a shared http token from a Secret,
+       the headless names in the server certificate, receiver -> receiver
+       HTTP in the NetworkPolicy;
      - `packetstreamer check-config` on each rendered config file (keys of
        work not merged yet, PENDING_KEYS, dropped only when the binary calls
        them unknown);
@@ -28,11 +32,15 @@ packaging/k8s-validate:
      refused by helm with the message each one names;
   4. `kubectl kustomize manifests/` gets the same validation and assertions,
      and manifests/ must equal what packaging/gen-manifests.sh generates;
+     `--set receiver.replicas=3` is checked object by object (check_tier),
+     and NOTES.txt for one receiver and for a tier;
   5. self-tests that break objects on purpose (a wrong field name, a missing
      hostNetwork, an extra capability, a probe on the wrong port, a TLS
      volume that is not mounted, a ClusterRole with one more verb or
-     resource, an S3 key as a literal) and require each check to fail with
-     the right message.
+     resource, an S3 key as a literal, a tier's headless Service with a
+     cluster IP, tier.peers on the wrong port, sensors dialling the
+     ClusterIP Service, a certificate without the headless names) and
+     require each check to fail with the right message.
 Prints "N passed, N failed" and exits 1 on any failure.
 """
 import argparse
@@ -64,9 +72,8 @@ RELEASE = "ps"
 # Tolerance, and only this: check-config may refuse one of these keys (or a
 # key under it) as an *unknown key*; the check then removes it and runs again.
 # Any other refusal, including a bad value under a key the binary knows, still
-# fails. After #14 (pod discovery) and #17 (S3) merge, delete the line below's
-# entries (one line: `PENDING_KEYS = {}`).
-PENDING_KEYS = {"kubernetes": "#14", "capture.pods": "#14"}
+# fails. Every feature the chart renders has merged: nothing is pending.
+PENDING_KEYS = {}
 # A key stops being pending by itself once the binary's --help shows the
 # feature's flag (--http for http.*, --tls-cert for tls.*): from then on
 # check-config must accept the key as the chart renders it.
@@ -123,11 +130,46 @@ def by_kind(objs, kind):
     return [o for o in objs if o.get("kind") == kind]
 
 
+def is_headless(o):
+    return o.get("kind") == "Service" and dig(o, "spec.clusterIP") == "None"
+
+
 def one(objs, kind, component):
+    """The first object of KIND for COMPONENT; for Services the ordinary one
+    (a tier's headless Service is headless_service's)."""
     for o in by_kind(objs, kind):
-        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component:
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == component and not is_headless(o):
             return o
     return None
+
+
+def headless_service(objs):
+    for o in by_kind(objs, "Service"):
+        if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "receiver" and is_headless(o):
+            return o
+    return None
+
+
+def receiver_workload(objs):
+    """The receivers' workload: the Deployment (one receiver) or the
+    StatefulSet (a tier)."""
+    return one(objs, "Deployment", "receiver") or one(objs, "StatefulSet", "receiver")
+
+
+def svc_fqdn(svc):
+    return f"{svc['metadata']['name']}.{svc['metadata'].get('namespace', NAMESPACE)}.svc.cluster.local"
+
+
+def selects(selector, labels):
+    """Does a LabelSelector (matchLabels, matchExpressions) select LABELS?"""
+    if not all(labels.get(k) == v for k, v in (selector.get("matchLabels") or {}).items()):
+        return False
+    for e in selector.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values") or []
+        if (op == "In" and labels.get(k) not in vals) or (op == "NotIn" and k in labels and labels[k] in vals) \
+                or (op == "Exists" and k not in labels) or (op == "DoesNotExist" and k in labels):
+            return False
+    return True
 
 
 def pod_spec(workload):
@@ -297,12 +339,19 @@ def assert_sensor(objs, problems, ctx):
     for p in c.get("ports", []):
         if p.get("hostPort") not in (None, p["containerPort"]):
             problems.append("sensor: hostPort differs from containerPort under hostNetwork")
-    rx = one(objs, "Service", "receiver")
+    # One receiver: its Service. A tier: the headless Service, whose name
+    # resolves to every receiver (each sensor picks its home among them).
+    rx = headless_service(objs) if ctx.get("tier") else one(objs, "Service", "receiver")
     addr = container_env(c, "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS")
+    if ctx.get("tier") and ctx.get("receiver", True) and rx is None:
+        problems.append("sensor: receiver.replicas > 1 but no headless receiver Service to stream to")
     if rx is not None:
-        fqdn = f"{rx['metadata']['name']}.{rx['metadata'].get('namespace', NAMESPACE)}.svc.cluster.local"
+        fqdn = svc_fqdn(rx)
+        what = "the tier's headless Service" if ctx.get("tier") else "the receiver Service"
         if not addr or addr.get("value") != fqdn:
-            problems.append(f"sensor: PACKETSTREAMER_OUTPUT_SERVER_ADDRESS is {addr and addr.get('value')!r}, not the receiver Service {fqdn}")
+            problems.append(f"sensor: PACKETSTREAMER_OUTPUT_SERVER_ADDRESS is {addr and addr.get('value')!r}, not {what} {fqdn}")
+        if dig(cfg, "output.server.address") != fqdn:
+            problems.append(f"sensor config: output.server.address is {dig(cfg, 'output.server.address')!r}, not {what} {fqdn}")
         stream = next((p for p in rx["spec"]["ports"] if p["name"] == "stream"), None)
         if stream and dig(cfg, "output.server.port") != stream["port"]:
             problems.append(f"sensor config: output.server.port {dig(cfg, 'output.server.port')} is not the Service's stream port {stream['port']}")
@@ -415,9 +464,11 @@ def assert_receiver_s3(objs, dep, cfg, problems, ctx):
 
 def assert_pdb(objs, problems, ctx):
     pdbs = by_kind(objs, "PodDisruptionBudget")
-    dep = one(objs, "Deployment", "receiver")
+    dep = receiver_workload(objs)
     if ctx.get("pdb") and not pdbs:
         problems.append("receiver: podDisruptionBudget enabled but no PodDisruptionBudget rendered")
+    if ctx.get("tier") and ctx.get("receiver", True) and ctx.get("pdbAuto", True) and not pdbs:
+        problems.append("receiver: a tier (replicas > 1) without a PodDisruptionBudget (podDisruptionBudget.enabled auto)")
     for p in pdbs:
         sp = p["spec"]
         if ("minAvailable" in sp) == ("maxUnavailable" in sp):
@@ -429,17 +480,29 @@ def assert_pdb(objs, problems, ctx):
 
 
 def assert_receiver(objs, problems, ctx):
-    dep = one(objs, "Deployment", "receiver")
+    dep = receiver_workload(objs)
+    tier = ctx.get("tier")
     if dep is None:
         if ctx.get("receiver", True):
-            problems.append("receiver Deployment: not rendered")
+            problems.append(f"receiver {'StatefulSet' if tier else 'Deployment'}: not rendered")
         return
     spec = pod_spec(dep)
     c = spec["containers"][0]
-    if dep["spec"].get("replicas") != 1:
-        problems.append("receiver: replicas is not 1")
-    if dig(dep, "spec.strategy.type") != "Recreate":
-        problems.append("receiver: strategy is not Recreate (two writers on one volume)")
+    if tier:
+        if dep["kind"] != "StatefulSet" or by_kind(objs, "Deployment"):
+            problems.append(f"receiver: replicas {ctx.get('replicas')} rendered a {dep['kind']}, not a StatefulSet"
+                            + (" (and a Deployment)" if by_kind(objs, "Deployment") else ""))
+        if dep["spec"].get("replicas") != ctx.get("replicas"):
+            problems.append(f"receiver: StatefulSet replicas {dep['spec'].get('replicas')}, the values say {ctx.get('replicas')}")
+    else:
+        if dep["kind"] != "Deployment" or by_kind(objs, "StatefulSet"):
+            problems.append(f"receiver: one replica rendered a {dep['kind']}, not a Deployment")
+        if headless_service(objs) is not None:
+            problems.append("receiver: one replica but a headless Service is rendered")
+        if dep["spec"].get("replicas") != 1:
+            problems.append("receiver: replicas is not 1")
+        if dig(dep, "spec.strategy.type") != "Recreate":
+            problems.append("receiver: strategy is not Recreate (two writers on one volume)")
     sc = c.get("securityContext", {})
     if dig(sc, "capabilities.add"):
         problems.append(f"receiver: adds capabilities {dig(sc, 'capabilities.add')}; it needs none")
@@ -460,7 +523,17 @@ def assert_receiver(objs, problems, ctx):
         return
     out = dig(cfg, "output.file.path")
     vol, m = mount_for(dep, out or "/")
-    if not vol or m.get("readOnly") or not ({"persistentVolumeClaim", "emptyDir"} & set(vol)):
+    vct = {t["metadata"]["name"]: t for t in dig(dep, "spec.volumeClaimTemplates", []) or []}
+    if tier and ctx.get("persistence", True):
+        # a claim of its own per receiver, from the volumeClaimTemplates
+        if not m or m.get("readOnly") or m["name"] not in vct or vol is not None:
+            problems.append(f"receiver: output.file.path {out} is not on a writable volumeClaimTemplates claim "
+                            f"(mount {m and m['name']}, templates {sorted(vct)}, pod volume {vol and vol['name']})")
+        if by_kind(objs, "PersistentVolumeClaim"):
+            problems.append("receiver: a tier with a shared PersistentVolumeClaim object (one writer per volume)")
+    elif vct:
+        problems.append(f"receiver: volumeClaimTemplates {sorted(vct)} though persistence is off or there is one receiver")
+    elif not vol or m.get("readOnly") or not ({"persistentVolumeClaim", "emptyDir"} & set(vol)):
         problems.append(f"receiver: output.file.path {out} is not on a writable PVC or emptyDir volume")
     elif "persistentVolumeClaim" in vol:
         claim = vol["persistentVolumeClaim"]["claimName"]
@@ -496,6 +569,103 @@ def assert_receiver(objs, problems, ctx):
                 problems.append(f"receiver Service: port {p['name']} targets {num}, container port is {cports[p['name']]}")
     assert_tls_files(objs, dep, cfg, "receiver", ["certFile", "keyFile"], problems, ctx)
     assert_receiver_s3(objs, dep, cfg, problems, ctx)
+    assert_tier(objs, dep, cfg, problems, ctx)
+
+
+def assert_tier(objs, sts, cfg, problems, ctx):
+    """A tier of receivers: a StatefulSet (Parallel) on a headless Service
+    (clusterIP None, not-ready pods left out) selecting the receiver pods
+    with the stream and HTTP ports; tier.peers is that Service's name and
+    HTTP port; tier.name is left to the host name (the pod's name); a
+    shared http token from a Secret the release has; the NetworkPolicy lets
+    receivers reach each other's HTTP port; the ServiceMonitor scrapes each
+    receiver through one Service only. One receiver: none of that."""
+    peers = dig(cfg, "tier.peers")
+    if not ctx.get("tier"):
+        if peers is not None:
+            problems.append(f"receiver config: tier.peers {peers!r} with one receiver")
+        return
+    spec = pod_spec(sts)
+    c = spec["containers"][0]
+    labels = dig(sts, "spec.template.metadata.labels", {})
+    hl = headless_service(objs)
+    if hl is None:
+        problems.append("receiver tier: no headless Service (clusterIP: None) selecting the receivers")
+        return
+    if sts["kind"] == "StatefulSet":
+        if dig(sts, "spec.podManagementPolicy") != "Parallel":
+            problems.append(f"receiver tier: podManagementPolicy is {dig(sts, 'spec.podManagementPolicy')!r}, not Parallel")
+        if dig(sts, "spec.serviceName") != hl["metadata"]["name"]:
+            problems.append(f"receiver tier: StatefulSet serviceName {dig(sts, 'spec.serviceName')!r} is not the headless Service "
+                            f"{hl['metadata']['name']} (the pods would have no stable DNS names)")
+    if dig(hl, "spec.publishNotReadyAddresses") is not False:
+        problems.append("receiver tier: the headless Service's publishNotReadyAddresses is not false "
+                        "(sensors would pick receivers that are not ready)")
+    if not hl["spec"].get("selector") or not all(labels.get(k) == v for k, v in hl["spec"]["selector"].items()):
+        problems.append("receiver tier: the headless Service's selector does not match the receiver pods")
+    cports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    hports = {}
+    for p in hl["spec"].get("ports", []):
+        tp = p.get("targetPort", p["port"])
+        hports[p["name"]] = (p["port"], cports.get(tp) if isinstance(tp, str) else tp)
+    for name in ("stream", "http"):
+        if name not in hports:
+            problems.append(f"receiver tier: the headless Service has no {name} port")
+        elif hports[name][1] != cports.get(name):
+            problems.append(f"receiver tier: the headless Service's {name} port targets {hports[name][1]}, "
+                            f"the container's {name} port is {cports.get(name)}")
+    want = f"{svc_fqdn(hl)}:{listen_port(cfg)}"
+    if peers != want:
+        problems.append(f"receiver config: tier.peers is {peers!r}, not the headless Service's name and HTTP port {want}")
+    if dig(cfg, "tier.name") is not None:
+        problems.append(f"receiver config: tier.name {dig(cfg, 'tier.name')!r} is set: every receiver would have that name "
+                        "(the default, the host name, is the pod's)")
+    # each receiver's files named after its pod: names unique in the tier
+    # (one S3 bucket and prefix), in the captures directory of the config
+    env_names = [e["name"] for e in c.get("env", []) or []]
+    pn = container_env(c, "POD_NAME")
+    fp = container_env(c, "PACKETSTREAMER_OUTPUT_FILE_PATH")
+    ext = "pcapng" if dig(cfg, "output.file.format", "pcapng") == "pcapng" else "pcap"
+    want_path = f"{str(dig(cfg, 'output.file.path')).rstrip('/')}/$(POD_NAME).{ext}"
+    if not pn or dig(pn, "valueFrom.fieldRef.fieldPath") != "metadata.name" or not fp or fp.get("value") != want_path \
+            or env_names.index("POD_NAME") > env_names.index("PACKETSTREAMER_OUTPUT_FILE_PATH"):
+        problems.append(f"receiver tier: PACKETSTREAMER_OUTPUT_FILE_PATH is {fp and fp.get('value')!r}, not {want_path!r} with "
+                        "POD_NAME from metadata.name before it (the receivers' files would share names in S3)")
+    # the token the receivers ask each other with (docs/http.md: non-loopback
+    # clients are answered only with http.token)
+    tok = container_env(c, "PACKETSTREAMER_HTTP_TOKEN")
+    ref = dig(tok or {}, "valueFrom.secretKeyRef") or {}
+    if not ref.get("name") or ref.get("optional"):
+        problems.append("receiver tier: PACKETSTREAMER_HTTP_TOKEN is not from a Secret (the receivers could not answer each other)")
+    elif ctx.get("httpTokenSecret"):
+        if ref["name"] != ctx["httpTokenSecret"] or ref.get("key") != "token":
+            problems.append(f"receiver tier: PACKETSTREAMER_HTTP_TOKEN is {ref}, not Secret {ctx['httpTokenSecret']} key token")
+    else:
+        sec = next((o for o in by_kind(objs, "Secret") if o["metadata"]["name"] == ref["name"]), None)
+        if sec is None or ref.get("key") not in (sec.get("data") or {}):
+            problems.append(f"receiver tier: the http token Secret {ref.get('name')} (key {ref.get('key')}) is not rendered")
+        elif len(base64.b64decode(sec["data"][ref["key"]])) < 32:
+            problems.append(f"receiver tier: the generated http token in {ref['name']} is shorter than 32 bytes")
+    for np in by_kind(objs, "NetworkPolicy"):
+        if not selects(dig(np, "spec.podSelector", {}), labels):
+            continue
+        ok = False
+        for rule in dig(np, "spec.ingress", []) or []:
+            ports = [port_number(c, p.get("port")) for p in rule.get("ports") or []]
+            if ports and cports.get("http") not in ports:
+                continue
+            if any("podSelector" in f and "namespaceSelector" not in f and selects(f["podSelector"], labels)
+                   for f in rule.get("from") or []):
+                ok = True
+        if not ok:
+            problems.append(f"NetworkPolicy {np['metadata']['name']}: no ingress rule lets the receivers reach each other's "
+                            "HTTP port (tier view)")
+    for sm in by_kind(objs, "ServiceMonitor"):
+        hit = [o["metadata"]["name"] for o in by_kind(objs, "Service")
+               if selects(dig(sm, "spec.selector", {}), o["metadata"].get("labels") or {})]
+        if len(hit) != 1:
+            problems.append(f"ServiceMonitor {sm['metadata']['name']}: selects Services {hit}; each receiver would be "
+                            "scraped once per Service")
 
 
 def secret_sources(objs, ctx):
@@ -546,7 +716,7 @@ def assert_generated_certs(objs, problems):
     ds = one(objs, "DaemonSet", "sensor")
     scfg, _ = config_of(objs, ds)
     secrets = {}
-    for who, w in (("sensor", ds), ("receiver", one(objs, "Deployment", "receiver"))):
+    for who, w in (("sensor", ds), ("receiver", receiver_workload(objs))):
         cfg, _ = config_of(objs, w)
         vol, _m = mount_for(w, dig(cfg, "tls.certFile") or "/nonexistent")
         name = dig(vol or {}, "secret.secretName")
@@ -575,9 +745,44 @@ def assert_generated_certs(objs, problems):
         sans = {x.strip() for x in re.split(r"[,\n]", san)}
         if f"DNS:{want}" not in sans:
             problems.append(f"generated TLS: receiver certificate SANs ({san.strip()}) lack the sensors' tls.serverName {want}")
+        for name in receiver_names(objs):
+            if f"DNS:{name}" not in sans:
+                problems.append(f"generated TLS: receiver certificate SANs ({san.strip()}) lack {name}")
         cname = run(["openssl", "x509", "-noout", "-subject", "-in", os.path.join(d, "sensor-tls.crt")]).stdout
         if "packetstreamer-sensor" not in cname:
             problems.append(f"generated TLS: sensor client certificate subject is {cname.strip()}")
+
+
+def receiver_names(objs):
+    """Names the receiver's server certificate must carry: the Service's
+    FQDN, and in a tier the headless Service's FQDN and its wildcard (each
+    pod's own name, POD.HEADLESS.NS.svc.DOMAIN)."""
+    names = []
+    svc = one(objs, "Service", "receiver")
+    if svc is not None:
+        names.append(svc_fqdn(svc))
+    hl = headless_service(objs)
+    if hl is not None:
+        names += [svc_fqdn(hl), "*." + svc_fqdn(hl)]
+    return names
+
+
+def assert_certmanager(objs, problems):
+    """cert-manager's receiver Certificate names the sensors' serverName and
+    the receiver's Services (in a tier, the headless one and its wildcard)."""
+    ds = one(objs, "DaemonSet", "sensor")
+    want = []
+    if ds is not None:
+        scfg, _ = config_of(objs, ds)
+        want.append(dig(scfg or {}, "tls.serverName"))
+    want += receiver_names(objs)
+    for cert in by_kind(objs, "Certificate"):
+        if dig(cert, "metadata.labels", {}).get("app.kubernetes.io/component") != "receiver":
+            continue
+        names = dig(cert, "spec.dnsNames", []) or []
+        for w in want:
+            if w and w not in names:
+                problems.append(f"cert-manager: Certificate {cert['metadata']['name']} dnsNames {names} lack {w}")
 
 
 def assert_objects(objs, ctx):
@@ -586,13 +791,14 @@ def assert_objects(objs, ctx):
     assert_receiver(objs, problems, ctx)
     assert_pdb(objs, problems, ctx)
     for o in objs:
-        if o.get("kind") in ("DaemonSet", "Deployment"):
+        if o.get("kind") in ("DaemonSet", "Deployment", "StatefulSet"):
             sa = pod_spec(o).get("serviceAccountName")
             create = ctx.get("serviceAccount", True) if o["kind"] == "DaemonSet" else ctx.get("receiverServiceAccount", True)
             if create and not any(s["metadata"]["name"] == sa for s in by_kind(objs, "ServiceAccount")):
                 problems.append(f"{o['kind']} {o['metadata']['name']}: ServiceAccount {sa} is not rendered")
     if ctx.get("generatedCerts"):
         assert_generated_certs(objs, problems)
+    assert_certmanager(objs, problems)
     return problems
 
 
@@ -628,8 +834,8 @@ def drop_key(cfg, dotted):
 
 def check_config(binary, objs, env_overrides):
     problems, notes = [], []
-    for who, kind in (("sensor", "DaemonSet"), ("receiver", "Deployment")):
-        w = one(objs, kind, who)
+    for who in ("sensor", "receiver"):
+        w = one(objs, "DaemonSet", who) if who == "sensor" else receiver_workload(objs)
         if w is None:
             continue
         cfg, err = config_of(objs, w)
@@ -642,6 +848,15 @@ def check_config(binary, objs, env_overrides):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, f"{who}.yaml")
             env = {k: v for k, v in os.environ.items() if not k.startswith("PACKETSTREAMER_")}
+            # the http token the pod gets from its Secret (a tier's receivers)
+            wc = pod_spec(w)["containers"][0]
+            if dig(container_env(wc, "PACKETSTREAMER_HTTP_TOKEN") or {}, "valueFrom.secretKeyRef"):
+                env["PACKETSTREAMER_HTTP_TOKEN"] = "t" * 48
+            # a tier's receivers: the file path with the pod's name, as the
+            # kubelet expands $(POD_NAME)
+            fp = container_env(wc, "PACKETSTREAMER_OUTPUT_FILE_PATH")
+            if who == "receiver" and fp and "value" in fp:
+                env["PACKETSTREAMER_OUTPUT_FILE_PATH"] = fp["value"].replace("$(POD_NAME)", w["metadata"]["name"] + "-0")
             env.update(env_overrides.get(who, {}))
             while True:
                 with open(path, "w") as f:
@@ -669,9 +884,9 @@ def check_config(binary, objs, env_overrides):
 
 
 # ---------------------------------------------------------------- runs --
-def ctx_for(values_file):
-    """What a values file changes about the expectations."""
-    v = yaml.safe_load(open(values_file)) if values_file else {}
+def ctx_for(values_file, values=None):
+    """What a values file (or a dict of values) changes about the expectations."""
+    v = values if values is not None else (yaml.safe_load(open(values_file)) if values_file else {})
     v = v or {}
     tls = dig(v, "tls.enabled", True)
     mode = dig(v, "tls.mode", "generate")
@@ -679,7 +894,7 @@ def ctx_for(values_file):
         "tls": tls,
         "generatedCerts": tls and mode == "generate",
         "existingSecrets": [x for x in (dig(v, "tls.existingSecret.receiver"), dig(v, "tls.existingSecret.sensor"),
-                                         dig(v, "auth.existingSecret")) if x],
+                                         dig(v, "auth.existingSecret"), dig(v, "receiver.httpTokenSecret")) if x],
         "sensor": dig(v, "sensor.enabled", True),
         "receiver": dig(v, "receiver.enabled", True),
         "podInterfaces": dig(v, "sensor.capture.podInterfaces", True),
@@ -693,6 +908,11 @@ def ctx_for(values_file):
         "s3": dig(v, "receiver.s3", {}) or {},
         "pdb": dig(v, "receiver.podDisruptionBudget.enabled", "auto") is True,
         "requireClientCert": dig(v, "tls.requireClientCert", True),
+        "replicas": dig(v, "receiver.replicas", 1),
+        "tier": dig(v, "receiver.replicas", 1) > 1,
+        "persistence": dig(v, "receiver.persistence.enabled", True),
+        "httpTokenSecret": dig(v, "receiver.httpTokenSecret", ""),
+        "pdbAuto": dig(v, "receiver.podDisruptionBudget.enabled", "auto") != False,
     }
     return ctx
 
@@ -712,6 +932,8 @@ def check_values_file(values_file, binary):
     report(f"assertions ({label})", assert_objects(objs, ctx_for(values_file)))
     if binary:
         fqdn = f"{RELEASE}-packetstreamer-receiver.{NAMESPACE}.svc.cluster.local"
+        if ctx_for(values_file).get("tier"):
+            fqdn = f"{RELEASE}-packetstreamer-receiver-headless.{NAMESPACE}.svc.cluster.local"
         problems, notes = check_config(binary, objs, {"sensor": {"PACKETSTREAMER_SENSOR_ID": "node-1",
                                                                   "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS": fqdn}})
         report(f"packetstreamer check-config on the rendered configs ({label})", problems)
@@ -778,31 +1000,130 @@ def check_manifests(binary):
             print(f"     note: {n}")
 
 
+def check_tier(binary):
+    """`--set receiver.replicas=3`: a tier, checked by name against what
+    docs/kubernetes.md promises, then with the generic assertions, the API
+    schemas and check-config; the same with cert-manager's Certificate."""
+    sets = ["receiver.replicas=3", "networkPolicy.enabled=true", "networkPolicy.nodeCIDRs={10.0.0.0/16}"]
+    values = {"receiver": {"replicas": 3}, "networkPolicy": {"enabled": True, "nodeCIDRs": ["10.0.0.0/16"]}}
+    try:
+        objs = render(sets=sets)
+    except RuntimeError as e:
+        report("helm template --set receiver.replicas=3", [str(e)])
+        return
+    label = "receiver.replicas=3"
+    report(f"helm template ({label}): {len(objs)} objects", [])
+    report(f"Kubernetes API schemas, unknown fields ({label})", k8s_validate(objs, label))
+    report(f"assertions ({label})", assert_objects(objs, ctx_for(None, values)))
+    problems = []
+    rx = f"{RELEASE}-packetstreamer-receiver"
+    hl = f"{rx}-headless"
+    hl_fqdn = f"{hl}.{NAMESPACE}.svc.cluster.local"
+    kinds = sorted(o["kind"] for o in objs)
+    sts = by_kind(objs, "StatefulSet")
+    if [o["metadata"]["name"] for o in sts] != [rx] or "Deployment" in kinds or "PersistentVolumeClaim" in kinds:
+        problems.append(f"want one StatefulSet {rx} and no Deployment or PVC object, got {kinds}")
+    else:
+        sp = sts[0]["spec"]
+        got = (sp.get("replicas"), sp.get("podManagementPolicy"), sp.get("serviceName"),
+               [t["metadata"]["name"] for t in sp.get("volumeClaimTemplates", [])])
+        if got != (3, "Parallel", hl, ["captures"]):
+            problems.append(f"StatefulSet replicas, podManagementPolicy, serviceName, volumeClaimTemplates: {got}")
+        tok = container_env(pod_spec(sts[0])["containers"][0], "PACKETSTREAMER_HTTP_TOKEN")
+        if dig(tok or {}, "valueFrom.secretKeyRef") != {"name": f"{RELEASE}-packetstreamer-http-token", "key": "token"}:
+            problems.append(f"receivers' PACKETSTREAMER_HTTP_TOKEN: {tok}")
+        fp = container_env(pod_spec(sts[0])["containers"][0], "PACKETSTREAMER_OUTPUT_FILE_PATH")
+        if (fp or {}).get("value") != "/var/lib/packetstreamer/captures/$(POD_NAME).pcapng":
+            problems.append(f"receivers' PACKETSTREAMER_OUTPUT_FILE_PATH: {fp}, want captures named after the pod")
+    svc = next((o for o in by_kind(objs, "Service") if o["metadata"]["name"] == hl), None)
+    if svc is None:
+        problems.append(f"no Service {hl}")
+    else:
+        got = (svc["spec"].get("clusterIP"), svc["spec"].get("publishNotReadyAddresses"),
+               sorted((p["name"], p["port"]) for p in svc["spec"]["ports"]))
+        if got != ("None", False, [("http", 8080), ("stream", 8081)]):
+            problems.append(f"Service {hl}: clusterIP, publishNotReadyAddresses, ports: {got}")
+    rcfg = yaml.safe_load(one(objs, "ConfigMap", "receiver")["data"]["receiver.yaml"])
+    scfg = yaml.safe_load(one(objs, "ConfigMap", "sensor")["data"]["sensor.yaml"])
+    if rcfg.get("tier") != {"peers": f"{hl_fqdn}:8080"}:
+        problems.append(f"receiver config tier: {rcfg.get('tier')}, want peers {hl_fqdn}:8080 and no name")
+    if dig(scfg, "output.server.address") != hl_fqdn or dig(scfg, "tls.serverName") != hl_fqdn:
+        problems.append(f"sensor config: output.server.address {dig(scfg, 'output.server.address')}, "
+                        f"tls.serverName {dig(scfg, 'tls.serverName')}; want {hl_fqdn}")
+    pdbs = by_kind(objs, "PodDisruptionBudget")
+    if len(pdbs) != 1 or dig(pdbs[0], "spec.maxUnavailable") != 1:
+        problems.append(f"want one PodDisruptionBudget with maxUnavailable 1, got {[p['spec'] for p in pdbs]}")
+    if len(by_kind(objs, "NetworkPolicy")) != 1:
+        problems.append("no NetworkPolicy")
+    report("tier (receiver.replicas=3): StatefulSet, headless Service, tier.peers, sensor address, token, files named after the pod, "
+           "PDB, NetworkPolicy",
+           problems)
+    if binary:
+        problems, notes = check_config(binary, objs, {"sensor": {"PACKETSTREAMER_SENSOR_ID": "node-1",
+                                                                  "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS": hl_fqdn}})
+        report(f"packetstreamer check-config on the rendered configs ({label})", problems)
+        for n in notes:
+            print(f"     note: {n}")
+    # the server certificate's names, generated and from cert-manager
+    problems = []
+    secret = next((o for o in by_kind(objs, "Secret") if o["metadata"]["name"] == f"{rx}-tls"), None)
+    with tempfile.NamedTemporaryFile("wb", suffix=".crt") as f:
+        f.write(base64.b64decode(secret["data"]["tls.crt"]))
+        f.flush()
+        san = run(["openssl", "x509", "-noout", "-ext", "subjectAltName", "-in", f.name]).stdout
+    sans = {x.strip() for x in re.split(r"[,\n]", san)}
+    want = {f"DNS:{n}" for n in (f"{rx}.{NAMESPACE}.svc.cluster.local", hl, f"{hl}.{NAMESPACE}.svc", hl_fqdn, f"*.{hl_fqdn}")}
+    if want - sans:
+        problems.append(f"generated receiver certificate lacks {sorted(want - sans)} (has {san.strip()})")
+    cm = render(sets=sets + ["tls.mode=certManager"])
+    cert = next((o for o in by_kind(cm, "Certificate") if o["metadata"]["name"] == rx), None)
+    names = set(dig(cert or {}, "spec.dnsNames", []) or [])
+    if {n[4:] for n in want} - names:
+        problems.append(f"cert-manager Certificate {rx} lacks {sorted({n[4:] for n in want} - names)}")
+    report("tier: the receiver certificate (generated and cert-manager) names the headless Service and *.its pods", problems)
+    # one receiver: none of it
+    problems = []
+    single = render(sets=["receiver.replicas=1", "networkPolicy.enabled=true"])
+    kinds = {o["kind"] for o in single}
+    if "StatefulSet" in kinds or headless_service(single) or "Deployment" not in kinds:
+        problems.append(f"replicas=1 renders {sorted(kinds)}")
+    if "tier" in yaml.safe_load(one(single, "ConfigMap", "receiver")["data"]["receiver.yaml"]):
+        problems.append("replicas=1 renders tier.peers")
+    if by_kind(single, "Secret") and any(o["metadata"]["name"].endswith("-http-token") for o in by_kind(single, "Secret")):
+        problems.append("replicas=1 renders an http token Secret")
+    report("one receiver (replicas=1): a Deployment, no StatefulSet, headless Service, tier.peers or token", problems)
+
+
 def check_names():
     """Release names short and long: every object name is a valid DNS label
     (Services: RFC 1035, at most 63), label values at most 63, and the
     sensors dial the Service that exists."""
     dns1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-    for release in ("packetstreamer", "capture-" + "x" * 45):
+    for release, sets in (("packetstreamer", ()), ("capture-" + "x" * 45, ()),
+                          ("capture-" + "x" * 45, ("receiver.replicas=3",))):
         problems = []
-        objs = render(release=release)
+        objs = render(release=release, sets=sets)
         for o in objs:
             n = o["metadata"]["name"]
             # Services (and the DaemonSet/Deployment whose names prefix pod
             # names) must be DNS-1035 labels; other objects DNS-1123 subdomains.
-            if o["kind"] in ("Service", "DaemonSet", "Deployment"):
+            if o["kind"] in ("Service", "DaemonSet", "Deployment", "StatefulSet"):
                 if len(n) > 63 or not dns1035.match(n):
                     problems.append(f"{o['kind']} name {n!r} ({len(n)}) is not a DNS-1035 label of at most 63")
+            # a StatefulSet's pods carry controller-revision-hash: NAME-HASH (<= 63)
+            if o["kind"] == "StatefulSet" and len(n) > 52:
+                problems.append(f"StatefulSet name {n!r} ({len(n)}) is longer than 52: its controller-revision-hash label would not fit")
             elif len(n) > 253 or not re.match(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", n):
                 problems.append(f"{o['kind']} name {n!r} is not a DNS-1123 subdomain")
             for k, v in (o["metadata"].get("labels") or {}).items():
                 if len(str(v)) > 63:
                     problems.append(f"{o['kind']} {n}: label {k} value longer than 63")
-        names = sorted(o["metadata"]["name"] for o in objs if o["kind"] in ("DaemonSet", "Deployment"))
+        names = sorted(o["metadata"]["name"] for o in objs if o["kind"] in ("DaemonSet", "Deployment", "StatefulSet"))
         if len(set(names)) != 2:
             problems.append(f"sensor and receiver names collide: {names}")
-        problems += assert_objects(objs, ctx_for(None))
-        report(f"names with release {release!r}: {', '.join(names)}", problems)
+        values = {"receiver": {"replicas": 3}} if sets else None
+        problems += assert_objects(objs, ctx_for(None, values))
+        report(f"names with release {release!r}{' (' + ', '.join(sets) + ')' if sets else ''}: {', '.join(names)}", problems)
 
 
 def render_notes(sets=()):
@@ -862,7 +1183,23 @@ def check_notes():
     off = render_notes(["sensor.kubernetes.enabled=false"])
     if "sensor.kubernetes.enabled is false" not in off or "ClusterRole" in off:
         problems.append("NOTES.txt does not say pod discovery is off when sensor.kubernetes.enabled=false")
-    report("NOTES.txt: port-forward and curl commands match the rendered Service; pods and S3 when enabled", problems)
+    # a tier: any receiver's view, each receiver's own files, S3 warned about
+    rx = f"{RELEASE}-packetstreamer-receiver"
+    if "receiver.s3.enabled is false" in notes or "headless" in notes:
+        problems.append("NOTES.txt of one receiver speaks of a tier")
+    tier = render_notes(["receiver.replicas=3"])
+    for w in (f"StatefulSet {rx} (pods {rx}-0 .. {rx}-2)", f"{rx}-headless.{ns}.svc.cluster.local",
+              f"kubectl -n {ns} port-forward service/{name} {http}:{http}", "/api/tier",
+              f"kubectl -n {ns} port-forward pod/{rx}-0 18080:{http}", "curl -s http://127.0.0.1:18080/api/captures",
+              f"get secret {RELEASE}-packetstreamer-http-token", "WARNING: receiver.s3.enabled is false",
+              f"captures-{rx}-0 .. captures-{rx}-2"):
+        if w not in tier:
+            problems.append(f"NOTES.txt with receiver.replicas=3 lacks: {w}")
+    tier_s3 = render_notes(["receiver.replicas=3", "receiver.s3.enabled=true", "receiver.s3.bucket=captures"])
+    if "receiver.s3.enabled is false" in tier_s3 or "s3://captures/" not in tier_s3:
+        problems.append("NOTES.txt with a tier and S3 still warns about S3, or does not name the bucket")
+    report("NOTES.txt: port-forward and curl commands match the rendered Service; pods and S3 when enabled; "
+           "a tier: any receiver's view, each receiver's files, S3 warning", problems)
 
 
 def selftest():
@@ -1009,6 +1346,98 @@ def selftest():
            lambda o: by_kind(o, "PodDisruptionBudget")[0]["spec"]["selector"]["matchLabels"].__setitem__(
                "app.kubernetes.io/component", "sensor"),
            "does not match the receiver pods", start=s3_base, start_ctx=s3_ctx)
+    # A tier (ci/tier-values.yaml: replicas 3, NetworkPolicy, ServiceMonitor;
+    # ci/tier-certmanager-emptydir-values.yaml: cert-manager).
+    tier_base, tier_ctx = render([ci("tier-values.yaml")]), ctx_for(ci("tier-values.yaml"))
+    tcm_base, tcm_ctx = render([ci("tier-certmanager-emptydir-values.yaml")]), ctx_for(ci("tier-certmanager-emptydir-values.yaml"))
+    for name, b, c in (("tier", tier_base, tier_ctx), ("tier, cert-manager", tcm_base, tcm_ctx)):
+        if assert_objects(b, c):
+            report(f"self-test baseline ({name}) passes", assert_objects(b, c))
+            return
+    sts = lambda objs: one(objs, "StatefulSet", "receiver")
+    hl = lambda objs: headless_service(objs)
+    hl_fqdn = svc_fqdn(headless_service(tier_base))
+    T = dict(start=tier_base, start_ctx=tier_ctx)
+    mutate("tier as a Deployment", lambda o: sts(o).__setitem__("kind", "Deployment"),
+           "rendered a Deployment, not a StatefulSet", **T)
+    mutate("tier started in order", lambda o: sts(o)["spec"].__setitem__("podManagementPolicy", "OrderedReady"),
+           "podManagementPolicy is 'OrderedReady', not Parallel", **T)
+    mutate("StatefulSet on another Service", lambda o: sts(o)["spec"].__setitem__("serviceName", "other"),
+           "is not the headless Service", **T)
+    mutate("headless Service with a cluster IP", lambda o: hl(o)["spec"].pop("clusterIP"),
+           "receiver tier: no headless Service", **T)
+    mutate("headless Service publishes not-ready receivers",
+           lambda o: hl(o)["spec"].__setitem__("publishNotReadyAddresses", True),
+           "publishNotReadyAddresses is not false", **T)
+    mutate("headless Service without the HTTP port",
+           lambda o: hl(o)["spec"].__setitem__("ports", [p for p in hl(o)["spec"]["ports"] if p["name"] != "http"]),
+           "the headless Service has no http port", **T)
+    mutate("headless Service selecting the sensors",
+           lambda o: hl(o)["spec"]["selector"].__setitem__("app.kubernetes.io/component", "sensor"),
+           "the headless Service's selector does not match", **T)
+    mutate("tier.peers on the stream port",
+           lambda o: set_cm(o, "receiver", lambda c: c["tier"].__setitem__("peers", hl_fqdn + ":8081")),
+           "tier.peers is", **T)
+    mutate("tier.peers missing", lambda o: set_cm(o, "receiver", lambda c: c.pop("tier")), "tier.peers is None", **T)
+    mutate("one tier.name for all", lambda o: set_cm(o, "receiver", lambda c: c["tier"].__setitem__("name", "receiver")),
+           "tier.name 'receiver' is set", **T)
+    mutate("sensors dial the ClusterIP Service",
+           lambda o: set_env(o, "DaemonSet", "sensor", "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS",
+                             {"name": "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS", "value": svc_fqdn(one(o, "Service", "receiver"))}),
+           "PACKETSTREAMER_OUTPUT_SERVER_ADDRESS is", **T)
+    mutate("sensor config dials the ClusterIP Service",
+           lambda o: set_cm(o, "sensor", lambda c: c["output"]["server"].__setitem__("address", svc_fqdn(one(o, "Service", "receiver")))),
+           "output.server.address is", **T)
+    mutate("no http token",
+           lambda o: pod_spec(sts(o))["containers"][0].__setitem__(
+               "env", [e for e in pod_spec(sts(o))["containers"][0]["env"] if e["name"] != "PACKETSTREAMER_HTTP_TOKEN"]),
+           "PACKETSTREAMER_HTTP_TOKEN is not from a Secret", **T)
+    mutate("http token Secret not rendered",
+           lambda o: o.remove(next(x for x in by_kind(o, "Secret") if x["metadata"]["name"].endswith("-http-token"))),
+           "the http token Secret", **T)
+    mutate("files not named after the pod",
+           lambda o: pod_spec(sts(o))["containers"][0].__setitem__(
+               "env", [e for e in pod_spec(sts(o))["containers"][0]["env"] if e["name"] != "PACKETSTREAMER_OUTPUT_FILE_PATH"]),
+           "the receivers' files would share names in S3", **T)
+    mutate("captures on a shared claim",
+           lambda o: sts(o)["spec"].pop("volumeClaimTemplates"), "is not on a writable volumeClaimTemplates claim", **T)
+    mutate("NetworkPolicy without receiver -> receiver HTTP",
+           lambda o: by_kind(o, "NetworkPolicy")[0]["spec"].__setitem__(
+               "ingress", [r for r in by_kind(o, "NetworkPolicy")[0]["spec"]["ingress"]
+                           if not any(dig(f, "podSelector.matchLabels", {}).get("app.kubernetes.io/component") == "receiver"
+                                      for f in r.get("from") or [])]),
+           "no ingress rule lets the receivers reach each other's HTTP port", **T)
+    mutate("tier PodDisruptionBudget for other pods",
+           lambda o: by_kind(o, "PodDisruptionBudget")[0]["spec"]["selector"]["matchLabels"].__setitem__(
+               "app.kubernetes.io/component", "sensor"), "does not match the receiver pods", **T)
+    mutate("tier without a PodDisruptionBudget", lambda o: o.remove(by_kind(o, "PodDisruptionBudget")[0]),
+           "without a PodDisruptionBudget", **T)
+    mutate("ServiceMonitor also on the headless Service",
+           lambda o: by_kind(o, "ServiceMonitor")[0]["spec"]["selector"].pop("matchExpressions"),
+           "scraped once per Service", **T)
+
+    mutate("StatefulSet field misspelt (podManagmentPolicy)",
+           lambda o: sts(o)["spec"].__setitem__("podManagmentPolicy", sts(o)["spec"].pop("podManagementPolicy")),
+           "'\"podManagmentPolicy\"' does not exist in type 'IStatefulSetSpec'", check="k8s", **T)
+    mutate("claim template field misspelt (accesModes)",
+           lambda o: sts(o)["spec"]["volumeClaimTemplates"][0]["spec"].__setitem__(
+               "accesModes", sts(o)["spec"]["volumeClaimTemplates"][0]["spec"].pop("accessModes")),
+           "'\"accesModes\"' does not exist in type 'IPersistentVolumeClaimSpec'", check="k8s", **T)
+    mutate("headless Service field misspelt (publishNotReadyAdresses)",
+           lambda o: hl(o)["spec"].__setitem__("publishNotReadyAdresses", hl(o)["spec"].pop("publishNotReadyAddresses")),
+           "'\"publishNotReadyAdresses\"' does not exist in type 'IServiceSpec'", check="k8s", **T)
+
+    def old_certs(objs):
+        # the one-receiver release's certificates: same CA, no headless names
+        for o in by_kind(objs, "Secret"):
+            src = next((b for b in by_kind(base, "Secret") if b["metadata"]["name"] == o["metadata"]["name"]), None)
+            if src is not None:
+                o["data"] = copy.deepcopy(src["data"])
+    mutate("server certificate without the headless names", old_certs, f"lack *.{hl_fqdn}", **T)
+    mutate("cert-manager Certificate without the wildcard",
+           lambda o: next(c for c in by_kind(o, "Certificate") if c["metadata"]["labels"].get("app.kubernetes.io/component") == "receiver")
+           ["spec"]["dnsNames"].remove("*." + hl_fqdn),
+           f"lack *.{hl_fqdn}", start=tcm_base, start_ctx=tcm_ctx)
     for name, objs, expect, check, c in cases:
         got = k8s_validate(objs, "selftest") if check == "k8s" else assert_objects(objs, {**c})
         ok = any(expect in p for p in got)
@@ -1069,6 +1498,7 @@ def main():
             check_values_file(f, binary)
         check_bad_values()
         check_manifests(binary)
+        check_tier(binary)
         check_notes()
         check_names()
         r = run(["/usr/bin/python3", os.path.join(ROOT, "packaging", "gen_chart_readme.py"), "--check"])

@@ -14,9 +14,11 @@
 #include <curl/curl.h>
 
 #include "cli.h"
+#include "client/get.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "receiver/receiver.h"
+#include "sensor/podsel.h"
 #include "sensor/sensor.h"
 
 extern char **environ;
@@ -41,6 +43,15 @@ static int build_config(ps_config *cfg, ps_role role, const ps_cli *c, int valid
         goto fail;
     if (validate >= CHECK_VALID && ps_config_validate(cfg, err, sizeof(err)) != 0)
         goto fail;
+    /* The sensor's pure checks that need its own modules (core does not
+     * know them). */
+    if (validate >= CHECK_VALID && role == PS_ROLE_SENSOR && cfg->pods_label_selector) {
+        char why[PS_CONFIG_ERR_MAX - 64];
+        if (ps_podsel_check(cfg->pods_label_selector, why, sizeof(why)) != 0) {
+            snprintf(err, sizeof(err), "capture.pods.labelSelector: %s", why);
+            goto fail;
+        }
+    }
     if (validate >= CHECK_FILES && ps_config_load_key_file(cfg, err, sizeof(err)) != 0)
         goto fail;
     return 0;
@@ -161,6 +172,8 @@ static int dispatch(int argc, char **argv)
         return run_role(argc - 1, argv + 1, PS_ROLE_RECEIVER);
     if (strcmp(cmd, "check-config") == 0)
         return run_check_config(argc - 1, argv + 1);
+    if (strcmp(cmd, "get") == 0)
+        return ps_get_main(argc - 1, argv + 1);
     fprintf(stderr, "packetstreamer: unknown command '%s'\n", cmd);
     ps_cli_main_usage(stderr);
     return 2;

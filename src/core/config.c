@@ -244,6 +244,11 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
                         ps_hostport_explain(c->tier_peers, "NAME", why, sizeof(why)));
 
     if (c->role == PS_ROLE_SENSOR) {
+        if (c->kube_enabled == PS_KUBE_ENABLED_FALSE &&
+            (c->pods_namespaces_count > 0 || (c->pods_label_selector && c->pods_label_selector[0])))
+            return cfg_errf(&e, "capture.pods selects pods by namespace or label, but "
+                                "kubernetes.enabled is false: without the API no pod is known; "
+                                "remove the selection or enable kubernetes");
         if (!c->server_address)
             return cfg_errf(&e, "no receiver address: set output.server.address in the config or "
                                 "pass --receiver HOST:PORT");

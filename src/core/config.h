@@ -35,6 +35,13 @@ typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
 #define PS_CONFIG_SSE_NONE 0
 #define PS_CONFIG_SSE_AES256 1
 #define PS_CONFIG_SSE_KMS 2
+/* kubernetes.enabled: auto = when in a cluster (sensor/kube.h,
+ * ps_kube_in_cluster). */
+typedef enum ps_kube_enabled {
+    PS_KUBE_ENABLED_AUTO = 0,
+    PS_KUBE_ENABLED_TRUE,
+    PS_KUBE_ENABLED_FALSE,
+} ps_kube_enabled;
 
 typedef enum ps_pcap_mode { PS_PCAP_ALL = 0, PS_PCAP_ALLOW, PS_PCAP_DENY } ps_pcap_mode;
 
@@ -110,11 +117,17 @@ typedef struct ps_config {
     int interfaces_count;
     char *exclude_interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.excludeInterfaces */
     int exclude_interfaces_count;
-    int pod_interfaces;             /* capture.podInterfaces: pick CNI pod-side links */
-    uint32_t buffer_size_mb;        /* capture.bufferSizeMB: ring per interface, default 4 */
-    int promiscuous;                /* capture.promiscuous, default false */
-    uint32_t stats_interval_sec;    /* capture.statsIntervalSec, default 5 */
-    char *filter;                   /* capture.filter: BPF ANDed in */
+    int pod_interfaces;          /* capture.podInterfaces: pick CNI pod-side links */
+    uint32_t buffer_size_mb;     /* capture.bufferSizeMB: ring per interface, default 4 */
+    int promiscuous;             /* capture.promiscuous, default false */
+    uint32_t stats_interval_sec; /* capture.statsIntervalSec, default 5 */
+    char *filter;                /* capture.filter: BPF ANDed in */
+    /* capture.pods (sensor/podsel.h): which pods, once Kubernetes is on */
+    char *pods_namespaces[PS_CONFIG_MAX_INTERFACES]; /* capture.pods.namespaces */
+    int pods_namespaces_count;
+    char *pods_exclude_namespaces[PS_CONFIG_MAX_INTERFACES]; /* .excludeNamespaces */
+    int pods_exclude_namespaces_count;
+    char *pods_label_selector;      /* capture.pods.labelSelector, NULL: every pod */
     char *read_file;                /* sensor.readFile (--read-file) */
     uint32_t read_pps;              /* sensor.readPacketsPerSec: replay pace, 0 = unpaced */
     uint32_t shutdown_deadline_sec; /* sensor.shutdownDeadlineSec: SIGTERM flush, 0 = none */
@@ -150,9 +163,17 @@ typedef struct ps_config {
     uint32_t http_max_connections; /* http.maxConnections, default 64 */
     uint32_t http_max_connections_per_source; /* http.maxConnectionsPerSource, default 16 */
     uint32_t http_header_timeout_sec;         /* http.headerTimeoutSec, default 10 */
+    uint32_t http_max_extractions;            /* http.maxExtractions, default 4 */
     int http_trust_loopback;                  /* http.trustLoopback, default true */
     char *http_allowed_hosts[PS_CONFIG_MAX_INTERFACES]; /* http.allowedHosts: Host names */
     int http_allowed_hosts_count;
+    /* Kubernetes API, for pod discovery (sensor/kube.h) */
+    int kube_enabled;      /* kubernetes.enabled: PS_KUBE_ENABLED_*, default auto */
+    char *kube_api_server; /* kubernetes.apiServer, NULL: KUBERNETES_SERVICE_HOST/PORT */
+    char *kube_token_file; /* kubernetes.tokenFile, NULL: the service-account token */
+    char *kube_ca_file;    /* kubernetes.caFile, NULL: the service-account CA */
+    char *kube_node_name;  /* kubernetes.nodeName, NULL: $NODE_NAME */
+
     /* receiver tier (receiver/tier.h) */
     char *tier_peers;          /* tier.peers "NAME:PORT", NULL: no tier */
     uint32_t tier_refresh_sec; /* tier.refreshSec, default 5 */

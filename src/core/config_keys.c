@@ -149,6 +149,22 @@ static const char *log_level_name_cb(int v)
     return ps_log_level_name((ps_log_level)v);
 }
 
+static const char *const kube_enabled_names[] = {"auto", "true", "false"};
+
+static int kube_enabled_parse(const char *s, int *out)
+{
+    int i = name_index(kube_enabled_names, 3, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *kube_enabled_name(int v)
+{
+    return v >= 0 && v < 3 ? kube_enabled_names[v] : NULL;
+}
+
 static const enum_def pcap_mode_enum = {pcap_mode_parse, pcap_mode_name, 3};
 static const enum_def format_enum = {format_parse_cb, format_name_cb, 3};
 static const enum_def codec_enum = {codec_parse_cb, codec_name_cb, PS_CODEC_COUNT};
@@ -156,6 +172,7 @@ static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4
 static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
 static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
 static const enum_def sse_enum = {sse_parse, sse_name, 3};
+static const enum_def kube_enabled_enum = {kube_enabled_parse, kube_enabled_name, 3};
 
 /* ---- the key table ---- */
 
@@ -623,6 +640,41 @@ const key_def cfg_keys[] = {
      .roles = R_S,
      .help = "Put interfaces in promiscuous mode (needs CAP_NET_ADMIN). Pod and node traffic is "
              "seen without it."},
+    {.name = "capture.pods.namespaces",
+     .type = K_STRLIST,
+     FIELD(pods_namespaces),
+     .count_off = offsetof(ps_config, pods_namespaces_count),
+     .min = 1,
+     .max = 63,
+     .roles = R_S,
+     .doc_range = "at most 64 names of 1..63 characters",
+     .doc_default = "every namespace",
+     .help =
+         "With Kubernetes on (`kubernetes.enabled`), capture only the pods of these "
+         "namespaces. Combined with `capture.pods.excludeNamespaces`, "
+         "`capture.pods.labelSelector` and the interface rules: a pod is captured when all "
+         "of them pick it. See docs/kubernetes.md, \"Pods: names, selection, degraded modes\"."},
+    {.name = "capture.pods.excludeNamespaces",
+     .type = K_STRLIST,
+     FIELD(pods_exclude_namespaces),
+     .count_off = offsetof(ps_config, pods_exclude_namespaces_count),
+     .min = 1,
+     .max = 63,
+     .def = "kube-system",
+     .roles = R_S,
+     .doc_range = "at most 64 names of 1..63 characters",
+     .help = "Pods of these namespaces are never captured (the cluster's own machinery: DNS, CNI, "
+             "proxies). `[]` excludes none."},
+    {.name = "capture.pods.labelSelector",
+     .type = K_STR,
+     FIELD(pods_label_selector),
+     .max = 4096,
+     .roles = R_S,
+     .doc_range = "a Kubernetes label selector",
+     .doc_default = "every pod",
+     .help = "Capture only the pods whose labels match, in Kubernetes' syntax: `app=web`, "
+             "`tier in (a,b)`, `env!=dev`, `tier notin (x)`, `canary`, `!canary`, joined by commas "
+             "(all must hold). Checked at start and by check-config."},
     {.name = "capture.statsIntervalSec",
      .type = K_INT,
      FIELD(stats_interval_sec),
@@ -1059,6 +1111,61 @@ const key_def cfg_keys[] = {
      .help = "An HTTP connection must complete its request headers within this time of connecting "
              "(or of its previous answer, with keep-alive), however slowly it trickles bytes; "
              "otherwise it is closed (slowloris)."},
+    {.name = "http.maxExtractions",
+     .type = K_INT,
+     FIELD(http_max_extractions),
+     .min = 1,
+     .max = 64,
+     .def = "4",
+     .roles = R_R,
+     .help = "`/api/packets` requests streaming at once (each reads capture files on its own "
+             "thread, with up to 64 MiB of read windows); beyond, 503 `busy`."},
+    {.name = "kubernetes.enabled",
+     .type = K_ENUM,
+     FIELD(kube_enabled),
+     .e = &kube_enabled_enum,
+     .def = "auto",
+     .roles = R_S,
+     .help = "Pod discovery through the Kubernetes API: the sensor lists and watches the pods of "
+             "its node, names each pod's interface `SENSOR/NAMESPACE/POD` and captures the pods "
+             "`capture.pods` selects. `auto`: on when running in a cluster "
+             "(KUBERNETES_SERVICE_HOST set and the service-account token readable); `true`: "
+             "always (the sensor stops if it cannot be set up); `false`: never. See "
+             "docs/kubernetes.md, \"Pods: names, selection, degraded modes\"."},
+    {.name = "kubernetes.apiServer",
+     .type = K_STR,
+     FIELD(kube_api_server),
+     .max = 512,
+     .roles = R_S,
+     .unit = "URL",
+     .doc_default = "`https://` KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT",
+     .help = "The API server's URL (`https://HOST:PORT`). Its certificate is always verified "
+             "against `kubernetes.caFile`."},
+    {.name = "kubernetes.tokenFile",
+     .type = K_STR,
+     FIELD(kube_token_file),
+     .max = 4096,
+     .roles = R_S,
+     .unit = "path",
+     .doc_default = "`/var/run/secrets/kubernetes.io/serviceaccount/token`",
+     .help = "The bearer token, re-read before every request so that a rotated (projected) "
+             "service-account token is picked up."},
+    {.name = "kubernetes.caFile",
+     .type = K_STR,
+     FIELD(kube_ca_file),
+     .max = 4096,
+     .roles = R_S,
+     .unit = "path",
+     .doc_default = "`/var/run/secrets/kubernetes.io/serviceaccount/ca.crt`",
+     .help = "The CA bundle the API server's certificate must chain to."},
+    {.name = "kubernetes.nodeName",
+     .type = K_STR,
+     FIELD(kube_node_name),
+     .max = 253,
+     .roles = R_S,
+     .doc_default = "the NODE_NAME environment variable",
+     .help = "The node whose pods are watched (`spec.nodeName`). The chart sets NODE_NAME from "
+             "the downward API."},
     {.name = "tier.peers",
      .type = K_STR,
      FIELD(tier_peers),

@@ -9,6 +9,10 @@
  *                       output.s3, one no longer on disk is streamed through
  *                       from the bucket (Range passed on)
  *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
+ *   /api/packets        one pcapng: a time window of selected interfaces from
+ *                       every capture file, merged by time (query.h); at most
+ *                       http.maxExtractions at once, each streamed by its
+ *                       connection's thread
  *
  * Threads: a loop timer (every 250 ms) has the hub copy its counters into
  * the metrics registry (ps_hub_publish), publishes readiness, and

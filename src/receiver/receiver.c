@@ -25,6 +25,7 @@
 #include "api.h"
 #include "core/log.h"
 #include "hub.h"
+#include "index.h"
 #include "listener.h"
 #include "livefeed.h"
 #include "upload.h"
@@ -54,10 +55,11 @@ typedef struct receiver {
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
-    ps_api *api;          /* readiness, snapshots, HTTP */
-    ps_upload *upload;    /* output.s3: completed files to S3, NULL when off */
-    ps_s3_opts s3o;       /* output.s3's bucket, for the upload and the HTTP side */
-    char s3_prefix[1024]; /* output.s3.prefix with {receiver} expanded */
+    ps_api *api;             /* readiness, snapshots, HTTP */
+    ps_index_builder *index; /* extraction indexes of completed files, or NULL */
+    ps_upload *upload;       /* output.s3: completed files to S3, NULL when off */
+    ps_s3_opts s3o;          /* output.s3's bucket, for the upload and the HTTP side */
+    char s3_prefix[1024];    /* output.s3.prefix with {receiver} expanded */
     int stopping;
 } receiver;
 
@@ -72,6 +74,7 @@ static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_
 {
     receiver *r = ud;
     ps_info("receiver", "wrote %s (%" PRIu64 " packets, %" PRIu64 " bytes)", path, packets, bytes);
+    ps_index_builder_add(r->index, path);
     if (r->upload)
         ps_upload_file_closed(r->upload, path);
 }
@@ -284,7 +287,9 @@ static void teardown(receiver *r)
     r->upload = NULL;
     ps_hub_free(r->hub);
     r->hub = NULL;
-    replay_recovered(r); /* frees what was never handed over */
+    replay_recovered(r);             /* frees what was never handed over */
+    ps_index_builder_free(r->index); /* after the writer: it queues closed files */
+    r->index = NULL;
     ps_livefeed_free(r->livefeed);
     ps_metrics_free(r->metrics);
     ps_tls_free(r->tls);
@@ -324,6 +329,10 @@ int ps_receiver_run(const ps_config *cfg)
         uv_loop_close(&r.loop);
         return 1;
     }
+    if (ps_writer_dir(r.writer) && cfg->format == PS_FORMAT_PCAPNG &&
+        ps_index_builder_open(&r.index, ps_writer_dir(r.writer), ps_writer_prefix(r.writer), err,
+                              sizeof(err)) != 0)
+        ps_warn("receiver", "extraction index: %s; /api/packets scans files instead", err);
     r.metrics = ps_metrics_new();
     r.livefeed = r.metrics ? ps_livefeed_new(r.metrics, app) : NULL;
     if (!r.livefeed) {

@@ -142,6 +142,31 @@ def test_check_config_rejects_bad_keys_and_values(env, text, line, key):
     assert key in err, err
 
 
+@pytest.mark.parametrize("text,want", [
+    ('capture:\n  pods:\n    labelSelector: "app in (web"\n',
+     'capture.pods.labelSelector: label selector "app in (web": \',\' or \')\' expected at 11'),
+    ('capture:\n  pods:\n    labelSelector: "tier=front,=x"\n', "a label key expected at 11"),
+    ('kubernetes:\n  enabled: false\ncapture:\n  pods:\n    namespaces: [shop]\n',
+     "kubernetes.enabled is false"),
+    ('kubernetes:\n  enabled: sometimes\n', "'sometimes' is not one of auto, true, false"),
+])
+def test_check_config_rejects_bad_pod_selection(env, text, want):
+    path = write(env, "pods.yaml", "output:\n  server:\n    address: rx.example\n" + text)
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 1, "accepted (rc %d):\n%s" % (rc, err)
+    assert want in err, err
+
+
+def test_check_config_accepts_pod_selection(env):
+    path = write(env, "pods.yaml", "output:\n  server:\n    address: rx.example\n"
+                 "kubernetes:\n  enabled: true\n  nodeName: node-1\n"
+                 "capture:\n  pods:\n    namespaces: [shop, pay]\n"
+                 "    excludeNamespaces: []\n"
+                 "    labelSelector: \"app=web, tier in (a,b), !canary, example.com/team\"\n")
+    rc, err = env.run(["check-config", "--config", str(path)])
+    assert rc == 0, err
+
+
 def test_check_config_missing_file(env):
     rc, err = env.run(["check-config", "--config", str(env.workdir / "nope.yaml")])
     assert rc == 1

@@ -446,6 +446,17 @@ CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
 CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
+CHECK(k_http_extractions, c->http_max_extractions == 2)
+CHECK(k_pods_ns, c->pods_namespaces_count == 2 && streq(c->pods_namespaces[0], "shop") &&
+                     streq(c->pods_namespaces[1], "pay"))
+CHECK(k_pods_excl,
+      c->pods_exclude_namespaces_count == 1 && streq(c->pods_exclude_namespaces[0], "monitoring"))
+CHECK(k_pods_sel, streq(c->pods_label_selector, "app=web,tier in (a,b),!canary"))
+CHECK(k_kube_enabled, c->kube_enabled == PS_KUBE_ENABLED_FALSE)
+CHECK(k_kube_server, streq(c->kube_api_server, "https://10.96.0.1:443"))
+CHECK(k_kube_token, streq(c->kube_token_file, "/run/token"))
+CHECK(k_kube_ca, streq(c->kube_ca_file, "/run/ca.crt"))
+CHECK(k_kube_node, streq(c->kube_node_name, "node-1"))
 CHECK(k_tier_peers, streq(c->tier_peers, "rx-tier.ns.svc:8080"))
 CHECK(k_tier_name, streq(c->tier_name, "receiver-1"))
 CHECK(k_tier_refresh, c->tier_refresh_sec == 9)
@@ -549,6 +560,16 @@ static const key_case key_cases[] = {
     {"http.maxConnections", "200", "200", k_http_max_conns},
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
+    {"http.maxExtractions", "2", "2", k_http_extractions},
+    {"capture.pods.namespaces", "[shop, pay]", "shop,pay", k_pods_ns},
+    {"capture.pods.excludeNamespaces", "[monitoring]", "monitoring", k_pods_excl},
+    {"capture.pods.labelSelector", "\"app=web,tier in (a,b),!canary\"",
+     "app=web,tier in (a,b),!canary", k_pods_sel},
+    {"kubernetes.enabled", "false", "FALSE", k_kube_enabled},
+    {"kubernetes.apiServer", "\"https://10.96.0.1:443\"", "https://10.96.0.1:443", k_kube_server},
+    {"kubernetes.tokenFile", "/run/token", "/run/token", k_kube_token},
+    {"kubernetes.caFile", "/run/ca.crt", "/run/ca.crt", k_kube_ca},
+    {"kubernetes.nodeName", "node-1", "node-1", k_kube_node},
     {"tier.peers", "rx-tier.ns.svc:8080", "rx-tier.ns.svc:8080", k_tier_peers},
     {"tier.name", "receiver-1", "receiver-1", k_tier_name},
     {"tier.refreshSec", "9", "9", k_tier_refresh},

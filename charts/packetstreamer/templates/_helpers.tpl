@@ -19,6 +19,37 @@
 {{- define "ps.sensorName" -}}{{ include "ps.fullname" . | trunc 56 | trimSuffix "-" }}-sensor{{- end -}}
 {{- define "ps.receiverName" -}}{{ include "ps.fullname" . | trunc 54 | trimSuffix "-" }}-receiver{{- end -}}
 
+{{/* A receiver tier: receiver.replicas > 1 runs the receivers as a
+     StatefulSet behind a headless Service; "" for one receiver (Deployment). */}}
+{{- define "ps.receiverTier" -}}
+{{- if gt (int .Values.receiver.replicas) 1 -}}true{{- end -}}
+{{- end -}}
+
+{{/* The StatefulSet's name, also its pods' names and host names (NAME-0,
+     NAME-1, ...: the receivers' tier.name). At most 52 characters: the
+     controller-revision-hash label is NAME-HASH and must fit in 63. Equal to
+     ps.receiverName for release names of ordinary length. */}}
+{{- define "ps.receiverStatefulSetName" -}}{{ include "ps.fullname" . | trunc 43 | trimSuffix "-" }}-receiver{{- end -}}
+
+{{/* The headless Service over the tier's pods: one DNS name that resolves to
+     every ready receiver (a DNS-1035 label, at most 63). */}}
+{{- define "ps.receiverHeadlessName" -}}{{ include "ps.fullname" . | trunc 45 | trimSuffix "-" }}-receiver-headless{{- end -}}
+
+{{- define "ps.receiverHeadlessFQDN" -}}
+{{- printf "%s.%s.svc.%s" (include "ps.receiverHeadlessName" .) .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* The Secret holding the receivers' http.token (key `token`):
+     receiver.httpTokenSecret, or in a tier the one the chart generates (the
+     receivers ask each other for /api/sensors with it); "" for none. */}}
+{{- define "ps.httpTokenSecret" -}}
+{{- if .Values.receiver.httpTokenSecret -}}
+{{- .Values.receiver.httpTokenSecret -}}
+{{- else if include "ps.receiverTier" . -}}
+{{- include "ps.fullname" . | trunc 52 | trimSuffix "-" }}-http-token
+{{- end -}}
+{{- end -}}
+
 {{/* The sensor's and the receiver's ServiceAccounts: separate, so the pod
      RBAC belongs to the sensor alone and an IRSA role to the receiver alone. */}}
 {{- define "ps.sensorServiceAccountName" -}}
@@ -54,12 +85,23 @@
 {{- $svc := include "ps.receiverName" . -}}
 {{- $ns := .Release.Namespace -}}
 {{- $names := list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (include "ps.receiverFQDN" .) -}}
+{{- if include "ps.receiverTier" . -}}
+{{- /* A tier: sensors dial the headless Service's name (and verify it);
+       the wildcard covers each pod's own name, POD.HEADLESS.NS.svc.DOMAIN. */ -}}
+{{- $h := include "ps.receiverHeadlessName" . -}}
+{{- $hf := include "ps.receiverHeadlessFQDN" . -}}
+{{- $names = concat $names (list $h (printf "%s.%s" $h $ns) (printf "%s.%s.svc" $h $ns) $hf (printf "*.%s" $hf)) -}}
+{{- end -}}
 {{- concat $names .Values.tls.generate.extraDnsNames | uniq | toJson -}}
 {{- end -}}
 
-{{/* Where sensors stream to: the chart's receiver, or extraConfig's address. */}}
+{{/* Where sensors stream to: the chart's receiver (in a tier, the headless
+     Service's name: each sensor picks its home among its addresses by
+     rendezvous hashing), or extraConfig's address. */}}
 {{- define "ps.receiverAddress" -}}
-{{- dig "output" "server" "address" (include "ps.receiverFQDN" .) .Values.sensor.extraConfig -}}
+{{- $own := include "ps.receiverFQDN" . -}}
+{{- if include "ps.receiverTier" . }}{{ $own = include "ps.receiverHeadlessFQDN" . }}{{ end -}}
+{{- dig "output" "server" "address" $own .Values.sensor.extraConfig -}}
 {{- end -}}
 
 {{- define "ps.serverName" -}}
@@ -214,6 +256,13 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
 {{- with index $s3 $k }}{{ $_ := set $o3 $k . }}{{ end -}}
 {{- end -}}
 {{- $_ := set $cfg.output "s3" $o3 -}}
+{{- end -}}
+{{- /* A tier: every receiver asks the others (the headless Service's
+       addresses, HTTP port) for their sensors, with http.token
+       (PACKETSTREAMER_HTTP_TOKEN from ps.httpTokenSecret); tier.name is the
+       host name, the StatefulSet pod's name. */ -}}
+{{- if include "ps.receiverTier" . -}}
+{{- $_ := set $cfg "tier" (dict "peers" (printf "%s:%d" (include "ps.receiverHeadlessFQDN" .) (int $v.httpPort))) -}}
 {{- end -}}
 {{- if .Values.tls.enabled -}}
 {{- $dir := .Values.tls.mountPath -}}
