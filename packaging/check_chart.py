@@ -72,9 +72,8 @@ RELEASE = "ps"
 # Tolerance, and only this: check-config may refuse one of these keys (or a
 # key under it) as an *unknown key*; the check then removes it and runs again.
 # Any other refusal, including a bad value under a key the binary knows, still
-# fails. After #17 (S3) merges, delete the line below's
-# entries (one line: `PENDING_KEYS = {}`).
-PENDING_KEYS = {"output.s3": "#17"}
+# fails. Every feature the chart renders has merged: nothing is pending.
+PENDING_KEYS = {}
 # A key stops being pending by itself once the binary's --help shows the
 # feature's flag (--http for http.*, --tls-cert for tls.*): from then on
 # check-config must accept the key as the chart renders it.

@@ -280,6 +280,19 @@ int ps_config_validate(const ps_config *c, char *err, size_t errlen)
         if (c->per_sensor && ps_config_path_is_stdout(c->file_path))
             return cfg_errf(&e, "output.file.perSensor cannot split a single stdout stream; "
                                 "set output.file.path to a directory");
+        if (c->s3_enabled && !c->s3_bucket)
+            return cfg_errf(&e, "output.s3.enabled is true but output.s3.bucket is not set");
+        if (c->s3_enabled && ps_config_path_is_stdout(c->file_path))
+            return cfg_errf(&e, "output.s3 uploads completed files: set output.file.path to a "
+                                "directory, not stdout");
+        if (c->s3_sse_kms_key_id && c->s3_sse != PS_CONFIG_SSE_KMS)
+            return cfg_errf(&e, "output.s3.sseKmsKeyId is set but output.s3.sse is not aws:kms");
+        if (c->s3_endpoint && strncmp(c->s3_endpoint, "http://", 7) != 0 &&
+            strncmp(c->s3_endpoint, "https://", 8) != 0)
+            return cfg_errf(&e, "output.s3.endpoint must be an http:// or https:// URL");
+        if (c->s3_sts_endpoint && strncmp(c->s3_sts_endpoint, "http://", 7) != 0 &&
+            strncmp(c->s3_sts_endpoint, "https://", 8) != 0)
+            return cfg_errf(&e, "output.s3.stsEndpoint must be an http:// or https:// URL");
         if (c->max_total_bytes && c->rotate_bytes > c->max_total_bytes)
             return cfg_errf(&e,
                             "output.file.rotateSizeMB is larger than output.file.maxTotalSizeMB: "

@@ -31,6 +31,10 @@
 
 typedef enum ps_role { PS_ROLE_SENSOR, PS_ROLE_RECEIVER } ps_role;
 
+/* output.s3.sse */
+#define PS_CONFIG_SSE_NONE 0
+#define PS_CONFIG_SSE_AES256 1
+#define PS_CONFIG_SSE_KMS 2
 /* kubernetes.enabled: auto = when in a cluster (sensor/kube.h,
  * ps_kube_in_cluster). */
 typedef enum ps_kube_enabled {
@@ -174,6 +178,22 @@ typedef struct ps_config {
     char *tier_peers;          /* tier.peers "NAME:PORT", NULL: no tier */
     uint32_t tier_refresh_sec; /* tier.refreshSec, default 5 */
     char *tier_name;           /* tier.name, NULL: the host name */
+
+    /* upload of completed files to S3 (receiver/upload.h) */
+    int s3_enabled;              /* output.s3.enabled, default false */
+    char *s3_endpoint;           /* output.s3.endpoint URL, NULL: AWS of the region */
+    char *s3_region;             /* output.s3.region, default us-east-1 */
+    char *s3_bucket;             /* output.s3.bucket, required when enabled */
+    char *s3_prefix;             /* output.s3.prefix, NULL: none */
+    int s3_path_style;           /* output.s3.pathStyle, default false */
+    char *s3_storage_class;      /* output.s3.storageClass, NULL: the bucket's */
+    int s3_sse;                  /* output.s3.sse: PS_CONFIG_SSE_* */
+    char *s3_sse_kms_key_id;     /* output.s3.sseKmsKeyId, with sse aws:kms */
+    char *s3_sts_endpoint;       /* output.s3.stsEndpoint URL, NULL: regional STS */
+    char *s3_ca_file;            /* output.s3.caFile, NULL: the system store */
+    uint64_t s3_part_size_bytes; /* output.s3.partSizeMB, default 16 MiB */
+    int s3_delete_local;         /* output.s3.deleteLocal, default false */
+    uint32_t s3_retry_max_sec;   /* output.s3.retryMaxSec, default 300 */
 
     /* logging */
     char *log_filename;     /* logFilename */

@@ -70,6 +70,26 @@ static const char *drop_policy_name(int v)
     return v >= 0 && v < 2 ? drop_policy_names[v] : NULL;
 }
 
+/* output.s3.sse: the x-amz-server-side-encryption values, in PS_CONFIG_SSE_*
+ * order; S3 spells them exactly so. */
+static const char *const sse_names[] = {"none", "AES256", "aws:kms"};
+
+static int sse_parse(const char *s, int *out)
+{
+    for (int i = 0; i < 3; i++) {
+        if (strcasecmp(sse_names[i], s) == 0) { /* the value arrives lower-cased */
+            *out = i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static const char *sse_name(int v)
+{
+    return v >= 0 && v < 3 ? sse_names[v] : NULL;
+}
+
 const char *ps_format_name(ps_format f)
 {
     return (int)f >= 0 && (int)f < 3 ? format_names[f] : NULL;
@@ -151,6 +171,7 @@ static const enum_def codec_enum = {codec_parse_cb, codec_name_cb, PS_CODEC_COUN
 static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4};
 static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
 static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
+static const enum_def sse_enum = {sse_parse, sse_name, 3};
 static const enum_def kube_enabled_enum = {kube_enabled_parse, kube_enabled_name, 3};
 
 /* ---- the key table ---- */
@@ -324,7 +345,8 @@ const key_def cfg_keys[] = {
      .orig = 1,
      .roles = 0,
      .help = "**Not supported**: the original's S3 and Kafka plugins (`output.plugins.s3`, "
-             "`output.plugins.kafka`) are an error naming the key, see below."},
+             "`output.plugins.kafka`) are an error naming the key, see below. Uploads to S3 are "
+             "`output.s3` (docs/storage.md)."},
     /* packetstreamer's own keys. */
     {.name = "tls.caFile",
      .type = K_STR,
@@ -424,6 +446,125 @@ const key_def cfg_keys[] = {
      .help = "With `perSensor`: at most this many files open at once; starting one more first "
              "completes the least recently used. Never more than a quarter of the process's "
              "open-file limit (`ulimit -n`). 0: only that limit."},
+    /* Upload of completed files to S3-compatible object storage
+     * (receiver/upload.h, docs/storage.md). */
+    {.name = "output.s3.enabled",
+     .type = K_BOOL,
+     FIELD(s3_enabled),
+     .def = "false",
+     .roles = R_R,
+     .help = "Upload every completed capture file to an S3-compatible bucket (docs/storage.md). "
+             "Credentials come from the standard AWS environment variables, the shared "
+             "credentials file or a web identity (IRSA), never from this file."},
+    {.name = "output.s3.endpoint",
+     .type = K_STR,
+     FIELD(s3_endpoint),
+     .max = 1024,
+     .roles = R_R,
+     .unit = "URL",
+     .doc_default = "AWS S3 of `output.s3.region`",
+     .help = "The S3 service's URL, `http://` or `https://` with host and optional port (MinIO, "
+             "Ceph RGW, another cloud's S3 API)."},
+    {.name = "output.s3.region",
+     .type = K_STR,
+     FIELD(s3_region),
+     .min = 1,
+     .max = 64,
+     .def = "us-east-1",
+     .roles = R_R,
+     .help = "The bucket's region: the SigV4 signing region, and the AWS endpoints' region."},
+    {.name = "output.s3.bucket",
+     .type = K_STR,
+     FIELD(s3_bucket),
+     .min = 3,
+     .max = 63,
+     .roles = R_R,
+     .doc_default = "none (required with `output.s3.enabled`)",
+     .help = "The bucket files are uploaded to; it must exist."},
+    {.name = "output.s3.prefix",
+     .type = K_STR,
+     FIELD(s3_prefix),
+     .max = 512,
+     .roles = R_R,
+     .doc_default = "empty",
+     .help = "Prepended to each file's name to make its object key: `captures/` gives "
+             "`captures/packetstreamer-...pcapng`. `{receiver}` in it becomes this receiver's "
+             "name (`tier.name`, else the host name), so receivers sharing a bucket do not "
+             "overwrite each other's files: `captures/{receiver}/`."},
+    {.name = "output.s3.pathStyle",
+     .type = K_BOOL,
+     FIELD(s3_path_style),
+     .def = "false",
+     .roles = R_R,
+     .help = "Path-style URLs `ENDPOINT/BUCKET/KEY` (MinIO, Ceph RGW, most test servers) instead "
+             "of virtual-host `BUCKET.ENDPOINT/KEY`."},
+    {.name = "output.s3.storageClass",
+     .type = K_STR,
+     FIELD(s3_storage_class),
+     .max = 64,
+     .roles = R_R,
+     .doc_default = "the bucket's default",
+     .help = "Storage class of the objects (`x-amz-storage-class`), e.g. `STANDARD_IA`."},
+    {.name = "output.s3.sse",
+     .type = K_ENUM,
+     FIELD(s3_sse),
+     .e = &sse_enum,
+     .def = "none",
+     .roles = R_R,
+     .help = "Server-side encryption requested per object: `none` (the bucket's default), "
+             "`AES256` (S3-managed keys) or `aws:kms`."},
+    {.name = "output.s3.sseKmsKeyId",
+     .type = K_STR,
+     FIELD(s3_sse_kms_key_id),
+     .max = 2048,
+     .roles = R_R,
+     .doc_default = "the account's default KMS key",
+     .help = "KMS key id or ARN with `sse: aws:kms`."},
+    {.name = "output.s3.stsEndpoint",
+     .type = K_STR,
+     FIELD(s3_sts_endpoint),
+     .max = 1024,
+     .roles = R_R,
+     .unit = "URL",
+     .doc_default = "`https://sts.REGION.amazonaws.com`",
+     .help = "STS endpoint for AssumeRoleWithWebIdentity, used when `AWS_WEB_IDENTITY_TOKEN_FILE` "
+             "and `AWS_ROLE_ARN` are set (IRSA)."},
+    {.name = "output.s3.caFile",
+     .type = K_STR,
+     FIELD(s3_ca_file),
+     .roles = R_R,
+     .unit = "path",
+     .doc_default = "the system store",
+     .help = "PEM CA bundle the certificates of an `https://` endpoint and STS endpoint must "
+             "chain to (a MinIO or Ceph RGW with a private CA)."},
+    {.name = "output.s3.partSizeMB",
+     .type = K_INT,
+     FIELD(s3_part_size_bytes),
+     .min = 5,
+     .max = 5120,
+     .scale = MIB,
+     .def = "16",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Files up to this size go up in one PUT; larger ones as a multipart upload of parts "
+             "this size (a file of more than 10000 parts uses larger ones)."},
+    {.name = "output.s3.deleteLocal",
+     .type = K_BOOL,
+     FIELD(s3_delete_local),
+     .def = "false",
+     .roles = R_R,
+     .help = "Delete a local file once its upload is confirmed (the object's size and checksum "
+             "read back). false: local files stay, under the `output.file` retention limits."},
+    {.name = "output.s3.retryMaxSec",
+     .type = K_INT,
+     FIELD(s3_retry_max_sec),
+     .min = 1,
+     .max = 86400,
+     .def = "300",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Longest wait between attempts at a failing upload (the wait doubles from 1 second, "
+             "with jitter). Failed uploads are retried until they succeed or the file is gone."},
     {.name = "compression.codec",
      .type = K_ENUM,
      FIELD(codec),

@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +36,7 @@
 #define API_PUBLISH_MS 250
 #define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
 #define API_MAX_LISTED_FILES 100000
+#define API_S3_LIST_TTL_MS 10000      /* the status page asks every 2 s */
 #define API_BUSY_LOG_NS 10000000000ll /* one "busy" line per 10 s */
 #define API_EXTRACT_BLOCK (256u << 10)
 
@@ -62,6 +64,15 @@ struct ps_api {
     char app[64];
     /* /api/packets counters (NULL without metrics: ps_series_add skips) */
     ps_series *x_ok, *x_bad, *x_busy, *x_err, *x_packets, *x_read, *x_skipped, *x_scanned;
+    /* output.s3: the bucket's capture objects, listed at most every
+     * API_S3_LIST_TTL_MS (HTTP threads, under s3_mu) */
+    int s3_on;
+    ps_s3_opts s3o;
+    char *s3_prefix;
+    pthread_mutex_t s3_mu;
+    struct file_row *s3_rows;
+    size_t s3_n;
+    uint64_t s3_at_ms;
 };
 
 /* ---- snapshots (loop thread) ---- */
@@ -212,7 +223,11 @@ static void on_timer(uv_timer_t *t)
 typedef struct file_row {
     char name[256];
     uint64_t size, mtime_ns;
+    unsigned stored; /* ROW_LOCAL | ROW_S3 */
 } file_row;
+
+#define ROW_LOCAL 1u
+#define ROW_S3 2u
 
 static int row_cmp(const void *x, const void *y)
 {
@@ -286,11 +301,109 @@ static int append_file(ps_buf *j, const file_row *f, const char *meta, int first
     }
     rc |= ps_buf_append(j, ",\"complete\":", 12) |
           ps_buf_append(j, complete ? "true" : "false", complete ? 4 : 5);
+    const char *stored = f->stored == (ROW_LOCAL | ROW_S3) ? "local+s3"
+                         : f->stored == ROW_S3             ? "s3"
+                                                           : "local";
+    rc |= ps_buf_append(j, ",\"stored\":", 10) | ps_json_str(j, stored);
     rc |= ps_buf_append(j, ",\"url\":", 7);
     char url[300];
     snprintf(url, sizeof(url), "/captures/%s", f->name);
     rc |= ps_json_str(j, url) | ps_buf_append(j, "}", 1);
     return rc ? -1 : 0;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+typedef struct s3_listing {
+    ps_api *a;
+    file_row *rows;
+    size_t n, cap;
+    int oom;
+} s3_listing;
+
+static void on_listed(void *ud, const ps_s3_listed *o)
+{
+    s3_listing *l = ud;
+    size_t pl = l->a->s3_prefix ? strlen(l->a->s3_prefix) : 0;
+    const char *name = o->key + pl;
+    if (strncmp(o->key, l->a->s3_prefix ? l->a->s3_prefix : "", pl) != 0 ||
+        !served_name(name, l->a->prefix) || strstr(name, PS_FNAME_PART))
+        return;
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 64;
+        file_row *r = realloc(l->rows, nc * sizeof(*r));
+        if (!r) {
+            l->oom = 1;
+            return;
+        }
+        l->rows = r;
+        l->cap = nc;
+    }
+    file_row *f = &l->rows[l->n++];
+    snprintf(f->name, sizeof(f->name), "%s", name);
+    f->size = o->size;
+    f->stored = ROW_S3;
+    f->mtime_ns = 0;
+    struct tm tm;
+    memset(&tm, 0, sizeof(tm));
+    if (o->last_modified &&
+        sscanf(o->last_modified, "%4d-%2d-%2dT%2d:%2d:%2d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+               &tm.tm_hour, &tm.tm_min, &tm.tm_sec) == 6) {
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        time_t t = timegm(&tm);
+        if (t > 0)
+            f->mtime_ns = (uint64_t)t * 1000000000u;
+    }
+}
+
+/* A copy of the bucket's capture objects (sorted), listed again when the
+ * cached list is older than API_S3_LIST_TTL_MS. On a failure the last list
+ * is kept and the failure logged. 0, or -1 on OOM. */
+static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    pthread_mutex_lock(&a->s3_mu);
+    if (!a->s3_at_ms || mono_ms() - a->s3_at_ms >= API_S3_LIST_TTL_MS) {
+        ps_s3 *s3 = NULL;
+        char err[1024];
+        s3_listing l = {.a = a};
+        a->s3_at_ms = mono_ms();
+        int rc = ps_s3_new(&s3, &a->s3o, err, sizeof(err));
+        if (rc == 0)
+            rc = ps_s3_list(s3, a->s3_prefix ? a->s3_prefix : "", API_MAX_LISTED_FILES, on_listed,
+                            &l, err, sizeof(err));
+        ps_s3_free(s3);
+        if (rc != 0 || l.oom) {
+            ps_warn("receiver", "listing the bucket for /api/captures: %s",
+                    l.oom ? "out of memory" : err);
+            free(l.rows);
+        } else {
+            if (l.n > 1)
+                qsort(l.rows, l.n, sizeof(*l.rows), row_cmp);
+            free(a->s3_rows);
+            a->s3_rows = l.rows;
+            a->s3_n = l.n;
+        }
+    }
+    int rc = 0;
+    if (a->s3_n) {
+        *out = malloc(a->s3_n * sizeof(**out));
+        if (*out) {
+            memcpy(*out, a->s3_rows, a->s3_n * sizeof(**out));
+            *n = a->s3_n;
+        } else {
+            rc = -1;
+        }
+    }
+    pthread_mutex_unlock(&a->s3_mu);
+    return rc;
 }
 
 static int route_captures_list(ps_api *a, struct MHD_Connection *c)
@@ -322,6 +435,7 @@ static int route_captures_list(ps_api *a, struct MHD_Connection *c)
             cap = nc;
         }
         snprintf(rows[n].name, sizeof(rows[n].name), "%s", e->d_name);
+        rows[n].stored = ROW_LOCAL;
         rows[n].size = (uint64_t)st.st_size;
         rows[n].mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
         n++;
@@ -329,6 +443,35 @@ static int route_captures_list(ps_api *a, struct MHD_Connection *c)
     closedir(d);
     if (n > 1)
         qsort(rows, n, sizeof(*rows), row_cmp);
+    if (a->s3_on && !oom) {
+        /* a file on disk and in the bucket (same size) is one entry */
+        file_row *s3r = NULL;
+        size_t s3n = 0, local = n;
+        if (s3_rows_get(a, &s3r, &s3n) != 0)
+            oom = 1;
+        for (size_t i = 0; i < s3n && !oom; i++) {
+            file_row *f = local ? bsearch(&s3r[i], rows, local, sizeof(*rows), row_cmp) : NULL;
+            if (f) {
+                if (f->size == s3r[i].size && !strstr(f->name, PS_FNAME_PART))
+                    f->stored |= ROW_S3;
+                continue;
+            }
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                file_row *r = realloc(rows, nc * sizeof(*r));
+                if (!r) {
+                    oom = 1;
+                    break;
+                }
+                rows = r;
+                cap = nc;
+            }
+            rows[n++] = s3r[i];
+        }
+        free(s3r);
+        if (n > local)
+            qsort(rows, n, sizeof(*rows), row_cmp);
+    }
     ps_buf meta = PS_BUF_INIT, j = PS_BUF_INIT;
     int rc = oom || ps_snapshot_get(&a->files_meta, &meta) != 0 || ps_buf_append(&meta, "", 1);
     rc |= ps_buf_append(&j, "[", 1);
@@ -345,6 +488,110 @@ static int route_captures_list(ps_api *a, struct MHD_Connection *c)
     return res;
 }
 
+/* The headers both kinds of download carry. */
+static void download_headers(struct MHD_Response *r, const char *name)
+{
+    int ng = strstr(name, ".pcapng") != NULL;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            ng ? "application/x-pcapng" : "application/vnd.tcpdump.pcap");
+    char disp[320];
+    snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name); /* name is [A-Za-z0-9._-] */
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
+    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+}
+
+typedef struct s3_download {
+    ps_s3 *s3;
+    ps_s3_stream *st;
+} s3_download;
+
+/* libmicrohttpd runs a thread per connection: blocking here is allowed. */
+static ssize_t s3_reader(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    (void)pos;
+    s3_download *d = cls;
+    long n = ps_s3_stream_read(d->st, buf, max);
+    return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void s3_download_free(void *cls)
+{
+    s3_download *d = cls;
+    ps_s3_stream_free(d->st);
+    ps_s3_free(d->s3);
+    free(d);
+}
+
+/* A capture in the bucket (deleted locally after its upload): HEAD for the
+ * size, then the object streamed through, Range passed on. */
+static int route_download_s3(ps_api *a, struct MHD_Connection *c, const char *name)
+{
+    char key[PATH_MAX], err[1024];
+    snprintf(key, sizeof(key), "%s%s", a->s3_prefix ? a->s3_prefix : "", name);
+    s3_download *d = calloc(1, sizeof(*d));
+    if (!d || ps_s3_new(&d->s3, &a->s3o, err, sizeof(err)) != 0) {
+        free(d);
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    }
+    ps_s3_object obj;
+    int rc = ps_s3_head(d->s3, key, &obj, err, sizeof(err));
+    if (rc != 0) {
+        s3_download_free(d);
+        if (rc == PS_S3_E_NOTFOUND)
+            return ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "no such capture\n");
+        ps_warn("receiver", "download of %s from the bucket: %s", name, err);
+        return ps_http_respond_text(c, MHD_HTTP_BAD_GATEWAY, "the bucket did not answer\n");
+    }
+    uint64_t size = obj.size, start = 0, len = size;
+    const char *range = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_RANGE);
+    ps_range_result rr = ps_http_parse_range(range, size, &start, &len);
+    char cr[96];
+    struct MHD_Response *r;
+    unsigned status = MHD_HTTP_OK;
+    if (rr == PS_RANGE_UNSATISFIABLE) {
+        s3_download_free(d);
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+        if (!r)
+            return MHD_NO;
+        snprintf(cr, sizeof(cr), "bytes */%" PRIu64, size);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        int res = MHD_queue_response(c, MHD_HTTP_RANGE_NOT_SATISFIABLE, r);
+        MHD_destroy_response(r);
+        return res;
+    }
+    if (len == 0) { /* an empty object: nothing to fetch */
+        s3_download_free(d);
+        r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    } else {
+        rc = ps_s3_stream_open(d->s3, key, start, len, &d->st, err, sizeof(err));
+        if (rc != 0) {
+            s3_download_free(d);
+            ps_warn("receiver", "download of %s from the bucket: %s", name, err);
+            return ps_http_respond_text(
+                c, rc == PS_S3_E_NOTFOUND ? MHD_HTTP_NOT_FOUND : MHD_HTTP_BAD_GATEWAY,
+                "the bucket did not answer\n");
+        }
+        r = MHD_create_response_from_callback(len, 64 * 1024, s3_reader, d, s3_download_free);
+        if (!r) {
+            s3_download_free(d);
+            return MHD_NO;
+        }
+    }
+    if (!r)
+        return MHD_NO;
+    download_headers(r, name);
+    if (rr == PS_RANGE_OK) {
+        snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
+                 size);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_RANGE, cr);
+        status = MHD_HTTP_PARTIAL_CONTENT;
+    }
+    int res = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return res;
+}
+
 static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
 {
     if (!a->dir)
@@ -356,6 +603,8 @@ static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
         return ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST, "name too long\n");
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
+    if (fd < 0 && errno == ENOENT && a->s3_on && !strstr(name, PS_FNAME_PART))
+        return route_download_s3(a, c, name);
     if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         if (fd >= 0)
             close(fd);
@@ -383,14 +632,7 @@ static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
         close(fd);
         return MHD_NO;
     }
-    int ng = strstr(name, ".pcapng") != NULL;
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            ng ? "application/x-pcapng" : "application/vnd.tcpdump.pcap");
-    char disp[320];
-    snprintf(disp, sizeof(disp), "attachment; filename=\"%s\"", name); /* name is [A-Za-z0-9._-] */
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION, disp);
-    MHD_add_response_header(r, MHD_HTTP_HEADER_ACCEPT_RANGES, "bytes");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    download_headers(r, name);
     unsigned status = MHD_HTTP_OK;
     if (rr == PS_RANGE_OK) {
         snprintf(cr, sizeof(cr), "bytes %" PRIu64 "-%" PRIu64 "/%" PRIu64, start, start + len - 1,
@@ -776,6 +1018,13 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     a->prefix = prefix ? strdup(prefix) : NULL;
     ps_snapshot_init(&a->sensors_json);
     ps_snapshot_init(&a->files_meta);
+    pthread_mutex_init(&a->s3_mu, NULL);
+    if (o->s3 && dir && prefix) {
+        a->s3_on = 1;
+        a->s3o = *o->s3;
+        a->s3o.cancel = NULL;
+        a->s3_prefix = o->s3_key_prefix ? strdup(o->s3_key_prefix) : NULL;
+    }
     if (o->metrics) {
         ps_metric *f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
                                          "packetstreamer_extract_requests_total",
@@ -795,7 +1044,8 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->x_skipped = f ? ps_metric_series(f, "skipped", NULL, NULL) : NULL;
         a->x_scanned = f ? ps_metric_series(f, "scanned", NULL, NULL) : NULL;
     }
-    if ((dir && !a->dir) || (prefix && !a->prefix)) {
+    if ((dir && !a->dir) || (prefix && !a->prefix) ||
+        (a->s3_on && o->s3_key_prefix && !a->s3_prefix)) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
         return NULL;
@@ -880,5 +1130,8 @@ void ps_api_free(ps_api *a)
     free(a->prefix);
     ps_snapshot_free(&a->sensors_json);
     ps_snapshot_free(&a->files_meta);
+    free(a->s3_rows);
+    free(a->s3_prefix);
+    pthread_mutex_destroy(&a->s3_mu);
     free(a);
 }

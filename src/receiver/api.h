@@ -3,8 +3,11 @@
  * (src/core/http.h) and serves, besides the probes and /metrics:
  *   /                   status page (HTML + inline JavaScript, no external assets)
  *   /api/sensors        JSON: sensors, their addresses, counters and rates
- *   /api/captures       JSON: capture files, sizes, packet times, sensors
- *   /captures/NAME      a capture file, streamed from disk, Range requests
+ *   /api/captures       JSON: capture files, sizes, packet times, sensors; with
+ *                       output.s3 also the bucket's (ListObjectsV2, cached 10 s)
+ *   /captures/NAME      a capture file, streamed from disk, Range requests; with
+ *                       output.s3, one no longer on disk is streamed through
+ *                       from the bucket (Range passed on)
  *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
  *   /api/packets        one pcapng: a time window of selected interfaces from
  *                       every capture file, merged by time (query.h); at most
@@ -31,6 +34,7 @@
 #include "core/metrics.h"
 #include "hub.h"
 #include "livefeed.h"
+#include "s3.h"
 #include "writer.h"
 
 typedef struct ps_api ps_api;
@@ -42,6 +46,11 @@ typedef struct ps_api_opts {
     ps_livefeed *livefeed; /* /live, or NULL */
     ps_metrics *metrics;   /* served as /metrics */
     const ps_config *cfg;  /* http.enable, http.listen, http.token */
+    /* output.s3 on: the bucket (its strings borrowed, as above), and the
+     * object key prefix; NULL: off. Each HTTP request that needs the bucket
+     * uses a ps_s3 of its own. */
+    const ps_s3_opts *s3;
+    const char *s3_key_prefix;
 } ps_api_opts;
 
 /* Starts, with http.enable, the HTTP server, and the publish timer on loop,

@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <uv.h>
 
@@ -27,6 +28,7 @@
 #include "index.h"
 #include "listener.h"
 #include "livefeed.h"
+#include "upload.h"
 #include "writer.h"
 
 #define PS_RECEIVER_CLOSE_DEADLINE_MS 5000
@@ -55,6 +57,9 @@ typedef struct receiver {
     uv_signal_t sigint, sigterm;
     ps_api *api;             /* readiness, snapshots, HTTP */
     ps_index_builder *index; /* extraction indexes of completed files, or NULL */
+    ps_upload *upload;       /* output.s3: completed files to S3, NULL when off */
+    ps_s3_opts s3o;          /* output.s3's bucket, for the upload and the HTTP side */
+    char s3_prefix[1024];    /* output.s3.prefix with {receiver} expanded */
     int stopping;
 } receiver;
 
@@ -70,6 +75,82 @@ static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_
     receiver *r = ud;
     ps_info("receiver", "wrote %s (%" PRIu64 " packets, %" PRIu64 " bytes)", path, packets, bytes);
     ps_index_builder_add(r->index, path);
+    if (r->upload)
+        ps_upload_file_closed(r->upload, path);
+}
+
+/* output.s3.prefix with each "{receiver}" replaced by this receiver's name
+ * (tier.name, else the host name), so receivers sharing a bucket do not
+ * write the same keys. -1 if it does not fit. */
+static int expand_prefix(const ps_config *cfg, char *out, size_t outlen)
+{
+    char self[256] = "receiver";
+    if (cfg->tier_name)
+        snprintf(self, sizeof(self), "%s", cfg->tier_name);
+    else if (gethostname(self, sizeof(self) - 1) != 0)
+        snprintf(self, sizeof(self), "receiver");
+    const char *p = cfg->s3_prefix ? cfg->s3_prefix : "";
+    size_t n = 0;
+    while (*p) {
+        const char *v = p;
+        size_t len = 1;
+        if (strncmp(p, "{receiver}", 10) == 0) {
+            v = self;
+            len = strlen(self);
+            p += 10;
+        } else {
+            p++;
+        }
+        if (n + len >= outlen)
+            return -1;
+        memcpy(out + n, v, len);
+        n += len;
+    }
+    out[n] = '\0';
+    return 0;
+}
+
+/* output.s3: the upload worker, over the writer's directory. */
+static int setup_upload(receiver *r, const ps_config *cfg)
+{
+    if (!cfg->s3_enabled)
+        return 0;
+    if (expand_prefix(cfg, r->s3_prefix, sizeof(r->s3_prefix)) != 0) {
+        ps_error("receiver", "output.s3.prefix is too long once {receiver} is expanded");
+        return -1;
+    }
+    if (cfg->tier_peers && !(cfg->s3_prefix && strstr(cfg->s3_prefix, "{receiver}")))
+        ps_warn("receiver", "output.s3.prefix has no {receiver}: the receivers of the tier may "
+                            "upload files of the same name to the same keys");
+    ps_upload_opts o = {.dir = ps_writer_dir(r->writer),
+                        .prefix = ps_writer_prefix(r->writer),
+                        .key_prefix = r->s3_prefix,
+                        .s3 = {.endpoint = cfg->s3_endpoint,
+                               .region = cfg->s3_region,
+                               .bucket = cfg->s3_bucket,
+                               .path_style = cfg->s3_path_style,
+                               .storage_class = cfg->s3_storage_class,
+                               .sse = cfg->s3_sse,
+                               .sse_kms_key_id = cfg->s3_sse_kms_key_id,
+                               .sts_endpoint = cfg->s3_sts_endpoint,
+                               .ca_file = cfg->s3_ca_file,
+                               .part_size = cfg->s3_part_size_bytes},
+                        .delete_local = cfg->s3_delete_local,
+                        .retry_max_sec = cfg->s3_retry_max_sec,
+                        .metrics = r->metrics};
+    char err[1024];
+    r->s3o = o.s3;
+    if (!o.dir || !o.prefix) {
+        ps_error("receiver", "output.s3 needs output.file.path to be a directory");
+        return -1;
+    }
+    if (ps_upload_open(&r->upload, &o, err, sizeof(err)) != 0) {
+        ps_error("receiver", "output.s3: %s", err);
+        return -1;
+    }
+    ps_info("receiver", "uploading completed files to s3://%s/%s%s", cfg->s3_bucket, r->s3_prefix,
+            cfg->s3_delete_local ? " (then deleting them)" : "");
+    return 0;
 }
 
 static int on_checkpoint(void *ud, ps_buf *out)
@@ -202,6 +283,8 @@ static void close_walk(uv_handle_t *h, void *arg)
 static void teardown(receiver *r)
 {
     ps_api_free(r->api); /* joins the HTTP threads before what they read is freed */
+    ps_upload_free(r->upload);
+    r->upload = NULL;
     ps_hub_free(r->hub);
     r->hub = NULL;
     replay_recovered(r);             /* frees what was never handed over */
@@ -259,7 +342,7 @@ int ps_receiver_run(const ps_config *cfg)
         uv_loop_close(&r.loop);
         return 1;
     }
-    if (setup_tls(&r.tls, cfg) != 0) {
+    if (setup_tls(&r.tls, cfg) != 0 || setup_upload(&r, cfg) != 0) {
         ps_writer_free(r.writer);
         teardown(&r);
         uv_loop_close(&r.loop);
@@ -323,8 +406,13 @@ int ps_receiver_run(const ps_config *cfg)
                          : "TLS")
                   : "plaintext",
             cfg->file_path, ps_format_name(cfg->format));
-    ps_api_opts ao = {
-        .hub = r.hub, .writer = r.writer, .livefeed = r.livefeed, .metrics = r.metrics, .cfg = cfg};
+    ps_api_opts ao = {.hub = r.hub,
+                      .writer = r.writer,
+                      .livefeed = r.livefeed,
+                      .metrics = r.metrics,
+                      .cfg = cfg,
+                      .s3 = r.upload ? &r.s3o : NULL,
+                      .s3_key_prefix = r.s3_prefix};
     int code = 0;
     if (ps_api_open(&r.api, &r.loop, &ao, err, sizeof(err)) != 0) {
         /* An HTTP address that cannot be bound fails the start: a receiver
@@ -348,6 +436,14 @@ int ps_receiver_run(const ps_config *cfg)
     ps_hub_counters c;
     ps_hub_get_counters(r.hub, &c);
     ps_hub_counters_kv(r.hub, kv, sizeof(kv));
+    if (r.upload) {
+        ps_upload_stats us;
+        ps_upload_get_stats(r.upload, &us);
+        ps_info("receiver",
+                "S3: %" PRIu64 " files (%" PRIu64 " bytes) uploaded, %" PRIu64
+                " failed attempts, %" PRIu64 " files pending (uploaded at the next start)",
+                us.uploaded, us.bytes, us.failed, us.pending);
+    }
     ps_info("receiver",
             "stopped: %" PRIu64 " packets (%" PRIu64 " bytes) written from %" PRIu64
             " connections, %" PRIu64 " duplicate batches dropped, %" PRIu64 " rejected, %" PRIu64

@@ -460,6 +460,20 @@ CHECK(k_kube_node, streq(c->kube_node_name, "node-1"))
 CHECK(k_tier_peers, streq(c->tier_peers, "rx-tier.ns.svc:8080"))
 CHECK(k_tier_name, streq(c->tier_name, "receiver-1"))
 CHECK(k_tier_refresh, c->tier_refresh_sec == 9)
+CHECK(k_s3_enabled, c->s3_enabled == 1)
+CHECK(k_s3_endpoint, streq(c->s3_endpoint, "http://127.0.0.1:4568"))
+CHECK(k_s3_region, streq(c->s3_region, "eu-west-1"))
+CHECK(k_s3_bucket, streq(c->s3_bucket, "captures-bucket"))
+CHECK(k_s3_prefix, streq(c->s3_prefix, "pcap/"))
+CHECK(k_s3_path_style, c->s3_path_style == 1)
+CHECK(k_s3_storage_class, streq(c->s3_storage_class, "STANDARD_IA"))
+CHECK(k_s3_sse, c->s3_sse == PS_CONFIG_SSE_KMS)
+CHECK(k_s3_kms, streq(c->s3_sse_kms_key_id, "alias/captures"))
+CHECK(k_s3_sts, streq(c->s3_sts_endpoint, "https://sts.example"))
+CHECK(k_s3_part, c->s3_part_size_bytes == 64 * MIB)
+CHECK(k_s3_delete, c->s3_delete_local == 1)
+CHECK(k_s3_retry, c->s3_retry_max_sec == 60)
+CHECK(k_s3_ca, streq(c->s3_ca_file, "/etc/minio-ca.pem"))
 
 static const key_case key_cases[] = {
     {"input.address", "10.1.2.3", "10.1.2.3", k_input_address},
@@ -559,6 +573,20 @@ static const key_case key_cases[] = {
     {"tier.peers", "rx-tier.ns.svc:8080", "rx-tier.ns.svc:8080", k_tier_peers},
     {"tier.name", "receiver-1", "receiver-1", k_tier_name},
     {"tier.refreshSec", "9", "9", k_tier_refresh},
+    {"output.s3.enabled", "true", "true", k_s3_enabled},
+    {"output.s3.endpoint", "http://127.0.0.1:4568", "http://127.0.0.1:4568", k_s3_endpoint},
+    {"output.s3.region", "eu-west-1", "eu-west-1", k_s3_region},
+    {"output.s3.bucket", "captures-bucket", "captures-bucket", k_s3_bucket},
+    {"output.s3.prefix", "pcap/", "pcap/", k_s3_prefix},
+    {"output.s3.pathStyle", "true", "yes", k_s3_path_style},
+    {"output.s3.storageClass", "STANDARD_IA", "STANDARD_IA", k_s3_storage_class},
+    {"output.s3.sse", "\"aws:kms\"", "AWS:KMS", k_s3_sse},
+    {"output.s3.sseKmsKeyId", "alias/captures", "alias/captures", k_s3_kms},
+    {"output.s3.stsEndpoint", "https://sts.example", "https://sts.example", k_s3_sts},
+    {"output.s3.partSizeMB", "64", "64", k_s3_part},
+    {"output.s3.deleteLocal", "true", "on", k_s3_delete},
+    {"output.s3.retryMaxSec", "60", "60", k_s3_retry},
+    {"output.s3.caFile", "/etc/minio-ca.pem", "/etc/minio-ca.pem", k_s3_ca},
 };
 
 #define NCASES (sizeof(key_cases) / sizeof(key_cases[0]))
