@@ -6,7 +6,8 @@
  *
  * Selection: every pcapng file of the prefix (filename.h) is described by
  * its index (index.h), or, for .part files and files not indexed yet, by a
- * scan at open (a .part's scan is kept between queries and continued). A file is read only if its time range overlaps the window
+ * scan at open (a .part's scan is kept between queries and continued). A
+ * file is read only if its time range overlaps the window
  * and one of its interfaces matches the selectors and has packets in the
  * window. Interfaces are matched by their pcapng name, "SENSOR/IFACE" or,
  * for pods, "SENSOR/NAMESPACE/POD" (docs/protocol.md, "Pod interfaces"):
