@@ -43,10 +43,19 @@
 /* libpcap's compiler is not reentrant in every version we build against. */
 static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Bytes [off, off + len) of a file. */
+typedef struct q_win {
+    uint8_t *buf;
+    size_t cap, len;
+    uint64_t off;
+} q_win;
+
 typedef struct q_file {
-    char *name;          /* as listed; a .part may since have been renamed */
-    uint64_t start, end; /* the bytes that can hold packets of the window */
-    int fd, refs;        /* shared by its open streams */
+    char *name;            /* as listed; a .part may since have been renamed */
+    uint64_t start, end;   /* the bytes that can hold packets of the window */
+    int fd, refs;          /* shared by its open streams */
+    uint32_t first, nstrm; /* its streams: q->streams[first, first + nstrm) */
+    q_win win;             /* shared by its open streams (allocated while refs > 0) */
 } q_file;
 
 typedef struct q_out {
@@ -68,9 +77,10 @@ typedef struct q_stream {
     uint32_t file, if_id, out;
     uint8_t tsresol;
     uint8_t state;
-    uint64_t key; /* ST_PENDING: a lower bound of its timestamps; ST_OPEN: cur's */
-    ps_pcapread r;
-    ps_pcapread_epb cur;
+    uint32_t curlen; /* ST_OPEN: length of the current packet's block at pos, 0 none */
+    uint64_t pos;    /* ST_OPEN: offset of that block, or of the next block to look at */
+    uint64_t key;    /* ST_PENDING: a lower bound of its timestamps; ST_OPEN: the packet's */
+    q_win own;       /* while pos is behind the file's shared window */
 } q_stream;
 
 struct ps_query {
@@ -88,7 +98,8 @@ struct ps_query {
     size_t nheap;
     uint32_t next_out_id;
     ps_buf out;
-    size_t window; /* read size per open stream */
+    size_t window;                  /* read size of a stream's own window */
+    size_t shared_max, shared_want; /* a file's shared window: most bytes kept, read size */
     int started, done, failed;
     ps_query_stats st;
 };
@@ -310,10 +321,9 @@ static void heap_push(ps_query *q, uint32_t s)
     }
 }
 
-static uint32_t heap_pop(ps_query *q)
+/* Restores the heap after the top's key grew (or the top was replaced). */
+static void heap_down(ps_query *q)
 {
-    uint32_t top = q->heap[0];
-    q->heap[0] = q->heap[--q->nheap];
     size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
@@ -328,7 +338,12 @@ static uint32_t heap_pop(ps_query *q)
         q->heap[m] = t;
         i = m;
     }
-    return top;
+}
+
+static void heap_pop(ps_query *q)
+{
+    q->heap[0] = q->heap[--q->nheap];
+    heap_down(q);
 }
 
 /* ---- open: files, interfaces, filters ---- */
@@ -457,7 +472,6 @@ static int add_stream(ps_query *q, uint32_t file, uint32_t if_id, const ps_index
     s->tsresol = f->tsresol;
     s->state = ST_PENDING;
     s->key = f->first_ns > q->o.from_ns ? f->first_ns : q->o.from_ns;
-    s->r.fd = -1;
     return 0;
 }
 
@@ -751,6 +765,8 @@ static int select_files(ps_query *q, const char *prefix, char *err, size_t errle
         }
         if (rc == 0 && q->nstreams > before_streams) {
             q_file *qf = &q->files[q->nfiles++];
+            qf->first = (uint32_t)before_streams;
+            qf->nstrm = (uint32_t)(q->nstreams - before_streams);
             qf->name = names[i];
             names[i] = NULL;
             window_bytes(&x, q->o.from_ns, q->o.to_ns, &qf->start, &qf->end);
@@ -813,6 +829,13 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
     q->window = PS_QUERY_WINDOW;
     if (q->nstreams > PS_QUERY_MEMORY / PS_QUERY_WINDOW)
         q->window = PS_QUERY_MEMORY / q->nstreams < 8192 ? 8192 : PS_QUERY_MEMORY / q->nstreams;
+    /* Files whose streams are open at once share the same budget (less
+     * when many files are read side by side). */
+    q->shared_max = PS_QUERY_SHARED;
+    if (q->nfiles > PS_QUERY_MEMORY / PS_QUERY_SHARED)
+        q->shared_max =
+            PS_QUERY_MEMORY / q->nfiles < (256u << 10) ? (256u << 10) : PS_QUERY_MEMORY / q->nfiles;
+    q->shared_want = q->shared_max / 4;
     if (rc != 0) {
         ps_query_free(q);
         return rc;
@@ -828,22 +851,130 @@ void ps_query_get_stats(const ps_query *q, ps_query_stats *st)
 
 /* ---- reading ---- */
 
+static uint32_t get_u32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void win_free(q_win *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof(*w));
+}
+
+/* Makes [pos, pos + n) of fd available in w, reading up to `want` bytes
+ * ahead and keeping the bytes from lo (<= pos) it already holds, so that
+ * the blocks other streams are at stay in place. 1, 0 if those bytes are
+ * past end (or the file is shorter now), -1 on a read error or OOM. */
+static int win_load(ps_query *q, q_win *w, int fd, uint64_t end, uint64_t lo, uint64_t pos,
+                    size_t n, size_t want, size_t cap_min)
+{
+    if (pos > end || n > end - pos)
+        return 0;
+    uint64_t hi = pos + (n > want ? n : want);
+    if (hi > end)
+        hi = end;
+    size_t span = (size_t)(hi - lo), keep = 0;
+    if (w->len > 0 && lo >= w->off && lo < w->off + w->len) {
+        keep = (size_t)(w->off + w->len - lo);
+        if (keep > span)
+            keep = span;
+    }
+    if (span > w->cap) {
+        size_t nc = span > cap_min ? span : cap_min;
+        uint8_t *nb = malloc(nc);
+        if (!nb) {
+            errno = ENOMEM;
+            return -1;
+        }
+        if (keep)
+            memcpy(nb, w->buf + (lo - w->off), keep);
+        free(w->buf);
+        w->buf = nb;
+        w->cap = nc;
+    } else if (keep && lo != w->off) {
+        memmove(w->buf, w->buf + (lo - w->off), keep);
+    }
+    w->off = lo;
+    w->len = keep;
+    while (w->len < span) {
+        ssize_t k = pread(fd, w->buf + w->len, span - w->len, (off_t)(lo + w->len));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            w->len = 0;
+            return -1;
+        }
+        if (k == 0)
+            break; /* truncated under us: what we have */
+        w->len += (size_t)k;
+        q->st.bytes_read += (uint64_t)k;
+    }
+    return pos - w->off <= w->len && n <= w->len - (pos - w->off);
+}
+
+static inline const uint8_t *win_at(const q_win *w, uint64_t pos, size_t n)
+{
+    if (pos >= w->off && pos - w->off <= w->len && n <= w->len - (pos - w->off))
+        return w->buf + (pos - w->off);
+    return NULL;
+}
+
+/* Points *p at n bytes at pos of the stream's file (valid until the next
+ * call for a stream of that file). From the file's shared window, moved
+ * forward when pos is past it: it then keeps the blocks of the file's other
+ * streams that are less than shared_max behind. A stream further behind
+ * (its interface's packets come later in the file than the others') reads
+ * through its own window until it catches up. 1, 0 past the end, -1. */
+static int need(ps_query *q, q_stream *s, uint64_t pos, size_t n, const uint8_t **p)
+{
+    q_file *f = &q->files[s->file];
+    if ((*p = win_at(&f->win, pos, n)) != NULL || (*p = win_at(&s->own, pos, n)) != NULL)
+        return 1;
+    q_win *w = &f->win;
+    int k;
+    if (pos >= w->off) {
+        size_t ahead = n > q->shared_want ? n : q->shared_want;
+        uint64_t lo = pos;
+        for (uint32_t i = f->first; i < f->first + f->nstrm; i++) {
+            const q_stream *o = &q->streams[i];
+            if (o->state == ST_OPEN && o->pos < lo && o->pos >= w->off &&
+                pos - o->pos + ahead <= q->shared_max)
+                lo = o->pos;
+        }
+        k = win_load(q, w, f->fd, f->end, lo, pos, n, q->shared_want, q->shared_max);
+        if (k == 1) {
+            *p = w->buf + (pos - w->off);
+            win_free(&s->own); /* caught up */
+        }
+    } else {
+        k = win_load(q, &s->own, f->fd, f->end, pos, pos, n, q->window, q->window);
+        if (k == 1)
+            *p = s->own.buf + (pos - s->own.off);
+    }
+    return k;
+}
+
 static void stream_close(ps_query *q, q_stream *s)
 {
     if (s->state == ST_OPEN) {
         q_file *f = &q->files[s->file];
-        q->st.bytes_read += s->r.off > f->start ? s->r.off - f->start : 0;
-        ps_pcapread_free(&s->r);
-        if (--f->refs == 0 && f->fd >= 0) {
-            close(f->fd);
+        win_free(&s->own);
+        if (--f->refs == 0) {
+            if (f->fd >= 0)
+                close(f->fd);
             f->fd = -1;
+            win_free(&f->win);
         }
     }
     s->state = ST_DONE;
 }
 
-/* Opens the stream's file (shared) and reader. 0, 1 if the file is gone
- * (the stream ends), -1 on error. */
+/* Opens the stream's file (shared) and checks its Section Header Block.
+ * 0, 1 if the file is gone or not one we read (the stream ends), -1 on
+ * error. */
 static int stream_open(ps_query *q, q_stream *s)
 {
     q_file *f = &q->files[s->file];
@@ -861,36 +992,64 @@ static int stream_open(ps_query *q, q_stream *s)
             s->state = ST_DONE;
             return errno == ENOENT ? 1 : -1; /* deleted by retention meanwhile */
         }
+        uint8_t h[12];
+        ssize_t k;
+        do
+            k = f->end >= sizeof(h) ? pread(f->fd, h, sizeof(h), 0) : 0;
+        while (k < 0 && errno == EINTR);
+        if (k != (ssize_t)sizeof(h) || get_u32(h) != PS_PCAPNG_SHB ||
+            get_u32(h + 8) != 0x1A2B3C4Du) {
+            int e = k < 0 ? errno : EINVAL;
+            close(f->fd);
+            f->fd = -1;
+            s->state = ST_DONE;
+            return e == EIO ? -1 : 1;
+        }
     }
     f->refs++;
     s->state = ST_OPEN;
-    if (ps_pcapread_init(&s->r, f->fd, f->end, q->window) != 0) {
-        int e = errno;
-        stream_close(q, s);
-        return e == ENOMEM || e == EIO ? -1 : 1;
-    }
-    if (f->start > 0)
-        ps_pcapread_seek(&s->r, f->start);
+    s->pos = f->start;
+    s->curlen = 0;
     return 0;
 }
 
-/* Moves the stream to its next packet: 1 (s->cur, s->key set), 0 at its
- * end (closed), -1 on a read error. */
+/* Moves the stream to its next packet: 1 (s->pos, curlen, key set), 0 at
+ * its end (closed), -1 on a read error. Reading stops where pcapread.h
+ * says a reader stops: an incomplete or malformed block, one larger than
+ * PS_PCAPREAD_MAX_BLOCK, a second Section Header Block. */
 static int stream_next(ps_query *q, q_stream *s)
 {
-    ps_pcapread_block b;
-    int k;
     const q_out *o = &q->outs[s->out];
     const struct bpf_program *prog = o->filter >= 0 ? &q->filters[o->filter].prog : NULL;
     if (o->filter >= 0 && !q->filters[o->filter].ok) {
         stream_close(q, s); /* the filter does not apply to its link type */
         return 0;
     }
-    while ((k = ps_pcapread_next(&s->r, &b)) == 1) {
-        if (b.type != PS_PCAPNG_EPB)
+    uint64_t pos = s->pos + s->curlen;
+    s->curlen = 0;
+    int k;
+    for (;;) {
+        const uint8_t *h, *blk;
+        s->pos = pos;
+        if ((k = need(q, s, pos, 8, &h)) != 1)
+            break;
+        uint32_t type = get_u32(h), len = get_u32(h + 4);
+        if (len < 12 || len % 4 || len > PS_PCAPREAD_MAX_BLOCK ||
+            (type == PS_PCAPNG_SHB && pos > 0)) {
+            k = 0;
+            break;
+        }
+        if ((k = need(q, s, pos, len, &blk)) != 1)
+            break;
+        if (get_u32(blk + len - 4) != len) {
+            k = 0;
+            break;
+        }
+        pos += len;
+        if (type != PS_PCAPNG_EPB || len < PS_PCAPNG_EPB_OVERHEAD || get_u32(blk + 8) != s->if_id)
             continue;
         ps_pcapread_epb e;
-        if (ps_pcapread_parse_epb(b.data, b.len, &e) != 0 || e.if_id != s->if_id)
+        if (ps_pcapread_parse_epb(blk, len, &e) != 0)
             continue;
         uint64_t ns = ps_pcapread_ts_ns(e.ts, s->tsresol);
         if (ns > q->o.to_ns) {
@@ -901,11 +1060,12 @@ static int stream_next(ps_query *q, q_stream *s)
         if (ns < q->o.from_ns)
             continue;
         if (prog) {
-            struct pcap_pkthdr h = {.caplen = e.caplen, .len = e.origlen};
-            if (pcap_offline_filter(prog, &h, e.data) == 0)
+            struct pcap_pkthdr ph = {.caplen = e.caplen, .len = e.origlen};
+            if (pcap_offline_filter(prog, &ph, e.data) == 0)
                 continue;
         }
-        s->cur = e;
+        s->pos = pos - len;
+        s->curlen = len;
         s->key = ns;
         return 1;
     }
@@ -913,56 +1073,109 @@ static int stream_next(ps_query *q, q_stream *s)
     return k < 0 ? -1 : 0;
 }
 
-/* One step of the merge: a stream opened, or a packet appended to q->out.
- * 0, or -1 on error. */
-static int step(ps_query *q)
+/* An Enhanced Packet Block into dst (as ps_pcapng_epb): its length. */
+static size_t put_epb(uint8_t *dst, uint32_t if_id, uint64_t ts, const ps_pcapread_epb *e)
 {
+    size_t padded = ((size_t)e->caplen + 3) & ~(size_t)3;
+    size_t total = PS_PCAPNG_EPB_OVERHEAD + padded;
+    ps_put_u32ne(dst, PS_PCAPNG_EPB);
+    ps_put_u32ne(dst + 4, (uint32_t)total);
+    ps_put_u32ne(dst + 8, if_id);
+    ps_put_u32ne(dst + 12, (uint32_t)(ts >> 32));
+    ps_put_u32ne(dst + 16, (uint32_t)ts);
+    ps_put_u32ne(dst + 20, e->caplen);
+    ps_put_u32ne(dst + 24, e->origlen);
+    memcpy(dst + 28, e->data, e->caplen);
+    memset(dst + 28 + e->caplen, 0, padded - e->caplen);
+    ps_put_u32ne(dst + 28 + padded, (uint32_t)total);
+    return total;
+}
+
+/* One step of the merge: a stream opened, or the earliest packet written to
+ * dst (room bytes free; *wrote set) or, when it does not fit or its
+ * interface's IDB must go first, to q->out if spill is set. 1 (a step
+ * taken), 0 (no room: nothing done), -1 on error. */
+static int step(ps_query *q, uint8_t *dst, size_t room, int spill, size_t *wrote)
+{
+    *wrote = 0;
     if (q->nheap == 0 || (q->o.limit && q->st.packets >= q->o.limit)) {
         q->done = 1;
-        return 0;
+        return 1;
     }
-    uint32_t si = heap_pop(q);
-    q_stream *s = &q->streams[si];
+    q_stream *s = &q->streams[q->heap[0]];
     int k;
     if (s->state == ST_PENDING) {
         k = stream_open(q, s);
-        if (k != 0)
-            return k < 0 ? -1 : 0;
-        k = stream_next(q, s);
-        if (k == 1)
-            heap_push(q, si);
-        return k < 0 ? -1 : 0;
+        if (k == 0)
+            k = stream_next(q, s);
+        else if (k > 0)
+            k = 0;
+    } else {
+        const uint8_t *blk;
+        ps_pcapread_epb e;
+        k = need(q, s, s->pos, s->curlen, &blk);
+        if (k == 1 && ps_pcapread_parse_epb(blk, s->curlen, &e) != 0)
+            k = 0; /* cannot be: it parsed when found */
+        if (k == 1) {
+            q_out *o = &q->outs[s->out];
+            size_t total = PS_PCAPNG_EPB_OVERHEAD + (((size_t)e.caplen + 3) & ~(size_t)3);
+            if (o->out_id >= 0 && total <= room) {
+                *wrote = put_epb(dst, (uint32_t)o->out_id, s->key, &e);
+            } else if (!spill) {
+                return 0;
+            } else {
+                if (o->out_id < 0) {
+                    if (ps_pcapng_idb(&q->out, (uint16_t)o->linktype, o->snaplen, o->name,
+                                      o->desc[0] ? o->desc : NULL) != 0)
+                        return -1;
+                    o->out_id = (int32_t)q->next_out_id++;
+                }
+                if (ps_pcapng_epb(&q->out, (uint32_t)o->out_id, s->key, e.caplen, e.origlen,
+                                  e.data) != 0)
+                    return -1;
+            }
+            q->st.packets++;
+            k = stream_next(q, s);
+        } else {
+            stream_close(q, s); /* its bytes went away under us */
+        }
     }
-    q_out *o = &q->outs[s->out];
-    if (o->out_id < 0) {
-        if (ps_pcapng_idb(&q->out, (uint16_t)o->linktype, o->snaplen, o->name,
-                          o->desc[0] ? o->desc : NULL) != 0)
-            return -1;
-        o->out_id = (int32_t)q->next_out_id++;
-    }
-    if (ps_pcapng_epb(&q->out, (uint32_t)o->out_id, s->key, s->cur.caplen, s->cur.origlen,
-                      s->cur.data) != 0)
-        return -1;
-    q->st.packets++;
-    k = stream_next(q, s);
     if (k == 1)
-        heap_push(q, si);
-    return k < 0 ? -1 : 0;
+        heap_down(q); /* its key only grew */
+    else
+        heap_pop(q);
+    return k < 0 ? -1 : 1;
 }
 
 ssize_t ps_query_read(ps_query *q, uint8_t *buf, size_t max)
 {
-    /* The first call returns the Section Header Block alone: the client
-     * sees the stream start while the first packets are still being read. */
-    while (q->started && q->out.len < max && !q->done && !q->failed)
-        if (step(q) != 0)
+    size_t n = 0;
+    while (n < max) {
+        if (q->out.len > 0) {
+            size_t c = q->out.len < max - n ? q->out.len : max - n;
+            memcpy(buf + n, q->out.data, c);
+            ps_buf_consume(&q->out, c);
+            n += c;
+            /* The first call returns the Section Header Block alone: the
+             * client sees the stream start while the first packets are
+             * still being read. */
+            if (!q->started)
+                break;
+            continue;
+        }
+        if (!q->started || q->done || q->failed)
+            break;
+        size_t w;
+        int k = step(q, buf + n, max - n, n == 0, &w);
+        if (k < 0)
             q->failed = 1;
-    if (q->out.len == 0)
-        return q->failed ? -1 : 0;
-    size_t n = q->out.len < max ? q->out.len : max;
-    memcpy(buf, q->out.data, n);
-    ps_buf_consume(&q->out, n);
+        if (k <= 0)
+            break;
+        n += w;
+    }
     q->started = 1;
+    if (n == 0)
+        return q->failed ? -1 : 0;
     return (ssize_t)n;
 }
 
@@ -975,6 +1188,7 @@ void ps_query_free(ps_query *q)
     for (size_t i = 0; i < q->nfiles; i++) {
         if (q->files[i].fd >= 0)
             close(q->files[i].fd);
+        free(q->files[i].win.buf);
         free(q->files[i].name);
     }
     for (size_t i = 0; i < q->nouts; i++) {

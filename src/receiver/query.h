@@ -6,16 +6,14 @@
  *
  * Selection: every pcapng file of the prefix (filename.h) is described by
  * its index (index.h), or, for .part files and files not indexed yet, by a
- * scan at open (a .part's scan is kept between queries and continued). A file is read only if its time range overlaps the window
- * and one of its interfaces matches the selectors and has packets in the
- * window. Interfaces are matched by their pcapng name, "SENSOR/IFACE" or,
- * for pods, "SENSOR/NAMESPACE/POD" (docs/protocol.md, "Pod interfaces"):
- *   pod=NS/NAME     the name ends in "/NS/NAME" after a non-empty sensor
- *   namespace=NS    the name has three or more parts, the second to last NS
- *   sensor=ID       the name starts with "ID/"
- *   iface=NAME      the name ends in "/NAME" after a non-empty sensor (with
- *                   sensor=ID: is exactly "ID/NAME")
- * Selectors combine with AND; none selects every interface.
+ * scan at open (a .part's scan is kept between queries and continued). A file is read only if its
+ * time range overlaps the window and one of its interfaces matches the selectors and has packets in
+ * the window. Interfaces are matched by their pcapng name, "SENSOR/IFACE" or, for pods,
+ * "SENSOR/NAMESPACE/POD" (docs/protocol.md, "Pod interfaces"): pod=NS/NAME     the name ends in
+ * "/NS/NAME" after a non-empty sensor namespace=NS    the name has three or more parts, the second
+ * to last NS sensor=ID       the name starts with "ID/" iface=NAME      the name ends in "/NAME"
+ * after a non-empty sensor (with sensor=ID: is exactly "ID/NAME") Selectors combine with AND; none
+ * selects every interface.
  *
  * Order: the output is a k-way merge of one stream per (file, interface),
  * each read sequentially in file order: within a file, the packets of one
@@ -55,6 +53,7 @@
 #define PS_QUERY_MAX_STREAMS 100000 /* (file, interface) streams one query may merge */
 #define PS_QUERY_WINDOW (64u << 10) /* read size per open stream ... */
 #define PS_QUERY_MEMORY (64u << 20) /* ... less when streams * WINDOW is above this */
+#define PS_QUERY_SHARED (8u << 20)  /* a file's window shared by its streams (see above) */
 
 /* Errors of ps_query_open the caller answers with 400 (others: 500). */
 #define PS_QUERY_E_FILTER (-2) /* the BPF filter does not compile */
