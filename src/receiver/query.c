@@ -56,6 +56,10 @@ typedef struct q_file {
     int fd, refs;          /* shared by its open streams */
     uint32_t first, nstrm; /* its streams: q->streams[first, first + nstrm) */
     q_win win;             /* shared by its open streams (allocated while refs > 0) */
+    uint64_t scan;         /* the scanner's next block (see scan_for) */
+    int scan_state;        /* 0 running, 1 at the end, -1 read error */
+    uint32_t *map, nmap;   /* if_id -> stream, UINT32_MAX none (once opened) */
+    q_win sown;            /* the scanner's own window, when behind the shared one */
 } q_file;
 
 typedef struct q_out {
@@ -81,6 +85,10 @@ typedef struct q_stream {
     uint64_t pos;    /* ST_OPEN: offset of that block, or of the next block to look at */
     uint64_t key;    /* ST_PENDING: a lower bound of its timestamps; ST_OPEN: the packet's */
     q_win own;       /* while pos is behind the file's shared window */
+    uint64_t *qo;    /* offsets of its blocks found by the file's scanner: qo[qhead, +qlen) */
+    uint32_t qcap, qhead, qlen;
+    uint8_t detached; /* its queue hit q->qmax: reads on its own from dpos */
+    uint64_t dpos;
 } q_stream;
 
 struct ps_query {
@@ -100,6 +108,7 @@ struct ps_query {
     ps_buf out;
     size_t window;                  /* read size of a stream's own window */
     size_t shared_max, shared_want; /* a file's shared window: most bytes kept, read size */
+    uint32_t qmax;                  /* entries of a stream's queue */
     int started, done, failed;
     ps_query_stats st;
 };
@@ -836,6 +845,11 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
         q->shared_max =
             PS_QUERY_MEMORY / q->nfiles < (256u << 10) ? (256u << 10) : PS_QUERY_MEMORY / q->nfiles;
     q->shared_want = q->shared_max / 4;
+    q->qmax = 1u << 20;
+    if (q->nstreams > 0 && PS_QUERY_MEMORY / 8 / q->nstreams < q->qmax)
+        q->qmax = PS_QUERY_MEMORY / 8 / q->nstreams < 256
+                      ? 256
+                      : (uint32_t)(PS_QUERY_MEMORY / 8 / q->nstreams);
     if (rc != 0) {
         ps_query_free(q);
         return rc;
@@ -922,39 +936,141 @@ static inline const uint8_t *win_at(const q_win *w, uint64_t pos, size_t n)
     return NULL;
 }
 
-/* Points *p at n bytes at pos of the stream's file (valid until the next
- * call for a stream of that file). From the file's shared window, moved
- * forward when pos is past it: it then keeps the blocks of the file's other
- * streams that are less than shared_max behind. A stream further behind
- * (its interface's packets come later in the file than the others') reads
- * through its own window until it catches up. 1, 0 past the end, -1. */
-static int need(ps_query *q, q_stream *s, uint64_t pos, size_t n, const uint8_t **p)
+/* The earliest offset an open stream still needs (its current packet's
+ * block, its next queued block, where it scans on its own): 1, or 0 when
+ * it needs nothing behind the file's scanner. */
+static int low_pos(const q_stream *o, uint64_t *out)
 {
-    q_file *f = &q->files[s->file];
-    if ((*p = win_at(&f->win, pos, n)) != NULL || (*p = win_at(&s->own, pos, n)) != NULL)
+    if (o->state != ST_OPEN)
+        return 0;
+    if (o->curlen)
+        *out = o->pos;
+    else if (o->qlen)
+        *out = o->qo[o->qhead];
+    else if (o->detached)
+        *out = o->dpos;
+    else
+        return 0;
+    return 1;
+}
+
+/* Points *p at n bytes at pos of file f (valid until the next call for
+ * that file). From the file's shared window, moved forward when pos is
+ * past it: it then keeps the bytes that the scanner and the file's open
+ * streams still need, down to shared_max behind pos. A reader further
+ * behind (a stream whose interface's packets come later in the file than
+ * the others') reads through its own window (own) until it catches up.
+ * 1, 0 past the end, -1. */
+static int need(ps_query *q, q_file *f, q_win *own, uint64_t pos, size_t n, const uint8_t **p)
+{
+    if ((*p = win_at(&f->win, pos, n)) != NULL || (*p = win_at(own, pos, n)) != NULL)
         return 1;
     q_win *w = &f->win;
     int k;
     if (pos >= w->off) {
         size_t ahead = n > q->shared_want ? n : q->shared_want;
-        uint64_t lo = pos;
-        for (uint32_t i = f->first; i < f->first + f->nstrm; i++) {
-            const q_stream *o = &q->streams[i];
-            if (o->state == ST_OPEN && o->pos < lo && o->pos >= w->off &&
-                pos - o->pos + ahead <= q->shared_max)
-                lo = o->pos;
-        }
+        uint64_t lo = pos, o;
+        if (f->scan_state == 0 && f->scan < lo && f->scan >= w->off &&
+            pos - f->scan + ahead <= q->shared_max)
+            lo = f->scan;
+        for (uint32_t i = f->first; i < f->first + f->nstrm; i++)
+            if (low_pos(&q->streams[i], &o) && o < lo && o >= w->off &&
+                pos - o + ahead <= q->shared_max)
+                lo = o;
         k = win_load(q, w, f->fd, f->end, lo, pos, n, q->shared_want, q->shared_max);
         if (k == 1) {
             *p = w->buf + (pos - w->off);
-            win_free(&s->own); /* caught up */
+            win_free(own); /* caught up */
         }
     } else {
-        k = win_load(q, &s->own, f->fd, f->end, pos, pos, n, q->window, q->window);
+        k = win_load(q, own, f->fd, f->end, pos, pos, n, q->window, q->window);
         if (k == 1)
-            *p = s->own.buf + (pos - s->own.off);
+            *p = own->buf + (pos - own->off);
     }
     return k;
+}
+
+/* The block at pos, checked as pcapread.h says a reader checks (an
+ * incomplete or malformed block, one larger than PS_PCAPREAD_MAX_BLOCK, a
+ * second Section Header Block end the file): 1 with *blk, *type, *len; 0
+ * at the end; -1 on a read error. */
+static int block_at(ps_query *q, q_file *f, q_win *own, uint64_t pos, const uint8_t **blk,
+                    uint32_t *type, uint32_t *len)
+{
+    const uint8_t *h;
+    int k = need(q, f, own, pos, 8, &h);
+    if (k != 1)
+        return k;
+    *type = get_u32(h);
+    *len = get_u32(h + 4);
+    if (*len < 12 || *len % 4 || *len > PS_PCAPREAD_MAX_BLOCK ||
+        (*type == PS_PCAPNG_SHB && pos > 0))
+        return 0;
+    if ((k = need(q, f, own, pos, *len, blk)) != 1)
+        return k;
+    return get_u32(*blk + *len - 4) == *len;
+}
+
+static void queue_free(q_stream *s)
+{
+    free(s->qo);
+    s->qo = NULL;
+    s->qcap = s->qhead = s->qlen = 0;
+}
+
+/* Appends a block offset to the stream's queue: 0, or -1 when the queue
+ * is at its bound (or memory is short): the stream then reads on its own. */
+static int queue_push(ps_query *q, q_stream *s, uint64_t off)
+{
+    if (s->qhead + s->qlen == s->qcap) {
+        if (s->qhead > 0) {
+            memmove(s->qo, s->qo + s->qhead, s->qlen * sizeof(*s->qo));
+            s->qhead = 0;
+        } else {
+            uint32_t nc = s->qcap ? s->qcap * 2 : 256;
+            if (nc > q->qmax)
+                return -1;
+            uint64_t *t = realloc(s->qo, nc * sizeof(*t));
+            if (!t)
+                return -1;
+            s->qo = t;
+            s->qcap = nc;
+        }
+    }
+    s->qo[s->qhead + s->qlen++] = off;
+    return 0;
+}
+
+/* Advances the file's scanner, which reads each block once and queues the
+ * offsets of the EPBs of the file's streams, until stream s has one queued,
+ * reads on its own, or the scanner ends. 0, or -1 on a read error. */
+static int scan_for(ps_query *q, q_file *f, q_stream *s)
+{
+    while (s->qlen == 0 && !s->detached && f->scan_state == 0) {
+        const uint8_t *blk;
+        uint32_t type, len;
+        uint64_t pos = f->scan;
+        int k = block_at(q, f, &f->sown, pos, &blk, &type, &len);
+        if (k != 1) {
+            f->scan_state = k < 0 ? -1 : 1;
+            win_free(&f->sown);
+            break;
+        }
+        f->scan = pos + len;
+        if (type != PS_PCAPNG_EPB || len < PS_PCAPNG_EPB_OVERHEAD)
+            continue;
+        uint32_t id = get_u32(blk + 8);
+        if (id >= f->nmap || f->map[id] == UINT32_MAX)
+            continue;
+        q_stream *o = &q->streams[f->map[id]];
+        if (o->state == ST_DONE || o->detached)
+            continue;
+        if (queue_push(q, o, pos) != 0) {
+            o->detached = 1; /* its blocks before pos are queued; from pos on it scans */
+            o->dpos = pos;
+        }
+    }
+    return f->scan_state < 0 ? -1 : 0;
 }
 
 static void stream_close(ps_query *q, q_stream *s)
@@ -967,14 +1083,27 @@ static void stream_close(ps_query *q, q_stream *s)
                 close(f->fd);
             f->fd = -1;
             win_free(&f->win);
+            win_free(&f->sown);
         }
     }
+    queue_free(s);
     s->state = ST_DONE;
+    q_file *f = &q->files[s->file];
+    if (f->refs == 0 && f->map) {
+        uint32_t i = f->first;
+        while (i < f->first + f->nstrm && q->streams[i].state == ST_DONE)
+            i++;
+        if (i == f->first + f->nstrm) { /* the file is finished with */
+            free(f->map);
+            f->map = NULL;
+            f->nmap = 0;
+        }
+    }
 }
 
-/* Opens the stream's file (shared) and checks its Section Header Block.
- * 0, 1 if the file is gone or not one we read (the stream ends), -1 on
- * error. */
+/* Opens the stream's file (shared) and checks its Section Header Block;
+ * the first time, starts the file's scanner. 0, 1 if the file is gone or
+ * not one we read (the stream ends), -1 on error. */
 static int stream_open(ps_query *q, q_stream *s)
 {
     q_file *f = &q->files[s->file];
@@ -1005,18 +1134,32 @@ static int stream_open(ps_query *q, q_stream *s)
             s->state = ST_DONE;
             return e == EIO ? -1 : 1;
         }
+        if (!f->map) {
+            /* if_id -> stream; the file's streams are in if_id order */
+            uint32_t n = q->streams[f->first + f->nstrm - 1].if_id + 1;
+            if (!(f->map = malloc(n * sizeof(*f->map)))) {
+                close(f->fd);
+                f->fd = -1;
+                s->state = ST_DONE;
+                errno = ENOMEM;
+                return -1;
+            }
+            memset(f->map, 0xff, n * sizeof(*f->map));
+            for (uint32_t i = f->first; i < f->first + f->nstrm; i++)
+                f->map[q->streams[i].if_id] = i;
+            f->nmap = n;
+            f->scan = f->start;
+        }
     }
     f->refs++;
     s->state = ST_OPEN;
-    s->pos = f->start;
     s->curlen = 0;
     return 0;
 }
 
 /* Moves the stream to its next packet: 1 (s->pos, curlen, key set), 0 at
- * its end (closed), -1 on a read error. Reading stops where pcapread.h
- * says a reader stops: an incomplete or malformed block, one larger than
- * PS_PCAPREAD_MAX_BLOCK, a second Section Header Block. */
+ * its end (closed), -1 on a read error. Its blocks come from its queue,
+ * filled by the file's scanner, or, once detached, from its own scan. */
 static int stream_next(ps_query *q, q_stream *s)
 {
     const q_out *o = &q->outs[s->out];
@@ -1025,27 +1168,32 @@ static int stream_next(ps_query *q, q_stream *s)
         stream_close(q, s); /* the filter does not apply to its link type */
         return 0;
     }
-    uint64_t pos = s->pos + s->curlen;
+    q_file *f = &q->files[s->file];
     s->curlen = 0;
     int k;
     for (;;) {
-        const uint8_t *h, *blk;
+        const uint8_t *blk;
+        uint32_t type, len;
+        uint64_t pos;
+        if (s->qlen == 0 && !s->detached) {
+            if ((k = scan_for(q, f, s)) < 0)
+                break;
+            if (s->qlen == 0 && !s->detached) {
+                k = 0; /* the scanner reached the end */
+                break;
+            }
+        }
+        if (s->qlen > 0) {
+            pos = s->qo[s->qhead++];
+            s->qlen--;
+        } else {
+            pos = s->dpos;
+        }
         s->pos = pos;
-        if ((k = need(q, s, pos, 8, &h)) != 1)
+        if ((k = block_at(q, f, &s->own, pos, &blk, &type, &len)) != 1)
             break;
-        uint32_t type = get_u32(h), len = get_u32(h + 4);
-        if (len < 12 || len % 4 || len > PS_PCAPREAD_MAX_BLOCK ||
-            (type == PS_PCAPNG_SHB && pos > 0)) {
-            k = 0;
-            break;
-        }
-        if ((k = need(q, s, pos, len, &blk)) != 1)
-            break;
-        if (get_u32(blk + len - 4) != len) {
-            k = 0;
-            break;
-        }
-        pos += len;
+        if (pos == s->dpos && s->detached)
+            s->dpos = pos + len;
         if (type != PS_PCAPNG_EPB || len < PS_PCAPNG_EPB_OVERHEAD || get_u32(blk + 8) != s->if_id)
             continue;
         ps_pcapread_epb e;
@@ -1064,7 +1212,6 @@ static int stream_next(ps_query *q, q_stream *s)
             if (pcap_offline_filter(prog, &ph, e.data) == 0)
                 continue;
         }
-        s->pos = pos - len;
         s->curlen = len;
         s->key = ns;
         return 1;
@@ -1113,7 +1260,7 @@ static int step(ps_query *q, uint8_t *dst, size_t room, int spill, size_t *wrote
     } else {
         const uint8_t *blk;
         ps_pcapread_epb e;
-        k = need(q, s, s->pos, s->curlen, &blk);
+        k = need(q, &q->files[s->file], &s->own, s->pos, s->curlen, &blk);
         if (k == 1 && ps_pcapread_parse_epb(blk, s->curlen, &e) != 0)
             k = 0; /* cannot be: it parsed when found */
         if (k == 1) {
@@ -1189,6 +1336,8 @@ void ps_query_free(ps_query *q)
         if (q->files[i].fd >= 0)
             close(q->files[i].fd);
         free(q->files[i].win.buf);
+        free(q->files[i].sown.buf);
+        free(q->files[i].map);
         free(q->files[i].name);
     }
     for (size_t i = 0; i < q->nouts; i++) {
