@@ -5,11 +5,24 @@
  * Why one stream per (file, interface) and not per file: a file of a
  * shared file set interleaves the batches of every sensor as they arrived,
  * so its packets are not in time order (offline sensors may send an hour in
- * a second); one interface's packets are. Streams of one file share its
- * descriptor but each reads through its own window, so a query for one pod
- * reads each file once, and a query for everything reads a file once per
- * interface (from the page cache after the first). A per-file reorder
- * buffer was rejected: no bound on it is right for every sender.
+ * a second); one interface's packets are. A per-file reorder buffer was
+ * rejected: no bound on it is right for every sender.
+ *
+ * Why a scanner per file feeding the streams queues of offsets: when each
+ * stream read the file through its own window, a query for every interface
+ * read (pread, a copy from the page cache) and parsed each block once per
+ * interface: 33 times in bench/extract.py, 4.6 GB of copies for 133 MB of
+ * output (docs/performance.md). Now the blocks are read once into a window
+ * the file's streams share, and the scanner walks them once, queueing each
+ * packet's offset for its stream; a stream looks only at its own blocks.
+ * Offsets rather than pointers or copies, because the window moves: a
+ * stream's block is fetched again when it is written, from the shared
+ * window when it is still there, from the stream's own window otherwise.
+ * The queues are bounded: a stream whose queue is full leaves the scanner
+ * and scans on its own, as every stream used to, so one interface far
+ * behind the others costs reads, not memory. Packets are written straight
+ * into the HTTP server's buffer (ps_query_read), not assembled in a
+ * buffer of ours first.
  *
  * Why everything is decided at open: response headers (the number of
  * matching interfaces, files read) go out before the first packet, and a
