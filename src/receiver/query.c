@@ -1088,8 +1088,8 @@ static int scan_for(ps_query *q, q_file *f, q_stream *s)
 
 static void stream_close(ps_query *q, q_stream *s)
 {
+    q_file *f = &q->files[s->file];
     if (s->state == ST_OPEN) {
-        q_file *f = &q->files[s->file];
         win_free(&s->own);
         if (--f->refs == 0) {
             if (f->fd >= 0)
@@ -1101,7 +1101,6 @@ static void stream_close(ps_query *q, q_stream *s)
     }
     queue_free(s);
     s->state = ST_DONE;
-    q_file *f = &q->files[s->file];
     if (f->refs == 0 && f->map) {
         uint32_t i = f->first;
         while (i < f->first + f->nstrm && q->streams[i].state == ST_DONE)
