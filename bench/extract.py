@@ -3,6 +3,7 @@
 
     bench/extract.py [--bin build/packetstreamer] [--gb 2] [--file-mb 256]
                      [--minutes 20] [--dir /var/tmp] [--repeat 3] [--keep]
+                     [--data DIR] [--cases pod/index/warm,all/index/warm,...]
 
 Writes a capture directory the way the receiver would have (pcapng files
 named PREFIX-STAMP-COUNTER.pcapng, one shared file set: 3 sensors, each
@@ -21,17 +22,37 @@ thread takes to index the files it finds without an index, and runs, each
                      cache first (posix_fadvise DONTNEED on each file)
   pod/noindex/cold   neither
   all/index/warm     every interface (33), same window
+  sensor5/index/warm the 11 interfaces of one sensor (sensor=node-1), a
+                     5-minute window from the middle: a large answer (a third
+                     of 5 minutes of traffic, >= 100 MB with the defaults of
+                     docs/performance.md) whose MB/s is the streaming rate
+
+--client curl fetches with curl into /dev/null instead (then without the
+first-packet time and the packet count): on 2 cores shared with other work,
+the Python client's own reading caps the wall-clock rate well below what the
+receiver sends.
+
+--data DIR keeps the generated files in DIR (reused by the next run with the
+same --gb, --file-mb and --minutes); --cases runs only the named cases.
+The client is a plain socket speaking HTTP/1.0 that parses blocks only
+until the first packet and counts packets after the clock stops
+(http.client's chunked decoding and a Python parse of every block would be
+the bottleneck at these rates).
 
 Columns: time to the first body byte (the Section Header Block, sent once
 the files are selected) and to the first packet, total s, packets, output
-MB and MB/s, files read/skipped/scanned (response headers). The receiver
-is the Release build; the machine's other load is not controlled.
+MB and MB/s, the receiver's CPU time over the request (user + system, from
+/proc/PID/stat, 10 ms ticks) and output MB per CPU second, files
+read/skipped/scanned (response headers). The receiver is the Release
+build; the machine's other load is not controlled: the wall-clock MB/s
+depends on it, the MB per CPU second much less.
 """
 
-import http.client
+import json
 import os
 import random
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -173,43 +194,120 @@ def iso(ns):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + ".%09dZ" % frac
 
 
-def query(port, params):
-    """Streams one request; times the first byte and the first packet."""
-    path = "/api/packets?" + urllib.parse.urlencode(params)
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
-    t0 = time.monotonic()
-    c.request("GET", path)
-    r = c.getresponse()
-    if r.status != 200:
-        raise SystemExit("HTTP %d: %s" % (r.status, r.read()[:300]))
-    body = bytearray()
-    ttfb = ttfp = None
-    off = pk = nbytes = 0
-    while True:
-        chunk = r.read1(1 << 20)
-        if not chunk:
+def count_epbs(body):
+    """Enhanced Packet Blocks in a pcapng byte string (after the clock stops)."""
+    off = pk = 0
+    n = len(body)
+    while off + 8 <= n:
+        bt, bl = struct.unpack_from("<II", body, off)
+        if bl < 12 or off + bl > n:
             break
+        pk += bt == 6
+        off += bl
+    return pk
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def query(port, params, pid=None):
+    """Streams one request; times the first byte and the first packet.
+
+    A plain socket and HTTP/1.0 (the receiver then sends the body as is,
+    closing the connection at its end): http.client's chunked decoding, in
+    Python on the same 2 cores, tops out near 150 MB/s and would measure
+    itself. Blocks are parsed only until the first Enhanced Packet Block;
+    the rest is counted after the clock stops. With pid, the receiver's CPU
+    time (user + system) over the request is reported too: unlike the wall
+    clock, it does not depend on what else runs on the machine."""
+    path = "/api/packets?" + urllib.parse.urlencode(params)
+    hz = os.sysconf("SC_CLK_TCK")
+    c0 = cpu_ticks(pid) if pid else 0
+    t0 = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=600)
+    sock.sendall(("GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n" % path).encode())
+    buf = bytearray(4 << 20)
+    view = memoryview(buf)
+    chunks = []
+    head = bytearray()
+    hdr = None
+    ttfb = ttfp = None
+    off = nbytes = 0
+    while True:
+        k = sock.recv_into(view)
+        if k == 0:
+            break
+        data = bytes(view[:k])
+        if hdr is None:
+            head += data
+            e = head.find(b"\r\n\r\n")
+            if e < 0:
+                continue
+            hdr = bytes(head[:e]).decode("latin-1")
+            data = bytes(head[e + 4:])
+            head = bytearray()
+            if not data:
+                continue
         if ttfb is None:
             ttfb = time.monotonic() - t0
-        nbytes += len(chunk)
-        body += chunk
-        while off + 8 <= len(body):  # count EPBs as whole blocks arrive
-            bt, bl = struct.unpack_from("<II", body, off)
-            if off + bl > len(body):
-                break
-            if bt == 6:
-                pk += 1
-                if ttfp is None:
+        nbytes += len(data)
+        chunks.append(data)
+        if ttfp is None:
+            head += data
+            while off + 8 <= len(head):
+                bt, bl = struct.unpack_from("<II", head, off)
+                if bt == 6:
                     ttfp = time.monotonic() - t0
-            off += bl
-        if off > 1 << 20:
-            del body[:off]
-            off = 0
+                    break
+                if bl < 12 or off + bl > len(head):
+                    break
+                off += bl
     total = time.monotonic() - t0
-    h = {k.lower(): v for k, v in r.getheaders()}
-    c.close()
+    cpu = (cpu_ticks(pid) - c0) / hz if pid else None
+    sock.close()
+    lines = hdr.split("\r\n")
+    status = int(lines[0].split()[1])
+    if status != 200:
+        raise SystemExit("HTTP %d: %s" % (status, b"".join(chunks)[:300]))
+    h = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        h[k.strip().lower()] = v.strip()
+    pk = count_epbs(b"".join(chunks))
     return dict(ttfb=ttfb, ttfp=ttfp, total=total, out_mb=nbytes / 1e6,
-                mbps=nbytes / 1e6 / total, packets=pk,
+                mbps=nbytes / 1e6 / total, cpu=cpu,
+                mb_cpu=nbytes / 1e6 / cpu if cpu else None, packets=pk,
+                read=int(h.get("x-packetstreamer-files-read", 0)),
+                skipped=int(h.get("x-packetstreamer-files-skipped", 0)),
+                scanned=int(h.get("x-packetstreamer-files-scanned", 0)))
+
+
+def query_curl(port, params, pid=None):
+    """The same request through curl into /dev/null: a client that does not
+    limit the rate. No first-packet time and no packet count (None)."""
+    path = "/api/packets?" + urllib.parse.urlencode(params)
+    hz = os.sysconf("SC_CLK_TCK")
+    c0 = cpu_ticks(pid) if pid else 0
+    with tempfile.NamedTemporaryFile("w+") as hf:
+        out = subprocess.run(["curl", "-sS", "-o", "/dev/null", "-D", hf.name, "-w",
+                              "%{http_code} %{time_starttransfer} %{time_total} %{size_download}",
+                              "http://127.0.0.1:%d%s" % (port, path)],
+                             check=True, capture_output=True, text=True).stdout.split()
+        h = {}
+        for ln in open(hf.name).read().splitlines()[1:]:
+            k, _, v = ln.partition(":")
+            h[k.strip().lower()] = v.strip()
+    cpu = (cpu_ticks(pid) - c0) / hz if pid else None
+    if out[0] != "200":
+        raise SystemExit("HTTP %s" % out[0])
+    ttfb, total, nbytes = float(out[1]), float(out[2]), int(out[3])
+    return dict(ttfb=ttfb, ttfp=None, total=total, out_mb=nbytes / 1e6,
+                mbps=nbytes / 1e6 / total, cpu=cpu,
+                mb_cpu=nbytes / 1e6 / cpu if cpu else None, packets=None,
                 read=int(h.get("x-packetstreamer-files-read", 0)),
                 skipped=int(h.get("x-packetstreamer-files-skipped", 0)),
                 scanned=int(h.get("x-packetstreamer-files-scanned", 0)))
@@ -221,19 +319,51 @@ def main():
     ap.add_argument("--gb", type=float, default=2.0, help="GB of capture files to generate")
     ap.add_argument("--file-mb", type=int, default=256, help="MiB per file")
     ap.add_argument("--minutes", type=int, default=20, help="packet time the files span")
+    ap.add_argument("--data", help="keep and reuse the generated files in this directory")
+    ap.add_argument("--cases", help="comma-separated case names to run (default: all)")
+    ap.add_argument("--client", choices=("python", "curl"), default="python",
+                    help="python: times the first packet and counts packets; curl: "
+                         "does not limit the rate (curl -o /dev/null)")
     a = ap.parse_args()
     version = benchlib.prepare_bin(a)
     work = Path(tempfile.mkdtemp(prefix="ps-bench-extract-", dir=a.dir))
     out = work / "out"
-    out.mkdir()
     rx = None
     try:
         t0 = time.monotonic()
-        start, end, files, pkts, nbytes = generate(out, a.gb, a.file_mb, a.minutes)
+        manifest = None
+        if a.data:
+            out = Path(a.data)
+            out.mkdir(parents=True, exist_ok=True)
+            mf = out / ".bench.json"
+            want = dict(gb=a.gb, file_mb=a.file_mb, minutes=a.minutes)
+            if mf.exists():
+                manifest = json.loads(mf.read_text())
+                if manifest.get("params") != want:
+                    manifest = None
+            if manifest is None:
+                for x in out.iterdir():
+                    if x.is_dir():
+                        shutil.rmtree(x)
+                    else:
+                        x.unlink()
+        else:
+            out.mkdir()
+        if manifest is None:
+            start, end, files, pkts, nbytes = generate(out, a.gb, a.file_mb, a.minutes)
+            if a.data:
+                (out / ".bench.json").write_text(json.dumps(dict(
+                    params=want, start=start, end=end, files=[p.name for p in files],
+                    packets=pkts, bytes=nbytes)))
+        else:
+            start, end, pkts, nbytes = (manifest[k] for k in ("start", "end", "packets", "bytes"))
+            files = [out / n for n in manifest["files"]]
         gen_s = time.monotonic() - t0
+        shutil.rmtree(out / ".index", ignore_errors=True)
         sizes = {p.name: p.stat().st_size for p in files}
-        print("generated %d files, %.2f GB, %d packets, %d min of packet time in %.0f s" %
-              (len(files), nbytes / 1e9, pkts, a.minutes, gen_s), file=sys.stderr)
+        print("%s %d files, %.2f GB, %d packets, %d min of packet time in %.0f s" %
+              ("generated" if manifest is None else "reused", len(files), nbytes / 1e9, pkts,
+               a.minutes, gen_s), file=sys.stderr)
         hport = benchlib.free_port()
         cmd = [a.bin, "receiver", "--listen", "127.0.0.1:%d" % benchlib.free_port(), "--output",
                str(out), "--http", "127.0.0.1:%d" % hport]
@@ -260,7 +390,12 @@ def main():
             ("pod/index/cold", dict(win, pod="shop/web-3", sensor="node-1"), True, True),
             ("pod/noindex/cold", dict(win, pod="shop/web-3", sensor="node-1"), False, True),
             ("all/index/warm", dict(win), True, False),
+            ("sensor5/index/warm", {"from": iso(mid), "to": iso(mid + 300 * 10**9),
+                                    "sensor": "node-1"}, True, False),
         ]
+        if a.cases:
+            only = a.cases.split(",")
+            cases = [c for c in cases if c[0] in only]
         runs = []
         for name, params, use_index, cold in cases:
             for rep in range(a.repeat):
@@ -270,10 +405,10 @@ def main():
                     drop_cache(files)
                 else:
                     warm(files)
-                r = query(hport, params)
+                r = (query_curl if a.client == "curl" else query)(hport, params, rx.pid)
                 r["case"] = name
                 runs.append(r)
-                print("%-18s rep %d: ttfb %.3f s, first packet %.3f s, total %.3f s, %d packets, "
+                print("%-18s rep %d: ttfb %.3f s, first packet %.3f s, total %.3f s, %s packets, "
                       "%.1f MB, read %d skipped %d scanned %d" % (
                           name, rep, r["ttfb"], r["ttfp"] or 0, r["total"], r["packets"],
                                                  r["out_mb"], r["read"], r["skipped"], r["scanned"]),
@@ -296,6 +431,8 @@ def main():
             ("packets", "packets", "%d"),
             ("out MB", "out_mb", "%.1f"),
             ("out MB/s", "mbps", "%.1f"),
+            ("rx CPU s", "cpu", "%.2f"),
+            ("MB per CPU s", "mb_cpu", "%.0f"),
             ("files read", "read", "%d"),
             ("skipped", "skipped", "%d"),
             ("scanned", "scanned", "%d"),

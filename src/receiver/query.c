@@ -5,11 +5,24 @@
  * Why one stream per (file, interface) and not per file: a file of a
  * shared file set interleaves the batches of every sensor as they arrived,
  * so its packets are not in time order (offline sensors may send an hour in
- * a second); one interface's packets are. Streams of one file share its
- * descriptor but each reads through its own window, so a query for one pod
- * reads each file once, and a query for everything reads a file once per
- * interface (from the page cache after the first). A per-file reorder
- * buffer was rejected: no bound on it is right for every sender.
+ * a second); one interface's packets are. A per-file reorder buffer was
+ * rejected: no bound on it is right for every sender.
+ *
+ * Why a scanner per file feeding the streams queues of offsets: when each
+ * stream read the file through its own window, a query for every interface
+ * read (pread, a copy from the page cache) and parsed each block once per
+ * interface: 33 times in bench/extract.py, 4.6 GB of copies for 133 MB of
+ * output (docs/performance.md). Now the blocks are read once into a window
+ * the file's streams share, and the scanner walks them once, queueing each
+ * packet's offset for its stream; a stream looks only at its own blocks.
+ * Offsets rather than pointers or copies, because the window moves: a
+ * stream's block is fetched again when it is written, from the shared
+ * window when it is still there, from the stream's own window otherwise.
+ * The queues are bounded: a stream whose queue is full leaves the scanner
+ * and scans on its own, as every stream used to, so one interface far
+ * behind the others costs reads, not memory. Packets are written straight
+ * into the HTTP server's buffer (ps_query_read), not assembled in a
+ * buffer of ours first.
  *
  * Why everything is decided at open: response headers (the number of
  * matching interfaces, files read) go out before the first packet, and a
@@ -43,10 +56,23 @@
 /* libpcap's compiler is not reentrant in every version we build against. */
 static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
 
+/* Bytes [off, off + len) of a file. */
+typedef struct q_win {
+    uint8_t *buf;
+    size_t cap, len;
+    uint64_t off;
+} q_win;
+
 typedef struct q_file {
-    char *name;          /* as listed; a .part may since have been renamed */
-    uint64_t start, end; /* the bytes that can hold packets of the window */
-    int fd, refs;        /* shared by its open streams */
+    char *name;            /* as listed; a .part may since have been renamed */
+    uint64_t start, end;   /* the bytes that can hold packets of the window */
+    int fd, refs;          /* shared by its open streams */
+    uint32_t first, nstrm; /* its streams: q->streams[first, first + nstrm) */
+    q_win win;             /* shared by its open streams (allocated while refs > 0) */
+    uint64_t scan;         /* the scanner's next block (see scan_for) */
+    int scan_state;        /* 0 running, 1 at the end, -1 read error */
+    uint32_t *map, nmap;   /* if_id -> stream, UINT32_MAX none (once opened) */
+    q_win sown;            /* the scanner's own window, when behind the shared one */
 } q_file;
 
 typedef struct q_out {
@@ -68,9 +94,14 @@ typedef struct q_stream {
     uint32_t file, if_id, out;
     uint8_t tsresol;
     uint8_t state;
-    uint64_t key; /* ST_PENDING: a lower bound of its timestamps; ST_OPEN: cur's */
-    ps_pcapread r;
-    ps_pcapread_epb cur;
+    uint32_t curlen; /* ST_OPEN: length of the current packet's block at pos, 0 none */
+    uint64_t pos;    /* ST_OPEN: offset of that block, or of the next block to look at */
+    uint64_t key;    /* ST_PENDING: a lower bound of its timestamps; ST_OPEN: the packet's */
+    q_win own;       /* while pos is behind the file's shared window */
+    uint64_t *qo;    /* offsets of its blocks found by the file's scanner: qo[qhead, +qlen) */
+    uint32_t qcap, qhead, qlen;
+    uint8_t detached; /* its queue hit q->qmax: reads on its own from dpos */
+    uint64_t dpos;
 } q_stream;
 
 struct ps_query {
@@ -88,7 +119,9 @@ struct ps_query {
     size_t nheap;
     uint32_t next_out_id;
     ps_buf out;
-    size_t window; /* read size per open stream */
+    size_t window;                  /* read size of a stream's own window */
+    size_t shared_max, shared_want; /* a file's shared window: most bytes kept, read size */
+    uint32_t qmax;                  /* entries of a stream's queue */
     int started, done, failed;
     ps_query_stats st;
 };
@@ -310,10 +343,9 @@ static void heap_push(ps_query *q, uint32_t s)
     }
 }
 
-static uint32_t heap_pop(ps_query *q)
+/* Restores the heap after the top's key grew (or the top was replaced). */
+static void heap_down(ps_query *q)
 {
-    uint32_t top = q->heap[0];
-    q->heap[0] = q->heap[--q->nheap];
     size_t i = 0;
     for (;;) {
         size_t l = 2 * i + 1, r = l + 1, m = i;
@@ -328,7 +360,12 @@ static uint32_t heap_pop(ps_query *q)
         q->heap[m] = t;
         i = m;
     }
-    return top;
+}
+
+static void heap_pop(ps_query *q)
+{
+    q->heap[0] = q->heap[--q->nheap];
+    heap_down(q);
 }
 
 /* ---- open: files, interfaces, filters ---- */
@@ -457,7 +494,6 @@ static int add_stream(ps_query *q, uint32_t file, uint32_t if_id, const ps_index
     s->tsresol = f->tsresol;
     s->state = ST_PENDING;
     s->key = f->first_ns > q->o.from_ns ? f->first_ns : q->o.from_ns;
-    s->r.fd = -1;
     return 0;
 }
 
@@ -751,6 +787,8 @@ static int select_files(ps_query *q, const char *prefix, char *err, size_t errle
         }
         if (rc == 0 && q->nstreams > before_streams) {
             q_file *qf = &q->files[q->nfiles++];
+            qf->first = (uint32_t)before_streams;
+            qf->nstrm = (uint32_t)(q->nstreams - before_streams);
             qf->name = names[i];
             names[i] = NULL;
             window_bytes(&x, q->o.from_ns, q->o.to_ns, &qf->start, &qf->end);
@@ -813,6 +851,18 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
     q->window = PS_QUERY_WINDOW;
     if (q->nstreams > PS_QUERY_MEMORY / PS_QUERY_WINDOW)
         q->window = PS_QUERY_MEMORY / q->nstreams < 8192 ? 8192 : PS_QUERY_MEMORY / q->nstreams;
+    /* Files whose streams are open at once share the same budget (less
+     * when many files are read side by side). */
+    q->shared_max = PS_QUERY_SHARED;
+    if (q->nfiles > PS_QUERY_MEMORY / PS_QUERY_SHARED)
+        q->shared_max =
+            PS_QUERY_MEMORY / q->nfiles < (256u << 10) ? (256u << 10) : PS_QUERY_MEMORY / q->nfiles;
+    q->shared_want = q->shared_max / 4;
+    q->qmax = 1u << 20;
+    if (q->nstreams > 0 && PS_QUERY_MEMORY / 8 / q->nstreams < q->qmax)
+        q->qmax = PS_QUERY_MEMORY / 8 / q->nstreams < 256
+                      ? 256
+                      : (uint32_t)(PS_QUERY_MEMORY / 8 / q->nstreams);
     if (rc != 0) {
         ps_query_free(q);
         return rc;
@@ -828,22 +878,244 @@ void ps_query_get_stats(const ps_query *q, ps_query_stats *st)
 
 /* ---- reading ---- */
 
-static void stream_close(ps_query *q, q_stream *s)
+static uint32_t get_u32(const uint8_t *p)
 {
-    if (s->state == ST_OPEN) {
-        q_file *f = &q->files[s->file];
-        q->st.bytes_read += s->r.off > f->start ? s->r.off - f->start : 0;
-        ps_pcapread_free(&s->r);
-        if (--f->refs == 0 && f->fd >= 0) {
-            close(f->fd);
-            f->fd = -1;
-        }
-    }
-    s->state = ST_DONE;
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
 }
 
-/* Opens the stream's file (shared) and reader. 0, 1 if the file is gone
- * (the stream ends), -1 on error. */
+static void win_free(q_win *w)
+{
+    free(w->buf);
+    memset(w, 0, sizeof(*w));
+}
+
+/* Makes [pos, pos + n) of fd available in w, reading up to `want` bytes
+ * ahead and keeping the bytes from lo (<= pos) it already holds, so that
+ * the blocks other streams are at stay in place. 1, 0 if those bytes are
+ * past end (or the file is shorter now), -1 on a read error or OOM. */
+static int win_load(ps_query *q, q_win *w, int fd, uint64_t end, uint64_t lo, uint64_t pos,
+                    size_t n, size_t want, size_t cap_min)
+{
+    if (pos > end || n > end - pos)
+        return 0;
+    uint64_t hi = pos + (n > want ? n : want);
+    if (hi > end)
+        hi = end;
+    size_t span = (size_t)(hi - lo), keep = 0;
+    if (w->len > 0 && lo >= w->off && lo < w->off + w->len) {
+        keep = (size_t)(w->off + w->len - lo);
+        if (keep > span)
+            keep = span;
+    }
+    if (span > w->cap) {
+        size_t nc = span > cap_min ? span : cap_min;
+        uint8_t *nb = malloc(nc);
+        if (!nb) {
+            errno = ENOMEM;
+            return -1;
+        }
+        if (keep)
+            memcpy(nb, w->buf + (lo - w->off), keep);
+        free(w->buf);
+        w->buf = nb;
+        w->cap = nc;
+    } else if (keep && lo != w->off) {
+        memmove(w->buf, w->buf + (lo - w->off), keep);
+    }
+    w->off = lo;
+    w->len = keep;
+    while (w->len < span) {
+        ssize_t k = pread(fd, w->buf + w->len, span - w->len, (off_t)(lo + w->len));
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            w->len = 0;
+            return -1;
+        }
+        if (k == 0)
+            break; /* truncated under us: what we have */
+        w->len += (size_t)k;
+        q->st.bytes_read += (uint64_t)k;
+    }
+    return pos - w->off <= w->len && n <= w->len - (pos - w->off);
+}
+
+static inline const uint8_t *win_at(const q_win *w, uint64_t pos, size_t n)
+{
+    if (pos >= w->off && pos - w->off <= w->len && n <= w->len - (pos - w->off))
+        return w->buf + (pos - w->off);
+    return NULL;
+}
+
+/* The earliest offset an open stream still needs (its current packet's
+ * block, its next queued block, where it scans on its own): 1, or 0 when
+ * it needs nothing behind the file's scanner. */
+static int low_pos(const q_stream *o, uint64_t *out)
+{
+    if (o->state != ST_OPEN)
+        return 0;
+    if (o->curlen)
+        *out = o->pos;
+    else if (o->qlen)
+        *out = o->qo[o->qhead];
+    else if (o->detached)
+        *out = o->dpos;
+    else
+        return 0;
+    return 1;
+}
+
+/* Points *p at n bytes at pos of file f (valid until the next call for
+ * that file). From the file's shared window, moved forward when pos is
+ * past it: it then keeps the bytes that the scanner and the file's open
+ * streams still need, down to shared_max behind pos. A reader further
+ * behind (a stream whose interface's packets come later in the file than
+ * the others') reads through its own window (own) until it catches up.
+ * 1, 0 past the end, -1. */
+static int need(ps_query *q, q_file *f, q_win *own, uint64_t pos, size_t n, const uint8_t **p)
+{
+    if ((*p = win_at(&f->win, pos, n)) != NULL || (*p = win_at(own, pos, n)) != NULL)
+        return 1;
+    q_win *w = &f->win;
+    int k;
+    if (pos >= w->off) {
+        size_t ahead = n > q->shared_want ? n : q->shared_want;
+        uint64_t lo = pos, o;
+        if (f->scan_state == 0 && f->scan < lo && f->scan >= w->off &&
+            pos - f->scan + ahead <= q->shared_max)
+            lo = f->scan;
+        for (uint32_t i = f->first; i < f->first + f->nstrm; i++)
+            if (low_pos(&q->streams[i], &o) && o < lo && o >= w->off &&
+                pos - o + ahead <= q->shared_max)
+                lo = o;
+        k = win_load(q, w, f->fd, f->end, lo, pos, n, q->shared_want, q->shared_max);
+        if (k == 1) {
+            *p = w->buf + (pos - w->off);
+            win_free(own); /* caught up */
+        }
+    } else {
+        k = win_load(q, own, f->fd, f->end, pos, pos, n, q->window, q->window);
+        if (k == 1)
+            *p = own->buf + (pos - own->off);
+    }
+    return k;
+}
+
+/* The block at pos, checked as pcapread.h says a reader checks (an
+ * incomplete or malformed block, one larger than PS_PCAPREAD_MAX_BLOCK, a
+ * second Section Header Block end the file): 1 with *blk, *type, *len; 0
+ * at the end; -1 on a read error. */
+static int block_at(ps_query *q, q_file *f, q_win *own, uint64_t pos, const uint8_t **blk,
+                    uint32_t *type, uint32_t *len)
+{
+    const uint8_t *h;
+    int k = need(q, f, own, pos, 8, &h);
+    if (k != 1)
+        return k;
+    *type = get_u32(h);
+    *len = get_u32(h + 4);
+    if (*len < 12 || *len % 4 || *len > PS_PCAPREAD_MAX_BLOCK ||
+        (*type == PS_PCAPNG_SHB && pos > 0))
+        return 0;
+    if ((k = need(q, f, own, pos, *len, blk)) != 1)
+        return k;
+    return get_u32(*blk + *len - 4) == *len;
+}
+
+static void queue_free(q_stream *s)
+{
+    free(s->qo);
+    s->qo = NULL;
+    s->qcap = s->qhead = s->qlen = 0;
+}
+
+/* Appends a block offset to the stream's queue: 0, or -1 when the queue
+ * is at its bound (or memory is short): the stream then reads on its own. */
+static int queue_push(ps_query *q, q_stream *s, uint64_t off)
+{
+    if (s->qhead + s->qlen == s->qcap) {
+        if (s->qhead > 0) {
+            memmove(s->qo, s->qo + s->qhead, s->qlen * sizeof(*s->qo));
+            s->qhead = 0;
+        } else {
+            uint32_t nc = s->qcap ? s->qcap * 2 : 256;
+            if (nc > q->qmax)
+                return -1;
+            uint64_t *t = realloc(s->qo, nc * sizeof(*t));
+            if (!t)
+                return -1;
+            s->qo = t;
+            s->qcap = nc;
+        }
+    }
+    s->qo[s->qhead + s->qlen++] = off;
+    return 0;
+}
+
+/* Advances the file's scanner, which reads each block once and queues the
+ * offsets of the EPBs of the file's streams, until stream s has one queued,
+ * reads on its own, or the scanner ends. 0, or -1 on a read error. */
+static int scan_for(ps_query *q, q_file *f, q_stream *s)
+{
+    while (s->qlen == 0 && !s->detached && f->scan_state == 0) {
+        const uint8_t *blk;
+        uint32_t type, len;
+        uint64_t pos = f->scan;
+        int k = block_at(q, f, &f->sown, pos, &blk, &type, &len);
+        if (k != 1) {
+            f->scan_state = k < 0 ? -1 : 1;
+            win_free(&f->sown);
+            break;
+        }
+        f->scan = pos + len;
+        if (type != PS_PCAPNG_EPB || len < PS_PCAPNG_EPB_OVERHEAD)
+            continue;
+        uint32_t id = get_u32(blk + 8);
+        if (id >= f->nmap || f->map[id] == UINT32_MAX)
+            continue;
+        q_stream *o = &q->streams[f->map[id]];
+        if (o->state == ST_DONE || o->detached)
+            continue;
+        if (queue_push(q, o, pos) != 0) {
+            o->detached = 1; /* its blocks before pos are queued; from pos on it scans */
+            o->dpos = pos;
+        }
+    }
+    return f->scan_state < 0 ? -1 : 0;
+}
+
+static void stream_close(ps_query *q, q_stream *s)
+{
+    q_file *f = &q->files[s->file];
+    if (s->state == ST_OPEN) {
+        win_free(&s->own);
+        if (--f->refs == 0) {
+            if (f->fd >= 0)
+                close(f->fd);
+            f->fd = -1;
+            win_free(&f->win);
+            win_free(&f->sown);
+        }
+    }
+    queue_free(s);
+    s->state = ST_DONE;
+    if (f->refs == 0 && f->map) {
+        uint32_t i = f->first;
+        while (i < f->first + f->nstrm && q->streams[i].state == ST_DONE)
+            i++;
+        if (i == f->first + f->nstrm) { /* the file is finished with */
+            free(f->map);
+            f->map = NULL;
+            f->nmap = 0;
+        }
+    }
+}
+
+/* Opens the stream's file (shared) and checks its Section Header Block;
+ * the first time, starts the file's scanner. 0, 1 if the file is gone or
+ * not one we read (the stream ends), -1 on error. */
 static int stream_open(ps_query *q, q_stream *s)
 {
     q_file *f = &q->files[s->file];
@@ -861,36 +1133,83 @@ static int stream_open(ps_query *q, q_stream *s)
             s->state = ST_DONE;
             return errno == ENOENT ? 1 : -1; /* deleted by retention meanwhile */
         }
+        uint8_t h[12];
+        ssize_t k;
+        do
+            k = f->end >= sizeof(h) ? pread(f->fd, h, sizeof(h), 0) : 0;
+        while (k < 0 && errno == EINTR);
+        if (k != (ssize_t)sizeof(h) || get_u32(h) != PS_PCAPNG_SHB ||
+            get_u32(h + 8) != 0x1A2B3C4Du) {
+            int e = k < 0 ? errno : EINVAL;
+            close(f->fd);
+            f->fd = -1;
+            s->state = ST_DONE;
+            return e == EIO ? -1 : 1;
+        }
+        if (!f->map) {
+            /* if_id -> stream; the file's streams are in if_id order */
+            uint32_t n = q->streams[f->first + f->nstrm - 1].if_id + 1;
+            if (!(f->map = malloc(n * sizeof(*f->map)))) {
+                close(f->fd);
+                f->fd = -1;
+                s->state = ST_DONE;
+                errno = ENOMEM;
+                return -1;
+            }
+            memset(f->map, 0xff, n * sizeof(*f->map));
+            for (uint32_t i = f->first; i < f->first + f->nstrm; i++)
+                f->map[q->streams[i].if_id] = i;
+            f->nmap = n;
+            f->scan = f->start;
+        }
     }
     f->refs++;
     s->state = ST_OPEN;
-    if (ps_pcapread_init(&s->r, f->fd, f->end, q->window) != 0) {
-        int e = errno;
-        stream_close(q, s);
-        return e == ENOMEM || e == EIO ? -1 : 1;
-    }
-    if (f->start > 0)
-        ps_pcapread_seek(&s->r, f->start);
+    s->curlen = 0;
     return 0;
 }
 
-/* Moves the stream to its next packet: 1 (s->cur, s->key set), 0 at its
- * end (closed), -1 on a read error. */
+/* Moves the stream to its next packet: 1 (s->pos, curlen, key set), 0 at
+ * its end (closed), -1 on a read error. Its blocks come from its queue,
+ * filled by the file's scanner, or, once detached, from its own scan. */
 static int stream_next(ps_query *q, q_stream *s)
 {
-    ps_pcapread_block b;
-    int k;
     const q_out *o = &q->outs[s->out];
     const struct bpf_program *prog = o->filter >= 0 ? &q->filters[o->filter].prog : NULL;
     if (o->filter >= 0 && !q->filters[o->filter].ok) {
         stream_close(q, s); /* the filter does not apply to its link type */
         return 0;
     }
-    while ((k = ps_pcapread_next(&s->r, &b)) == 1) {
-        if (b.type != PS_PCAPNG_EPB)
+    q_file *f = &q->files[s->file];
+    s->curlen = 0;
+    int k;
+    for (;;) {
+        const uint8_t *blk;
+        uint32_t type, len;
+        uint64_t pos;
+        if (s->qlen == 0 && !s->detached) {
+            if ((k = scan_for(q, f, s)) < 0)
+                break;
+            if (s->qlen == 0 && !s->detached) {
+                k = 0; /* the scanner reached the end */
+                break;
+            }
+        }
+        if (s->qlen > 0) {
+            pos = s->qo[s->qhead++];
+            s->qlen--;
+        } else {
+            pos = s->dpos;
+        }
+        s->pos = pos;
+        if ((k = block_at(q, f, &s->own, pos, &blk, &type, &len)) != 1)
+            break;
+        if (pos == s->dpos && s->detached)
+            s->dpos = pos + len;
+        if (type != PS_PCAPNG_EPB || len < PS_PCAPNG_EPB_OVERHEAD || get_u32(blk + 8) != s->if_id)
             continue;
         ps_pcapread_epb e;
-        if (ps_pcapread_parse_epb(b.data, b.len, &e) != 0 || e.if_id != s->if_id)
+        if (ps_pcapread_parse_epb(blk, len, &e) != 0)
             continue;
         uint64_t ns = ps_pcapread_ts_ns(e.ts, s->tsresol);
         if (ns > q->o.to_ns) {
@@ -901,11 +1220,11 @@ static int stream_next(ps_query *q, q_stream *s)
         if (ns < q->o.from_ns)
             continue;
         if (prog) {
-            struct pcap_pkthdr h = {.caplen = e.caplen, .len = e.origlen};
-            if (pcap_offline_filter(prog, &h, e.data) == 0)
+            struct pcap_pkthdr ph = {.caplen = e.caplen, .len = e.origlen};
+            if (pcap_offline_filter(prog, &ph, e.data) == 0)
                 continue;
         }
-        s->cur = e;
+        s->curlen = len;
         s->key = ns;
         return 1;
     }
@@ -913,56 +1232,109 @@ static int stream_next(ps_query *q, q_stream *s)
     return k < 0 ? -1 : 0;
 }
 
-/* One step of the merge: a stream opened, or a packet appended to q->out.
- * 0, or -1 on error. */
-static int step(ps_query *q)
+/* An Enhanced Packet Block into dst (as ps_pcapng_epb): its length. */
+static size_t put_epb(uint8_t *dst, uint32_t if_id, uint64_t ts, const ps_pcapread_epb *e)
 {
+    size_t padded = ((size_t)e->caplen + 3) & ~(size_t)3;
+    size_t total = PS_PCAPNG_EPB_OVERHEAD + padded;
+    ps_put_u32ne(dst, PS_PCAPNG_EPB);
+    ps_put_u32ne(dst + 4, (uint32_t)total);
+    ps_put_u32ne(dst + 8, if_id);
+    ps_put_u32ne(dst + 12, (uint32_t)(ts >> 32));
+    ps_put_u32ne(dst + 16, (uint32_t)ts);
+    ps_put_u32ne(dst + 20, e->caplen);
+    ps_put_u32ne(dst + 24, e->origlen);
+    memcpy(dst + 28, e->data, e->caplen);
+    memset(dst + 28 + e->caplen, 0, padded - e->caplen);
+    ps_put_u32ne(dst + 28 + padded, (uint32_t)total);
+    return total;
+}
+
+/* One step of the merge: a stream opened, or the earliest packet written to
+ * dst (room bytes free; *wrote set) or, when it does not fit or its
+ * interface's IDB must go first, to q->out if spill is set. 1 (a step
+ * taken), 0 (no room: nothing done), -1 on error. */
+static int step(ps_query *q, uint8_t *dst, size_t room, int spill, size_t *wrote)
+{
+    *wrote = 0;
     if (q->nheap == 0 || (q->o.limit && q->st.packets >= q->o.limit)) {
         q->done = 1;
-        return 0;
+        return 1;
     }
-    uint32_t si = heap_pop(q);
-    q_stream *s = &q->streams[si];
+    q_stream *s = &q->streams[q->heap[0]];
     int k;
     if (s->state == ST_PENDING) {
         k = stream_open(q, s);
-        if (k != 0)
-            return k < 0 ? -1 : 0;
-        k = stream_next(q, s);
-        if (k == 1)
-            heap_push(q, si);
-        return k < 0 ? -1 : 0;
+        if (k == 0)
+            k = stream_next(q, s);
+        else if (k > 0)
+            k = 0;
+    } else {
+        const uint8_t *blk;
+        ps_pcapread_epb e;
+        k = need(q, &q->files[s->file], &s->own, s->pos, s->curlen, &blk);
+        if (k == 1 && ps_pcapread_parse_epb(blk, s->curlen, &e) != 0)
+            k = 0; /* cannot be: it parsed when found */
+        if (k == 1) {
+            q_out *o = &q->outs[s->out];
+            size_t total = PS_PCAPNG_EPB_OVERHEAD + (((size_t)e.caplen + 3) & ~(size_t)3);
+            if (o->out_id >= 0 && total <= room) {
+                *wrote = put_epb(dst, (uint32_t)o->out_id, s->key, &e);
+            } else if (!spill) {
+                return 0;
+            } else {
+                if (o->out_id < 0) {
+                    if (ps_pcapng_idb(&q->out, (uint16_t)o->linktype, o->snaplen, o->name,
+                                      o->desc[0] ? o->desc : NULL) != 0)
+                        return -1;
+                    o->out_id = (int32_t)q->next_out_id++;
+                }
+                if (ps_pcapng_epb(&q->out, (uint32_t)o->out_id, s->key, e.caplen, e.origlen,
+                                  e.data) != 0)
+                    return -1;
+            }
+            q->st.packets++;
+            k = stream_next(q, s);
+        } else {
+            stream_close(q, s); /* its bytes went away under us */
+        }
     }
-    q_out *o = &q->outs[s->out];
-    if (o->out_id < 0) {
-        if (ps_pcapng_idb(&q->out, (uint16_t)o->linktype, o->snaplen, o->name,
-                          o->desc[0] ? o->desc : NULL) != 0)
-            return -1;
-        o->out_id = (int32_t)q->next_out_id++;
-    }
-    if (ps_pcapng_epb(&q->out, (uint32_t)o->out_id, s->key, s->cur.caplen, s->cur.origlen,
-                      s->cur.data) != 0)
-        return -1;
-    q->st.packets++;
-    k = stream_next(q, s);
     if (k == 1)
-        heap_push(q, si);
-    return k < 0 ? -1 : 0;
+        heap_down(q); /* its key only grew */
+    else
+        heap_pop(q);
+    return k < 0 ? -1 : 1;
 }
 
 ssize_t ps_query_read(ps_query *q, uint8_t *buf, size_t max)
 {
-    /* The first call returns the Section Header Block alone: the client
-     * sees the stream start while the first packets are still being read. */
-    while (q->started && q->out.len < max && !q->done && !q->failed)
-        if (step(q) != 0)
+    size_t n = 0;
+    while (n < max) {
+        if (q->out.len > 0) {
+            size_t c = q->out.len < max - n ? q->out.len : max - n;
+            memcpy(buf + n, q->out.data, c);
+            ps_buf_consume(&q->out, c);
+            n += c;
+            /* The first call returns the Section Header Block alone: the
+             * client sees the stream start while the first packets are
+             * still being read. */
+            if (!q->started)
+                break;
+            continue;
+        }
+        if (!q->started || q->done || q->failed)
+            break;
+        size_t w;
+        int k = step(q, buf + n, max - n, n == 0, &w);
+        if (k < 0)
             q->failed = 1;
-    if (q->out.len == 0)
-        return q->failed ? -1 : 0;
-    size_t n = q->out.len < max ? q->out.len : max;
-    memcpy(buf, q->out.data, n);
-    ps_buf_consume(&q->out, n);
+        if (k <= 0)
+            break;
+        n += w;
+    }
     q->started = 1;
+    if (n == 0)
+        return q->failed ? -1 : 0;
     return (ssize_t)n;
 }
 
@@ -975,6 +1347,9 @@ void ps_query_free(ps_query *q)
     for (size_t i = 0; i < q->nfiles; i++) {
         if (q->files[i].fd >= 0)
             close(q->files[i].fd);
+        free(q->files[i].win.buf);
+        free(q->files[i].sown.buf);
+        free(q->files[i].map);
         free(q->files[i].name);
     }
     for (size_t i = 0; i < q->nouts; i++) {

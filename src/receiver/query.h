@@ -18,16 +18,24 @@
  *                   sensor=ID: is exactly "ID/NAME")
  * Selectors combine with AND; none selects every interface.
  *
- * Order: the output is a k-way merge of one stream per (file, interface),
- * each read sequentially in file order: within a file, the packets of one
- * interface are in capture order (a sensor sends them so, the receiver
- * writes them so); across files and interfaces the merge orders them (ties
- * keep file and interface order). A stream is opened when the merge reaches
- * its first timestamp (from the index) and closed at its end, so memory
- * (PS_QUERY_WINDOW per open stream, less when there are many streams, at
- * least 8 KiB; a block larger than the window grows it for that block)
- * and descriptors (one per open file)
- * follow the streams that overlap in time, not the number of files. A stream stops at its first
+ * Order: the output is a k-way merge of one stream per (file, interface):
+ * within a file, the packets of one interface are in capture order (a
+ * sensor sends them so, the receiver writes them so); across files and
+ * interfaces the merge orders them (ties keep file and interface order). A
+ * stream is opened when the merge reaches its first timestamp (from the
+ * index) and closed at its end; a file is open while one of its streams is.
+ * The streams of a file do not read it each: one scanner per file reads
+ * each block once, through a window shared by the file's streams (up to
+ * PS_QUERY_SHARED, less when many files are selected), and queues the
+ * offset of each packet block for its interface's stream. A stream whose
+ * queue reaches its bound (PS_QUERY_MEMORY / 8 bytes shared by all
+ * streams) reads the file on its own from there, and a stream whose next
+ * block has left the shared window (its interface's packets come much
+ * earlier in the file than the others') reads through its own window
+ * (PS_QUERY_WINDOW, less when there are many streams, at least 8 KiB; a
+ * block larger than a window grows it for that block). So memory and
+ * descriptors (one per open file) follow the files and streams that
+ * overlap in time, not the number of files. A stream stops at its first
  * packet more than PS_QUERY_DISORDER_NS past the window.
  *
  * Output: a Section Header Block, then one Interface Description Block per
@@ -56,6 +64,7 @@
 #define PS_QUERY_MAX_STREAMS 100000 /* (file, interface) streams one query may merge */
 #define PS_QUERY_WINDOW (64u << 10) /* read size per open stream ... */
 #define PS_QUERY_MEMORY (64u << 20) /* ... less when streams * WINDOW is above this */
+#define PS_QUERY_SHARED (8u << 20)  /* a file's window shared by its streams (see above) */
 
 /* Errors of ps_query_open the caller answers with 400 (others: 500). */
 #define PS_QUERY_E_FILTER (-2) /* the BPF filter does not compile */
@@ -80,7 +89,7 @@ typedef struct ps_query_stats {
     unsigned ifaces_named;  /* distinct interface names matching the selectors */
     unsigned streams;       /* (file, interface) streams to merge */
     uint64_t packets;       /* packets written so far */
-    uint64_t bytes_read;    /* of capture files, by the streams closed so far */
+    uint64_t bytes_read;    /* read from capture files so far */
 } ps_query_stats;
 
 /* Selects files and interfaces of DIR/PREFIX-* and compiles the filter.

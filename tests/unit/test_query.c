@@ -552,13 +552,84 @@ static void test_part_grows(void **state)
     tu_rm_rf(dir);
 }
 
+/* One interface's packets are early in the file but late in time (but for
+ * its first), the others' at the end but early: the merge needs the end of
+ * the file while that interface's stream is open at its start.
+ * With 3000 streams a stream's queue holds at most 64 MiB / 8 / 3000 block
+ * offsets, fewer than the 100000 packets of the late interface, so its
+ * stream stops being fed by the file's scanner and reads on its own; and
+ * its packets span more than the file's shared window (9.6 MB), so it reads
+ * them through its own window. The output must still be every packet, in
+ * time order. */
+static void test_lagging_interface(void **state)
+{
+    (void)state;
+    char dir[256];
+    assert_int_equal(tu_mkdtemp(dir, sizeof(dir), "lag"), 0);
+    enum { NIF = 3000, NA = 100000 };
+    static char nbuf[NIF][16];
+    static const char *names[NIF];
+    for (size_t i = 0; i < NIF; i++) {
+        snprintf(nbuf[i], sizeof(nbuf[i]), "s/i%zu", i);
+        names[i] = nbuf[i];
+    }
+    pkt *p = malloc((NA + NIF - 1) * sizeof(*p));
+    assert_non_null(p);
+    for (size_t i = 0; i < NA; i++)
+        p[i] = (pkt){0, i == 0 ? 500 : 1000000 + i * 10, (uint8_t)(i % 251)};
+    for (size_t j = 1; j < NIF; j++)
+        p[NA + j - 1] = (pkt){(uint32_t)j, 1000 + j, (uint8_t)(j % 7)};
+    char path[512];
+    snprintf(path, sizeof(path), "%s/ps-20251205T080000Z-000001.pcapng", dir);
+    write_file(path, names, NIF, p, NA + NIF - 1, 0);
+
+    ps_query_opts o = {.from_ns = 0, .to_ns = 3000000, .app = "t"};
+    ps_query *q;
+    char err[512];
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    uint8_t *b;
+    size_t len = read_all(q, &b);
+    ps_query_stats qs;
+    ps_query_get_stats(q, &qs);
+    ps_query_free(q);
+    assert_int_equal(qs.streams, NIF);
+    pkt *got = malloc((NA + NIF) * sizeof(*got));
+    static char nm[NIF][64];
+    size_t nn, n = epbs(b, len, got, NA + NIF, nm, &nn);
+    free(b);
+    assert_int_equal(n, NA + NIF - 1);
+    assert_int_equal(nn, NIF);
+    assert_int_equal(got[0].ts, 500);
+    assert_string_equal(nm[got[0].ifc], "s/i0");
+    for (size_t j = 1; j < NIF; j++) {
+        pkt *g = &got[j];
+        assert_int_equal(g->ts, 1000 + j);
+        assert_int_equal(g->byte, j % 7);
+        assert_string_equal(nm[g->ifc], names[j]);
+    }
+    for (size_t i = 1; i < NA; i++) {
+        pkt *g = &got[NIF - 1 + i];
+        assert_int_equal(g->ts, 1000000 + i * 10);
+        assert_int_equal(g->byte, i % 251);
+        assert_string_equal(nm[g->ifc], "s/i0");
+    }
+    free(got);
+    free(p);
+    tu_rm_rf(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rfc3339),       cmocka_unit_test(test_relative),
-        cmocka_unit_test(test_selectors),     cmocka_unit_test(test_index_scan_save_load),
-        cmocka_unit_test(test_merge),         cmocka_unit_test(test_chunks),
-        cmocka_unit_test(test_unsaved_index), cmocka_unit_test(test_part_grows),
+        cmocka_unit_test(test_rfc3339),
+        cmocka_unit_test(test_relative),
+        cmocka_unit_test(test_selectors),
+        cmocka_unit_test(test_index_scan_save_load),
+        cmocka_unit_test(test_merge),
+        cmocka_unit_test(test_chunks),
+        cmocka_unit_test(test_unsaved_index),
+        cmocka_unit_test(test_part_grows),
+        cmocka_unit_test(test_lagging_interface),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
