@@ -117,6 +117,9 @@ typedef struct ps_config {
     uint32_t buffer_size_mb;     /* capture.bufferSizeMB: ring per interface, default 4 */
     int promiscuous;             /* capture.promiscuous, default false */
     uint32_t stats_interval_sec; /* capture.statsIntervalSec, default 5 */
+    int capture_ondemand;        /* capture.mode: 0 continuous (default), 1 ondemand */
+    uint32_t recorder_seconds;   /* capture.recorder.seconds: flight recorder age bound */
+    uint32_t recorder_mb;        /* capture.recorder.sizeMB: its memory bound */
     char *filter;                /* capture.filter: BPF ANDed in */
     /* capture.pods (sensor/podsel.h): which pods, once Kubernetes is on */
     char *pods_namespaces[PS_CONFIG_MAX_INTERFACES]; /* capture.pods.namespaces */

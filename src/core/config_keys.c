@@ -151,6 +151,23 @@ static const enum_def codec_enum = {codec_parse_cb, codec_name_cb, PS_CODEC_COUN
 static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4};
 static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
 static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
+static const char *const capture_mode_names[] = {"continuous", "ondemand"};
+
+static int capture_mode_parse(const char *s, int *out)
+{
+    int i = name_index(capture_mode_names, 2, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *capture_mode_name(int v)
+{
+    return v >= 0 && v < 2 ? capture_mode_names[v] : NULL;
+}
+
+static const enum_def capture_mode_enum = {capture_mode_parse, capture_mode_name, 2};
 static const enum_def kube_enabled_enum = {kube_enabled_parse, kube_enabled_name, 3};
 
 /* ---- the key table ---- */
@@ -545,6 +562,38 @@ const key_def cfg_keys[] = {
      .help = "How often each interface's counters (captured, kernel and sensor drops) are sent to "
              "the receiver, which writes them as pcapng interface statistics blocks. They are also "
              "sent when an interface goes away and at exit."},
+    {.name = "capture.mode",
+     .type = K_ENUM,
+     FIELD(capture_ondemand),
+     .e = &capture_mode_enum,
+     .def = "continuous",
+     .roles = R_S,
+     .help = "`continuous` streams every captured interface to the receiver. `ondemand` watches "
+             "the same interfaces and pods but streams nothing until a capture job asks "
+             "(docs/jobs.md); meanwhile each interface feeds the flight recorder "
+             "(`capture.recorder.*`), from which a job's preroll is taken."},
+    {.name = "capture.recorder.seconds",
+     .type = K_INT,
+     FIELD(recorder_seconds),
+     .min = 1,
+     .max = 3600,
+     .def = "30",
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "In `ondemand` mode, how far back the flight recorder keeps packets of every watched "
+             "interface: the longest preroll a job can get. Older packets are evicted."},
+    {.name = "capture.recorder.sizeMB",
+     .type = K_INT,
+     FIELD(recorder_mb),
+     .min = 1,
+     .max = 65536,
+     .def = "64",
+     .roles = R_S,
+     .unit = "MiB",
+     .help = "In `ondemand` mode, the flight recorder's memory bound for the whole sensor (all "
+             "interfaces together, packet bytes plus 32 bytes per packet); when full, the oldest "
+             "packets are evicted (counted). It is part of the sensor's RSS: see "
+             "docs/performance.md."},
     /* Default: the host name, set by ps_config_init. */
     {.name = "sensor.id",
      .type = K_STR,

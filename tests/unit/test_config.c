@@ -401,6 +401,9 @@ CHECK(k_pods, c->pod_interfaces == 1)
 CHECK(k_bufsize, c->buffer_size_mb == 16)
 CHECK(k_promisc, c->promiscuous == 1)
 CHECK(k_stats_interval, c->stats_interval_sec == 2)
+CHECK(k_capture_mode, c->capture_ondemand == 1)
+CHECK(k_recorder_seconds, c->recorder_seconds == 120)
+CHECK(k_recorder_mb, c->recorder_mb == 256)
 CHECK(k_sensor_id, streq(c->sensor_id, "node-1.example"))
 CHECK(k_read_file, streq(c->read_file, "/tmp/in.pcap"))
 CHECK(k_read_pps, c->read_pps == 5000)
@@ -500,6 +503,9 @@ static const key_case key_cases[] = {
     {"capture.bufferSizeMB", "16", "16", k_bufsize},
     {"capture.promiscuous", "on", "true", k_promisc},
     {"capture.statsIntervalSec", "2", "2", k_stats_interval},
+    {"capture.mode", "ondemand", "ondemand", k_capture_mode},
+    {"capture.recorder.seconds", "120", "120", k_recorder_seconds},
+    {"capture.recorder.sizeMB", "256", "256", k_recorder_mb},
     {"sensor.id", "node-1.example", "node-1.example", k_sensor_id},
     {"sensor.readFile", "/tmp/in.pcap", "/tmp/in.pcap", k_read_file},
     {"sensor.readPacketsPerSec", "5000", "5000", k_read_pps},
