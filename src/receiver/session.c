@@ -57,7 +57,8 @@ struct ps_session {
     char peer[80];
     ps_sensor_rec *sensor;
     ps_codec codec;
-    int *ifmap; /* sensor iface index -> writer handle (a reference), -1 unset */
+    uint16_t version; /* negotiated protocol version (ACCEPT), 0 before */
+    int *ifmap;       /* sensor iface index -> writer handle (a reference), -1 unset */
     uint32_t ifmap_len;
     uint32_t n_ifaces;    /* ifmap entries set */
     uint64_t pending_ack; /* highest seq handed to the writer */
@@ -268,8 +269,8 @@ static int on_hello(ps_session *s, const ps_frame *f)
     int rc = ps_wire_decode_hello(f->payload, f->len, &h);
     if (rc == PS_WIRE_E_VERSION) {
         sess_reject(s, PS_REJECT_VERSION, PS_REASON_unsupported_version,
-                    "protocol version %u..%u not supported (this is %d)", h.version_min,
-                    h.version_max, PS_WIRE_VERSION);
+                    "protocol version %u..%u not supported (this receiver speaks %d..%d)",
+                    h.version_min, h.version_max, PS_WIRE_VERSION_MIN, PS_WIRE_VERSION_MAX);
         return -1;
     }
     if (rc != PS_WIRE_OK) {
@@ -307,7 +308,8 @@ static int on_hello(ps_session *s, const ps_frame *f)
     s->codec = (ps_codec)h.codec;
     s->pending_ack = s->acked = rec->last_seq;
     uint32_t max_frame = h.max_frame < o->max_frame ? h.max_frame : o->max_frame;
-    ps_accept a = {.version = PS_WIRE_VERSION,
+    s->version = ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX); /* >= 1: decode checked it */
+    ps_accept a = {.version = s->version,
                    .codec = h.codec,
                    .max_frame = max_frame,
                    .max_batch_raw = o->max_batch_raw,
@@ -323,8 +325,10 @@ static int on_hello(ps_session *s, const ps_frame *f)
     }
     s->state = SS_ACTIVE;
     ps_conn_set_max_frame(s->conn, max_frame);
-    ps_info("receiver", "sensor %s connected from %s (session %016" PRIx64 ", codec %s%s)", rec->id,
-            s->peer, rec->session, ps_codec_name(s->codec), rec->last_seq ? ", resuming" : "");
+    ps_info("receiver",
+            "sensor %s connected from %s (session %016" PRIx64 ", protocol v%u, codec %s%s)",
+            rec->id, s->peer, rec->session, s->version, ps_codec_name(s->codec),
+            rec->last_seq ? ", resuming" : "");
     return 0;
 }
 
@@ -338,7 +342,7 @@ static void release_iface(ps_session *s, int h)
 static int on_iface(ps_session *s, const ps_frame *f)
 {
     ps_iface i;
-    int rc = ps_wire_decode_iface(f->payload, f->len, &i);
+    int rc = ps_wire_decode_iface(f->payload, f->len, s->version, &i);
     if (rc != PS_WIRE_OK) {
         sess_close(s, PS_CONN_E_WIRE(rc), "bad interface announcement: %s", ps_wire_strerror(rc));
         return -1;
@@ -562,6 +566,12 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
         return on_hello(s, f);
     if (s->state != SS_ACTIVE || !s->sensor)
         return -1;
+    /* A v1 session sees exactly v1's types: the JOB_* frames are unknown. */
+    if (!ps_wire_type_allowed(f->type, s->version)) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "%s frame in a protocol v%u session",
+                   ps_frame_type_name(f->type), s->version);
+        return -1;
+    }
     switch (f->type) {
     case PS_FRAME_BATCH:
         return on_batch(s, f);
