@@ -228,6 +228,22 @@ static void on_resolved(void *ud, const struct addrinfo *res)
     ps_ifaces_receiver_resolved(s->ifaces, res);
 }
 
+/* Capture jobs (v2): live capture only; a JOB_START before the interfaces
+ * are open (none can arrive: the uplink starts after them) is ignored. */
+static void on_job_start(void *ud, const ps_job_start *j)
+{
+    sensor *s = ud;
+    if (s->ifaces && !s->stopping)
+        ps_ifaces_job_start(s->ifaces, j);
+}
+
+static void on_job_stop(void *ud, uint64_t job)
+{
+    sensor *s = ud;
+    if (s->ifaces)
+        ps_ifaces_job_stop(s->ifaces, job);
+}
+
 /* Live: every interface is closed and its last packets are in the batcher. */
 static void on_capture_stopped(void *ud)
 {
@@ -419,6 +435,8 @@ int ps_sensor_run(const ps_config *cfg)
                          .on_acked = on_acked,
                          .on_fatal = on_fatal,
                          .on_resolved = cfg->read_file ? NULL : on_resolved,
+                         .on_job_start = cfg->read_file ? NULL : on_job_start,
+                         .on_job_stop = cfg->read_file ? NULL : on_job_stop,
                          .ud = &s};
     s.uplink = s.batcher ? ps_uplink_new(&s.loop, s.batcher, &uo) : NULL;
     if (!s.batcher || !s.uplink || !s.metrics) {
