@@ -11,6 +11,10 @@
  * uplink logs an error, takes a new session id and resends everything
  * unacknowledged under it.
  * Interfaces are announced on every new connection before any batch.
+ * With on_job_start set the sensor offers protocol versions 1..2; in a v2
+ * session JOB_START / JOB_STOP are handed to the caller, JOB_STATUS can be
+ * sent, and job interfaces (IFACE with a job id) are announced (never in a
+ * v1 session).
  *
  * The spool is bounded (spool bytes); the caller asks ps_uplink_spool_full()
  * before producing more and stops (offline) or drops and counts (live).
