@@ -348,3 +348,47 @@ def test_hostile_job_status(env):
     assert "bad_type" in rx.stderr or "job_status frame in a protocol v1" in rx.stderr
     mains = read_outputs(main_files(rx.outdir))
     assert [g[4] for g in mains] == [r.data for r in good + recs(2, 11)]
+
+
+def cli(env, args):
+    """(rc, stderr, stdout) of a packetstreamer command."""
+    rc, err = env.run(args)
+    return rc, err, env.last_stdout
+
+
+def test_cli_job_start_list_stop(env):
+    rx, port = start_rx(env, extra_env={"PACKETSTREAMER_JOBS_MAX_DURATION_SEC": "600"})
+    url = ["--receiver", "http://127.0.0.1:%d" % port]
+    a = v2(rx, "node-c")
+    rc, err, out = cli(env, [str(env.binary), "job", "start", "cli-1", "--pod", "shop/api-1",
+                            "--namespace", "shop", "--sensor", "node-*", "--iface", "eth*",
+                            "--label-selector", "app=web", "--filter", "udp port 53",
+                            "--duration", "90s", "--packets", "10", "--preroll", "5",
+                            "--json"] + url)
+    assert rc == 0, err
+    j = json.loads(out)
+    assert j["name"] == "cli-1" and j["duration"] == 90 and j["packets"] == 10
+    assert j["selector"] == {"sensors": ["node-*"], "namespaces": ["shop"], "pods": ["shop/api-1"],
+                             "labelSelector": "app=web", "interfaces": ["eth*"]}
+    kind, js = a.read_job_frame()
+    assert kind == "START" and js["filter"] == "udp port 53" and js["interfaces"] == "eth*"
+    rc, err, out = cli(env, [str(env.binary), "job", "list"] + url)
+    assert rc == 0 and "cli-1" in out and "running" in out, (out, err)
+    # the receiver's refusal, naming the field, exit 1
+    rc, err, out = cli(env, [str(env.binary), "job", "start", "cli-2", "--duration", "1h"] + url)
+    assert rc == 1 and "[duration]" in err and "600" in err, err
+    rc, err, out = cli(env, [str(env.binary), "job", "start", "cli-2", "--filter", "tcp port"] + url)
+    assert rc == 1 and "[filter]" in err and "syntax error" in err, err
+    rc, err, out = cli(env, [str(env.binary), "job", "stop", str(j["id"])] + url)
+    assert rc == 0 and "stopped" in out, (out, err)
+    kind, stop = a.read_job_frame()
+    assert (kind, stop) == ("STOP", j["id"])
+    rc, err, out = cli(env, [str(env.binary), "job", "list", str(j["id"])] + url)
+    assert rc == 0 and json.loads(out)["state"] == "stopped"
+    # usage errors: 2
+    assert cli(env, [str(env.binary), "job", "start"] + url)[0] == 2
+    assert cli(env, [str(env.binary), "job", "frob"] + url)[0] == 2
+    assert cli(env, [str(env.binary), "job", "stop", "abc"] + url)[0] == 2
+    assert cli(env, [str(env.binary), "job", "start", "x", "--pod", "nopod"] + url)[0] == 2
+    a.close()
+    rx.stop()
