@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -391,4 +392,43 @@ def test_cli_job_start_list_stop(env):
     assert cli(env, [str(env.binary), "job", "stop", "abc"] + url)[0] == 2
     assert cli(env, [str(env.binary), "job", "start", "x", "--pod", "nopod"] + url)[0] == 2
     a.close()
+    rx.stop()
+
+
+def test_kubectl_plugin_job_verbs(env):
+    """The plugin's job verbs, with --receiver (no port-forward): TARGET becomes
+    the job's selector; get/live/status keep their parsing."""
+    rx, port = start_rx(env)
+    plugin = str(Path(__file__).resolve().parents[2] / "scripts" / "kubectl-packetstreamer")
+    penv = {"PACKETSTREAMER_BIN": str(env.binary), "KUBECTL": "/bin/false"}
+    url = ["--receiver", "http://127.0.0.1:%d" % port]
+
+    def run(*args):
+        p = subprocess.run([plugin] + list(args), capture_output=True, text=True,
+                           env=dict(os.environ, **penv), timeout=60 * SCALE)
+        return p.returncode, p.stdout, p.stderr
+
+    rc, out, err = run("job", "start", "pl-1", "pod/api-7d4b9", "-n", "shop", "--filter", "tcp",
+                       "--duration", "45s", "--preroll", "3", "--json", *url)
+    assert rc == 0, err
+    j = json.loads(out)
+    assert j["selector"]["pods"] == ["shop/api-7d4b9"] and j["filter"] == "tcp"
+    assert j["duration"] == 45 and j["preroll"] == 3
+    rc, out, err = run("job", "start", "pl-2", "node/node-9", *url)
+    assert rc == 0, err
+    rc, out, err = run("job", "list", *url)
+    assert rc == 0 and "pl-1" in out and "pl-2" in out, (out, err)
+    rc, out, err = run("job", "list", str(j["id"]), *url)
+    assert rc == 0 and json.loads(out)["name"] == "pl-1"
+    rc, out, err = run("job", "stop", str(j["id"]), *url)
+    assert rc == 0 and "stopped" in out, (out, err)
+    st, j2 = req(port, "GET", "/api/jobs/%d" % (j["id"] + 1))
+    assert j2["selector"]["sensors"] == ["node-9"]
+    assert run("job", *url)[0] == 2
+    assert run("job", "frob", *url)[0] == 2
+    assert run("job", "stop", *url)[0] == 2
+    assert run("job", "list", "1", "pod/x", *url)[0] == 2
+    assert run("get", "--duration", "5s", "all", *url)[0] == 2  # job options stay job's
+    rc, out, err = run("status", *url)
+    assert rc == 0 and json.loads(out) == []
     rx.stop()
