@@ -878,7 +878,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
 {
     ps_http *h = cls;
     (void)version;
-    if (h->o.write_route &&
+    /* The probes and /metrics are GET-only whatever the routes take. */
+    int open_path =
+        strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0;
+    int writes = h->o.write_route && !open_path;
+    if (writes &&
         (strcmp(method, MHD_HTTP_METHOD_POST) == 0 || strcmp(method, MHD_HTTP_METHOD_DELETE) == 0))
         return on_write_request(h, c, url, method, upload, upload_size, con_cls);
     /* A request body is never wanted; refuse it before reading it. */
@@ -890,7 +894,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!r)
             return MHD_NO;
         MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
-                                h->o.write_route ? "GET, HEAD, POST, DELETE" : "GET, HEAD");
+                                writes ? "GET, HEAD, POST, DELETE" : "GET, HEAD");
         int rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
         MHD_destroy_response(r);
         return rc == MHD_YES ? MHD_YES : MHD_NO;
