@@ -9,6 +9,7 @@ is tested in e2e/."""
 
 import http.client
 import json
+import re
 import os
 import struct
 import subprocess
@@ -431,4 +432,38 @@ def test_kubectl_plugin_job_verbs(env):
     assert run("get", "--duration", "5s", "all", *url)[0] == 2  # job options stay job's
     rc, out, err = run("status", *url)
     assert rc == 0 and json.loads(out) == []
+    rx.stop()
+
+
+def test_status_page_jobs_and_chart(env, tmp_path):
+    """The status page in headless Chromium: the jobs table lists the job
+    with its state and per-sensor counters, and the throughput chart (inline
+    SVG) has a line and a legend entry for the sensor."""
+    from test_http_status_page import chromium
+    rx, port = start_rx(env)
+    a = v2(rx, "node-chart")
+    st, j = req(port, "POST", "/api/jobs", {"name": "page-job", "filter": "udp"})
+    kind, _ = a.read_job_frame()
+    a.iface(0, "eth0", job=0)
+    a.iface(1, "eth0", job=j["id"])
+    deadline = time.monotonic() + 15 * SCALE
+    seq = 0
+    while time.monotonic() < deadline:
+        seq += 1
+        a.send(batch_mixed(seq, [(0, recs(20, seq)), (1, recs(2, seq + 100))]))
+        a.wait_ack(seq)
+        st, t = req(port, "GET", "/api/throughput")
+        if t["sensors"] and max(t["sensors"][0]["bytes_per_second"]) > 0:
+            break
+        time.sleep(0.3)
+    assert t["sensors"][0]["id"] == "node-chart" and t["interval_sec"] == 5, t
+    dom = chromium(tmp_path, "--dump-dom", "http://127.0.0.1:%d/" % port)
+    jobs = re.search(r'<table id="jobs">.*?</table>', dom, re.S).group(0)
+    assert "<td>page-job</td>" in jobs and ">running</td>" in jobs, jobs
+    assert "node-chart: %d" % (2 * seq) in jobs, jobs
+    chart = re.search(r'<svg id="chart".*?</svg>', dom, re.S).group(0)
+    assert chart.count("<polyline") == 1, chart
+    assert "node-chart" in re.search(r'<div id="legend">.*?</div>', dom, re.S).group(0)
+    a.bye(seq)
+    a.close()
     rx.stop()
