@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
 TARGETS=${*:-frame hello batch config pcap recovery netlink podmap http env session}
-PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd"
+PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd jansson"
 CC=${FUZZ_CC:-clang}
 
 mkdir -p "$OUT"
@@ -38,7 +38,7 @@ for t in $TARGETS; do
         extra="src/receiver/hub.c src/receiver/session.c src/receiver/writer.c"
         extra="$extra src/receiver/fileset.c src/receiver/filename.c src/receiver/recovery.c"
         extra="$extra src/receiver/livefeed.c src/core/net.c src/core/tls.c src/core/pcapng.c"
-        extra="$extra src/core/metrics.c src/core/http.c"
+        extra="$extra src/core/metrics.c src/core/http.c src/receiver/jobs.c"
         ;;
     *) extra="" ;;
     esac

@@ -240,8 +240,8 @@ static json_t *time_json(uint64_t ns)
     struct tm tm;
     gmtime_r(&t, &tm);
     char b[64];
-    snprintf(b, sizeof(b), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u / 1000000u));
+    snprintf(b, sizeof(b), "%04d-%02d-%02dT%02d:%02d:%02d.%09uZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ns % 1000000000u));
     return json_string(b);
 }
 
@@ -1556,6 +1556,16 @@ int ps_jobs_http_delete(ps_jobs *j, const char *ids, char **body)
     return jb ? 200 : 404;
 }
 
+/* A Kubernetes object name as an alert label may hold it: 1..253 bytes of
+ * [a-z0-9.-]; anything else is not a pod or namespace the sensors know. */
+static int k8s_name(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 253)
+        return 0;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789.-") == n;
+}
+
 /* An alert's name part: lowercase [a-z0-9-], other bytes as '-'. */
 static void name_part(char *out, size_t outlen, const char *s)
 {
@@ -1601,7 +1611,8 @@ int ps_jobs_http_alertmanager(ps_jobs *j, const char *text, size_t len, char **b
         const char *pod = json_string_value(json_object_get(labels, "pod"));
         const char *alertname = json_string_value(json_object_get(labels, "alertname"));
         const char *fp = json_string_value(json_object_get(a, "fingerprint"));
-        if (!status || strcmp(status, "firing") != 0 || !ns || !*ns || !fp || !*fp) {
+        if (!status || strcmp(status, "firing") != 0 || !k8s_name(ns) || !fp || !*fp ||
+            (pod && *pod && !k8s_name(pod))) {
             json_array_append_new(skipped, json_string(fp ? fp : ""));
             continue;
         }
