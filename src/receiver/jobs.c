@@ -1040,6 +1040,7 @@ int ps_jobs_record(ps_jobs *j, int h, uint64_t ts_ns, uint32_t caplen, uint32_t 
     rc = 0;
     jb->packets++;
     jb->bytes += caplen;
+    jb->dirty = 1; /* saved by the next tick's sync: a restart resumes near this count */
     job_sensor *s = sensor_entry(jb, f->sensor);
     if (s) {
         s->written++;
