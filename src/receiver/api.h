@@ -6,6 +6,10 @@
  *   /api/captures       JSON: capture files, sizes, packet times, sensors
  *   /captures/NAME      a capture file, streamed from disk, Range requests
  *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
+ *   /api/jobs, /api/jobs/ID, /api/alertmanager
+ *                       capture jobs (GET, POST, DELETE; src/receiver/jobs.h)
+ *   /api/throughput     JSON: each sensor's bytes/s over the last 10 minutes,
+ *                       sampled every 5 s (the status page's chart)
  *
  * Threads: a loop timer (every 250 ms) has the hub copy its counters into
  * the metrics registry (ps_hub_publish), publishes readiness, and
@@ -26,6 +30,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "hub.h"
+#include "jobs.h"
 #include "livefeed.h"
 #include "writer.h"
 
@@ -38,6 +43,7 @@ typedef struct ps_api_opts {
     ps_livefeed *livefeed; /* /live, or NULL */
     ps_metrics *metrics;   /* served as /metrics */
     const ps_config *cfg;  /* http.enable, http.listen, http.token */
+    ps_jobs *jobs;         /* capture jobs, or NULL (stdout output) */
 } ps_api_opts;
 
 /* Starts, with http.enable, the HTTP server, and the publish timer on loop,

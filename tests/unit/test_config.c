@@ -449,6 +449,12 @@ CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
 CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
+CHECK(k_jobs_max_dur, c->jobs_max_duration_sec == 7200)
+CHECK(k_jobs_def_dur, c->jobs_default_duration_sec == 30)
+CHECK(k_jobs_def_pre, c->jobs_default_preroll_sec == 5)
+CHECK(k_jobs_max_jobs, c->jobs_max_jobs == 9)
+CHECK(k_jobs_am_dur, c->jobs_am_duration_sec == 120)
+CHECK(k_jobs_am_pre, c->jobs_am_preroll_sec == 15)
 CHECK(k_pods_ns, c->pods_namespaces_count == 2 && streq(c->pods_namespaces[0], "shop") &&
                      streq(c->pods_namespaces[1], "pay"))
 CHECK(k_pods_excl,
@@ -551,6 +557,12 @@ static const key_case key_cases[] = {
     {"http.maxConnections", "200", "200", k_http_max_conns},
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
+    {"jobs.maxDurationSec", "7200", "7200", k_jobs_max_dur},
+    {"jobs.defaultDurationSec", "30", "30", k_jobs_def_dur},
+    {"jobs.defaultPrerollSec", "5", "5", k_jobs_def_pre},
+    {"jobs.maxJobs", "9", "9", k_jobs_max_jobs},
+    {"jobs.alertmanager.durationSec", "120", "120", k_jobs_am_dur},
+    {"jobs.alertmanager.prerollSec", "15", "15", k_jobs_am_pre},
     {"capture.pods.namespaces", "[shop, pay]", "shop,pay", k_pods_ns},
     {"capture.pods.excludeNamespaces", "[monitoring]", "monitoring", k_pods_excl},
     {"capture.pods.labelSelector", "\"app=web,tier in (a,b),!canary\"",

@@ -1285,13 +1285,15 @@ static void test_job_start(void **state)
     }
     /* A length field past the end (filter_len 0x0100 of 12). */
     r.n = full;
-    r.b[full - 12 - 2] = 1;
+    size_t at = full - 12 - 2; /* filter_len's high byte */
+    assert_true(full > 14 && at < sizeof(r.b));
+    r.b[at % sizeof(r.b)] = 1;
     p = tu_dup_exact(r.b, full);
     EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)full, &d), PS_WIRE_E_TRUNCATED);
     free(p);
     /* A length above its limit is too_long before it is compared with
      * what is left. */
-    r.b[full - 12 - 2] = 0xFF;
+    r.b[at % sizeof(r.b)] = 0xFF;
     p = tu_dup_exact(r.b, full);
     EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)full, &d), PS_WIRE_E_TOO_LONG);
     free(p);
