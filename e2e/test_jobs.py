@@ -303,3 +303,60 @@ def test_real_receiver_job_with_preroll(cluster, tmp_path):
     assert sum(len(pcaplib.read(str(p))[1]) for p in mains) == 0
     assert_no_sanitizer(sensor.text(), "sensor")
     assert_no_sanitizer(rx.text(), "receiver")
+
+
+def test_pod_selectors(cluster, tmp_path):
+    """namespaces / pods / labelSelector pick pods' interfaces through the
+    Kubernetes stand-in (tests/lib/kubeapi.py), as capture.pods does."""
+    from test_pods import StandIn, config, gateway_ping
+    api = StandIn(tmp_path)
+    rx = JobRx(tmp_path)
+    try:
+        pa, pb, pc = (cluster.pods[n] for n in ("pa", "pb", "pc"))
+        api.add("pa", "shop", {"app": "web", "tier": "front"}, [pa[2], pa[3]])
+        api.add("pb", "shop", {"app": "db"}, [pb[2], pb[3]])
+        api.add("pc", "pay", {"app": "web"}, [pc[2], pc[3]])
+        for p in ("pa", "pb"):
+            gateway_ping(cluster, p)
+        cluster.servers(["pa", "pb", "pc"])
+        cfg = config(api, "").replace("podInterfaces: true\n",
+                                      "podInterfaces: true\n  mode: ondemand\n")
+        s = cluster.sensor(cfg + "compression:\n  codec: none\n")
+        s.wait_log(r"capturing on vethpa as pod shop/pa ")
+        s.wait_log(r"capturing on vethpb as pod shop/pb ")
+        s.wait_log(r"capturing on calipc as pod pay/pc ")
+        s.wait_log("connected to receiver")
+        now = time.time_ns()
+        rx.cmd(cmd="job", job=61, name="one-pod", start_ns=now, pods="shop/pa")
+        rx.cmd(cmd="job", job=62, name="web-in-pay", start_ns=now, namespaces="pay",
+               label_selector="app=web")
+        rx.cmd(cmd="job", job=63, name="web", start_ns=now, label_selector="app in (web)")
+        rx.cmd(cmd="job", job=64, name="shop-db-lo", start_ns=now, namespaces="shop",
+               label_selector="app=db", interfaces="lo*")
+        for j in (61, 62, 63):
+            rx.wait_status(j, (1,))
+        time.sleep(0.5)
+        cluster.send("pb", pa[2], "B2A4", count=20)
+        cluster.send("pb", pc[2], "B2C4", count=20)
+        time.sleep(1.0)
+        for j in (61, 62, 63, 64):
+            rx.cmd(cmd="stop", job=j)
+            rx.wait_status(j, (3,))
+        d = rx.dump()
+        names = {}
+        for idx, (name, job) in d["ifaces"].items():
+            names.setdefault(job, set()).add(name)
+        assert names.get(61) == {"shop/pa"}, names
+        assert names.get(62) == {"pay/pc"}, names
+        assert names.get(63) == {"shop/pa", "pay/pc"}, names
+        assert 64 not in names, names  # all selectors must hold: no interface is lo*
+        assert 0 not in names, names   # ondemand: no continuous interface
+        a = [f for _, f in rx.job_frames(61)]
+        c = [f for _, f in rx.job_frames(62)]
+        assert sum(b"B2A4" in f for f in a) >= 20 and not any(b"B2C4" in f for f in a)
+        assert sum(b"B2C4" in f for f in c) >= 20 and not any(b"B2A4" in f for f in c)
+        assert s.stop() == 0
+        assert_no_sanitizer(s.text(), "sensor")
+    finally:
+        rx.close()
+        api.close()
