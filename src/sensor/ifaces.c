@@ -1419,6 +1419,13 @@ void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
     t->opened_total = f->opened_total;
 }
 
+void ps_ifaces_recorder_totals(ps_ifaces *f, ps_recorder_totals *t)
+{
+    memset(t, 0, sizeof(*t));
+    if (f && f->rec)
+        ps_recorder_get_totals(f->rec, t);
+}
+
 void ps_ifaces_free(ps_ifaces *f)
 {
     if (!f)

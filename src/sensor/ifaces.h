@@ -31,6 +31,7 @@
 #include "batcher.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "recorder.h"
 #include "uplink.h"
 
 typedef struct ps_ifaces ps_ifaces;
@@ -78,5 +79,7 @@ typedef struct ps_ifaces_totals {
     uint32_t open_now, opened_total;
 } ps_ifaces_totals;
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t);
+/* The flight recorder's counters (all zero in continuous mode). */
+void ps_ifaces_recorder_totals(ps_ifaces *f, ps_recorder_totals *t);
 
 #endif

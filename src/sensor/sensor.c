@@ -183,6 +183,7 @@ static void on_publish(uv_timer_t *t)
                             .dropped_oom = s->file ? ps_capture_file_dropped(s->file) : 0};
     ps_batcher_get_totals(s->batcher, &smp.batcher);
     ps_uplink_get_totals(s->uplink, &smp.uplink);
+    ps_ifaces_recorder_totals(s->ifaces, &smp.recorder);
     ps_sensor_obs_publish(s->obs, &smp);
     if (!s->http)
         return;
