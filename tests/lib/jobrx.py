@@ -10,6 +10,7 @@ one JSON answer line each on stdout:
     {"cmd": "job", "job": 7, "name": "x", "start_ns": 0, "end_ns": 0,
      "preroll": 10, "filter": "...", "pods": "NS/NAME", ...}   -> {"ok": true}
     {"cmd": "stop", "job": 7}                                  -> {"ok": true}
+    {"cmd": "kick"}  cuts the current connection            -> {"ok": true}
     {"cmd": "dump"}  -> {"connects": n, "version": v, "ifaces": {idx: [name, job]},
                          "records": {idx: [[ts_ns, hexdata], ...]},
                          "status": {job: [state, packets, bytes, drops, msg]}}
@@ -146,6 +147,16 @@ def main():
                 s = conn["sock"]
             if s:
                 send(s, P.T_JOB_STOP, struct.pack(">Q", c["job"]))
+            out = {"ok": True}
+        elif cmd == "kick":  # cut the connection: the sensor reconnects
+            with lock:
+                s = conn["sock"]
+                conn["sock"] = None
+            if s:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             out = {"ok": True}
         elif cmd == "dump":
             with lock:
