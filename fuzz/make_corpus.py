@@ -286,4 +286,31 @@ put("env", "sensor", b"\0" + b"\n".join([
 put("env", "bad-values", b"\1" + b"\n".join([
     b"--format", b"pcapx", b"HTTP_MAX_CONNECTIONS=99999999999", b"LOG_LEVEL=loud",
     b"INPUT_PORT=-1", b"=", b"HTTP_LISTEN=[::1:80"]))
+# kube: watch lines as the stand-in API server sends them (full Pods), and
+# the shapes a broken or hostile one might.
+import json  # noqa: E402
+import tempfile  # noqa: E402
+
+from kubeapi import KubeAPI, status  # noqa: E402
+
+with tempfile.TemporaryDirectory() as d:
+    api = KubeAPI(d)
+    pod = api.make_pod("web-1", "shop", labels={"app": "web", "app.kubernetes.io/name": "web"},
+                       ips=["10.244.1.5", "fd00:10:244:1::5"])
+    pod["metadata"]["resourceVersion"] = "4711"
+    host = api.make_pod("kube-proxy-x", "kube-system", hostNetwork=True, phase="Pending")
+    host["metadata"]["resourceVersion"] = "4712"
+for t, o in (("ADDED", pod), ("MODIFIED", host), ("DELETED", pod)):
+    put("kube", t.lower(), json.dumps({"type": t, "object": o}).encode())
+put("kube", "bookmark", json.dumps({"type": "BOOKMARK", "object": {
+    "kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": "5000"}}}).encode())
+put("kube", "error-410", json.dumps({"type": "ERROR", "object": status(
+    410, "Expired", "too old resource version: 1 (4000)")}).encode())
+many = json.loads(json.dumps(pod))
+many["metadata"]["labels"] = {"k%d" % i: "v%d" % i for i in range(70)}
+many["status"]["podIPs"] = [{"ip": "10.0.0.%d" % i} for i in range(9)]
+put("kube", "many", json.dumps({"type": "ADDED", "object": many}).encode())
+put("kube", "odd", b'{"type":"ADDED","object":{"metadata":{"name":"p","namespace":"n",'
+    b'"uid":"u","resourceVersion":"1","labels":{"a/b":""}},"status":{"podIP":"::1"},'
+    b'"spec":{"hostNetwork":true}}}')
 print("corpus written to", C)

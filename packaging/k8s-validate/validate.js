@@ -5,7 +5,7 @@
 //  2. unknown fields: every object becomes a typed TypeScript literal and
 //     `tsc --noEmit --strict` reports excess properties ("Object literal may
 //     only specify known properties"), which JSON schema validation misses.
-// Usage: node validate.js OBJECTS.json    (a JSON list of {source, object})
+// Usage: node validate.js OBJECTS.json    (a JSON list of {source, object[, kind]})
 // Prints one line per problem, "SOURCE: KIND/NAME: message"; exits 1 if any.
 "use strict";
 const fs = require("fs");
@@ -14,7 +14,13 @@ const os = require("os");
 const { execFileSync } = require("child_process");
 const NM = process.env.PS_K8S_VALIDATE_MODULES || path.join(__dirname, "node_modules");
 
-function modulePath(apiVersion) {
+// meta/v1 types every API group serves: Status (a refusal, a watch ERROR) and
+// WatchEvent (one line of a watch stream, which has no kind of its own: the
+// list entry names it, {source, kind: "WatchEvent", object}).
+const META_V1 = new Set(["Status", "WatchEvent"]);
+
+function modulePath(apiVersion, kind) {
+  if (META_V1.has(kind)) return "@kubernetes-models/apimachinery/apis/meta/v1";
   const [group, version] = apiVersion.includes("/") ? apiVersion.split("/") : ["", apiVersion];
   if (group === "cert-manager.io") return `@kubernetes-models/cert-manager/cert-manager.io/${version}`;
   if (group === "monitoring.coreos.com") return `@kubernetes-models/prometheus-operator/monitoring.coreos.com/${version}`;
@@ -24,12 +30,13 @@ function modulePath(apiVersion) {
 const items = JSON.parse(fs.readFileSync(process.argv[2], "utf8"));
 const problems = [];
 const ts = [];
-items.forEach(({ source, object }, i) => {
-  const label = `${source}: ${object.kind}/${(object.metadata || {}).name}`;
-  const mod = modulePath(object.apiVersion || "");
+items.forEach(({ source, object, kind: given }, i) => {
+  const kind = given || object.kind;
+  const label = `${source}: ${kind}/${(object.metadata || {}).name}`;
+  const mod = modulePath(object.apiVersion || "", kind);
   let Cls;
   try {
-    Cls = require(path.join(NM, mod, object.kind))[object.kind];
+    Cls = require(path.join(NM, mod, kind))[kind];
   } catch (e) {
     problems.push(`${label}: unknown apiVersion/kind ${object.apiVersion} ${object.kind}`);
     return;
@@ -39,7 +46,7 @@ items.forEach(({ source, object }, i) => {
   } catch (e) {
     problems.push(`${label}: ${e.message.replace(/\s+/g, " ")}`);
   }
-  ts.push(`import type { I${object.kind} as T${i} } from ${JSON.stringify(path.join(NM, mod, object.kind))};`);
+  ts.push(`import type { I${kind} as T${i} } from ${JSON.stringify(path.join(NM, mod, kind))};`);
   ts.push(`// ${label}\nexport const o${i}: T${i} = ${JSON.stringify(object, null, 1)};`);
 });
 

@@ -27,14 +27,19 @@
 #include "capture_live.h"
 #include "core/log.h"
 #include "ifwatch.h"
+#include "pods.h"
 
 #define PS_IFACES_TIMEOUT_MS 100 /* ring block timeout: latency bound */
 #define PS_IFACES_MAX_ADDRS 16
 #define PS_IFACES_FILTER_MAX 8192
+#define PS_IFACES_UID_MAX 64                          /* a pod UID is a 36-character UUID */
+#define PS_IFACES_DESC_MAX (PS_WIRE_MAX_DESC_LEN + 1) /* pod: interface, UID, labels */
 
 typedef struct slot {
     int ifindex;
     char name[IF_NAMESIZE];
+    char uid[PS_IFACES_UID_MAX]; /* owning pod's UID, "" when none is known */
+    char *label;                 /* announced name: NS/POD for a pod, else the name */
     uint32_t index;
     ps_capture_live *live;
     int closing;                   /* graceful close under way (ps_capture_live_close_graceful) */
@@ -55,6 +60,9 @@ struct ps_ifaces {
     const ps_config *cfg;
     ps_ifsel sel;
     ps_ifwatch *watch;
+    ps_pods *pods;  /* NULL without Kubernetes */
+    ps_link *links; /* every link now present, as last reported */
+    size_t n_links, cap_links;
     uv_timer_t stats_timer;
     slot *slots;
     size_t n_slots, cap_slots;
@@ -224,7 +232,7 @@ static void send_stats(ps_ifaces *f, slot *s, const ps_capture_live_counters *cu
     ps_uplink_send_stats(f->o.uplink, &st);
 }
 
-static void open_link(ps_ifaces *f, const ps_link *l);
+static void evaluate(ps_ifaces *f, const ps_link *l);
 
 static size_t count_open(const ps_ifaces *f)
 {
@@ -256,7 +264,7 @@ static void on_live_closed(void *ud, ps_capture_live *l, const ps_capture_live_c
     if (s->reopen && !f->stopped && !f->fatal) {
         s->reopen = 0;
         ps_link again = s->pending;
-        open_link(f, &again); /* may move f->slots: s is not used after */
+        evaluate(f, &again); /* may move f->slots: s is not used after */
     }
     s = NULL;
     if (f->stopped && f->stop_done && count_open(f) == 0) {
@@ -346,21 +354,45 @@ static void make_series(ps_ifaces *f, slot *s)
         f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "spool_evicted", NULL) : NULL;
 }
 
-static slot *find_slot(ps_ifaces *f, int ifindex, const char *name)
+/* The slot an interface had before: a pod's, by UID, wherever its
+ * interface is now (a pod whose sandbox is recreated on a new interface
+ * keeps its index, so its packets stay under one name in the files);
+ * otherwise the same kernel link under the same name. */
+static slot *find_slot(ps_ifaces *f, int ifindex, const char *name, const ps_pod *owner)
 {
-    for (size_t i = 0; i < f->n_slots; i++)
-        if (f->slots[i].ifindex == ifindex && strcmp(f->slots[i].name, name) == 0)
-            return &f->slots[i];
+    for (size_t i = 0; i < f->n_slots; i++) {
+        slot *s = &f->slots[i];
+        if (owner ? strcmp(s->uid, owner->uid) == 0 && !s->live
+                  : s->uid[0] == '\0' && s->ifindex == ifindex && strcmp(s->name, name) == 0)
+            return s;
+    }
     return NULL;
 }
 
-static slot *new_slot(ps_ifaces *f, int ifindex, const char *name)
+/* The name a pod's interface is announced under: NAMESPACE/POD (the
+ * receiver puts the sensor id in front). A name the wire cannot carry
+ * (over 255 bytes) keeps the interface's own. */
+static char *pod_label(const ps_pod *owner, const char *ifname)
 {
+    char buf[PS_WIRE_MAX_IFNAME_LEN + 1];
+    int n = owner ? snprintf(buf, sizeof(buf), "%s/%s", owner->ns, owner->name) : -1;
+    return strdup(n > 0 && (size_t)n < sizeof(buf) ? buf : ifname);
+}
+
+static slot *new_slot(ps_ifaces *f, int ifindex, const char *name, const ps_pod *owner)
+{
+    if (owner && strlen(owner->uid) >= PS_IFACES_UID_MAX)
+        owner = NULL; /* not a UID the API server makes */
+    char *label = pod_label(owner, name);
+    if (!label)
+        return NULL;
     if (f->n_slots == f->cap_slots) {
         size_t cap = f->cap_slots ? f->cap_slots * 2 : 16;
         slot *n = realloc(f->slots, cap * sizeof(*n));
-        if (!n)
+        if (!n) {
+            free(label);
             return NULL;
+        }
         f->slots = n;
         f->cap_slots = cap;
     }
@@ -368,11 +400,44 @@ static slot *new_slot(ps_ifaces *f, int ifindex, const char *name)
     memset(s, 0, sizeof(*s));
     s->ifindex = ifindex;
     snprintf(s->name, sizeof(s->name), "%s", name);
+    if (owner)
+        snprintf(s->uid, sizeof(s->uid), "%s", owner->uid);
+    s->label = label;
     s->index = (uint32_t)f->n_slots;
     return s;
 }
 
-static void open_link(ps_ifaces *f, const ps_link *l)
+/* The pod that owns link l, when pods decide (Kubernetes on and listed). */
+static const ps_pod *owner_of(const ps_ifaces *f, const ps_link *l)
+{
+    return ps_pods_active(f->pods) ? ps_pods_owner(f->pods, l->ifindex) : NULL;
+}
+
+static int is_pod_pattern(const char *name)
+{
+    static const ps_ifsel pods_only = {.pods = 1};
+    return ps_ifsel_match(&pods_only, name, 0);
+}
+
+/* Whether link l is captured: the interface rules, then, once pods decide,
+ * capture.pods for a pod's interface. A pod-style interface whose owner is
+ * not known is left alone unless every pod is selected: it is most likely a
+ * pod whose watch event is still on its way, and it may be one the user
+ * excluded. */
+static int wanted(const ps_ifaces *f, const ps_link *l, const ps_pod *owner)
+{
+    if (l->removed || !(l->flags & IFF_UP) ||
+        !ps_ifsel_match(&f->sel, l->name, (l->flags & IFF_LOOPBACK) != 0))
+        return 0;
+    if (!ps_pods_active(f->pods))
+        return !(ps_pods_pending(f->pods) && is_pod_pattern(l->name) &&
+                 !ps_pods_selects_all(f->pods));
+    if (owner)
+        return ps_pods_wants(f->pods, owner);
+    return !is_pod_pattern(l->name) || ps_pods_selects_all(f->pods);
+}
+
+static void open_link(ps_ifaces *f, const ps_link *l, const ps_pod *owner)
 {
     int rc = build_filter(f, l->name);
     if (rc == PS_BPF_NOTHING) {
@@ -385,11 +450,15 @@ static void open_link(ps_ifaces *f, const ps_link *l)
         fatal(f, msg);
         return;
     }
-    slot *s = find_slot(f, l->ifindex, l->name);
+    slot *s = find_slot(f, l->ifindex, l->name, owner);
     int fresh = s == NULL;
-    if (fresh && !(s = new_slot(f, l->ifindex, l->name))) {
+    if (fresh && !(s = new_slot(f, l->ifindex, l->name, owner))) {
         ps_error("sensor", "out of memory opening %s", l->name);
         return;
+    }
+    if (!fresh && owner) { /* the pod, on what may be a new interface */
+        s->ifindex = l->ifindex;
+        snprintf(s->name, sizeof(s->name), "%s", l->name);
     }
     make_series(f, s);
     ps_capture_live_opts lo = {.loop = f->o.loop,
@@ -406,6 +475,10 @@ static void open_link(ps_ifaces *f, const ps_link *l)
                                .series = s->series};
     rc = ps_capture_live_open(&s->live, &lo, f->filter, f->err, sizeof(f->err));
     if (rc == PS_CAPTURE_LIVE_E_PERM || rc == PS_CAPTURE_LIVE_E_FILTER) {
+        if (fresh) {
+            free(s->label);
+            s->label = NULL;
+        }
         fatal(f, f->err);
         return;
     }
@@ -424,8 +497,11 @@ static void open_link(ps_ifaces *f, const ps_link *l)
     if (fresh)
         f->n_slots++;
     if (!s->announced) {
+        char desc[PS_IFACES_DESC_MAX] = "";
+        if (owner && ps_pods_describe(owner, s->name, desc, sizeof(desc)) != 0)
+            desc[0] = '\0'; /* labels too long to describe: the name still says who */
         if (ps_uplink_add_iface(f->o.uplink, s->index, ps_capture_live_linktype(s->live),
-                                ps_capture_live_snaplen(s->live), s->name, "") != 0) {
+                                ps_capture_live_snaplen(s->live), s->label, desc) != 0) {
             ps_error("sensor", "out of memory announcing %s", s->name);
             ps_capture_live_close(s->live);
             s->live = NULL;
@@ -435,10 +511,11 @@ static void open_link(ps_ifaces *f, const ps_link *l)
     }
     s->warned = 0;
     f->opened_total++;
-    ps_info("sensor", "capturing on %s (#%" PRIu32 ", linktype %" PRIu32 ", %s timestamps)%s%s%s",
-            s->name, s->index, ps_capture_live_linktype(s->live),
-            ps_capture_live_nano(s->live) ? "ns" : "us", f->filter[0] ? " filter \"" : "",
-            f->filter, f->filter[0] ? "\"" : "");
+    ps_info("sensor",
+            "capturing on %s%s%s (#%" PRIu32 ", linktype %" PRIu32 ", %s timestamps)%s%s%s",
+            s->name, s->uid[0] ? " as pod " : "", s->uid[0] ? s->label : "", s->index,
+            ps_capture_live_linktype(s->live), ps_capture_live_nano(s->live) ? "ns" : "us",
+            f->filter[0] ? " filter \"" : "", f->filter, f->filter[0] ? "\"" : "");
 }
 
 /* The slot capturing ifindex and not closing, or else one closing. */
@@ -456,32 +533,93 @@ static slot *active_slot(ps_ifaces *f, int ifindex)
     return closing;
 }
 
-static void on_link(void *ud, const ps_link *l)
+/* Decides for link l in its current state: open, keep, close, or close
+ * and open again under another identity (its pod became known or changed). */
+static void evaluate(ps_ifaces *f, const ps_link *l)
 {
-    ps_ifaces *f = ud;
     if (f->stopped || f->fatal)
         return;
-    int want = !l->removed && (l->flags & IFF_UP) &&
-               ps_ifsel_match(&f->sel, l->name, (l->flags & IFF_LOOPBACK) != 0);
+    const ps_pod *owner = owner_of(f, l);
+    int want = wanted(f, l, owner);
+    const char *uid = owner ? owner->uid : "";
     slot *a = active_slot(f, l->ifindex);
     if (a && a->closing) {
         /* Same link, same name, back before its close finished (a quick
          * down/up): open it again once closed, under the same index. */
-        a->reopen = want && strcmp(a->name, l->name) == 0;
+        a->reopen = want && strcmp(a->name, l->name) == 0 && strcmp(a->uid, uid) == 0;
         a->pending = *l;
         if (a->reopen || !want)
             return;
         a = NULL; /* renamed: a new interface, opened now */
     }
+    if (a && want && strcmp(a->name, l->name) == 0 && strcmp(a->uid, uid) != 0) {
+        /* Its owner changed: the old capture ends before the new one
+         * starts, so no packet is in both. */
+        close_slot(a, owner ? "pod identified" : "pod gone");
+        a->reopen = 1;
+        a->pending = *l;
+        return;
+    }
     if (a && (!want || strcmp(a->name, l->name) != 0))
         close_slot(a, l->removed                      ? "interface removed"
                       : strcmp(a->name, l->name) != 0 ? "interface renamed"
                       : !(l->flags & IFF_UP)          ? "interface down"
+                      : owner                         ? "pod no longer selected"
                                                       : "no longer selected");
     else if (a)
         return; /* already capturing it */
     if (want)
-        open_link(f, l);
+        open_link(f, l, owner);
+}
+
+/* Keeps the table of present links, so a change of pods can be applied to
+ * every link without waiting for the kernel to speak again. */
+static void remember_link(ps_ifaces *f, const ps_link *l)
+{
+    size_t i = 0;
+    while (i < f->n_links && f->links[i].ifindex != l->ifindex)
+        i++;
+    if (l->removed) {
+        if (i < f->n_links)
+            f->links[i] = f->links[--f->n_links];
+        return;
+    }
+    if (i == f->n_links) {
+        if (f->n_links == f->cap_links) {
+            size_t cap = f->cap_links ? f->cap_links * 2 : 32;
+            ps_link *n = realloc(f->links, cap * sizeof(*n));
+            if (!n) {
+                ps_warn("sensor",
+                        "out of memory: a pod change will reach %s at its next link event",
+                        l->name);
+                return;
+            }
+            f->links = n;
+            f->cap_links = cap;
+        }
+        f->n_links++;
+    }
+    f->links[i] = *l;
+}
+
+static void on_link(void *ud, const ps_link *l)
+{
+    ps_ifaces *f = ud;
+    if (f->stopped || f->fatal)
+        return;
+    remember_link(f, l);
+    evaluate(f, l);
+}
+
+/* Pods changed (a watch event, or the kernel moved an address): decide
+ * again for every link. */
+static void on_pods_change(void *ud)
+{
+    ps_ifaces *f = ud;
+    for (size_t i = 0; i < f->n_links && !f->stopped && !f->fatal; i++) {
+        ps_link l = f->links[i]; /* evaluate() may not touch the table, but copy anyway */
+        evaluate(f, &l);
+    }
 }
 
 static void on_dump_done(void *ud)
@@ -599,6 +737,19 @@ int ps_ifaces_open(ps_ifaces **out, const ps_ifaces_opts *o, char *err, size_t e
         return -1;
     }
     register_metrics(f);
+    if (ps_pods_wanted(o->cfg)) {
+        ps_pods_opts po = {.loop = o->loop,
+                           .cfg = o->cfg,
+                           .metrics = o->metrics,
+                           .on_change = on_pods_change,
+                           .ud = f};
+        /* Fatal even in auto mode: running on would capture the pods the
+         * user's selection leaves out. */
+        if (ps_pods_open(&f->pods, &po, err, errlen) != 0) {
+            ps_ifaces_free(f);
+            return -1;
+        }
+    }
     if (ps_ifwatch_open(&f->watch, o->loop, on_link, on_dump_done, f, err, errlen) != 0) {
         ps_ifaces_free(f);
         return -1;
@@ -623,6 +774,7 @@ void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud))
     f->stop_done = done;
     ps_ifwatch_close(f->watch);
     f->watch = NULL;
+    ps_pods_stop(f->pods);
     uv_timer_stop(&f->stats_timer);
     if (!uv_is_closing((uv_handle_t *)&f->stats_timer))
         uv_close((uv_handle_t *)&f->stats_timer, NULL);
@@ -663,6 +815,10 @@ void ps_ifaces_free(ps_ifaces *f)
         return;
     for (size_t i = 0; i < f->n_addrs; i++)
         free(f->addrs[i]);
+    for (size_t i = 0; i < f->n_slots; i++)
+        free(f->slots[i].label);
+    ps_pods_free(f->pods);
+    free(f->links);
     free(f->slots);
     free(f);
 }

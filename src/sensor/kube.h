@@ -14,7 +14,7 @@
  * ADDED/MODIFIED/DELETED update the table; BOOKMARK advances the
  * resourceVersion; ERROR with code 410 (Gone: the version expired) and a
  * 410 answer mean re-list. A stream that ends or stalls (no byte for
- * 3 x the server's watch timeout) is re-opened from the last
+ * 1.5 x the watch's timeoutSeconds) is re-opened from the last
  * resourceVersion; errors back off exponentially (0.5 s .. 30 s, jittered).
  * 401/403 are reported with the permission they lack ("list pods at the
  * cluster scope", from the Status object's message).
@@ -23,15 +23,22 @@
  * loop (curl_multi_socket_action with uv_poll and a uv_timer): nothing
  * blocks the loop, and no thread is used. JSON is parsed with jansson;
  * every field is checked for type and length before use, and an object the
- * sensor cannot use (no uid, an over-long name) is skipped with a warning.
+ * sensor cannot use (no uid, an over-long name) is skipped with a warning
+ * (a known pod that turns unusable is reported deleted). A watch line that
+ * is not an event, or is longer than 4 MiB, drops the stream and re-lists.
  *
  * Pure parts (no I/O), unit-tested directly: ps_kube_parse_pod (one Pod
  * object), ps_kube_parse_event (one watch line), ps_kube_env_server.
  *
  * Callbacks run on the loop thread. on_pod receives each pod as it is now;
  * after a (re-)list, pods that vanished in between are reported as
- * PS_KUBE_POD_DELETE before PS_KUBE_SYNCED. The ps_pod passed to a
- * callback is valid during the call only (ps_pod_copy to keep it).
+ * PS_KUBE_POD_DELETE before PS_KUBE_SYNCED, and pods whose resourceVersion
+ * did not change are not reported again. The ps_pod passed to a callback is
+ * valid during the call only (ps_pod_copy to keep it). A callback may call
+ * ps_kube_stop (not ps_kube_free); nothing is reported after it.
+ *
+ * Prefixes: ps_kube_, and ps_pod_ for the pod record it hands out. The
+ * process calls curl_global_init once before (main does).
  */
 #ifndef PS_KUBE_H
 #define PS_KUBE_H
@@ -83,6 +90,10 @@ typedef struct ps_kube_opts {
      * message says why (no secret in it). Called on every change only. */
     void (*on_state)(void *ud, int connected, const char *message);
     void *ud;
+    /* the watch's timeoutSeconds; 0: 300. The server ends a watch after it
+     * and the sensor re-opens it; a watch silent for 1.5 x this long is
+     * taken for stalled. Tests use a few seconds. */
+    unsigned watch_timeout_sec;
 } ps_kube_opts;
 
 #define PS_KUBE_DEFAULT_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -104,8 +115,10 @@ int ps_kube_parse_pod(const char *json, size_t len, ps_pod *out, char *err, size
 
 /* Parses one watch event line. Sets *type to "ADDED", "MODIFIED",
  * "DELETED", "BOOKMARK" or "ERROR" (static strings); for pod events fills
- * pod; for BOOKMARK and pod events copies metadata.resourceVersion into rv;
- * for ERROR sets *code to the Status code (410 = Gone). 0, or -1. */
+ * pod (the caller clears it; it is zeroed otherwise, and on failure); for
+ * BOOKMARK and pod events copies metadata.resourceVersion into rv (a pod
+ * event without one is an error); for ERROR sets *code to the Status code
+ * (410 = Gone; 0 when absent). 0, or -1 with a message. */
 int ps_kube_parse_event(const char *line, size_t len, const char **type, ps_pod *pod, char *rv,
                         size_t rvlen, int *code, char *err, size_t errlen);
 
@@ -118,7 +131,9 @@ int ps_kube_open(ps_kube **out, const ps_kube_opts *o, char *err, size_t errlen)
 /* Ends every transfer and timer; done(ud) runs from the loop once every
  * handle is closed. No callback of the opts runs after the call. */
 void ps_kube_stop(ps_kube *k, void (*done)(void *ud), void *ud);
-/* After stop's done (or when the loop has run the closes). NULL is a no-op. */
+/* After stop's done (or when the loop has run the closes). NULL is a no-op.
+ * Called earlier (or without stop), it stops and leaves the memory to the
+ * last close callback: the loop must run once more. */
 void ps_kube_free(ps_kube *k);
 
 #endif
