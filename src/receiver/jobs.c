@@ -895,9 +895,18 @@ void ps_jobs_session_up(ps_jobs *j, ps_session *s, const char *sensor)
     j->sess[j->n_sess].s = s;
     snprintf(j->sess[j->n_sess].sensor, sizeof(j->sess[0].sensor), "%s", sensor);
     j->n_sess++;
-    for (job *jb = j->jobs; jb; jb = jb->next)
-        if (jb->state == J_RUNNING && jb->pushed && jb->w && sensor_matches(jb, sensor))
+    /* A sensor that was away when a job stopped keeps running it (jobs
+     * survive reconnects) until its own deadline: it is told again. A
+     * JOB_STOP for a job it does not run is ignored. */
+    uint64_t now = now_ns();
+    for (job *jb = j->jobs; jb; jb = jb->next) {
+        if (!sensor_matches(jb, sensor))
+            continue;
+        if (jb->state == J_RUNNING && jb->pushed && jb->w)
             send_start(j, jb, s);
+        else if (jb->state != J_RUNNING && jb->stop_sent && (jb->end_ns == 0 || jb->end_ns > now))
+            send_stop(jb, s);
+    }
     pthread_mutex_unlock(&j->mu);
 }
 

@@ -190,6 +190,10 @@ def test_job_pushed_written_and_limited(env):
     assert j["sensors"]["node-a"]["packets"] == 8 and j["sensors"]["node-a"]["drops"] == 1
     assert j["sensors"]["node-a"]["packets_written"] == 5
 
+    # a sensor that was away when the job stopped is told on its return
+    back = v2(rx, "node-back")
+    assert back.read_job_frame() == ("STOP", jid)
+    back.close()
     # a sensor that connects while a job runs gets it at once
     st, j2 = req(port, "POST", "/api/jobs", {"name": "later", "duration": 60})
     kind, js2 = a.read_job_frame()
