@@ -81,7 +81,9 @@ release-check:
 	hardening-check --nocfprotection build-release-check/packetstreamer
 
 # Cheapest first: a misformatted file fails in a second, not after the build.
-test: deps
+# packaging-deps first: the integration tests use its npm tools too (the
+# Kubernetes schema validator for the API stand-in's objects).
+test: deps packaging-deps
 	$(MAKE) format-check
 	$(MAKE) release-check
 	$(MAKE) unit

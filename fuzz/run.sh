@@ -13,7 +13,7 @@ set -eu
 cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${*:-frame hello batch config pcap recovery netlink podmap http env session kube}
+TARGETS=${*:-frame hello batch config pcap recovery netlink podmap http env session kube extract}
 PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd libcurl jansson"
 CC=${FUZZ_CC:-clang}
 
@@ -33,6 +33,10 @@ for t in $TARGETS; do
     netlink) extra="src/sensor/ifwatch.c" ;;
     podmap) extra="src/sensor/podmap.c" ;;
     kube) extra="src/sensor/kube.c" ;;
+    extract)
+        extra="src/receiver/query.c src/receiver/index.c src/receiver/pcapread.c"
+        extra="$extra src/receiver/filename.c src/core/pcapng.c"
+        ;;
     http) extra="src/core/http.c src/core/metrics.c src/receiver/filename.c" ;;
     env) extra="src/cli.c" ;;
     session)

@@ -162,6 +162,7 @@ typedef struct ps_config {
     uint32_t http_max_connections; /* http.maxConnections, default 64 */
     uint32_t http_max_connections_per_source; /* http.maxConnectionsPerSource, default 16 */
     uint32_t http_header_timeout_sec;         /* http.headerTimeoutSec, default 10 */
+    uint32_t http_max_extractions;            /* http.maxExtractions, default 4 */
     int http_trust_loopback;                  /* http.trustLoopback, default true */
     char *http_allowed_hosts[PS_CONFIG_MAX_INTERFACES]; /* http.allowedHosts: Host names */
     int http_allowed_hosts_count;

@@ -1019,6 +1019,15 @@ const key_def cfg_keys[] = {
      .help = "An HTTP connection must complete its request headers within this time of connecting "
              "(or of its previous answer, with keep-alive), however slowly it trickles bytes; "
              "otherwise it is closed (slowloris)."},
+    {.name = "http.maxExtractions",
+     .type = K_INT,
+     FIELD(http_max_extractions),
+     .min = 1,
+     .max = 64,
+     .def = "4",
+     .roles = R_R,
+     .help = "`/api/packets` requests streaming at once (each reads capture files on its own "
+             "thread, with up to 64 MiB of read windows); beyond, 503 `busy`."},
     {.name = "jobs.maxDurationSec",
      .type = K_INT,
      FIELD(jobs_max_duration_sec),

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 #include "core/log.h"
 #include "filename.h"
 #include "livefeed.h"
+#include "query.h"
 #include "tier.h"
 #include "writer.h"
 
@@ -45,6 +47,8 @@ typedef struct rate_series {
     double bps[API_RATE_SAMPLES];
     int seen; /* in the current sample */
 } rate_series;
+#define API_BUSY_LOG_NS 10000000000ll /* one "busy" line per 10 s */
+#define API_EXTRACT_BLOCK (256u << 10)
 
 struct ps_api {
     uv_loop_t *loop;
@@ -58,13 +62,22 @@ struct ps_api {
     unsigned ticks;
     int listening;
     char *dir, *prefix; /* copies of the writer's; NULL with stdout output */
-    ps_snapshot sensors_json, files_meta, rates_json;
-    ps_jobs *jobs;
+    ps_snapshot sensors_json, files_meta;
+    ps_tier *tier;          /* tier.peers: the other receivers' sensors, or NULL */
+    char self_name[256];    /* with a tier: this receiver's name in its entries */
+    char instance[40];      /* random, per process: how the tier recognises itself */
+    atomic_int extractions; /* /api/packets streams in progress (HTTP threads) */
+    int max_extractions;    /* http.maxExtractions */
+    _Atomic int64_t busy_logged_ns;
+    atomic_int stopping; /* set before the HTTP server stops: streams end */
+    ps_format format;
+    char app[64];
+    /* /api/packets counters (NULL without metrics: ps_series_add skips) */
+    ps_series *x_ok, *x_bad, *x_busy, *x_err, *x_packets, *x_read, *x_skipped, *x_scanned;
+    ps_snapshot rates_json;    /* /api/throughput */
+    ps_jobs *jobs;             /* capture jobs, or NULL */
     rate_series *rates;        /* API_RATE_SENSORS, loop thread only */
     unsigned rate_pos, rate_n; /* next sample's slot, samples taken (<= API_RATE_SAMPLES) */
-    ps_tier *tier;             /* tier.peers: the other receivers' sensors, or NULL */
-    char self_name[256];       /* with a tier: this receiver's name in its entries */
-    char instance[40];         /* random, per process: how the tier recognises itself */
 };
 
 /* ---- snapshots (loop thread) ---- */
@@ -737,6 +750,213 @@ static int route_write(void *ud, struct MHD_Connection *c, const char *method, c
     return respond_status_json(c, st, out);
 }
 
+/* ---- /api/packets ---- */
+
+static void count(ps_series *s, uint64_t n)
+{
+    if (s)
+        ps_series_add(s, n);
+}
+
+/* {"error": CODE, "reason": SENTENCE} with status, counted by kind. */
+static int respond_error(ps_api *a, struct MHD_Connection *c, unsigned status, const char *code,
+                         const char *reason)
+{
+    count(status == MHD_HTTP_BAD_REQUEST           ? a->x_bad
+          : status == MHD_HTTP_SERVICE_UNAVAILABLE ? a->x_busy
+                                                   : a->x_err,
+          1);
+    json_t *v = json_pack("{s:s,s:s}", "error", code, "reason", reason);
+    char *text = v ? json_dumps(v, JSON_COMPACT) : NULL;
+    json_decref(v);
+    if (!text)
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    size_t n = strlen(text);
+    int rc = ps_http_respond(c, status, "application/json", text, n);
+    free(text);
+    return rc;
+}
+
+typedef struct extract {
+    ps_api *api;
+    ps_query *q;
+} extract;
+
+static ssize_t extract_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    extract *x = cls;
+    (void)pos;
+    if (atomic_load(&x->api->stopping))
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    ssize_t n = ps_query_read(x->q, (uint8_t *)buf, max);
+    if (n > 0)
+        return n;
+    if (n == 0)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    ps_warn("api", "an extraction failed while streaming: %s; its stream is cut", strerror(errno));
+    return MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void extract_done(void *cls)
+{
+    extract *x = cls;
+    ps_query_stats st;
+    ps_query_get_stats(x->q, &st);
+    count(x->api->x_packets, st.packets);
+    ps_query_free(x->q);
+    atomic_fetch_sub(&x->api->extractions, 1);
+    free(x);
+}
+
+/* A selector or the filter: NULL when absent or empty; *bad set when too
+ * long or holding a control character. */
+static const char *arg(struct MHD_Connection *c, const char *key, size_t max, char *why,
+                       size_t whylen)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+    if (!v || !*v)
+        return NULL;
+    size_t n = strnlen(v, max + 1);
+    if (n > max && !why[0])
+        snprintf(why, whylen, "%s: longer than %zu bytes", key, max);
+    for (const unsigned char *p = (const unsigned char *)v; *p && !why[0]; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            snprintf(why, whylen, "%s: holds a control character", key);
+    return v;
+}
+
+static int parse_limit(const char *s, uint64_t *out)
+{
+    uint64_t v = 0;
+    size_t n = strlen(s);
+    if (n == 0 || n > 12)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (v == 0)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int route_packets(ps_api *a, struct MHD_Connection *c)
+{
+    if (!a->dir)
+        return respond_error(a, c, MHD_HTTP_NOT_FOUND, "no_files",
+                             "captures go to stdout: there are no files to extract from");
+    if (a->format != PS_FORMAT_PCAPNG)
+        return respond_error(a, c, MHD_HTTP_NOT_IMPLEMENTED, "unsupported_format",
+                             "extraction reads pcapng capture files; this receiver writes "
+                             "classic pcap (--format pcap), which names no interfaces");
+    char why[PS_QUERY_MAX_FILTER + 600] = "";
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    ps_query_opts o = {.app = a->app};
+    const char *from = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "from");
+    const char *to = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "to");
+    char terr[256];
+    if (!from || !*from)
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time",
+                             "from: missing (an RFC 3339 time, now, or a duration before now "
+                             "like -5m)");
+    if (ps_query_parse_time(from, now, &o.from_ns, terr, sizeof(terr)) != 0) {
+        snprintf(why, sizeof(why), "from: %s", terr);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
+    }
+    o.to_ns = now;
+    if (to && *to && ps_query_parse_time(to, now, &o.to_ns, terr, sizeof(terr)) != 0) {
+        snprintf(why, sizeof(why), "to: %s", terr);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_time", why);
+    }
+    if (o.from_ns > o.to_ns)
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_range", "from is after to");
+    o.pod = arg(c, "pod", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
+    o.ns = arg(c, "namespace", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
+    o.sensor = arg(c, "sensor", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
+    o.iface = arg(c, "iface", PS_QUERY_MAX_SELECTOR, why, sizeof(why));
+    o.filter = arg(c, "filter", PS_QUERY_MAX_FILTER, why, sizeof(why));
+    if (!why[0] && o.pod) {
+        const char *slash = strchr(o.pod, '/');
+        if (!slash || slash == o.pod || !slash[1] || strchr(slash + 1, '/'))
+            snprintf(why, sizeof(why), "pod: \"%.200s\" is not NAMESPACE/NAME", o.pod);
+    }
+    if (!why[0] && o.ns && strchr(o.ns, '/'))
+        snprintf(why, sizeof(why), "namespace: \"%.200s\" holds a /", o.ns);
+    if (why[0])
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_selector", why);
+    const char *limit = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "limit");
+    if (limit && parse_limit(limit, &o.limit) != 0) {
+        snprintf(why, sizeof(why), "limit: \"%.40s\" is not a packet count from 1 to 999999999999",
+                 limit);
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_limit", why);
+    }
+    if (atomic_fetch_add(&a->extractions, 1) >= a->max_extractions) {
+        atomic_fetch_sub(&a->extractions, 1);
+        int64_t last = atomic_load(&a->busy_logged_ns), t = (int64_t)now;
+        if (t - last >= API_BUSY_LOG_NS &&
+            atomic_compare_exchange_strong(&a->busy_logged_ns, &last, t))
+            ps_warn("api",
+                    "/api/packets: %d extractions in progress (http.maxExtractions); "
+                    "answering 503 busy (logged at most every 10 s)",
+                    a->max_extractions);
+        return respond_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy",
+                             "too many extractions in progress; try again");
+    }
+    extract *x = calloc(1, sizeof(*x));
+    int rc = x ? ps_query_open(&x->q, a->dir, a->prefix, &o, why, sizeof(why)) : -1;
+    if (rc != 0) {
+        free(x);
+        atomic_fetch_sub(&a->extractions, 1);
+        if (rc == PS_QUERY_E_FILTER)
+            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_filter", why);
+        if (rc == PS_QUERY_E_LIMIT)
+            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "too_broad", why);
+        return respond_error(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                             x ? why : "out of memory");
+    }
+    x->api = a;
+    ps_query_stats st;
+    ps_query_get_stats(x->q, &st);
+    count(a->x_ok, 1);
+    count(a->x_read, st.files_read);
+    count(a->x_skipped, st.files_skipped);
+    count(a->x_scanned, st.files_scanned);
+    struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, API_EXTRACT_BLOCK,
+                                                               extract_read, x, extract_done);
+    if (!r) {
+        extract_done(x);
+        return MHD_NO;
+    }
+    char v[64];
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-pcapng");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
+                            "attachment; filename=\"packets.pcapng\"");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    snprintf(v, sizeof(v), "%u", st.files_read);
+    MHD_add_response_header(r, "X-Packetstreamer-Files-Read", v);
+    snprintf(v, sizeof(v), "%u", st.files_skipped);
+    MHD_add_response_header(r, "X-Packetstreamer-Files-Skipped", v);
+    snprintf(v, sizeof(v), "%u", st.files_scanned);
+    MHD_add_response_header(r, "X-Packetstreamer-Files-Scanned", v);
+    snprintf(v, sizeof(v), "%u", st.streams);
+    MHD_add_response_header(r, "X-Packetstreamer-Streams", v);
+    if (st.streams == 0) {
+        MHD_add_response_header(r, "X-Packetstreamer-Matched", "0");
+        MHD_add_response_header(r, "X-Packetstreamer-Note",
+                                st.ifaces_named == 0
+                                    ? "no interface in the capture files matches the selectors"
+                                    : "the matching interfaces have no packets in the window");
+    }
+    rc = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return rc;
+}
+
 static int route(void *ud, struct MHD_Connection *c, const char *url)
 {
     ps_api *a = ud;
@@ -766,6 +986,8 @@ static int route(void *ud, struct MHD_Connection *c, const char *url)
         return route_download(a, c, url + 10);
     if (strcmp(url, "/live") == 0)
         return ps_livefeed_respond(a->live, c);
+    if (strcmp(url, "/api/packets") == 0)
+        return route_packets(a, c);
     return PS_HTTP_NOT_FOUND;
 }
 
@@ -786,6 +1008,9 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     a->jobs = o->jobs;
     a->listening = 1;
     a->rates = calloc(API_RATE_SENSORS, sizeof(*a->rates));
+    a->format = o->cfg->format;
+    a->max_extractions = o->cfg->http_max_extractions ? (int)o->cfg->http_max_extractions : 4;
+    snprintf(a->app, sizeof(a->app), "packetstreamer %s", PS_VERSION);
     /* Copies: the HTTP threads outlive the writer by a little. */
     const char *dir = ps_writer_dir(o->writer), *prefix = ps_writer_prefix(o->writer);
     a->dir = dir ? strdup(dir) : NULL;
@@ -793,6 +1018,25 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     ps_snapshot_init(&a->sensors_json);
     ps_snapshot_init(&a->files_meta);
     ps_snapshot_init(&a->rates_json);
+    if (o->metrics) {
+        ps_metric *f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
+                                         "packetstreamer_extract_requests_total",
+                                         "/api/packets requests, by result.", "result");
+        a->x_ok = f ? ps_metric_series(f, "ok", NULL, NULL) : NULL;
+        a->x_bad = f ? ps_metric_series(f, "bad_request", NULL, NULL) : NULL;
+        a->x_busy = f ? ps_metric_series(f, "busy", NULL, NULL) : NULL;
+        a->x_err = f ? ps_metric_series(f, "error", NULL, NULL) : NULL;
+        f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER, "packetstreamer_extract_packets_total",
+                              "Packets streamed by /api/packets.", NULL);
+        a->x_packets = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+        f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER, "packetstreamer_extract_files_total",
+                              "Capture files considered by /api/packets requests: read, skipped "
+                              "(ruled out by their index) or scanned (no usable index).",
+                              "how");
+        a->x_read = f ? ps_metric_series(f, "read", NULL, NULL) : NULL;
+        a->x_skipped = f ? ps_metric_series(f, "skipped", NULL, NULL) : NULL;
+        a->x_scanned = f ? ps_metric_series(f, "scanned", NULL, NULL) : NULL;
+    }
     if ((dir && !a->dir) || (prefix && !a->prefix) || !a->rates) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
@@ -870,9 +1114,11 @@ void ps_api_free(ps_api *a)
 {
     if (!a)
         return;
-    ps_livefeed_stop(a->live); /* ends streams so the threads can be joined */
+    ps_livefeed_stop(a->live);     /* ends streams so the threads can be joined */
+    atomic_store(&a->stopping, 1); /* and extractions */
     ps_http_free(a->http);
     ps_tier_free(a->tier); /* after the HTTP threads, which read it */
+    ps_query_cleanup();
     free(a->dir);
     free(a->prefix);
     ps_snapshot_free(&a->sensors_json);

@@ -10,6 +10,10 @@
  *                       capture jobs (GET, POST, DELETE; src/receiver/jobs.h)
  *   /api/throughput     JSON: each sensor's bytes/s over the last 10 minutes,
  *                       sampled every 5 s (the status page's chart)
+ *   /api/packets        one pcapng: a time window of selected interfaces from
+ *                       every capture file, merged by time (query.h); at most
+ *                       http.maxExtractions at once, each streamed by its
+ *                       connection's thread
  *
  * Threads: a loop timer (every 250 ms) has the hub copy its counters into
  * the metrics registry (ps_hub_publish), publishes readiness, and

@@ -612,12 +612,18 @@ static void close_writer(ps_jobs *j, job *jb)
                 strerror(errno));
 }
 
+/* Under mu, as every wake(): an HTTP thread may ask for a job while the
+ * loop shuts down, and must never send to a closed handle. */
 void ps_jobs_stop(ps_jobs *j)
 {
-    if (j && j->wake_on) {
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->mu);
+    if (j->wake_on) {
         uv_close((uv_handle_t *)&j->wake, NULL);
         j->wake_on = 0;
     }
+    pthread_mutex_unlock(&j->mu);
 }
 
 int ps_jobs_free(ps_jobs *j)
@@ -821,6 +827,7 @@ static void on_wake(uv_async_t *a)
     sync_jobs(a->data);
 }
 
+/* Under mu (see ps_jobs_stop). */
 static void wake(ps_jobs *j)
 {
     if (j->wake_on)
@@ -895,9 +902,18 @@ void ps_jobs_session_up(ps_jobs *j, ps_session *s, const char *sensor)
     j->sess[j->n_sess].s = s;
     snprintf(j->sess[j->n_sess].sensor, sizeof(j->sess[0].sensor), "%s", sensor);
     j->n_sess++;
-    for (job *jb = j->jobs; jb; jb = jb->next)
-        if (jb->state == J_RUNNING && jb->pushed && jb->w && sensor_matches(jb, sensor))
+    /* A sensor that was away when a job stopped keeps running it (jobs
+     * survive reconnects) until its own deadline: it is told again. A
+     * JOB_STOP for a job it does not run is ignored. */
+    uint64_t now = now_ns();
+    for (job *jb = j->jobs; jb; jb = jb->next) {
+        if (!sensor_matches(jb, sensor))
+            continue;
+        if (jb->state == J_RUNNING && jb->pushed && jb->w)
             send_start(j, jb, s);
+        else if (jb->state != J_RUNNING && jb->stop_sent && (jb->end_ns == 0 || jb->end_ns > now))
+            send_stop(jb, s);
+    }
     pthread_mutex_unlock(&j->mu);
 }
 
@@ -1494,8 +1510,8 @@ int ps_jobs_http_create(ps_jobs *j, const char *text, size_t len, char **body)
         return status;
     }
     *body = dump(job_json(jb, 1, 0));
-    pthread_mutex_unlock(&j->mu);
     wake(j);
+    pthread_mutex_unlock(&j->mu);
     return 201;
 }
 
@@ -1664,7 +1680,9 @@ int ps_jobs_http_alertmanager(ps_jobs *j, const char *text, size_t len, char **b
                 pod ? "/" : "", pod ? pod : "", name);
     }
     json_decref(o);
+    pthread_mutex_lock(&j->mu);
     wake(j);
+    pthread_mutex_unlock(&j->mu);
     json_t *r = json_object();
     json_object_set_new(r, "started", started);
     json_object_set_new(r, "skipped", skipped);

@@ -21,6 +21,7 @@
 #include "core/log.h"
 #include "core/pcapng.h"
 #include "core/wire.h"
+#include "query.h"
 
 #define LIVE_SNAPLEN 262144u
 #define LIVE_FILTER_MAX 300
@@ -42,7 +43,15 @@ typedef struct live_client {
     _Atomic uint64_t tail; /* bytes ever consumed (HTTP thread) */
     atomic_int cut;
     int listed;
-    char *sensor, *iface; /* filters, NULL: any; immutable */
+    char *sensor, *iface;            /* filters, NULL: any; immutable */
+    char *pod, *ns, *ifsel, *filter; /* /api/packets' selectors and BPF (query.h) */
+    /* Loop-owned: the filter compiled per link type met, on first use. */
+    struct live_prog {
+        uint32_t linktype;
+        int ok; /* compiled; 0: the filter does not apply to it, nothing passes */
+        struct bpf_program prog;
+    } * progs;
+    size_t nprogs;
     /* Loop-owned: client interface id per writer handle, -1 none yet. */
     int32_t *ifid;
     size_t nifid;
@@ -206,7 +215,31 @@ static int client_wants(const live_client *c, const live_if *f)
         return 0;
     if (c->iface && strcmp(c->iface, f->ifname) != 0 && strcmp(c->iface, f->full) != 0)
         return 0;
+    if (c->pod || c->ns || c->ifsel) {
+        ps_query_opts o = {.pod = c->pod, .ns = c->ns, .sensor = c->sensor, .iface = c->ifsel};
+        if (!ps_query_name_matches(f->full, &o))
+            return 0;
+    }
     return 1;
+}
+
+/* The client's filter for a link type, compiled on first use (the loop
+ * thread; a few hundred microseconds once per link type and client). NULL
+ * when it does not compile for it (nothing passes) or on OOM. */
+static const struct bpf_program *prog_for(live_client *c, uint32_t linktype)
+{
+    for (size_t i = 0; i < c->nprogs; i++)
+        if (c->progs[i].linktype == linktype)
+            return c->progs[i].ok ? &c->progs[i].prog : NULL;
+    struct live_prog *t = realloc(c->progs, (c->nprogs + 1) * sizeof(*t));
+    if (!t)
+        return NULL;
+    c->progs = t;
+    struct live_prog *p = &c->progs[c->nprogs++];
+    char err[512];
+    p->linktype = linktype;
+    p->ok = ps_query_compile(c->filter, linktype, &p->prog, err, sizeof(err)) == 0;
+    return p->ok ? &p->prog : NULL;
 }
 
 /* Encodes the batch's records for one client into l->scratch; returns the
@@ -226,6 +259,12 @@ static long encode_for(ps_livefeed *l, live_client *c, const int *ifmap, uint32_
         const live_if *f = &l->ifs[h];
         if (!f->full || !client_wants(c, f))
             continue;
+        if (c->filter) {
+            const struct bpf_program *prog = prog_for(c, f->linktype);
+            struct pcap_pkthdr ph = {.caplen = r.caplen, .len = r.origlen};
+            if (!prog || pcap_offline_filter(prog, &ph, r.data) == 0)
+                continue;
+        }
         if (h >= c->nifid) {
             int32_t *t = realloc(c->ifid, (h + 1) * sizeof(*t));
             if (!t)
@@ -307,6 +346,14 @@ static void client_free(live_client *c)
     free(c->ring);
     free(c->sensor);
     free(c->iface);
+    free(c->pod);
+    free(c->ns);
+    free(c->ifsel);
+    free(c->filter);
+    for (size_t i = 0; i < c->nprogs; i++)
+        if (c->progs[i].ok)
+            pcap_freecode(&c->progs[i].prog);
+    free(c->progs);
     free(c->ifid);
     free(c);
 }
@@ -330,13 +377,13 @@ static void live_done(void *cls)
     client_free(c);
 }
 
-static char *filter_arg(struct MHD_Connection *conn, const char *key, int *bad)
+static char *filter_arg_max(struct MHD_Connection *conn, const char *key, size_t max, int *bad)
 {
     const char *v = MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, key);
     if (!v || !*v)
         return NULL;
-    size_t n = strnlen(v, LIVE_FILTER_MAX + 1);
-    if (n > LIVE_FILTER_MAX) {
+    size_t n = strnlen(v, max + 1);
+    if (n > max) {
         *bad = 1;
         return NULL;
     }
@@ -344,6 +391,24 @@ static char *filter_arg(struct MHD_Connection *conn, const char *key, int *bad)
     if (!s)
         *bad = 1;
     return s;
+}
+
+static char *filter_arg(struct MHD_Connection *conn, const char *key, int *bad)
+{
+    return filter_arg_max(conn, key, LIVE_FILTER_MAX, bad);
+}
+
+/* 400 {"error": code, "reason": reason}, as /api/packets answers. */
+static int respond_json_error(struct MHD_Connection *conn, const char *code, const char *reason)
+{
+    ps_buf j = PS_BUF_INIT;
+    int rc = ps_buf_append(&j, "{\"error\":", 9) | ps_json_str(&j, code) |
+             ps_buf_append(&j, ",\"reason\":", 10) | ps_json_str(&j, reason) |
+             ps_buf_append(&j, "}", 1);
+    rc = rc ? ps_http_respond_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n")
+            : ps_http_respond(conn, MHD_HTTP_BAD_REQUEST, "application/json", j.data, j.len);
+    ps_buf_free(&j);
+    return rc;
 }
 
 int ps_livefeed_respond(ps_livefeed *l, struct MHD_Connection *conn)
@@ -359,6 +424,31 @@ int ps_livefeed_respond(ps_livefeed *l, struct MHD_Connection *conn)
     c->ring = malloc(c->cap);
     c->sensor = filter_arg(conn, "sensor", &bad);
     c->iface = filter_arg(conn, "interface", &bad);
+    c->pod = filter_arg(conn, "pod", &bad);
+    c->ns = filter_arg(conn, "namespace", &bad);
+    c->ifsel = filter_arg(conn, "iface", &bad);
+    c->filter = filter_arg_max(conn, "filter", PS_QUERY_MAX_FILTER, &bad);
+    char why[PS_QUERY_MAX_FILTER + 300] = "";
+    if (!bad && c->pod) {
+        const char *slash = strchr(c->pod, '/');
+        if (!slash || slash == c->pod || !slash[1] || strchr(slash + 1, '/'))
+            snprintf(why, sizeof(why), "pod: \"%.200s\" is not NAMESPACE/NAME", c->pod);
+    }
+    if (!bad && !why[0] && c->filter) {
+        /* Checked now against Ethernet so a typo is a 400, not a silent
+         * stream; compiled again per link type as interfaces appear. */
+        struct bpf_program prog;
+        int k = ps_query_compile(c->filter, DLT_EN10MB, &prog, why, sizeof(why));
+        if (k == 0)
+            pcap_freecode(&prog);
+        else if (k != PS_QUERY_E_FILTER)
+            bad = 1;
+    }
+    if (why[0]) {
+        int is_filter = strncmp(why, "filter", 6) == 0;
+        client_free(c);
+        return respond_json_error(conn, is_filter ? "bad_filter" : "bad_selector", why);
+    }
     ps_buf shb = PS_BUF_INIT;
     if (!c->ring || bad || ps_pcapng_shb(&shb, l->app, NULL) != 0 ||
         ring_put(c, shb.data, shb.len) != 0) {

@@ -19,7 +19,12 @@
  *
  * Filters (query string): sensor=ID keeps one sensor's packets; interface=
  * NAME keeps one interface, by its name on the sensor ("eth0") or its full
- * pcapng name ("node-1/eth0").
+ * pcapng name ("node-1/eth0"); pod=NS/NAME, namespace=NS and iface=NAME
+ * select as /api/packets does (query.h), and filter=BPF applies a libpcap
+ * filter (checked at connect against Ethernet, 400 JSON if it does not
+ * compile; compiled per link type by the loop the first time a client
+ * meets one; an interface whose link type it does not compile for passes
+ * nothing).
  *
  * The client list is guarded by a mutex taken by the loop once per batch
  * only while at least one client is connected (an atomic count says so),

@@ -24,6 +24,7 @@
 #include "api.h"
 #include "core/log.h"
 #include "hub.h"
+#include "index.h"
 #include "jobs.h"
 #include "listener.h"
 #include "livefeed.h"
@@ -54,7 +55,8 @@ typedef struct receiver {
     uv_timer_t tick;
     uv_timer_t deadline;
     uv_signal_t sigint, sigterm;
-    ps_api *api; /* readiness, snapshots, HTTP */
+    ps_api *api;             /* readiness, snapshots, HTTP */
+    ps_index_builder *index; /* extraction indexes of completed files, or NULL */
     int stopping;
 } receiver;
 
@@ -67,8 +69,9 @@ static uint64_t now_realtime_ns(void)
 
 static void on_file_closed(void *ud, const char *path, uint64_t packets, uint64_t bytes)
 {
-    (void)ud;
+    receiver *r = ud;
     ps_info("receiver", "wrote %s (%" PRIu64 " packets, %" PRIu64 " bytes)", path, packets, bytes);
+    ps_index_builder_add(r->index, path);
 }
 
 static int on_checkpoint(void *ud, ps_buf *out)
@@ -206,7 +209,9 @@ static void teardown(receiver *r)
     r->jobs = NULL;
     ps_hub_free(r->hub);
     r->hub = NULL;
-    replay_recovered(r); /* frees what was never handed over */
+    replay_recovered(r);             /* frees what was never handed over */
+    ps_index_builder_free(r->index); /* after the writer: it queues closed files */
+    r->index = NULL;
     ps_livefeed_free(r->livefeed);
     ps_metrics_free(r->metrics);
     ps_tls_free(r->tls);
@@ -246,6 +251,10 @@ int ps_receiver_run(const ps_config *cfg)
         uv_loop_close(&r.loop);
         return 1;
     }
+    if (ps_writer_dir(r.writer) && cfg->format == PS_FORMAT_PCAPNG &&
+        ps_index_builder_open(&r.index, ps_writer_dir(r.writer), ps_writer_prefix(r.writer), err,
+                              sizeof(err)) != 0)
+        ps_warn("receiver", "extraction index: %s; /api/packets scans files instead", err);
     r.metrics = ps_metrics_new();
     r.livefeed = r.metrics ? ps_livefeed_new(r.metrics, app) : NULL;
     if (!r.livefeed) {

@@ -190,6 +190,10 @@ def test_job_pushed_written_and_limited(env):
     assert j["sensors"]["node-a"]["packets"] == 8 and j["sensors"]["node-a"]["drops"] == 1
     assert j["sensors"]["node-a"]["packets_written"] == 5
 
+    # a sensor that was away when the job stopped is told on its return
+    back = v2(rx, "node-back")
+    assert back.read_job_frame() == ("STOP", jid)
+    back.close()
     # a sensor that connects while a job runs gets it at once
     st, j2 = req(port, "POST", "/api/jobs", {"name": "later", "duration": 60})
     kind, js2 = a.read_job_frame()
@@ -466,4 +470,36 @@ def test_status_page_jobs_and_chart(env, tmp_path):
     assert "node-chart" in re.search(r'<div id="legend">.*?</div>', dom, re.S).group(0)
     a.bye(seq)
     a.close()
+    rx.stop()
+
+
+def test_job_requests_need_the_token(env):
+    """POST and DELETE follow the access rule of downloads: without loopback
+    trust, no token is 401 before any body is read; the token is enough."""
+    rx, port = start_rx(env, extra_env={"PACKETSTREAMER_HTTP_TRUST_LOOPBACK": "false",
+                                        "PACKETSTREAMER_HTTP_TOKEN": "s3cret-token"})
+
+    def call(method, path, body=None, token=None):
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=10 * SCALE)
+        h = {"Authorization": "Bearer " + token} if token else {}
+        c.request(method, path, body=json.dumps(body).encode() if body is not None else None,
+                  headers=h)
+        r = c.getresponse()
+        data = r.read()
+        c.close()
+        return r.status, data
+
+    assert call("POST", "/api/jobs", {"name": "t"})[0] == 401
+    assert call("POST", "/api/jobs", {"name": "t"}, token="wrong")[0] == 401
+    assert call("POST", "/api/alertmanager", ALERT)[0] == 401
+    st, data = call("POST", "/api/jobs", {"name": "t"}, token="s3cret-token")
+    assert st == 201, data
+    jid = json.loads(data)["id"]
+    assert call("DELETE", "/api/jobs/%d" % jid)[0] == 401
+    assert call("GET", "/api/jobs")[0] == 401
+    assert call("DELETE", "/api/jobs/%d" % jid, token="s3cret-token")[0] == 200
+    # a body over 256 KiB is refused whole
+    st, _ = call("POST", "/api/jobs", {"name": "big", "filter": "x" * (300 * 1024)},
+                 token="s3cret-token")
+    assert st == 413
     rx.stop()

@@ -449,6 +449,7 @@ CHECK(k_http_hosts, c->http_allowed_hosts_count == 2 &&
 CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
+CHECK(k_http_extractions, c->http_max_extractions == 2)
 CHECK(k_jobs_max_dur, c->jobs_max_duration_sec == 7200)
 CHECK(k_jobs_def_dur, c->jobs_default_duration_sec == 30)
 CHECK(k_jobs_def_pre, c->jobs_default_preroll_sec == 5)
@@ -557,6 +558,7 @@ static const key_case key_cases[] = {
     {"http.maxConnections", "200", "200", k_http_max_conns},
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
+    {"http.maxExtractions", "2", "2", k_http_extractions},
     {"jobs.maxDurationSec", "7200", "7200", k_jobs_max_dur},
     {"jobs.defaultDurationSec", "30", "30", k_jobs_def_dur},
     {"jobs.defaultPrerollSec", "5", "5", k_jobs_def_pre},
