@@ -15,6 +15,9 @@
  * bytes (the next chunk for it opens a new one: a reconnect), bit 2: run
  * the hub's once-a-second tick (deadlines, rotation, idle files).
  * After each chunk the loop runs until the receiver has read what is there.
+ * Capture jobs are on: job 1 ("fz", at most 50 packets) runs from the start,
+ * so protocol v2 sessions get JOB_START and their job interfaces' records
+ * reach a job file set (its limit, its JOB_STOP) as in the receiver.
  * At the end both connections close, the hub stops, and everything is
  * freed, so LeakSanitizer sees a session's whole life.
  */
@@ -34,6 +37,7 @@
 
 #include "core/log.h"
 #include "receiver/hub.h"
+#include "receiver/jobs.h"
 #include "receiver/writer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -42,9 +46,9 @@ static uv_loop_t g_loop;
 static char g_dir[64];
 static int g_ready;
 
-static void empty_dir(void)
+static void empty(const char *dir)
 {
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(dir);
     if (!d)
         return;
     struct dirent *de;
@@ -54,9 +58,22 @@ static void empty_dir(void)
     closedir(d);
 }
 
+/* The capture files, and the jobs' state (.jobs/), so every run starts
+ * with job 1 again. */
+static void empty_dir(void)
+{
+    char jobs[96];
+    snprintf(jobs, sizeof jobs, "%s/.jobs", g_dir);
+    empty(jobs);
+    empty(g_dir);
+}
+
 static void at_exit(void)
 {
     empty_dir();
+    char jobs[96];
+    snprintf(jobs, sizeof jobs, "%s/.jobs", g_dir);
+    rmdir(jobs);
     rmdir(g_dir);
 }
 
@@ -170,12 +187,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[256];
     if (ps_writer_open(&w, &wo, err, sizeof err) != 0)
         abort();
+    ps_jobs_opts jo = {.dir = g_dir,
+                       .format = wo.format,
+                       .rotate_bytes = 1u << 16,
+                       .app = "fuzz",
+                       .max_duration_sec = 3600,
+                       .default_duration_sec = 3600,
+                       .max_jobs = 4,
+                       .am_duration_sec = 60,
+                       .checkpoint = checkpoint,
+                       .ud = &hub};
+    ps_jobs *jobs;
+    if (ps_jobs_open(&jobs, &g_loop, &jo, err, sizeof err) != 0)
+        abort();
+    static const char job1[] = "{\"name\":\"fz\",\"packets\":50}";
+    char *body = NULL;
+    if (ps_jobs_http_create(jobs, job1, sizeof job1 - 1, &body) != 201)
+        abort();
+    free(body);
     ps_hub_opts ho = {.writer = w,
                       .token = flags & 2 ? "tok" : NULL,
                       .max_frame = 1u << 17,
-                      .max_batch_raw = 1u << 17};
+                      .max_batch_raw = 1u << 17,
+                      .jobs = jobs};
     if (ps_hub_new(&hub, &g_loop, &ho, err, sizeof err) != 0)
         abort();
+    ps_jobs_start(jobs);
 
     int fds[2] = {-1, -1};
     size_t off = 1;
@@ -208,8 +245,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (fds[k] >= 0)
             close(fds[k]);
     ps_hub_stop(hub);
+    ps_jobs_stop(jobs);
     uv_run(&g_loop, UV_RUN_DEFAULT); /* every session closes and frees itself */
     ps_writer_free(w);               /* completes files: the checkpoint asks the hub */
+    ps_jobs_free(jobs);
     ps_hub_free(hub);
     empty_dir();
     return 0;

@@ -66,6 +66,15 @@ stream = (P.frame(P.T_HELLO, hello) + P.frame(P.T_IFACE, P.iface_payload(0, "eth
 put("frame", "session", stream)
 put("frame", "hello-only", P.frame(P.T_HELLO, hello))
 put("frame", "batch-lz4", P.frame(P.T_BATCH, batches["lz4"]))
+# v2: capture jobs (fuzz_frame decodes IFACE both ways).
+put("frame", "jobs-v2", P.frame(P.T_HELLO, P.hello_payload("n2", version=(1, 2), session=5))
+    + P.frame(P.T_IFACE, P.iface_payload(1, "eth0", desc=b"pod", job=7))
+    + P.frame(P.T_JOB_START, P.job_start_payload(7, "web-1", start_ns=1 << 60, end_ns=(1 << 60) + 5,
+                                                 max_packets=10, preroll=10, namespaces="a,b",
+                                                 pods="a/p", label_selector="app=x",
+                                                 interfaces="eth*", filter="tcp port 80"))
+    + P.frame(P.T_JOB_STOP, struct.pack(">Q", 7))
+    + P.frame(P.T_JOB_STATUS, P.job_status_payload(7, P.JOB_FAILED, 1, 2, 3, b"bad filter")))
 
 for f in sorted((ROOT / "tests" / "data" / "configs").glob("*.yaml")):
     shutil.copy(f, C / "config" / f.name) if (C / "config").is_dir() else (
@@ -156,6 +165,15 @@ put("session", "pcap-linktype-mismatch", b"\4" + chunk(0, sess_hello("n1", 7) + 
 put("session", "data-before-hello", b"\0" + chunk(0, eth + sess_batch(1)))
 put("session", "batch-unknown-iface", b"\0" + chunk(0, sess_hello("n1", 8) + sess_batch(1)
                                                      + sess_batch(2, iface=3)))
+# v2: a job interface, its records, JOB_STATUS (known and unknown job).
+put("session", "v2-job", b"\0" + chunk(0, P.frame(P.T_HELLO, P.hello_payload(
+    "n1", version=(1, 2), session=10)) + P.frame(P.T_IFACE, P.iface_payload(0, "eth0", job=0))
+    + P.frame(P.T_IFACE, P.iface_payload(1, "eth0", job=1)) + sess_batch(1, iface=1)
+    + P.frame(P.T_JOB_STATUS, P.job_status_payload(1, P.JOB_RUNNING, 3, 300))
+    + P.frame(P.T_JOB_STATUS, P.job_status_payload(99, P.JOB_FINISHED, 3, 300, msg=b"x" * 100))
+    + sess_batch(2) + bye(2)))
+put("session", "v1-job-frame", b"\0" + chunk(0, sess_hello("n1", 11) + eth
+    + P.frame(P.T_JOB_STATUS, P.job_status_payload(1, P.JOB_RUNNING))))
 put("session", "split-frames", b"\0" + chunk(0, sess_hello("n1", 9)[:5])
     + chunk(0, sess_hello("n1", 9)[5:] + eth) + chunk(4, sess_batch(1)))
 

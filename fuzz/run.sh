@@ -43,7 +43,7 @@ for t in $TARGETS; do
         extra="src/receiver/hub.c src/receiver/session.c src/receiver/writer.c"
         extra="$extra src/receiver/fileset.c src/receiver/filename.c src/receiver/recovery.c"
         extra="$extra src/receiver/livefeed.c src/core/net.c src/core/tls.c src/core/pcapng.c"
-        extra="$extra src/core/metrics.c src/core/http.c"
+        extra="$extra src/core/metrics.c src/core/http.c src/receiver/jobs.c"
         ;;
     *) extra="" ;;
     esac

@@ -325,6 +325,14 @@ def assert_sensor(objs, problems, ctx):
         return
     if dig(cfg, "capture.podInterfaces") is not True and ctx.get("podInterfaces", True):
         problems.append("sensor config: capture.podInterfaces is not true (pod-interface mode is the default)")
+    mode = ctx.get("captureMode", "continuous")
+    if (dig(cfg, "capture.mode") or "continuous") != mode:
+        problems.append(f"sensor config: capture.mode is {dig(cfg, 'capture.mode')!r}, values say {mode!r}")
+    if mode == "ondemand":
+        for k, d in (("seconds", 30), ("sizeMB", 64)):
+            want = dig(ctx.get("recorder", {}), k, d)
+            if dig(cfg, "capture.recorder." + k) != want:
+                problems.append(f"sensor config: capture.recorder.{k} is {dig(cfg, 'capture.recorder.' + k)!r}, values say {want!r}")
     hp = listen_port(cfg)
     for kind, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
         pr = c.get(kind)
@@ -898,6 +906,8 @@ def ctx_for(values_file, values=None):
         "sensor": dig(v, "sensor.enabled", True),
         "receiver": dig(v, "receiver.enabled", True),
         "podInterfaces": dig(v, "sensor.capture.podInterfaces", True),
+        "captureMode": dig(v, "sensor.capture.mode", "continuous"),
+        "recorder": dig(v, "sensor.capture.recorder", {}) or {},
         "existingClaim": dig(v, "receiver.persistence.existingClaim"),
         "serviceAccount": dig(v, "serviceAccount.create", True),
         "receiverServiceAccount": dig(v, "receiver.serviceAccount.create", True),

@@ -107,6 +107,7 @@ void ps_cli_main_usage(FILE *out)
           "  receiver      accept sensor streams and write pcapng/pcap files\n"
           "  check-config  validate a configuration file (exit 0 valid, 1 invalid)\n"
           "  get           fetch a window of packets from a receiver (--help for options)\n"
+          "  job           start, list and stop capture jobs on a receiver (--help)\n"
           "  --version     print the version\n"
           "  --help        this text; 'packetstreamer COMMAND --help' for a command\n",
           out);

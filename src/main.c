@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "client/get.h"
+#include "client/job.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "receiver/receiver.h"
@@ -174,6 +175,8 @@ static int dispatch(int argc, char **argv)
         return run_check_config(argc - 1, argv + 1);
     if (strcmp(cmd, "get") == 0)
         return ps_get_main(argc - 1, argv + 1);
+    if (strcmp(cmd, "job") == 0)
+        return ps_job_main(argc - 1, argv + 1);
     fprintf(stderr, "packetstreamer: unknown command '%s'\n", cmd);
     ps_cli_main_usage(stderr);
     return 2;

@@ -121,6 +121,9 @@ typedef struct ps_config {
     uint32_t buffer_size_mb;     /* capture.bufferSizeMB: ring per interface, default 4 */
     int promiscuous;             /* capture.promiscuous, default false */
     uint32_t stats_interval_sec; /* capture.statsIntervalSec, default 5 */
+    int capture_ondemand;        /* capture.mode: 0 continuous (default), 1 ondemand */
+    uint32_t recorder_seconds;   /* capture.recorder.seconds: flight recorder age bound */
+    uint32_t recorder_mb;        /* capture.recorder.sizeMB: its memory bound */
     char *filter;                /* capture.filter: BPF ANDed in */
     /* capture.pods (sensor/podsel.h): which pods, once Kubernetes is on */
     char *pods_namespaces[PS_CONFIG_MAX_INTERFACES]; /* capture.pods.namespaces */
@@ -167,6 +170,13 @@ typedef struct ps_config {
     int http_trust_loopback;                  /* http.trustLoopback, default true */
     char *http_allowed_hosts[PS_CONFIG_MAX_INTERFACES]; /* http.allowedHosts: Host names */
     int http_allowed_hosts_count;
+    /* Capture jobs (receiver/jobs.h, jobs.*) */
+    uint32_t jobs_max_duration_sec;     /* jobs.maxDurationSec, default 3600 */
+    uint32_t jobs_default_duration_sec; /* jobs.defaultDurationSec, default 60 */
+    uint32_t jobs_default_preroll_sec;  /* jobs.defaultPrerollSec, default 0 */
+    uint32_t jobs_max_jobs;             /* jobs.maxJobs, default 64 */
+    uint32_t jobs_am_duration_sec;      /* jobs.alertmanager.durationSec, default 60 */
+    uint32_t jobs_am_preroll_sec;       /* jobs.alertmanager.prerollSec, default 30 */
     /* Kubernetes API, for pod discovery (sensor/kube.h) */
     int kube_enabled;      /* kubernetes.enabled: PS_KUBE_ENABLED_*, default auto */
     char *kube_api_server; /* kubernetes.apiServer, NULL: KUBERNETES_SERVICE_HOST/PORT */

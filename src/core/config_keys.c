@@ -172,6 +172,23 @@ static const enum_def log_level_enum = {log_level_parse_cb, log_level_name_cb, 4
 static const enum_def log_format_enum = {log_format_parse, log_format_name, 2};
 static const enum_def drop_policy_enum = {drop_policy_parse, drop_policy_name, 2};
 static const enum_def sse_enum = {sse_parse, sse_name, 3};
+static const char *const capture_mode_names[] = {"continuous", "ondemand"};
+
+static int capture_mode_parse(const char *s, int *out)
+{
+    int i = name_index(capture_mode_names, 2, s);
+    if (i < 0)
+        return -1;
+    *out = i;
+    return 0;
+}
+
+static const char *capture_mode_name(int v)
+{
+    return v >= 0 && v < 2 ? capture_mode_names[v] : NULL;
+}
+
+static const enum_def capture_mode_enum = {capture_mode_parse, capture_mode_name, 2};
 static const enum_def kube_enabled_enum = {kube_enabled_parse, kube_enabled_name, 3};
 
 /* ---- the key table ---- */
@@ -686,6 +703,38 @@ const key_def cfg_keys[] = {
      .help = "How often each interface's counters (captured, kernel and sensor drops) are sent to "
              "the receiver, which writes them as pcapng interface statistics blocks. They are also "
              "sent when an interface goes away and at exit."},
+    {.name = "capture.mode",
+     .type = K_ENUM,
+     FIELD(capture_ondemand),
+     .e = &capture_mode_enum,
+     .def = "continuous",
+     .roles = R_S,
+     .help = "`continuous` streams every captured interface to the receiver. `ondemand` watches "
+             "the same interfaces and pods but streams nothing until a capture job asks "
+             "(docs/jobs.md); meanwhile each interface feeds the flight recorder "
+             "(`capture.recorder.*`), from which a job's preroll is taken."},
+    {.name = "capture.recorder.seconds",
+     .type = K_INT,
+     FIELD(recorder_seconds),
+     .min = 1,
+     .max = 3600,
+     .def = "30",
+     .roles = R_S,
+     .unit = "seconds",
+     .help = "In `ondemand` mode, how far back the flight recorder keeps packets of every watched "
+             "interface: the longest preroll a job can get. Older packets are evicted."},
+    {.name = "capture.recorder.sizeMB",
+     .type = K_INT,
+     FIELD(recorder_mb),
+     .min = 1,
+     .max = 65536,
+     .def = "64",
+     .roles = R_S,
+     .unit = "MiB",
+     .help = "In `ondemand` mode, the flight recorder's memory bound for the whole sensor (all "
+             "interfaces together, packet bytes plus 32 bytes per packet); when full, the oldest "
+             "packets are evicted (counted). It is part of the sensor's RSS: see "
+             "docs/performance.md."},
     /* Default: the host name, set by ps_config_init. */
     {.name = "sensor.id",
      .type = K_STR,
@@ -1120,6 +1169,64 @@ const key_def cfg_keys[] = {
      .roles = R_R,
      .help = "`/api/packets` requests streaming at once (each reads capture files on its own "
              "thread, with up to 64 MiB of read windows); beyond, 503 `busy`."},
+    {.name = "jobs.maxDurationSec",
+     .type = K_INT,
+     FIELD(jobs_max_duration_sec),
+     .min = 1,
+     .max = 604800,
+     .def = "3600",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "The longest a capture job may run (`POST /api/jobs` `duration`); a longer one is "
+             "refused with 400. See docs/http.md, \"Capture jobs\"."},
+    {.name = "jobs.defaultDurationSec",
+     .type = K_INT,
+     FIELD(jobs_default_duration_sec),
+     .min = 1,
+     .max = 604800,
+     .def = "60",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Duration of a capture job whose request names none (at most `jobs.maxDurationSec`)."},
+    {.name = "jobs.defaultPrerollSec",
+     .type = K_INT,
+     FIELD(jobs_default_preroll_sec),
+     .min = 0,
+     .max = 3600,
+     .def = "0",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Preroll of a capture job whose request names none: the seconds before the job "
+             "that sensors in `ondemand` mode deliver from their recorder."},
+    {.name = "jobs.maxJobs",
+     .type = K_INT,
+     FIELD(jobs_max_jobs),
+     .min = 1,
+     .max = 10000,
+     .def = "64",
+     .roles = R_R,
+     .help = "Capture jobs the receiver keeps (running and finished, persisted in "
+             "`OUTPUT/.jobs/`). A new job beyond it replaces the oldest finished one, or is "
+             "refused with 429 when all are running."},
+    {.name = "jobs.alertmanager.durationSec",
+     .type = K_INT,
+     FIELD(jobs_am_duration_sec),
+     .min = 1,
+     .max = 604800,
+     .def = "60",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Duration of a job started by `POST /api/alertmanager` (a firing alert)."},
+    {.name = "jobs.alertmanager.prerollSec",
+     .type = K_INT,
+     FIELD(jobs_am_preroll_sec),
+     .min = 0,
+     .max = 3600,
+     .def = "30",
+     .roles = R_R,
+     .unit = "seconds",
+     .help = "Preroll of a job started by `POST /api/alertmanager`: the seconds before the alert "
+             "fired that sensors in `ondemand` mode deliver from their recorder."},
     {.name = "kubernetes.enabled",
      .type = K_ENUM,
      FIELD(kube_enabled),

@@ -654,11 +654,24 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **socket_con
 }
 
 /* A request is over (connection thread): idle again until the next one. */
+/* A POST or DELETE body being received (opts.write_route), kept in
+ * *con_cls until the request completes or is aborted. */
+typedef struct req_body {
+    char *data;
+    size_t len, cap;
+    int too_big, oom;
+} req_body;
+
 static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)con_cls;
     (void)toe;
+    req_body *b = con_cls ? *con_cls : NULL;
+    if (b) {
+        free(b->data);
+        free(b);
+        *con_cls = NULL;
+    }
     set_state(cls, conn_of(c), CS_IDLE);
 }
 
@@ -798,23 +811,90 @@ static int take_protected(ps_http *h, conn *k)
     return ok;
 }
 
+/* POST and DELETE, for opts.write_route: the access rule is applied on the
+ * headers, before a byte of the body is read, so an unauthorised client
+ * cannot make us buffer anything; the body is then gathered up to
+ * PS_HTTP_MAX_BODY (413 beyond) and handed over whole. */
+static enum MHD_Result on_write_request(ps_http *h, struct MHD_Connection *c, const char *url,
+                                        const char *method, const char *upload, size_t *upload_size,
+                                        void **con_cls)
+{
+    req_body *b = *con_cls;
+    conn *k = conn_of(c);
+    int rc;
+    if (!b) {
+        set_state(h, k, CS_OPEN);
+        if (!access_ok(h, c, &rc))
+            return rc == MHD_YES ? MHD_YES : MHD_NO;
+        b = calloc(1, sizeof(*b));
+        if (!b)
+            return MHD_NO;
+        *con_cls = b;
+        return MHD_YES;
+    }
+    if (*upload_size != 0) {
+        size_t n = *upload_size;
+        *upload_size = 0;
+        if (b->too_big || b->oom)
+            return MHD_YES;
+        if (n > PS_HTTP_MAX_BODY - b->len) {
+            b->too_big = 1;
+            return MHD_YES;
+        }
+        if (b->len + n + 1 > b->cap) {
+            size_t nc = b->cap ? b->cap : 1024;
+            while (nc < b->len + n + 1)
+                nc *= 2;
+            char *d = realloc(b->data, nc);
+            if (!d) {
+                b->oom = 1;
+                return MHD_YES;
+            }
+            b->data = d;
+            b->cap = nc;
+        }
+        memcpy(b->data + b->len, upload, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+        return MHD_YES;
+    }
+    if (b->too_big)
+        rc = ps_http_respond_text(c, MHD_HTTP_CONTENT_TOO_LARGE, "request body too large\n");
+    else if (b->oom)
+        rc = ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    else if (!take_protected(h, k)) {
+        rejected(h, RJ_BUSY, c, "answering 503 to");
+        rc = ps_http_respond_text(c, MHD_HTTP_SERVICE_UNAVAILABLE,
+                                  "busy: too many requests in progress, try again\n");
+    } else if ((rc = h->o.write_route(h->o.ud, c, method, url, b->data ? b->data : "", b->len)) ==
+               PS_HTTP_NOT_FOUND)
+        rc = ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "not found\n");
+    return rc == MHD_YES ? MHD_YES : MHD_NO;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
     ps_http *h = cls;
     (void)version;
-    (void)upload;
+    /* The probes and /metrics are GET-only whatever the routes take. */
+    int open_path =
+        strcmp(url, "/healthz") == 0 || strcmp(url, "/readyz") == 0 || strcmp(url, "/metrics") == 0;
+    int writes = h->o.write_route && !open_path;
+    if (writes &&
+        (strcmp(method, MHD_HTTP_METHOD_POST) == 0 || strcmp(method, MHD_HTTP_METHOD_DELETE) == 0))
+        return on_write_request(h, c, url, method, upload, upload_size, con_cls);
     /* A request body is never wanted; refuse it before reading it. */
     if (*upload_size != 0)
         return MHD_NO;
-    (void)con_cls;
     if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0) {
         set_state(h, conn_of(c), CS_OPEN);
         struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         if (!r)
             return MHD_NO;
-        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW,
+                                writes ? "GET, HEAD, POST, DELETE" : "GET, HEAD");
         int rc = MHD_queue_response(c, MHD_HTTP_METHOD_NOT_ALLOWED, r);
         MHD_destroy_response(r);
         return rc == MHD_YES ? MHD_YES : MHD_NO;

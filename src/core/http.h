@@ -25,7 +25,10 @@
  *  - otherwise, with opts.token set, "Authorization: Bearer TOKEN" is
  *    required (compared in constant time), else 401 with WWW-Authenticate;
  *  - otherwise 403: without a token, captures never leave the host.
- * Only GET and HEAD are served (405 otherwise).
+ * Only GET and HEAD are served (405 otherwise), and, when opts.write_route
+ * is set, POST and DELETE: the access rule is applied on the headers, then
+ * the body (at most PS_HTTP_MAX_BODY bytes, else 413) is handed whole to
+ * write_route.
  *
  * Prefixes: ps_http_ for the server; the helpers the routes share with it
  * keep their own, ps_snapshot_ (published blobs), ps_range_ (Range
@@ -71,12 +74,18 @@ typedef struct ps_http ps_http;
  * PS_HTTP_NOT_FOUND to let the server answer 404. */
 #define PS_HTTP_NOT_FOUND (-1)
 typedef int (*ps_http_route_fn)(void *ud, struct MHD_Connection *c, const char *url);
+/* POST and DELETE on protected paths: method is "POST" or "DELETE", body
+ * the request body (NUL-terminated, len bytes, "" when none). Same return. */
+typedef int (*ps_http_write_fn)(void *ud, struct MHD_Connection *c, const char *method,
+                                const char *url, const char *body, size_t len);
+#define PS_HTTP_MAX_BODY (256u * 1024)
 
 typedef struct ps_http_opts {
     const char *listen;  /* "ADDR:PORT" ([v6]:PORT); port 0 picks one */
     const char *token;   /* http.token, or NULL: non-loopback clients get 403 */
     ps_metrics *metrics; /* rendered by /metrics (not owned) */
     ps_http_route_fn route;
+    ps_http_write_fn write_route; /* NULL: POST and DELETE get 405 */
     void *ud;
     /* Budgets and trust (http.*); 0 / NULL take the defaults below. */
     unsigned max_connections;         /* http.maxConnections */

@@ -1,5 +1,6 @@
 /*
- * wire: encoders and decoders of protocol v1 (docs/protocol.md).
+ * wire: encoders and decoders of protocol versions 1 and 2
+ * (docs/protocol.md).
  *
  * Everything here is pure. Decoders read only inside the (pointer, length)
  * they are given, compare every length field with what is left and with its
@@ -10,6 +11,11 @@
  * Each frame type has one check_*() function that both its encoder and its
  * decoder call: what we send is, by construction, what we accept, and a value
  * a decoder would refuse can never be put on the wire by our own encoder.
+ *
+ * Version 2 only adds: the frame cutter knows the JOB_* types whatever the
+ * session's version (it runs before anyone could know it), and the session
+ * layer refuses them in v1 with ps_wire_type_allowed; IFACE's layout is the
+ * one thing that depends on the version, so its decoder takes it.
  */
 #include "wire.h"
 
@@ -29,6 +35,8 @@
 #define IFACE_FIXED_LEN 12
 #define STATS_LEN 52
 #define U64_LEN 8
+#define JOB_START_FIXED_LEN 48  /* job .. reserved */
+#define JOB_STATUS_FIXED_LEN 40 /* job .. drops */
 
 const char *ps_wire_strerror(int err)
 {
@@ -78,6 +86,12 @@ const char *ps_frame_type_name(int type)
         return "heartbeat";
     case PS_FRAME_BYE:
         return "bye";
+    case PS_FRAME_JOB_START:
+        return "job_start";
+    case PS_FRAME_JOB_STOP:
+        return "job_stop";
+    case PS_FRAME_JOB_STATUS:
+        return "job_status";
     }
     return "unknown";
 }
@@ -97,9 +111,23 @@ static int known_type(uint8_t type)
     case PS_FRAME_ACK:
     case PS_FRAME_HEARTBEAT:
     case PS_FRAME_BYE:
+    case PS_FRAME_JOB_START:
+    case PS_FRAME_JOB_STOP:
+    case PS_FRAME_JOB_STATUS:
         return 1;
     }
     return 0;
+}
+
+int ps_wire_type_allowed(int type, uint16_t version)
+{
+    if (type < 0 || type > 0xFF || !known_type((uint8_t)type))
+        return 0;
+    if (version < PS_WIRE_VERSION_MIN || version > PS_WIRE_VERSION_MAX)
+        return 0;
+    if (type >= PS_FRAME_JOB_START && type <= PS_FRAME_JOB_STATUS)
+        return version >= PS_WIRE_VERSION_JOBS;
+    return 1;
 }
 
 int ps_wire_frame_parse(const uint8_t *buf, size_t len, uint32_t max_payload, ps_frame *f,
@@ -195,14 +223,25 @@ static int is_dot_name(const char *s, uint16_t n)
 /* HELLO                                                                    */
 
 /* The version range is checked on its own, first: bytes 0..7 of HELLO are
- * the only part every protocol version shares. */
+ * the only part every protocol version shares. Versions 1 and 2 lay out the
+ * rest of HELLO the same, so a range with either in it is parsed. */
 static int check_versions(uint16_t vmin, uint16_t vmax)
 {
     if (vmin < 1 || vmin > vmax)
         return PS_WIRE_E_BAD_VALUE;
-    if (PS_WIRE_VERSION < vmin || PS_WIRE_VERSION > vmax)
+    if (vmin > PS_WIRE_VERSION_MAX)
         return PS_WIRE_E_VERSION;
     return PS_WIRE_OK;
+}
+
+uint16_t ps_wire_pick_version(const ps_hello *h, uint16_t max_version)
+{
+    if (max_version < PS_WIRE_VERSION_MIN)
+        max_version = PS_WIRE_VERSION_MIN;
+    if (max_version > PS_WIRE_VERSION_MAX)
+        max_version = PS_WIRE_VERSION_MAX;
+    uint16_t v = h->version_max < max_version ? h->version_max : max_version;
+    return v >= h->version_min ? v : 0;
 }
 
 /* Sensor ids end up in file names and in pcapng interface names
@@ -285,8 +324,8 @@ int ps_wire_decode_hello(const uint8_t *p, uint32_t len, ps_hello *h)
         return PS_WIRE_E_TRUNCATED;
     h->version_min = ps_get_u16be(p + 4);
     h->version_max = ps_get_u16be(p + 6);
-    /* Before anything else: a HELLO that does not offer v1 may be laid out
-     * differently after byte 8, so it is not parsed further. */
+    /* Before anything else: a HELLO that offers neither v1 nor v2 may be
+     * laid out differently after byte 8, so it is not parsed further. */
     int rc = check_versions(h->version_min, h->version_max);
     if (rc != PS_WIRE_OK)
         return rc;
@@ -315,8 +354,9 @@ int ps_wire_decode_hello(const uint8_t *p, uint32_t len, ps_hello *h)
 
 static int check_accept(const ps_accept *a)
 {
-    /* The receiver picks one version; v1 code speaks only v1. */
-    if (a->version != PS_WIRE_VERSION)
+    /* The receiver picks one version this build speaks; whether the sensor
+     * offered it is the sensor's to check. */
+    if (a->version < PS_WIRE_VERSION_MIN || a->version > PS_WIRE_VERSION_MAX)
         return PS_WIRE_E_VERSION;
     if (a->codec >= PS_CODEC_COUNT)
         return PS_WIRE_E_BAD_VALUE;
@@ -482,8 +522,12 @@ char *ps_wire_ifdesc_dup(const char *desc)
     return dup_cut(desc ? desc : "", PS_WIRE_MAX_DESC_LEN);
 }
 
-static int check_iface(const ps_iface *i)
+static int check_iface(const ps_iface *i, uint16_t version)
 {
+    if (version < PS_WIRE_VERSION_MIN || version > PS_WIRE_VERSION_MAX)
+        return PS_WIRE_E_VERSION;
+    if (version < PS_WIRE_VERSION_JOBS && i->job != 0)
+        return PS_WIRE_E_BAD_VALUE;
     /* pcapng's IDB holds a 16-bit link type. */
     if (i->linktype > 0xFFFF)
         return PS_WIRE_E_BAD_VALUE;
@@ -504,11 +548,12 @@ static int check_iface(const ps_iface *i)
     return PS_WIRE_OK;
 }
 
-int ps_wire_encode_iface(ps_buf *out, const ps_iface *i)
+int ps_wire_encode_iface_ver(ps_buf *out, const ps_iface *i, uint16_t version)
 {
-    if (check_iface(i) != PS_WIRE_OK)
+    if (check_iface(i, version) != PS_WIRE_OK)
         return -1;
-    uint32_t plen = IFACE_FIXED_LEN + 2 + (uint32_t)i->name_len + 2 + (uint32_t)i->desc_len;
+    uint32_t jlen = version >= PS_WIRE_VERSION_JOBS ? U64_LEN : 0;
+    uint32_t plen = IFACE_FIXED_LEN + 2 + (uint32_t)i->name_len + 2 + (uint32_t)i->desc_len + jlen;
     uint8_t *p = frame_begin(out, PS_FRAME_IFACE, plen);
     if (!p)
         return -1;
@@ -516,12 +561,22 @@ int ps_wire_encode_iface(ps_buf *out, const ps_iface *i)
     ps_put_u32be(p + 4, i->linktype);
     ps_put_u32be(p + 8, i->snaplen);
     p = put_str(p + IFACE_FIXED_LEN, i->name, i->name_len);
-    put_str(p, i->desc, i->desc_len);
+    p = put_str(p, i->desc, i->desc_len);
+    if (jlen)
+        ps_put_u64be(p, i->job);
     return frame_commit(out, plen);
 }
 
-int ps_wire_decode_iface(const uint8_t *p, uint32_t len, ps_iface *i)
+int ps_wire_encode_iface(ps_buf *out, const ps_iface *i)
 {
+    return ps_wire_encode_iface_ver(out, i, PS_WIRE_VERSION);
+}
+
+int ps_wire_decode_iface(const uint8_t *p, uint32_t len, uint16_t version, ps_iface *i)
+{
+    if (version < PS_WIRE_VERSION_MIN || version > PS_WIRE_VERSION_MAX)
+        return PS_WIRE_E_VERSION;
+    i->job = 0;
     if (len < IFACE_FIXED_LEN)
         return PS_WIRE_E_TRUNCATED;
     i->index = ps_get_u32be(p);
@@ -534,9 +589,15 @@ int ps_wire_decode_iface(const uint8_t *p, uint32_t len, ps_iface *i)
         return rc;
     if ((rc = get_str(&pos, &left, PS_WIRE_MAX_DESC_LEN, &i->desc, &i->desc_len)) != PS_WIRE_OK)
         return rc;
+    if (version >= PS_WIRE_VERSION_JOBS) {
+        if (left < U64_LEN)
+            return PS_WIRE_E_TRUNCATED;
+        i->job = ps_get_u64be(pos);
+        left -= U64_LEN;
+    }
     if (left != 0)
         return PS_WIRE_E_TRAILING;
-    return check_iface(i);
+    return check_iface(i, version);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -686,4 +747,183 @@ int ps_record_iter_next(ps_record_iter *it, ps_record *r)
     it->p = p + PS_WIRE_REC_HDR_LEN + caplen;
     it->left = left - PS_WIRE_REC_HDR_LEN - caplen;
     return PS_WIRE_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* JOB_START, JOB_STOP, JOB_STATUS (v2)                                     */
+
+/* A job's name becomes part of file names (job-NAME-...): lowercase letters,
+ * digits and '-' only, like a Kubernetes label value's safe subset. */
+static int check_job_name(const char *s, uint16_t n)
+{
+    if (n == 0)
+        return PS_WIRE_E_BAD_VALUE;
+    if (n > PS_WIRE_MAX_JOB_NAME_LEN)
+        return PS_WIRE_E_TOO_LONG;
+    if (!s)
+        return PS_WIRE_E_BAD_VALUE;
+    for (uint16_t k = 0; k < n; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
+            return PS_WIRE_E_BAD_VALUE;
+    }
+    return PS_WIRE_OK;
+}
+
+/* Selector strings and messages are text handed to libpcap, fnmatch and
+ * logs as C strings: no NUL inside. */
+static int check_text(const char *s, uint16_t n, uint32_t max)
+{
+    if (n > max)
+        return PS_WIRE_E_TOO_LONG;
+    if (n && !s)
+        return PS_WIRE_E_BAD_VALUE;
+    if (n && memchr(s, 0, n))
+        return PS_WIRE_E_BAD_VALUE;
+    return PS_WIRE_OK;
+}
+
+static int check_job_start(const ps_job_start *j)
+{
+    if (j->job == 0)
+        return PS_WIRE_E_BAD_VALUE;
+    if (j->end_ns != 0 && j->end_ns < j->start_ns)
+        return PS_WIRE_E_BAD_VALUE;
+    if (j->preroll_sec > PS_WIRE_MAX_PREROLL_SEC)
+        return PS_WIRE_E_BAD_VALUE;
+    int rc;
+    if ((rc = check_job_name(j->name, j->name_len)) != PS_WIRE_OK ||
+        (rc = check_text(j->namespaces, j->namespaces_len, PS_WIRE_MAX_JOB_SEL_LEN)) !=
+            PS_WIRE_OK ||
+        (rc = check_text(j->pods, j->pods_len, PS_WIRE_MAX_JOB_SEL_LEN)) != PS_WIRE_OK ||
+        (rc = check_text(j->label_selector, j->label_selector_len, PS_WIRE_MAX_JOB_SEL_LEN)) !=
+            PS_WIRE_OK ||
+        (rc = check_text(j->interfaces, j->interfaces_len, PS_WIRE_MAX_JOB_SEL_LEN)) !=
+            PS_WIRE_OK ||
+        (rc = check_text(j->filter, j->filter_len, PS_WIRE_MAX_JOB_SEL_LEN)) != PS_WIRE_OK)
+        return rc;
+    return PS_WIRE_OK;
+}
+
+int ps_wire_encode_job_start(ps_buf *out, const ps_job_start *j)
+{
+    if (check_job_start(j) != PS_WIRE_OK)
+        return -1;
+    uint32_t plen = JOB_START_FIXED_LEN + 2 * 6 + (uint32_t)j->name_len +
+                    (uint32_t)j->namespaces_len + (uint32_t)j->pods_len +
+                    (uint32_t)j->label_selector_len + (uint32_t)j->interfaces_len +
+                    (uint32_t)j->filter_len;
+    uint8_t *p = frame_begin(out, PS_FRAME_JOB_START, plen);
+    if (!p)
+        return -1;
+    ps_put_u64be(p, j->job);
+    ps_put_u64be(p + 8, j->start_ns);
+    ps_put_u64be(p + 16, j->end_ns);
+    ps_put_u64be(p + 24, j->max_packets);
+    ps_put_u64be(p + 32, j->max_bytes);
+    ps_put_u32be(p + 40, j->preroll_sec);
+    ps_put_u32be(p + 44, 0);
+    p = put_str(p + JOB_START_FIXED_LEN, j->name, j->name_len);
+    p = put_str(p, j->namespaces, j->namespaces_len);
+    p = put_str(p, j->pods, j->pods_len);
+    p = put_str(p, j->label_selector, j->label_selector_len);
+    p = put_str(p, j->interfaces, j->interfaces_len);
+    put_str(p, j->filter, j->filter_len);
+    return frame_commit(out, plen);
+}
+
+int ps_wire_decode_job_start(const uint8_t *p, uint32_t len, ps_job_start *j)
+{
+    if (len < JOB_START_FIXED_LEN)
+        return PS_WIRE_E_TRUNCATED;
+    j->job = ps_get_u64be(p);
+    j->start_ns = ps_get_u64be(p + 8);
+    j->end_ns = ps_get_u64be(p + 16);
+    j->max_packets = ps_get_u64be(p + 24);
+    j->max_bytes = ps_get_u64be(p + 32);
+    j->preroll_sec = ps_get_u32be(p + 40);
+    if (ps_get_u32be(p + 44) != 0)
+        return PS_WIRE_E_RESERVED;
+    const uint8_t *pos = p + JOB_START_FIXED_LEN;
+    uint32_t left = len - JOB_START_FIXED_LEN;
+    int rc;
+    if ((rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_NAME_LEN, &j->name, &j->name_len)) !=
+            PS_WIRE_OK ||
+        (rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_SEL_LEN, &j->namespaces, &j->namespaces_len)) !=
+            PS_WIRE_OK ||
+        (rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_SEL_LEN, &j->pods, &j->pods_len)) !=
+            PS_WIRE_OK ||
+        (rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_SEL_LEN, &j->label_selector,
+                      &j->label_selector_len)) != PS_WIRE_OK ||
+        (rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_SEL_LEN, &j->interfaces, &j->interfaces_len)) !=
+            PS_WIRE_OK ||
+        (rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_SEL_LEN, &j->filter, &j->filter_len)) !=
+            PS_WIRE_OK)
+        return rc;
+    if (left != 0)
+        return PS_WIRE_E_TRAILING;
+    return check_job_start(j);
+}
+
+int ps_wire_encode_job_stop(ps_buf *out, uint64_t job)
+{
+    if (job == 0)
+        return -1;
+    return encode_u64(out, PS_FRAME_JOB_STOP, job);
+}
+
+int ps_wire_decode_job_stop(const uint8_t *p, uint32_t len, uint64_t *job)
+{
+    int rc = ps_wire_decode_u64(p, len, job);
+    if (rc != PS_WIRE_OK)
+        return rc;
+    return *job != 0 ? PS_WIRE_OK : PS_WIRE_E_BAD_VALUE;
+}
+
+static int check_job_status(const ps_job_status *s)
+{
+    if (s->job == 0)
+        return PS_WIRE_E_BAD_VALUE;
+    if (s->state < PS_JOB_RUNNING || s->state > PS_JOB_FAILED)
+        return PS_WIRE_E_BAD_VALUE;
+    return check_text(s->msg, s->msg_len, PS_WIRE_MAX_JOB_MSG_LEN);
+}
+
+int ps_wire_encode_job_status(ps_buf *out, const ps_job_status *s)
+{
+    if (check_job_status(s) != PS_WIRE_OK)
+        return -1;
+    uint32_t plen = JOB_STATUS_FIXED_LEN + 2 + (uint32_t)s->msg_len;
+    uint8_t *p = frame_begin(out, PS_FRAME_JOB_STATUS, plen);
+    if (!p)
+        return -1;
+    ps_put_u64be(p, s->job);
+    ps_put_u32be(p + 8, s->state);
+    ps_put_u32be(p + 12, 0);
+    ps_put_u64be(p + 16, s->packets);
+    ps_put_u64be(p + 24, s->bytes);
+    ps_put_u64be(p + 32, s->drops);
+    put_str(p + JOB_STATUS_FIXED_LEN, s->msg, s->msg_len);
+    return frame_commit(out, plen);
+}
+
+int ps_wire_decode_job_status(const uint8_t *p, uint32_t len, ps_job_status *s)
+{
+    if (len < JOB_STATUS_FIXED_LEN)
+        return PS_WIRE_E_TRUNCATED;
+    s->job = ps_get_u64be(p);
+    s->state = ps_get_u32be(p + 8);
+    if (ps_get_u32be(p + 12) != 0)
+        return PS_WIRE_E_RESERVED;
+    s->packets = ps_get_u64be(p + 16);
+    s->bytes = ps_get_u64be(p + 24);
+    s->drops = ps_get_u64be(p + 32);
+    const uint8_t *pos = p + JOB_STATUS_FIXED_LEN;
+    uint32_t left = len - JOB_STATUS_FIXED_LEN;
+    int rc = get_str(&pos, &left, PS_WIRE_MAX_JOB_MSG_LEN, &s->msg, &s->msg_len);
+    if (rc != PS_WIRE_OK)
+        return rc;
+    if (left != 0)
+        return PS_WIRE_E_TRAILING;
+    return check_job_status(s);
 }

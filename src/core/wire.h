@@ -1,6 +1,8 @@
 /*
- * wire: protocol v1 between sensor and receiver, as pure encode/decode
- * functions (no I/O, no allocation except into a caller's ps_buf).
+ * wire: protocol versions 1 and 2 between sensor and receiver, as pure
+ * encode/decode functions (no I/O, no allocation except into a caller's
+ * ps_buf). Version 2 adds capture jobs: JOB_START, JOB_STOP, JOB_STATUS and
+ * a trailing u64 job in IFACE; everything else is the same in both.
  *
  * The byte layout of every frame is specified in docs/protocol.md; this header
  * is its C mirror. All integers are big-endian. A frame is
@@ -22,7 +24,14 @@
 #include "buf.h"
 
 #define PS_WIRE_MAGIC "PSTR"
+/* Version 1: what a peer without capture jobs speaks (and the layout of
+ * HELLO and ACCEPT in every version). */
 #define PS_WIRE_VERSION 1
+/* Version 2: capture jobs (JOB_* frames, IFACE.job). */
+#define PS_WIRE_VERSION_JOBS 2
+/* The range this build speaks. */
+#define PS_WIRE_VERSION_MIN 1
+#define PS_WIRE_VERSION_MAX 2
 #define PS_WIRE_HDR_LEN 8
 /* A frame's payload may never exceed this, whatever is negotiated. */
 #define PS_WIRE_MAX_FRAME_HARD (64u * 1024 * 1024)
@@ -41,6 +50,11 @@
 #define PS_WIRE_MAX_IFNAME_LEN 255u
 #define PS_WIRE_MAX_DESC_LEN 1024u
 #define PS_WIRE_MAX_REASON_LEN 1024u
+/* Capture jobs (v2). */
+#define PS_WIRE_MAX_JOB_NAME_LEN 63u
+#define PS_WIRE_MAX_JOB_SEL_LEN 4096u /* namespaces, pods, selector, interfaces, filter */
+#define PS_WIRE_MAX_JOB_MSG_LEN 1024u
+#define PS_WIRE_MAX_PREROLL_SEC 3600u
 /* Per-record header inside a decompressed batch. */
 #define PS_WIRE_REC_HDR_LEN 20
 #define PS_WIRE_BATCH_HDR_LEN 20
@@ -55,6 +69,10 @@ typedef enum ps_frame_type {
     PS_FRAME_ACK = 0x13,       /* receiver -> sensor: cumulative sequence */
     PS_FRAME_HEARTBEAT = 0x14, /* either way */
     PS_FRAME_BYE = 0x15,       /* sensor -> receiver: nothing more will follow */
+    /* v2 only: in a v1 session these are bad_type (ps_wire_type_allowed). */
+    PS_FRAME_JOB_START = 0x20,  /* receiver -> sensor: run a capture job */
+    PS_FRAME_JOB_STOP = 0x21,   /* receiver -> sensor: u64 job */
+    PS_FRAME_JOB_STATUS = 0x22, /* sensor -> receiver: a job's state and counters */
 } ps_frame_type;
 
 typedef enum ps_wire_err {
@@ -121,6 +139,8 @@ typedef struct ps_iface {
     uint16_t name_len; /* 1..PS_WIRE_MAX_IFNAME_LEN */
     const char *desc;
     uint16_t desc_len;
+    uint64_t job; /* v2: 0 = the continuous capture, else the job it carries;
+                   * always 0 in v1 */
 } ps_iface;
 
 typedef struct ps_batch_hdr {
@@ -150,6 +170,47 @@ typedef struct ps_record {
     const uint8_t *data; /* caplen bytes */
 } ps_record;
 
+/* JOB_START (v2). Strings are not NUL-terminated; an empty one is "no
+ * constraint". */
+typedef struct ps_job_start {
+    uint64_t job;         /* non-zero */
+    uint64_t start_ns;    /* receiver clock, ns since the epoch */
+    uint64_t end_ns;      /* absolute deadline, 0 = none; else >= start_ns */
+    uint64_t max_packets; /* 0 = none */
+    uint64_t max_bytes;   /* 0 = none */
+    uint32_t preroll_sec; /* 0..PS_WIRE_MAX_PREROLL_SEC */
+    const char *name;     /* 1..63 bytes of [a-z0-9-] */
+    uint16_t name_len;
+    const char *namespaces; /* comma-joined; this and the rest 0..4096 bytes, no NUL */
+    uint16_t namespaces_len;
+    const char *pods; /* comma-joined NS/NAME */
+    uint16_t pods_len;
+    const char *label_selector; /* Kubernetes syntax */
+    uint16_t label_selector_len;
+    const char *interfaces; /* comma-joined names or globs */
+    uint16_t interfaces_len;
+    const char *filter; /* BPF */
+    uint16_t filter_len;
+} ps_job_start;
+
+typedef enum ps_job_state {
+    PS_JOB_RUNNING = 1,
+    PS_JOB_FINISHED = 2, /* a stop condition was met on the sensor */
+    PS_JOB_STOPPED = 3,  /* by JOB_STOP */
+    PS_JOB_FAILED = 4,
+} ps_job_state;
+
+/* JOB_STATUS (v2): cumulative counters of one job on one sensor. */
+typedef struct ps_job_status {
+    uint64_t job;   /* non-zero */
+    uint32_t state; /* ps_job_state */
+    uint64_t packets;
+    uint64_t bytes;
+    uint64_t drops;  /* kernel + sensor drops, + preroll packets already evicted */
+    const char *msg; /* 0..1024 bytes, no NUL; why it failed */
+    uint16_t msg_len;
+} ps_job_status;
+
 typedef struct ps_frame {
     uint8_t type;
     const uint8_t *payload;
@@ -174,7 +235,10 @@ void ps_wire_frame_header(uint8_t out[PS_WIRE_HDR_LEN], uint8_t type, uint32_t p
 int ps_wire_encode_hello(ps_buf *out, const ps_hello *h);
 int ps_wire_encode_accept(ps_buf *out, const ps_accept *a);
 int ps_wire_encode_reject(ps_buf *out, const ps_reject *r);
+/* IFACE in version 1 (i->job must be 0); the v1 sensor's encoder. */
 int ps_wire_encode_iface(ps_buf *out, const ps_iface *i);
+/* IFACE as laid out in `version`: from v2 with the trailing u64 job. */
+int ps_wire_encode_iface_ver(ps_buf *out, const ps_iface *i, uint16_t version);
 /* Copies of an interface name and description that ps_wire_encode_iface
  * accepts whatever they came from (a file name, a kernel interface name):
  * control bytes, DEL and '/' become '_', "", "." and ".." become "_", and
@@ -186,6 +250,10 @@ int ps_wire_encode_stats(ps_buf *out, const ps_stats *s);
 int ps_wire_encode_ack(ps_buf *out, uint64_t seq);
 int ps_wire_encode_heartbeat(ps_buf *out, uint64_t ts_ns);
 int ps_wire_encode_bye(ps_buf *out, uint64_t last_seq);
+/* v2 job frames. */
+int ps_wire_encode_job_start(ps_buf *out, const ps_job_start *j);
+int ps_wire_encode_job_stop(ps_buf *out, uint64_t job);
+int ps_wire_encode_job_status(ps_buf *out, const ps_job_status *s);
 /* Writes the frame header and the 20-byte batch header (without the payload,
  * which the caller sends from its own buffer) into out[8 + 20]. */
 void ps_wire_batch_prefix(uint8_t out[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN], uint64_t seq,
@@ -195,11 +263,28 @@ void ps_wire_batch_prefix(uint8_t out[PS_WIRE_HDR_LEN + PS_WIRE_BATCH_HDR_LEN], 
 int ps_wire_decode_hello(const uint8_t *p, uint32_t len, ps_hello *h);
 int ps_wire_decode_accept(const uint8_t *p, uint32_t len, ps_accept *a);
 int ps_wire_decode_reject(const uint8_t *p, uint32_t len, ps_reject *r);
-int ps_wire_decode_iface(const uint8_t *p, uint32_t len, ps_iface *i);
+/* `version` is the session's: from v2 the payload ends with the u64 job
+ * (i->job), in v1 it does not and i->job is set to 0. */
+int ps_wire_decode_iface(const uint8_t *p, uint32_t len, uint16_t version, ps_iface *i);
 /* Checks raw_len <= max_batch_raw and codec < PS_CODEC_COUNT. */
 int ps_wire_decode_batch(const uint8_t *p, uint32_t len, uint32_t max_batch_raw, ps_batch_hdr *b);
 int ps_wire_decode_stats(const uint8_t *p, uint32_t len, ps_stats *s);
 int ps_wire_decode_u64(const uint8_t *p, uint32_t len, uint64_t *v); /* ACK, HEARTBEAT, BYE */
+int ps_wire_decode_job_start(const uint8_t *p, uint32_t len, ps_job_start *j);
+/* JOB_STOP: exactly 8 bytes, job non-zero. */
+int ps_wire_decode_job_stop(const uint8_t *p, uint32_t len, uint64_t *job);
+int ps_wire_decode_job_status(const uint8_t *p, uint32_t len, ps_job_status *s);
+
+/* 1 when frame `type` exists in protocol `version` (JOB_* only from v2), else
+ * 0. ps_wire_frame_parse knows the types of every version this build speaks;
+ * a session checks each frame with this and treats 0 as bad_type, so a v1
+ * session sees exactly the v1 rules. */
+int ps_wire_type_allowed(int type, uint16_t version);
+/* The version a receiver answers to a decoded HELLO: the highest in both
+ * [version_min, version_max] and [1, max_version] (max_version clamped to
+ * PS_WIRE_VERSION_MIN..PS_WIRE_VERSION_MAX); 0 when there is none (a
+ * receiver capped below the sensor's version_min). */
+uint16_t ps_wire_pick_version(const ps_hello *h, uint16_t max_version);
 
 /*
  * Records inside a decompressed batch:

@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,18 @@
 #define API_PUBLISH_MS 250
 #define API_FILES_EVERY 4 /* the file list changes slowly: publish it every second */
 #define API_MAX_LISTED_FILES 100000
-#define API_S3_LIST_TTL_MS 10000      /* the status page asks every 2 s */
+#define API_S3_LIST_TTL_MS 10000 /* the status page asks every 2 s */
+/* Throughput chart: a sample every API_RATE_EVERY publishes (5 s), the last
+ * API_RATE_SAMPLES of them (10 minutes), for at most API_RATE_SENSORS. */
+#define API_RATE_EVERY 20
+#define API_RATE_SAMPLES 120
+#define API_RATE_SENSORS 32
+
+typedef struct rate_series {
+    char id[256]; /* "" free */
+    double bps[API_RATE_SAMPLES];
+    int seen; /* in the current sample */
+} rate_series;
 #define API_BUSY_LOG_NS 10000000000ll /* one "busy" line per 10 s */
 #define API_EXTRACT_BLOCK (256u << 10)
 
@@ -73,6 +85,10 @@ struct ps_api {
     struct file_row *s3_rows;
     size_t s3_n;
     uint64_t s3_at_ms;
+    ps_snapshot rates_json;    /* /api/throughput */
+    ps_jobs *jobs;             /* capture jobs, or NULL */
+    rate_series *rates;        /* API_RATE_SENSORS, loop thread only */
+    unsigned rate_pos, rate_n; /* next sample's slot, samples taken (<= API_RATE_SAMPLES) */
 };
 
 /* ---- snapshots (loop thread) ---- */
@@ -175,6 +191,91 @@ static int append_sensor(void *ud, const ps_hub_sensor *r)
     return rc ? -1 : 0;
 }
 
+static int appendf(ps_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int appendf(ps_buf *b, const char *fmt, ...)
+{
+    char t[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(t, sizeof(t), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(t))
+        return -1;
+    return ps_buf_append(b, t, (size_t)n);
+}
+
+static int rate_visit(void *ud, const ps_hub_sensor *s)
+{
+    ps_api *a = ud;
+    rate_series *free_slot = NULL;
+    for (int k = 0; k < API_RATE_SENSORS; k++) {
+        rate_series *r = &a->rates[k];
+        if (r->id[0] && strcmp(r->id, s->id) == 0) {
+            r->bps[a->rate_pos] = s->bps;
+            r->seen = 1;
+            return 0;
+        }
+        if (!r->id[0] && !free_slot)
+            free_slot = r;
+    }
+    if (free_slot && s->connected) {
+        memset(free_slot, 0, sizeof(*free_slot));
+        snprintf(free_slot->id, sizeof(free_slot->id), "%s", s->id);
+        free_slot->bps[a->rate_pos] = s->bps;
+        free_slot->seen = 1;
+    }
+    return 0;
+}
+
+/* One sample of every sensor's rate, then the chart's JSON:
+ * {"interval_sec":5,"samples":N,"sensors":[{"id":..,"bytes_per_second":[oldest..newest]}]}.
+ * A sensor absent for a whole window leaves the chart. */
+static void sample_rates(ps_api *a)
+{
+    if (!a->rates)
+        return;
+    for (int k = 0; k < API_RATE_SENSORS; k++) {
+        a->rates[k].seen = 0;
+        a->rates[k].bps[a->rate_pos] = 0;
+    }
+    ps_hub_foreach_sensor(a->hub, rate_visit, a);
+    unsigned n = a->rate_n < API_RATE_SAMPLES ? a->rate_n + 1 : API_RATE_SAMPLES;
+    ps_buf j = PS_BUF_INIT;
+    int rc = appendf(&j, "{\"interval_sec\":%d,\"samples\":%u,\"sensors\":[",
+                     API_RATE_EVERY * API_PUBLISH_MS / 1000, n);
+    int first = 1;
+    for (int k = 0; k < API_RATE_SENSORS && rc == 0; k++) {
+        rate_series *r = &a->rates[k];
+        if (!r->id[0])
+            continue;
+        double sum = 0;
+        for (unsigned i = 0; i < API_RATE_SAMPLES; i++)
+            sum += r->bps[i];
+        if (!r->seen && sum == 0) {
+            r->id[0] = '\0'; /* gone quiet for the whole window */
+            continue;
+        }
+        rc |= ps_buf_append(&j, first ? "{\"id\":" : ",{\"id\":", first ? 6 : 7);
+        rc |= ps_json_str(&j, r->id);
+        rc |= ps_buf_append(&j, ",\"bytes_per_second\":[", 21);
+        for (unsigned i = 0; i < n && rc == 0; i++) {
+            unsigned slot = (a->rate_pos + API_RATE_SAMPLES + 1 - n + i) % API_RATE_SAMPLES;
+            rc |= appendf(&j, "%s%.0f", i ? "," : "", r->bps[slot]);
+        }
+        rc |= ps_buf_append(&j, "]}", 2);
+        first = 0;
+    }
+    rc |= ps_buf_append(&j, "]}\n", 3);
+    if (rc == 0) {
+        ps_snapshot_set(&a->rates_json, (char *)j.data, j.len);
+        j.data = NULL;
+    }
+    ps_buf_free(&j);
+    a->rate_pos = (a->rate_pos + 1) % API_RATE_SAMPLES;
+    a->rate_n = n;
+}
+
 static void publish(ps_api *a)
 {
     ps_hub_publish(a->hub); /* the registry's counters and the sensors' rates */
@@ -191,6 +292,8 @@ static void publish(ps_api *a)
     }
     ps_buf_free(&j);
 
+    if (a->ticks % API_RATE_EVERY == 0)
+        sample_rates(a);
     if (a->ticks++ % API_FILES_EVERY == 0 || !a->listening) {
         ps_buf m = PS_BUF_INIT;
         if (ps_writer_files_meta(a->writer, &m) == 0 && ps_buf_append(&m, "", 1) == 0) {
@@ -252,7 +355,23 @@ static const char *meta_find(const char *text, const char *name)
 static int served_name(const char *name, const char *prefix)
 {
     ps_fname f;
-    return name && prefix && strlen(name) <= 255 && ps_fname_parse(name, prefix, &f) == 0;
+    if (!name || !prefix || strlen(name) > 255)
+        return 0;
+    if (ps_fname_parse(name, prefix, &f) == 0)
+        return 1;
+    /* A capture job's files: job-NAME-STAMP-COUNTER.EXT (jobs.h); NAME may
+     * hold '-', so each split is tried. */
+    if (strncmp(name, "job-", 4) != 0)
+        return 0;
+    char p[256];
+    for (const char *d = strchr(name + 4, '-'); d; d = strchr(d + 1, '-')) {
+        size_t n = (size_t)(d - name);
+        memcpy(p, name, n);
+        p[n] = '\0';
+        if (ps_fname_parse(name, p, &f) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 static int append_file(ps_buf *j, const file_row *f, const char *meta, int first)
@@ -662,6 +781,14 @@ static const char status_page[] =
     "<th>address</th><th>connected since</th><th>packets</th><th>packets/s</th><th>bytes/s</th>"
     "<th>drops</th><th>gaps</th><th>pods (packets)</th><th>receiver</th></tr></thead>"
     "<tbody></tbody></table>\n"
+    "<h2>Throughput</h2>\n<p><small>Bytes per second of each sensor over the last 10 minutes "
+    "(a sample every 5 s).</small></p>\n"
+    "<svg id=\"chart\" width=\"720\" height=\"180\" "
+    "viewBox=\"0 0 720 180\" role=\"img\" aria-label=\"throughput per sensor\"></svg>\n"
+    "<div id=\"legend\"></div>\n"
+    "<h2>Capture jobs</h2>\n<table id=\"jobs\"><thead><tr><th>id</th><th>name</th>"
+    "<th>state</th><th>selector</th><th>filter</th><th>started</th><th>ends</th>"
+    "<th>packets</th><th>sensors</th><th>files</th></tr></thead><tbody></tbody></table>\n"
     "<h2>Capture files</h2>\n<table id=\"files\"><thead><tr><th>file</th><th>size</th>"
     "<th>packets</th><th>first packet</th><th>last packet</th><th>sensors</th><th>state</th>"
     "</tr></thead><tbody></tbody></table>\n"
@@ -690,7 +817,40 @@ static const char status_page[] =
     "return [c,td(size(f.size),'n'),td(f.packets,'n'),td(f.first_packet),td(f.last_packet),"
     "td(f.sensors?f.sensors.join(', '):''),td(f.complete?'complete':'in progress')]})"
     "}).catch(function(e){document.getElementById('err').textContent='update failed: '+e})}\n"
-    "refresh();setInterval(refresh,2000);\n"
+    "var "
+    "SVG=document.getElementById('chart').namespaceURI,COLORS=['#1f77b4','#d62728','#2ca02c','#"
+    "ff7f0e',"
+    "'#9467bd','#8c564b','#e377c2','#7f7f7f','#bcbd22','#17becf'];\n"
+    "function svg(n,a){var e=document.createElementNS(SVG,n);for(var k in a)"
+    "e.setAttribute(k,a[k]);return e}\n"
+    "function chart(d){var c=document.getElementById('chart'),lg=document.getElementById('legend');"
+    "while(c.firstChild)c.removeChild(c.firstChild);while(lg.firstChild)lg.removeChild(lg."
+    "firstChild);"
+    "var W=720,H=180,L=60,max=1;d.sensors.forEach(function(s){s.bytes_per_second.forEach("
+    "function(v){if(v>max)max=v})});"
+    "c.appendChild(svg('line',{x1:L,y1:H-20,x2:W,y2:H-20,stroke:'#999'}));"
+    "c.appendChild(svg('line',{x1:L,y1:10,x2:L,y2:H-20,stroke:'#999'}));"
+    "var t=svg('text',{x:2,y:18,'font-size':11});t.textContent=size(max)+'/s';c.appendChild(t);"
+    "t=svg('text',{x:L,y:H-4,'font-size':11});t.textContent='-10 min';c.appendChild(t);"
+    "t=svg('text',{x:W-30,y:H-4,'font-size':11});t.textContent='now';c.appendChild(t);"
+    "d.sensors.forEach(function(s,i){var v=s.bytes_per_second,n=120,pts=[];"
+    "v.forEach(function(y,k){pts.push((L+(W-L)*(n-v.length+k)/(n-1)).toFixed(1)+','+"
+    "(H-20-(H-30)*y/max).toFixed(1))});var col=COLORS[i%COLORS.length];"
+    "c.appendChild(svg('polyline',{points:pts.join(' '),fill:'none',stroke:col,"
+    "'stroke-width':1.5}));var sp=document.createElement('span');sp.style.color=col;"
+    "sp.textContent='\\u25a0 '+s.id+'  ';lg.appendChild(sp)})}\n"
+    "function jobs(d){fill('jobs',d,function(j){var s=j.selector||{},sel=[];"
+    "['sensors','namespaces','pods','interfaces'].forEach(function(k){if(s[k]&&s[k].length)"
+    "sel.push(k+'='+s[k].join(','))});if(s.labelSelector)sel.push('labels='+s.labelSelector);"
+    "var per=j.sensors||{};return [td(j.id,'n'),td(j.name),td(j.state+(j.reason?' ('+j.reason+')'"
+    ":''),j.state=='running'?'up':''),td(sel.join(' ')),td(j.filter),td(j.start),td(j.end),"
+    "td(j.packets_written,'n'),td(Object.keys(per).map(function(k){return k+': '+"
+    "per[k].packets_written+(per[k].state?' '+per[k].state:'')}).join(', ')),"
+    "td((j.files||[]).join(', '))]})}\n"
+    "function refresh2(){fetch('/api/throughput').then(function(r){return r.json()}).then(chart)"
+    ".catch(function(){});fetch('/api/jobs?full=1').then(function(r){return r.json()})"
+    ".then(jobs).catch(function(){})}\n"
+    "refresh();refresh2();setInterval(refresh,2000);setInterval(refresh2,5000);\n"
     "</script>\n</body></html>\n";
 
 /* The page needs nothing but its own inline code and same-origin fetches;
@@ -765,6 +925,71 @@ static int route_sensors(ps_api *a, struct MHD_Connection *c)
 static int route_tier(ps_api *a, struct MHD_Connection *c)
 {
     return respond_json(c, a->tier ? ps_tier_status(a->tier) : json_array());
+}
+
+static int respond_status_json(struct MHD_Connection *c, int status, char *body)
+{
+    if (!body)
+        return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+    size_t n = strlen(body);
+    char *t = realloc(body, n + 2);
+    if (t) {
+        body = t;
+        body[n++] = '\n';
+        body[n] = '\0';
+    }
+    int rc = ps_http_respond(c, (unsigned)status, "application/json", body, n);
+    free(body);
+    return rc;
+}
+
+static int no_jobs(struct MHD_Connection *c)
+{
+    return respond_status_json(
+        c, 409, strdup("{\"error\":\"capture jobs need an output directory (output.file.path)\"}"));
+}
+
+static int route_jobs_get(ps_api *a, struct MHD_Connection *c, const char *url)
+{
+    char *body = NULL;
+    if (!a->jobs)
+        return strcmp(url, "/api/jobs") == 0 ? respond_status_json(c, 200, strdup("[]"))
+                                             : no_jobs(c);
+    if (strcmp(url, "/api/jobs") == 0) {
+        const char *full = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "full");
+        if (full && strcmp(full, "1") == 0)
+            return respond_status_json(c, 200, ps_jobs_summary_json(a->jobs));
+        int st = ps_jobs_http_list(a->jobs, &body);
+        return respond_status_json(c, st, body);
+    }
+    int st = ps_jobs_http_get(a->jobs, url + 10, &body);
+    return respond_status_json(c, st, body);
+}
+
+/* POST /api/jobs, DELETE /api/jobs/ID, POST /api/alertmanager. */
+static int route_write(void *ud, struct MHD_Connection *c, const char *method, const char *url,
+                       const char *body, size_t len)
+{
+    ps_api *a = ud;
+    int post = strcmp(method, "POST") == 0;
+    char *out = NULL;
+    int st;
+    if (post && strcmp(url, "/api/jobs") == 0) {
+        if (!a->jobs)
+            return no_jobs(c);
+        st = ps_jobs_http_create(a->jobs, body, len, &out);
+    } else if (post && strcmp(url, "/api/alertmanager") == 0) {
+        if (!a->jobs)
+            return no_jobs(c);
+        st = ps_jobs_http_alertmanager(a->jobs, body, len, &out);
+    } else if (!post && strncmp(url, "/api/jobs/", 10) == 0) {
+        if (!a->jobs)
+            return no_jobs(c);
+        st = ps_jobs_http_delete(a->jobs, url + 10, &out);
+    } else {
+        return PS_HTTP_NOT_FOUND;
+    }
+    return respond_status_json(c, st, out);
 }
 
 /* ---- /api/packets ---- */
@@ -977,6 +1202,20 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
 static int route(void *ud, struct MHD_Connection *c, const char *url)
 {
     ps_api *a = ud;
+    if (strcmp(url, "/api/jobs") == 0 || strncmp(url, "/api/jobs/", 10) == 0)
+        return route_jobs_get(a, c, url);
+    if (strcmp(url, "/api/throughput") == 0) {
+        ps_buf b = PS_BUF_INIT;
+        if (ps_snapshot_get(&a->rates_json, &b) != 0 ||
+            (b.len == 0 &&
+             ps_buf_append(&b, "{\"interval_sec\":5,\"samples\":0,\"sensors\":[]}\n", 44) != 0)) {
+            ps_buf_free(&b);
+            return ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        }
+        int rc = ps_http_respond(c, MHD_HTTP_OK, "application/json", b.data, b.len);
+        ps_buf_free(&b);
+        return rc;
+    }
     if (strcmp(url, "/") == 0 || strcmp(url, "/index.html") == 0)
         return respond_status_page(c);
     if (strcmp(url, "/api/sensors") == 0)
@@ -1008,7 +1247,9 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
     a->writer = o->writer;
     a->live = o->livefeed;
     a->cfg = o->cfg;
+    a->jobs = o->jobs;
     a->listening = 1;
+    a->rates = calloc(API_RATE_SENSORS, sizeof(*a->rates));
     a->format = o->cfg->format;
     a->max_extractions = o->cfg->http_max_extractions ? (int)o->cfg->http_max_extractions : 4;
     snprintf(a->app, sizeof(a->app), "packetstreamer %s", PS_VERSION);
@@ -1025,6 +1266,7 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->s3o.cancel = NULL;
         a->s3_prefix = o->s3_key_prefix ? strdup(o->s3_key_prefix) : NULL;
     }
+    ps_snapshot_init(&a->rates_json);
     if (o->metrics) {
         ps_metric *f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
                                          "packetstreamer_extract_requests_total",
@@ -1045,7 +1287,7 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->x_scanned = f ? ps_metric_series(f, "scanned", NULL, NULL) : NULL;
     }
     if ((dir && !a->dir) || (prefix && !a->prefix) ||
-        (a->s3_on && o->s3_key_prefix && !a->s3_prefix)) {
+        (a->s3_on && o->s3_key_prefix && !a->s3_prefix) || !a->rates) {
         snprintf(err, errlen, "out of memory");
         ps_api_free(a);
         return NULL;
@@ -1076,6 +1318,7 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
                            .token = o->cfg->http_token,
                            .metrics = o->metrics,
                            .route = route,
+                           .write_route = route_write,
                            .ud = a};
         ps_http_opts_from_config(&ho, o->cfg);
         if (ps_http_open(&a->http, &ho, err, errlen) != 0) {
@@ -1133,5 +1376,7 @@ void ps_api_free(ps_api *a)
     free(a->s3_rows);
     free(a->s3_prefix);
     pthread_mutex_destroy(&a->s3_mu);
+    ps_snapshot_free(&a->rates_json);
+    free(a->rates);
     free(a);
 }

@@ -9,6 +9,10 @@
  *                       output.s3, one no longer on disk is streamed through
  *                       from the bucket (Range passed on)
  *   /live               a never-ending pcapng stream (src/receiver/livefeed.h)
+ *   /api/jobs, /api/jobs/ID, /api/alertmanager
+ *                       capture jobs (GET, POST, DELETE; src/receiver/jobs.h)
+ *   /api/throughput     JSON: each sensor's bytes/s over the last 10 minutes,
+ *                       sampled every 5 s (the status page's chart)
  *   /api/packets        one pcapng: a time window of selected interfaces from
  *                       every capture file, merged by time (query.h); at most
  *                       http.maxExtractions at once, each streamed by its
@@ -33,6 +37,7 @@
 #include "core/config.h"
 #include "core/metrics.h"
 #include "hub.h"
+#include "jobs.h"
 #include "livefeed.h"
 #include "s3.h"
 #include "writer.h"
@@ -51,6 +56,7 @@ typedef struct ps_api_opts {
      * uses a ps_s3 of its own. */
     const ps_s3_opts *s3;
     const char *s3_key_prefix;
+    ps_jobs *jobs; /* capture jobs, or NULL (stdout output) */
 } ps_api_opts;
 
 /* Starts, with http.enable, the HTTP server, and the publish timer on loop,

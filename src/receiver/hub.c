@@ -30,6 +30,7 @@
 #include "core/net.h"
 #include "core/wire.h"
 #include "hub_internal.h"
+#include "jobs.h"
 #include "recovery.h"
 #include "session.h"
 
@@ -1204,7 +1205,7 @@ void ps_hub_flush_and_ack(ps_hub *hub)
             need = 1;
     if (!need)
         return;
-    if (ps_writer_flush(hub->o.writer) != 0) {
+    if (ps_writer_flush(hub->o.writer) != 0 || ps_jobs_flush(hub->o.jobs) != 0) {
         if (!hub->write_failing) {
             ps_error("receiver",
                      "writing captures failed: %s; holding acknowledgements and "
@@ -1243,6 +1244,7 @@ void ps_hub_tick(ps_hub *hub, uint64_t now_ns)
     flush_log_limits(hub, 0);
     if (ps_writer_tick(hub->o.writer, now_ns) != 0 && !hub->write_failing)
         ps_error("receiver", "rotating capture files failed: %s", strerror(errno));
+    ps_jobs_tick(hub->o.jobs, now_ns);
     if (hub->write_failing)
         ps_hub_flush_and_ack(hub);
     /* A large batch's inflate buffer goes back once large batches stop. */

@@ -52,6 +52,7 @@
 #include "writer.h"
 
 typedef struct ps_hub ps_hub;
+typedef struct ps_jobs ps_jobs;
 
 /* Defaults of the limits below whose 0 means "default". */
 #define PS_HUB_MAX_PENDING_DEFAULT 128
@@ -103,6 +104,9 @@ typedef struct ps_hub_opts {
     uint32_t max_batch_raw; /* 0: PS_WIRE_MAX_BATCH_RAW_DEFAULT */
     ps_hub_limits limits;
     ps_metrics *metrics; /* where the receiver's metrics go, or NULL for none */
+    /* Capture jobs (jobs.h), or NULL: v2 sessions get their frames, job
+     * interfaces their file sets, flushed with the writer before an ACK. */
+    ps_jobs *jobs;
     /* Called when the last session has closed after ps_hub_stop (at once
      * if none was open). May be NULL. */
     void (*on_idle)(void *ud);

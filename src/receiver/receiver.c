@@ -26,6 +26,7 @@
 #include "core/log.h"
 #include "hub.h"
 #include "index.h"
+#include "jobs.h"
 #include "listener.h"
 #include "livefeed.h"
 #include "upload.h"
@@ -46,6 +47,7 @@ typedef struct receiver {
     const ps_config *cfg;
     uv_loop_t loop;
     ps_writer *writer;
+    ps_jobs *jobs; /* capture jobs, NULL with stdout output */
     ps_metrics *metrics;
     ps_livefeed *livefeed;
     ps_tls *tls;
@@ -245,6 +247,7 @@ static void on_hub_idle(void *ud)
     uv_timer_stop(&r->deadline);
     uv_signal_stop(&r->sigint);
     uv_signal_stop(&r->sigterm);
+    ps_jobs_stop(r->jobs);
     ps_api_stop(r->api);
 }
 
@@ -285,6 +288,8 @@ static void teardown(receiver *r)
     ps_api_free(r->api); /* joins the HTTP threads before what they read is freed */
     ps_upload_free(r->upload);
     r->upload = NULL;
+    ps_jobs_free(r->jobs); /* completes the job files */
+    r->jobs = NULL;
     ps_hub_free(r->hub);
     r->hub = NULL;
     replay_recovered(r);             /* frees what was never handed over */
@@ -348,6 +353,33 @@ int ps_receiver_run(const ps_config *cfg)
         uv_loop_close(&r.loop);
         return 1;
     }
+    if (ps_writer_dir(r.writer)) {
+        ps_jobs_opts jo = {.dir = ps_writer_dir(r.writer),
+                           .format = cfg->format,
+                           .rotate_bytes = cfg->rotate_bytes,
+                           .rotate_seconds = cfg->rotate_seconds,
+                           .max_files = cfg->max_files,
+                           .max_total_bytes = cfg->max_total_bytes,
+                           .mode = ps_config_file_mode(cfg),
+                           .app = app,
+                           .max_duration_sec = cfg->jobs_max_duration_sec,
+                           .default_duration_sec = cfg->jobs_default_duration_sec,
+                           .default_preroll_sec = cfg->jobs_default_preroll_sec,
+                           .max_jobs = cfg->jobs_max_jobs,
+                           .am_duration_sec = cfg->jobs_am_duration_sec,
+                           .am_preroll_sec = cfg->jobs_am_preroll_sec,
+                           .metrics = r.metrics,
+                           .checkpoint = on_checkpoint,
+                           .on_recovered = on_recovered,
+                           .ud = &r};
+        if (ps_jobs_open(&r.jobs, &r.loop, &jo, err, sizeof(err)) != 0) {
+            ps_error("receiver", "capture jobs: %s", err);
+            ps_writer_free(r.writer);
+            teardown(&r);
+            uv_loop_close(&r.loop);
+            return 1;
+        }
+    }
     ps_hub_opts ho = {
         .writer = r.writer,
         .livefeed = r.livefeed,
@@ -371,6 +403,7 @@ int ps_receiver_run(const ps_config *cfg)
                    .max_write_queue = cfg->max_write_queue_bytes},
         .max_batch_raw = (uint32_t)cfg->max_batch_raw_bytes,
         .metrics = r.metrics,
+        .jobs = r.jobs,
         .on_idle = on_hub_idle,
         .ud = &r};
     if (ps_hub_new(&r.hub, &r.loop, &ho, err, sizeof(err)) != 0) {
@@ -381,10 +414,12 @@ int ps_receiver_run(const ps_config *cfg)
         return 1;
     }
     replay_recovered(&r);
+    ps_jobs_start(r.jobs); /* resumed jobs' file sets (recovery goes to the hub) */
     if (ps_listener_open(&r.listener, &r.loop, cfg->input_address, cfg->input_port, on_conn, &r,
                          err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
         ps_writer_free(r.writer);
+        ps_jobs_stop(r.jobs);
         uv_run(&r.loop, UV_RUN_DEFAULT);
         uv_loop_close(&r.loop);
         teardown(&r);
@@ -412,7 +447,8 @@ int ps_receiver_run(const ps_config *cfg)
                       .metrics = r.metrics,
                       .cfg = cfg,
                       .s3 = r.upload ? &r.s3o : NULL,
-                      .s3_key_prefix = r.s3_prefix};
+                      .s3_key_prefix = r.s3_prefix,
+                      .jobs = r.jobs};
     int code = 0;
     if (ps_api_open(&r.api, &r.loop, &ao, err, sizeof(err)) != 0) {
         /* An HTTP address that cannot be bound fails the start: a receiver
@@ -432,6 +468,7 @@ int ps_receiver_run(const ps_config *cfg)
         ps_error("receiver", "closing capture files failed: %s", strerror(errno));
         code = 1;
     }
+    ps_jobs_stop(r.jobs); /* if the hub never went idle */
     char kv[1024];
     ps_hub_counters c;
     ps_hub_get_counters(r.hub, &c);

@@ -40,6 +40,7 @@
 #include "core/log.h"
 #include "core/net.h"
 #include "core/wire.h"
+#include "jobs.h"
 #include "livefeed.h"
 
 /* A connection holding memory of the budget for a frame that has not
@@ -57,8 +58,11 @@ struct ps_session {
     char peer[80];
     ps_sensor_rec *sensor;
     ps_codec codec;
-    int *ifmap; /* sensor iface index -> writer handle (a reference), -1 unset */
+    uint16_t version; /* negotiated protocol version (ACCEPT), 0 before */
+    int *ifmap;       /* sensor iface index -> writer handle (a reference), -1 unset */
+    int *ifjob;       /* v2: index -> job interface handle (jobs.h), PS_JOBS_DROP, -1 none */
     uint32_t ifmap_len;
+    int jobs_up;          /* registered with the jobs (a v2 session) */
     uint32_t n_ifaces;    /* ifmap entries set */
     uint64_t pending_ack; /* highest seq handed to the writer */
     uint64_t acked;
@@ -268,8 +272,8 @@ static int on_hello(ps_session *s, const ps_frame *f)
     int rc = ps_wire_decode_hello(f->payload, f->len, &h);
     if (rc == PS_WIRE_E_VERSION) {
         sess_reject(s, PS_REJECT_VERSION, PS_REASON_unsupported_version,
-                    "protocol version %u..%u not supported (this is %d)", h.version_min,
-                    h.version_max, PS_WIRE_VERSION);
+                    "protocol version %u..%u not supported (this receiver speaks %d..%d)",
+                    h.version_min, h.version_max, PS_WIRE_VERSION_MIN, PS_WIRE_VERSION_MAX);
         return -1;
     }
     if (rc != PS_WIRE_OK) {
@@ -307,7 +311,8 @@ static int on_hello(ps_session *s, const ps_frame *f)
     s->codec = (ps_codec)h.codec;
     s->pending_ack = s->acked = rec->last_seq;
     uint32_t max_frame = h.max_frame < o->max_frame ? h.max_frame : o->max_frame;
-    ps_accept a = {.version = PS_WIRE_VERSION,
+    s->version = ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX); /* >= 1: decode checked it */
+    ps_accept a = {.version = s->version,
                    .codec = h.codec,
                    .max_frame = max_frame,
                    .max_batch_raw = o->max_batch_raw,
@@ -323,8 +328,14 @@ static int on_hello(ps_session *s, const ps_frame *f)
     }
     s->state = SS_ACTIVE;
     ps_conn_set_max_frame(s->conn, max_frame);
-    ps_info("receiver", "sensor %s connected from %s (session %016" PRIx64 ", codec %s%s)", rec->id,
-            s->peer, rec->session, ps_codec_name(s->codec), rec->last_seq ? ", resuming" : "");
+    if (s->version >= PS_WIRE_VERSION_JOBS && o->jobs) {
+        ps_jobs_session_up(o->jobs, s, rec->id); /* JOB_START for the jobs running */
+        s->jobs_up = 1;
+    }
+    ps_info("receiver",
+            "sensor %s connected from %s (session %016" PRIx64 ", protocol v%u, codec %s%s)",
+            rec->id, s->peer, rec->session, s->version, ps_codec_name(s->codec),
+            rec->last_seq ? ", resuming" : "");
     return 0;
 }
 
@@ -335,10 +346,49 @@ static void release_iface(ps_session *s, int h)
     ps_livefeed_iface_release(s->o->livefeed, h);
 }
 
+/* Whatever index k maps to, released; k is then unset. */
+static void unmap_index(ps_session *s, uint32_t k)
+{
+    if (s->ifmap[k] >= 0)
+        release_iface(s, s->ifmap[k]);
+    if (s->ifjob[k] >= 0)
+        ps_jobs_iface_release(s->o->jobs, s->ifjob[k]);
+    s->ifmap[k] = -1;
+    s->ifjob[k] = -1;
+}
+
+static int index_mapped(const ps_session *s, uint32_t k)
+{
+    return k < s->ifmap_len && (s->ifmap[k] >= 0 || s->ifjob[k] != -1);
+}
+
+/* IFACE of a job's capture (v2, job != 0): its records go to the job's
+ * file set, or are dropped when the job is not running here. */
+static int on_job_iface(ps_session *s, const ps_iface *i, const char *name, const char *desc)
+{
+    char err[512];
+    int h = ps_jobs_iface(s->o->jobs, i->job, s->sensor->id, name, desc, i->linktype, i->snaplen,
+                          err, sizeof(err));
+    if (h == -1) {
+        sess_write_failed(s, errno, "job %" PRIu64 ": %s", i->job, err);
+        return -1;
+    }
+    if (h == PS_JOBS_DROP)
+        ps_debug("receiver",
+                 "sensor %s: interface %" PRIu32 " of job %" PRIu64
+                 " which is not running: its records are dropped",
+                 s->sensor->id, i->index, i->job);
+    if (!index_mapped(s, i->index))
+        s->n_ifaces++;
+    unmap_index(s, i->index);
+    s->ifjob[i->index] = h;
+    return 0;
+}
+
 static int on_iface(ps_session *s, const ps_frame *f)
 {
     ps_iface i;
-    int rc = ps_wire_decode_iface(f->payload, f->len, &i);
+    int rc = ps_wire_decode_iface(f->payload, f->len, s->version ? s->version : 1, &i);
     if (rc != PS_WIRE_OK) {
         sess_close(s, PS_CONN_E_WIRE(rc), "bad interface announcement: %s", ps_wire_strerror(rc));
         return -1;
@@ -358,6 +408,15 @@ static int on_iface(ps_session *s, const ps_frame *f)
         for (uint32_t k = s->ifmap_len; k < n; k++)
             m[k] = -1;
         s->ifmap = m;
+        int *jm = realloc(s->ifjob, n * sizeof(*jm));
+        if (!jm) {
+            /* ifmap has grown already; ifmap_len has not, so it is unused. */
+            sess_close(s, UV_ENOMEM, "out of memory");
+            return -1;
+        }
+        for (uint32_t k = s->ifmap_len; k < n; k++)
+            jm[k] = -1;
+        s->ifjob = jm;
         /* Drop counters per index; without them (OOM) drops go unreported. */
         uint32_t from = s->ifdrops ? s->ifmap_len : 0;
         uint64_t *d = realloc(s->ifdrops, n * sizeof(*d));
@@ -372,7 +431,7 @@ static int on_iface(ps_session *s, const ps_frame *f)
         s->ifmap_len = n;
     }
     int old = s->ifmap[i.index];
-    if (old < 0 && s->n_ifaces >= s->o->limits.max_ifaces_per_session) {
+    if (!index_mapped(s, i.index) && s->n_ifaces >= s->o->limits.max_ifaces_per_session) {
         sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_too_many_interfaces,
                      "more than %" PRIu32 " interfaces announced (limits.maxInterfacesPerSession)",
                      s->o->limits.max_ifaces_per_session);
@@ -383,6 +442,13 @@ static int on_iface(ps_session *s, const ps_frame *f)
     name[i.name_len] = '\0';
     memcpy(desc, i.desc, i.desc_len);
     desc[i.desc_len] = '\0';
+    if (i.job != 0)
+        return on_job_iface(s, &i, name, desc);
+    if (s->ifjob[i.index] != -1) { /* was a job's: now the continuous capture's */
+        unmap_index(s, i.index);
+        s->n_ifaces--;
+        old = -1;
+    }
     int h = ps_writer_iface(s->o->writer, s->sensor->id, name, desc, i.linktype, i.snaplen, err,
                             sizeof(err));
     if (h < 0) {
@@ -478,7 +544,7 @@ static int on_batch(ps_session *s, const ps_frame *f)
     uint32_t n = 0;
     ps_record_iter_init(&it, raw, b.raw_len);
     while ((rc = ps_record_iter_next(&it, &r)) == PS_WIRE_OK) {
-        if (r.iface >= s->ifmap_len || s->ifmap[r.iface] < 0) {
+        if (!index_mapped(s, r.iface)) {
             sess_close_r(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE), PS_REASON_bad_batch,
                          "batch %" PRIu64 ": record for unannounced interface %" PRIu32, b.seq,
                          r.iface);
@@ -493,9 +559,31 @@ static int on_batch(ps_session *s, const ps_frame *f)
         return -1;
     }
     ps_record_iter_init(&it, raw, b.raw_len);
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, dropped = 0;
     int handle = -1;
+    int jhs[16], njh = 0; /* job interfaces of this batch, for their markers */
     while (ps_record_iter_next(&it, &r) == PS_WIRE_OK) {
+        int jh = s->ifjob[r.iface];
+        if (jh == PS_JOBS_DROP) {
+            dropped++;
+            continue;
+        }
+        if (jh >= 0) {
+            int wrc = ps_jobs_record(o->jobs, jh, r.ts_ns, r.caplen, r.origlen, r.data);
+            if (wrc < 0) {
+                int e = errno;
+                sess_write_failed(s, e == EINVAL ? EIO : e, "cannot write batch %" PRIu64 ": %s",
+                                  b.seq, strerror(e));
+                return -1;
+            }
+            int seen = 0;
+            for (int k = 0; k < njh; k++)
+                seen |= jhs[k] == jh;
+            if (!seen && njh < (int)(sizeof(jhs) / sizeof(jhs[0])))
+                jhs[njh++] = jh;
+            bytes += r.caplen;
+            continue;
+        }
         handle = s->ifmap[r.iface];
         if (ps_writer_record(o->writer, handle, r.ts_ns, r.caplen, r.origlen, r.data) != 0) {
             int e = errno;
@@ -506,13 +594,23 @@ static int on_batch(ps_session *s, const ps_frame *f)
         }
         bytes += r.caplen;
     }
-    /* The batch marker makes this batch recoverable as a whole. */
+    /* The batch marker makes this batch recoverable as a whole; job files
+     * get one too, so a batch of job records only is known after a restart. */
     if (handle >= 0 && ps_writer_batch_end(o->writer, handle, rec->id, rec->session, b.seq) != 0) {
         int e = errno;
         sess_write_failed(s, e == EINVAL ? EIO : e, "cannot end batch %" PRIu64 ": %s", b.seq,
                           strerror(e));
         return -1;
     }
+    for (int k = 0; k < njh; k++)
+        if (ps_jobs_batch_end(o->jobs, jhs[k], rec->session, b.seq) != 0) {
+            int e = errno;
+            sess_write_failed(s, e == EINVAL ? EIO : e, "cannot end batch %" PRIu64 ": %s", b.seq,
+                              strerror(e));
+            return -1;
+        }
+    if (dropped)
+        ps_jobs_count_dropped(o->jobs, dropped);
     /* After the writer has the batch: live clients never hold up the files. */
     if (ps_livefeed_active(o->livefeed))
         ps_livefeed_batch(o->livefeed, s->ifmap, s->ifmap_len, raw, b.raw_len);
@@ -531,10 +629,15 @@ static int on_stats(ps_session *s, const ps_frame *f)
         sess_close(s, PS_CONN_E_WIRE(rc), "bad stats frame: %s", ps_wire_strerror(rc));
         return -1;
     }
-    if (st.index >= s->ifmap_len || s->ifmap[st.index] < 0) {
+    if (!index_mapped(s, st.index)) {
         sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_VALUE),
                    "stats for unannounced interface %" PRIu32, st.index);
         return -1;
+    }
+    if (s->ifjob[st.index] != -1) { /* a job's capture: its own file set's ISB */
+        ps_jobs_iface_stats(s->o->jobs, s->ifjob[st.index], st.timestamp_ns, st.packets,
+                            st.kernel_drops + st.if_drops, st.sensor_drops);
+        return 0;
     }
     ps_writer_iface_stats(s->o->writer, s->ifmap[st.index], st.timestamp_ns, st.packets,
                           st.kernel_drops + st.if_drops, st.sensor_drops);
@@ -562,6 +665,12 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
         return on_hello(s, f);
     if (s->state != SS_ACTIVE || !s->sensor)
         return -1;
+    /* A v1 session sees exactly v1's types: the JOB_* frames are unknown. */
+    if (!ps_wire_type_allowed(f->type, s->version)) {
+        sess_close(s, PS_CONN_E_WIRE(PS_WIRE_E_BAD_TYPE), "%s frame in a protocol v%u session",
+                   ps_frame_type_name(f->type), s->version);
+        return -1;
+    }
     switch (f->type) {
     case PS_FRAME_BATCH:
         return on_batch(s, f);
@@ -571,6 +680,16 @@ static int sess_on_frame(ps_conn *c, const ps_frame *f)
         return on_stats(s, f);
     case PS_FRAME_HEARTBEAT:
         return 0;
+    case PS_FRAME_JOB_STATUS: {
+        ps_job_status st;
+        int rc = ps_wire_decode_job_status(f->payload, f->len, &st);
+        if (rc != PS_WIRE_OK) {
+            sess_close(s, PS_CONN_E_WIRE(rc), "bad job status: %s", ps_wire_strerror(rc));
+            return -1;
+        }
+        ps_jobs_status(s->o->jobs, s->sensor->id, &st);
+        return 0;
+    }
     case PS_FRAME_BYE: {
         uint64_t last;
         if (ps_wire_decode_u64(f->payload, f->len, &last) != PS_WIRE_OK) {
@@ -628,11 +747,13 @@ static void sess_on_close(ps_conn *c, int err, const char *reason)
             ps_log(err == 0 || err == UV_EOF ? PS_LOG_INFO : PS_LOG_WARN, "receiver",
                    "sensor %s from %s disconnected: %s", s->sensor->id, s->peer, reason);
     }
+    if (s->jobs_up)
+        ps_jobs_session_down(s->o->jobs, s);
     ps_hub_session_closed(hub, s);
     for (uint32_t k = 0; k < s->ifmap_len; k++)
-        if (s->ifmap[k] >= 0)
-            release_iface(s, s->ifmap[k]);
+        unmap_index(s, k);
     free(s->ifmap);
+    free(s->ifjob);
     free(s->ifdrops);
     free(s);
 }
@@ -734,6 +855,13 @@ void ps_session_check_deadlines(ps_session *s, uint64_t now)
                      "nothing received for %" PRIu64 " s (limits.idleTimeoutSec)",
                      (now - s->last_rx_ms) / 1000);
     }
+}
+
+int ps_session_send(ps_session *s, const void *buf, size_t len)
+{
+    if (s->state != SS_ACTIVE)
+        return -1;
+    return ps_conn_send(s->conn, buf, len);
 }
 
 int ps_session_unacked(const ps_session *s)

@@ -8,7 +8,8 @@
  * registry entry it speaks for, every counter. The hub decides when to
  * flush and calls ps_session_ack; an ACK always means "written".
  *
- * Only hub.c calls these functions. A session frees itself when its
+ * Only hub.c calls these functions, and jobs.c ps_session_send (JOB_START,
+ * JOB_STOP to v2 sessions it was told of). A session frees itself when its
  * connection has closed, after telling the hub (ps_hub_session_closed).
  */
 #ifndef PS_RECEIVER_SESSION_H
@@ -39,6 +40,9 @@ int ps_session_unacked(const ps_session *s);
 /* After a successful flush: sends the ACK for what is now written. 1 when
  * one was sent (latency_s: since the oldest batch it covers arrived), else 0. */
 int ps_session_ack(ps_session *s, double *latency_s);
+/* Queues a whole encoded frame to the sensor: 0, or -1 (not connected,
+ * out of memory). */
+int ps_session_send(ps_session *s, const void *buf, size_t len);
 /* Stops (on) or resumes reading. */
 void ps_session_pause(ps_session *s, int on);
 /* graceful: after what is queued is sent (shutdown); else at once. */

@@ -75,7 +75,8 @@ static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *d
     uint32_t origlen = h->len < caplen ? caplen : h->len;
     uint64_t frac = (uint64_t)h->ts.tv_usec * (l->nano ? 1u : 1000u);
     uint64_t ts = (uint64_t)h->ts.tv_sec * 1000000000u + frac;
-    if (ps_batcher_add(l->o.batcher, l->o.index, ts, caplen, origlen, data) != 0) {
+    if (l->o.sink ? l->o.sink(l->o.sink_ud, l->o.index, ts, caplen, origlen, data) != 0
+                  : ps_batcher_add(l->o.batcher, l->o.index, ts, caplen, origlen, data) != 0) {
         l->c.drops_oom++;
         return;
     }

@@ -49,6 +49,13 @@ typedef struct ps_capture_live_opts {
     void (*on_error)(void *ud, ps_capture_live *l, const char *msg);
     void *ud;
     ps_capture_live_series series;
+    /* Optional: where packets go instead of the batcher (the flight
+     * recorder, a job's seam logic). Returns 0 when the packet was taken
+     * (counted as captured), -1 when it was dropped (counted as "oom"). Runs
+     * inside the drain: it must not close l. */
+    int (*sink)(void *sink_ud, uint32_t index, uint64_t ts_ns, uint32_t caplen, uint32_t origlen,
+                const uint8_t *data);
+    void *sink_ud;
 } ps_capture_live_opts;
 
 #define PS_CAPTURE_LIVE_E_OTHER -1

@@ -31,6 +31,7 @@
 #include "batcher.h"
 #include "core/config.h"
 #include "core/metrics.h"
+#include "recorder.h"
 #include "uplink.h"
 
 typedef struct ps_ifaces ps_ifaces;
@@ -58,11 +59,27 @@ void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res);
 void ps_ifaces_stop(ps_ifaces *f, void (*done)(void *ud));
 void ps_ifaces_free(ps_ifaces *f);
 
+/*
+ * Capture jobs (protocol v2, docs/jobs.md). JOB_START opens the job's own
+ * capture (its BPF filter, its own interface index announced with the job
+ * id) on every watched interface that matches all of its non-empty
+ * selectors, now and as matching interfaces appear while it runs; with a
+ * preroll (ondemand mode) the flight recorder's packets from start -
+ * preroll up to the seam (the first packet of the job's handle) go first.
+ * It ends at JOB_STOP, end_ns, or its packet/byte limits on this sensor,
+ * with final STATS per capture and a JOB_STATUS. A JOB_START for a known job
+ * only answers with its status (the receiver re-sends it on reconnects).
+ */
+void ps_ifaces_job_start(ps_ifaces *f, const ps_job_start *j);
+void ps_ifaces_job_stop(ps_ifaces *f, uint64_t job);
+
 typedef struct ps_ifaces_totals {
     uint64_t packets, bytes, kernel_drops, if_drops, sensor_drops; /* sensor_drops: all */
     uint64_t evicted; /* of which evicted from the spool (spool.dropPolicy oldest) */
     uint32_t open_now, opened_total;
 } ps_ifaces_totals;
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t);
+/* The flight recorder's counters (all zero in continuous mode). */
+void ps_ifaces_recorder_totals(ps_ifaces *f, ps_recorder_totals *t);
 
 #endif

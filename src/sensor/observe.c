@@ -22,6 +22,10 @@ enum {
     O_ACKED_BATCHES,
     O_RESENT,
     O_DROP_OOM,
+    O_REC_BYTES,
+    O_REC_PACKETS,
+    O_REC_EVICT_AGE,
+    O_REC_EVICT_ROOM,
     O_N
 };
 
@@ -67,6 +71,18 @@ static const def defs[O_N] = {
                   "Batches sent again after a reconnect.", NULL, NULL},
     [O_DROP_OOM] = {PS_METRIC_COUNTER, "packetstreamer_sensor_dropped_packets_total",
                     "Packets the sensor dropped, by reason.", "reason", "out_of_memory"},
+    [O_REC_BYTES] = {PS_METRIC_GAUGE, "packetstreamer_sensor_recorder_bytes",
+                     "Bytes the flight recorder holds (capture.mode ondemand).", NULL, NULL},
+    [O_REC_PACKETS] = {PS_METRIC_GAUGE, "packetstreamer_sensor_recorder_packets",
+                       "Packets the flight recorder holds (capture.mode ondemand).", NULL, NULL},
+    [O_REC_EVICT_AGE] = {PS_METRIC_COUNTER, "packetstreamer_sensor_recorder_evicted_total",
+                         "Packets the flight recorder let go, by reason: age (older than "
+                         "capture.recorder.seconds) or room (capture.recorder.sizeMB full).",
+                         "reason", "age"},
+    [O_REC_EVICT_ROOM] = {PS_METRIC_COUNTER, "packetstreamer_sensor_recorder_evicted_total",
+                          "Packets the flight recorder let go, by reason: age (older than "
+                          "capture.recorder.seconds) or room (capture.recorder.sizeMB full).",
+                          "reason", "room"},
 };
 
 ps_sensor_obs *ps_sensor_obs_new(ps_metrics *m)
@@ -96,6 +112,10 @@ void ps_sensor_obs_publish(ps_sensor_obs *o, const ps_sensor_sample *s)
     if (!o)
         return;
     ps_series_set_u64(o->s[O_PACKETS], s->batcher.packets);
+    ps_series_set_u64(o->s[O_REC_BYTES], s->recorder.bytes);
+    ps_series_set_u64(o->s[O_REC_PACKETS], s->recorder.packets);
+    ps_series_set_u64(o->s[O_REC_EVICT_AGE], s->recorder.evicted_age);
+    ps_series_set_u64(o->s[O_REC_EVICT_ROOM], s->recorder.evicted_room);
     ps_series_set_u64(o->s[O_BYTES], s->batcher.bytes);
     ps_series_set_u64(o->s[O_BATCHES], s->batcher.batches);
     ps_series_set_u64(o->s[O_RAW], s->batcher.raw_bytes);

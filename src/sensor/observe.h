@@ -15,6 +15,7 @@
 
 #include "batcher.h"
 #include "core/metrics.h"
+#include "recorder.h"
 #include "uplink.h"
 
 typedef struct ps_sensor_obs ps_sensor_obs;
@@ -27,7 +28,8 @@ typedef struct ps_sensor_sample {
     ps_batcher_totals batcher;
     ps_uplink_totals uplink;
     int connected;
-    uint64_t dropped_oom; /* packets the batcher could not take (out of memory) */
+    uint64_t dropped_oom;        /* packets the batcher could not take (out of memory) */
+    ps_recorder_totals recorder; /* zero outside ondemand mode */
 } ps_sensor_sample;
 
 /* Loop thread only. NULL o: no-op. */

@@ -183,6 +183,7 @@ static void on_publish(uv_timer_t *t)
                             .dropped_oom = s->file ? ps_capture_file_dropped(s->file) : 0};
     ps_batcher_get_totals(s->batcher, &smp.batcher);
     ps_uplink_get_totals(s->uplink, &smp.uplink);
+    ps_ifaces_recorder_totals(s->ifaces, &smp.recorder);
     ps_sensor_obs_publish(s->obs, &smp);
     if (!s->http)
         return;
@@ -226,6 +227,22 @@ static void on_resolved(void *ud, const struct addrinfo *res)
 {
     sensor *s = ud;
     ps_ifaces_receiver_resolved(s->ifaces, res);
+}
+
+/* Capture jobs (v2): live capture only; a JOB_START before the interfaces
+ * are open (none can arrive: the uplink starts after them) is ignored. */
+static void on_job_start(void *ud, const ps_job_start *j)
+{
+    sensor *s = ud;
+    if (s->ifaces && !s->stopping)
+        ps_ifaces_job_start(s->ifaces, j);
+}
+
+static void on_job_stop(void *ud, uint64_t job)
+{
+    sensor *s = ud;
+    if (s->ifaces)
+        ps_ifaces_job_stop(s->ifaces, job);
 }
 
 /* Live: every interface is closed and its last packets are in the batcher. */
@@ -419,6 +436,8 @@ int ps_sensor_run(const ps_config *cfg)
                          .on_acked = on_acked,
                          .on_fatal = on_fatal,
                          .on_resolved = cfg->read_file ? NULL : on_resolved,
+                         .on_job_start = cfg->read_file ? NULL : on_job_start,
+                         .on_job_stop = cfg->read_file ? NULL : on_job_stop,
                          .ud = &s};
     s.uplink = s.batcher ? ps_uplink_new(&s.loop, s.batcher, &uo) : NULL;
     if (!s.batcher || !s.uplink || !s.metrics) {

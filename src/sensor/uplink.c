@@ -45,6 +45,7 @@ typedef enum {
 typedef struct up_iface {
     uint32_t index, linktype, snaplen;
     char *name, *desc;
+    uint64_t job; /* 0: the continuous capture */
 } up_iface;
 
 struct ps_uplink {
@@ -55,6 +56,7 @@ struct ps_uplink {
     char target[300];
     uint64_t session;
     up_state state;
+    uint16_t version; /* the session's (ACCEPT), valid in UP_READY */
     ps_conn *conn;
     uv_getaddrinfo_t gai;
     int resolving;
@@ -266,9 +268,12 @@ static int up_announce(ps_uplink *u, const up_iface *f)
                   .name = f->name,
                   .name_len = (uint16_t)strlen(f->name),
                   .desc = f->desc,
-                  .desc_len = (uint16_t)strlen(f->desc)};
+                  .desc_len = (uint16_t)strlen(f->desc),
+                  .job = f->job};
+    if (f->job && u->version < PS_WIRE_VERSION_JOBS)
+        return 0; /* a v1 receiver has no jobs: it never started this one */
     ps_buf_reset(&u->scratch);
-    if (ps_wire_encode_iface(&u->scratch, &w) != 0 ||
+    if (ps_wire_encode_iface_ver(&u->scratch, &w, u->version) != 0 ||
         ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
         return -1;
     return 0;
@@ -331,8 +336,9 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
 {
     ps_accept a;
     int rc = ps_wire_decode_accept(f->payload, f->len, &a);
-    if (rc != PS_WIRE_OK || a.version != PS_WIRE_VERSION || a.codec != u->o.codec ||
-        a.max_batch_raw < u->o.max_batch_raw) {
+    uint16_t vmax = u->o.on_job_start ? PS_WIRE_VERSION_JOBS : PS_WIRE_VERSION;
+    if (rc != PS_WIRE_OK || a.version < PS_WIRE_VERSION || a.version > vmax ||
+        a.codec != u->o.codec || a.max_batch_raw < u->o.max_batch_raw) {
         ps_conn_close(u->conn, PS_CONN_E_WIRE(rc ? rc : PS_WIRE_E_BAD_VALUE),
                       "receiver sent an ACCEPT we cannot use");
         return -1;
@@ -342,6 +348,7 @@ static int on_accept(ps_uplink *u, const ps_frame *f)
     uv_timer_stop(&u->timer);
     ps_conn_set_max_frame(u->conn, a.max_frame);
     u->state = UP_READY;
+    u->version = a.version;
     u->last_send_ms = uv_now(u->loop);
     if (u->o.heartbeat_ms) {
         uint64_t tick = u->o.heartbeat_ms / 4 ? u->o.heartbeat_ms / 4 : 1;
@@ -423,6 +430,26 @@ static int up_on_frame(ps_conn *c, const ps_frame *f)
     }
     if (u->state == UP_READY && f->type == PS_FRAME_HEARTBEAT)
         return 0;
+    if (u->state == UP_READY && u->o.on_job_start && ps_wire_type_allowed(f->type, u->version) &&
+        (f->type == PS_FRAME_JOB_START || f->type == PS_FRAME_JOB_STOP)) {
+        int rc;
+        if (f->type == PS_FRAME_JOB_START) {
+            ps_job_start j;
+            rc = ps_wire_decode_job_start(f->payload, f->len, &j);
+            if (rc == PS_WIRE_OK)
+                u->o.on_job_start(u->o.ud, &j);
+        } else {
+            uint64_t job;
+            rc = ps_wire_decode_job_stop(f->payload, f->len, &job);
+            if (rc == PS_WIRE_OK && u->o.on_job_stop)
+                u->o.on_job_stop(u->o.ud, job);
+        }
+        if (rc != PS_WIRE_OK) {
+            ps_conn_close(c, PS_CONN_E_WIRE(rc), "malformed job frame from the receiver");
+            return -1;
+        }
+        return 0;
+    }
     char why[96];
     snprintf(why, sizeof(why), "unexpected %s frame from the receiver",
              ps_frame_type_name(f->type));
@@ -495,7 +522,7 @@ static void on_connected(uv_connect_t *req, int status)
         return;
     }
     ps_hello h = {.version_min = PS_WIRE_VERSION,
-                  .version_max = PS_WIRE_VERSION,
+                  .version_max = u->o.on_job_start ? PS_WIRE_VERSION_JOBS : PS_WIRE_VERSION,
                   .codecs = (uint8_t)(1u << u->o.codec),
                   .codec = (uint8_t)u->o.codec,
                   .max_frame = PS_WIRE_MAX_FRAME_DEFAULT,
@@ -601,6 +628,12 @@ void ps_uplink_start(ps_uplink *u)
 int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
                         const char *name, const char *desc)
 {
+    return ps_uplink_add_iface_job(u, index, linktype, snaplen, name, desc, 0);
+}
+
+int ps_uplink_add_iface_job(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
+                            const char *name, const char *desc, uint64_t job)
+{
     up_iface *n = realloc(u->ifaces, (u->n_ifaces + 1) * sizeof(*n));
     if (!n)
         return -1;
@@ -611,6 +644,7 @@ int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_
     f->snaplen = snaplen;
     f->name = ps_wire_ifname_dup(name);
     f->desc = ps_wire_ifdesc_dup(desc);
+    f->job = job;
     if (!f->name || !f->desc) {
         free(f->name);
         free(f->desc);
@@ -631,6 +665,22 @@ int ps_uplink_send_stats(ps_uplink *u, const ps_stats *st)
         ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
         return -1;
     return 0;
+}
+
+int ps_uplink_send_job_status(ps_uplink *u, const ps_job_status *st)
+{
+    if (u->state != UP_READY || !u->conn || u->closing || u->version < PS_WIRE_VERSION_JOBS)
+        return -1;
+    ps_buf_reset(&u->scratch);
+    if (ps_wire_encode_job_status(&u->scratch, st) != 0 ||
+        ps_conn_send(u->conn, u->scratch.data, u->scratch.len) != 0)
+        return -1;
+    return 0;
+}
+
+uint16_t ps_uplink_version(const ps_uplink *u)
+{
+    return u->state == UP_READY && u->conn ? u->version : 0;
 }
 
 /* ---- shutdown ---- */

@@ -11,6 +11,10 @@
  * uplink logs an error, takes a new session id and resends everything
  * unacknowledged under it.
  * Interfaces are announced on every new connection before any batch.
+ * With on_job_start set the sensor offers protocol versions 1..2; in a v2
+ * session JOB_START / JOB_STOP are handed to the caller, JOB_STATUS can be
+ * sent, and job interfaces (IFACE with a job id) are announced (never in a
+ * v1 session).
  *
  * The spool is bounded (spool bytes); the caller asks ps_uplink_spool_full()
  * before producing more and stops (offline) or drops and counts (live).
@@ -47,6 +51,11 @@ typedef struct ps_uplink_opts {
      * connection attempt), before connecting; the live sensor keeps its
      * own stream out of its capture filters with it. */
     void (*on_resolved)(void *ud, const struct addrinfo *res);
+    /* Optional: offer protocol v2 (capture jobs) and hand its frames over.
+     * Without on_job_start the sensor offers v1 only. The job's strings
+     * point into the frame: copy what is kept. */
+    void (*on_job_start)(void *ud, const ps_job_start *j);
+    void (*on_job_stop)(void *ud, uint64_t job);
     void *ud;
 } ps_uplink_opts;
 
@@ -56,6 +65,15 @@ void ps_uplink_start(ps_uplink *u);
  * every reconnect. Copies the strings. Returns 0 or -1 on OOM. */
 int ps_uplink_add_iface(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
                         const char *name, const char *desc);
+/* The same for a job's capture (v2 only: not announced in a v1 session). */
+int ps_uplink_add_iface_job(ps_uplink *u, uint32_t index, uint32_t linktype, uint32_t snaplen,
+                            const char *name, const char *desc, uint64_t job);
+/* Sends JOB_STATUS now if connected in a v2 session. 0, or -1 when not sent
+ * (the caller sends again on its next tick, or when the receiver asks again
+ * with JOB_START). */
+int ps_uplink_send_job_status(ps_uplink *u, const ps_job_status *st);
+/* The version of the current session (0 when not connected). */
+uint16_t ps_uplink_version(const ps_uplink *u);
 /* Sends a STATS frame now if connected (counters are cumulative, so one
  * lost while disconnected is made good by the next). 0, or -1 when not sent. */
 int ps_uplink_send_stats(ps_uplink *u, const ps_stats *st);

@@ -401,6 +401,9 @@ CHECK(k_pods, c->pod_interfaces == 1)
 CHECK(k_bufsize, c->buffer_size_mb == 16)
 CHECK(k_promisc, c->promiscuous == 1)
 CHECK(k_stats_interval, c->stats_interval_sec == 2)
+CHECK(k_capture_mode, c->capture_ondemand == 1)
+CHECK(k_recorder_seconds, c->recorder_seconds == 120)
+CHECK(k_recorder_mb, c->recorder_mb == 256)
 CHECK(k_sensor_id, streq(c->sensor_id, "node-1.example"))
 CHECK(k_read_file, streq(c->read_file, "/tmp/in.pcap"))
 CHECK(k_read_pps, c->read_pps == 5000)
@@ -447,6 +450,12 @@ CHECK(k_http_max_conns, c->http_max_connections == 200)
 CHECK(k_http_per_source, c->http_max_connections_per_source == 4)
 CHECK(k_http_hdr_timeout, c->http_header_timeout_sec == 3)
 CHECK(k_http_extractions, c->http_max_extractions == 2)
+CHECK(k_jobs_max_dur, c->jobs_max_duration_sec == 7200)
+CHECK(k_jobs_def_dur, c->jobs_default_duration_sec == 30)
+CHECK(k_jobs_def_pre, c->jobs_default_preroll_sec == 5)
+CHECK(k_jobs_max_jobs, c->jobs_max_jobs == 9)
+CHECK(k_jobs_am_dur, c->jobs_am_duration_sec == 120)
+CHECK(k_jobs_am_pre, c->jobs_am_preroll_sec == 15)
 CHECK(k_pods_ns, c->pods_namespaces_count == 2 && streq(c->pods_namespaces[0], "shop") &&
                      streq(c->pods_namespaces[1], "pay"))
 CHECK(k_pods_excl,
@@ -515,6 +524,9 @@ static const key_case key_cases[] = {
     {"capture.bufferSizeMB", "16", "16", k_bufsize},
     {"capture.promiscuous", "on", "true", k_promisc},
     {"capture.statsIntervalSec", "2", "2", k_stats_interval},
+    {"capture.mode", "ondemand", "ondemand", k_capture_mode},
+    {"capture.recorder.seconds", "120", "120", k_recorder_seconds},
+    {"capture.recorder.sizeMB", "256", "256", k_recorder_mb},
     {"sensor.id", "node-1.example", "node-1.example", k_sensor_id},
     {"sensor.readFile", "/tmp/in.pcap", "/tmp/in.pcap", k_read_file},
     {"sensor.readPacketsPerSec", "5000", "5000", k_read_pps},
@@ -561,6 +573,12 @@ static const key_case key_cases[] = {
     {"http.maxConnectionsPerSource", "4", "4", k_http_per_source},
     {"http.headerTimeoutSec", "3", "3", k_http_hdr_timeout},
     {"http.maxExtractions", "2", "2", k_http_extractions},
+    {"jobs.maxDurationSec", "7200", "7200", k_jobs_max_dur},
+    {"jobs.defaultDurationSec", "30", "30", k_jobs_def_dur},
+    {"jobs.defaultPrerollSec", "5", "5", k_jobs_def_pre},
+    {"jobs.maxJobs", "9", "9", k_jobs_max_jobs},
+    {"jobs.alertmanager.durationSec", "120", "120", k_jobs_am_dur},
+    {"jobs.alertmanager.prerollSec", "15", "15", k_jobs_am_pre},
     {"capture.pods.namespaces", "[shop, pay]", "shop,pay", k_pods_ns},
     {"capture.pods.excludeNamespaces", "[monitoring]", "monitoring", k_pods_excl},
     {"capture.pods.labelSelector", "\"app=web,tier in (a,b),!canary\"",

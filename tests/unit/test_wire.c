@@ -1,5 +1,5 @@
 /*
- * test_wire: protocol v1 encoders and decoders.
+ * test_wire: protocol v1 and v2 encoders and decoders.
  *
  * Frames are built two ways: by the encoders under test and by a small,
  * independent serializer here that writes exactly the byte tables of
@@ -30,7 +30,7 @@
 
 /* The independent serializer: big-endian by hand, no validation. */
 typedef struct raw {
-    uint8_t b[4096];
+    uint8_t b[24576]; /* the largest JOB_START is 20 603 bytes */
     size_t n;
 } raw;
 
@@ -67,8 +67,8 @@ static void r_str(raw *r, const char *s, uint16_t n)
     r_bytes(r, s, n);
 }
 
-/* 2000 bytes of 'a', for ids, tokens, names and texts at their limits. */
-static char long_a[2000];
+/* 5000 bytes of 'a', for ids, tokens, names and texts at their limits. */
+static char long_a[5000];
 
 static const char *errname(int rc)
 {
@@ -143,6 +143,9 @@ static void test_names(void **state)
     assert_string_equal(ps_frame_type_name(PS_FRAME_ACK), "ack");
     assert_string_equal(ps_frame_type_name(PS_FRAME_HEARTBEAT), "heartbeat");
     assert_string_equal(ps_frame_type_name(PS_FRAME_BYE), "bye");
+    assert_string_equal(ps_frame_type_name(PS_FRAME_JOB_START), "job_start");
+    assert_string_equal(ps_frame_type_name(PS_FRAME_JOB_STOP), "job_stop");
+    assert_string_equal(ps_frame_type_name(PS_FRAME_JOB_STATUS), "job_status");
     assert_string_equal(ps_frame_type_name(0), "unknown");
     assert_string_equal(ps_frame_type_name(0x16), "unknown");
     assert_string_equal(ps_frame_type_name(-1), "unknown");
@@ -153,7 +156,41 @@ static void test_names(void **state)
 
 static int is_known_type(int t)
 {
-    return t == 0x01 || t == 0x02 || t == 0x03 || (t >= 0x10 && t <= 0x15);
+    return t == 0x01 || t == 0x02 || t == 0x03 || (t >= 0x10 && t <= 0x15) ||
+           (t >= 0x20 && t <= 0x22);
+}
+
+/* The receiver answers the highest version both speak: a v1-only sensor
+ * gets 1, a jobs sensor 2, unless the receiver is capped at 1. */
+static void test_pick_version(void **state)
+{
+    (void)state;
+    ps_hello h = {.version_min = 1, .version_max = 1};
+    assert_int_equal(ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX), 1);
+    h.version_max = 2;
+    assert_int_equal(ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX), 2);
+    assert_int_equal(ps_wire_pick_version(&h, 1), 1);
+    assert_int_equal(ps_wire_pick_version(&h, 0), 1);
+    h.version_max = 0xFFFF;
+    assert_int_equal(ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX), 2);
+    assert_int_equal(ps_wire_pick_version(&h, 0xFFFF), 2);
+    h.version_min = 2;
+    assert_int_equal(ps_wire_pick_version(&h, PS_WIRE_VERSION_MAX), 2);
+    assert_int_equal(ps_wire_pick_version(&h, 1), 0);
+}
+
+/* v1 sessions know exactly v1's nine types; v2 adds the three JOB_*. */
+static void test_type_allowed(void **state)
+{
+    (void)state;
+    for (int t = -1; t < 300; t++) {
+        int v1 = t == 0x01 || t == 0x02 || t == 0x03 || (t >= 0x10 && t <= 0x15);
+        int v2 = v1 || (t >= 0x20 && t <= 0x22);
+        assert_int_equal(ps_wire_type_allowed(t, 1), v1);
+        assert_int_equal(ps_wire_type_allowed(t, 2), v2);
+        assert_int_equal(ps_wire_type_allowed(t, 0), 0);
+        assert_int_equal(ps_wire_type_allowed(t, 3), 0);
+    }
 }
 
 static void test_frame_header(void **state)
@@ -392,10 +429,23 @@ static void test_hello(void **state)
         HELLO(h, PS_WIRE_OK);
     }
 
-    /* Versions. */
+    /* Versions: v1 and v2 share HELLO's layout; a range with neither is
+     * not parsed past byte 8. */
     h = base;
+    h.version_min = 1;
+    h.version_max = 2;
+    HELLO(h, PS_WIRE_OK);
+    h.version_min = 2;
+    h.version_max = 2;
+    HELLO(h, PS_WIRE_OK);
     h.version_min = 2;
     h.version_max = 3;
+    HELLO(h, PS_WIRE_OK);
+    h.version_min = 3;
+    h.version_max = 4;
+    HELLO(h, PS_WIRE_E_VERSION);
+    h.version_min = 3;
+    h.version_max = 0xFFFF;
     HELLO(h, PS_WIRE_E_VERSION);
     h.version_min = 0;
     h.version_max = 1;
@@ -492,14 +542,14 @@ static void test_hello(void **state)
         free(p);
     }
 
-    /* A HELLO not offering v1 is refused from its first 8 bytes alone: what
-     * follows may be laid out differently in other versions. */
+    /* A HELLO offering neither v1 nor v2 is refused from its first 8 bytes
+     * alone: what follows may be laid out differently in other versions. */
     {
-        const uint8_t v2[] = {'P', 'S', 'T', 'R', 0, 2, 0, 9};
-        uint8_t *p = tu_dup_exact(v2, sizeof(v2));
+        const uint8_t v3[] = {'P', 'S', 'T', 'R', 0, 3, 0, 9};
+        uint8_t *p = tu_dup_exact(v3, sizeof(v3));
         ps_hello d;
-        EXPECT_RC(ps_wire_decode_hello(p, sizeof(v2), &d), PS_WIRE_E_VERSION);
-        assert_int_equal(d.version_min, 2);
+        EXPECT_RC(ps_wire_decode_hello(p, sizeof(v3), &d), PS_WIRE_E_VERSION);
+        assert_int_equal(d.version_min, 3);
         assert_int_equal(d.version_max, 9);
         free(p);
     }
@@ -604,9 +654,13 @@ static void test_accept(void **state)
     ACCEPT(a, PS_WIRE_OK);
 
     a = base;
+    a.version = 2;
+    ACCEPT(a, PS_WIRE_OK);
     a.version = 0;
     ACCEPT(a, PS_WIRE_E_VERSION);
-    a.version = 2;
+    a.version = 3;
+    ACCEPT(a, PS_WIRE_E_VERSION);
+    a.version = 0xFFFF;
     ACCEPT(a, PS_WIRE_E_VERSION);
     a = base;
     a.codec = PS_CODEC_COUNT;
@@ -707,6 +761,7 @@ static ps_iface base_iface(void)
     return i;
 }
 
+/* v1 layout; raw_iface2 appends v2's job. */
 static void raw_iface(raw *r, const ps_iface *i)
 {
     r_u32(r, i->index);
@@ -716,14 +771,25 @@ static void raw_iface(raw *r, const ps_iface *i)
     r_str(r, i->desc, i->desc_len);
 }
 
-static void iface_case(const ps_iface *i, int want, int line)
+static void raw_iface2(raw *r, const ps_iface *i)
+{
+    raw_iface(r, i);
+    r_u64(r, i->job);
+}
+
+static void iface_case_v(const ps_iface *i, uint16_t version, int want, int line)
 {
     raw r = {.n = 0};
-    raw_iface(&r, i);
+    if (version >= 2)
+        raw_iface2(&r, i);
+    else
+        raw_iface(&r, i);
     uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_iface d;
-    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), want);
+    memset(&d, 0xA5, sizeof(d));
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, version, &d), want);
     if (want == PS_WIRE_OK) {
+        assert_true(d.job == (version >= 2 ? i->job : 0));
         assert_int_equal(d.index, i->index);
         assert_int_equal(d.linktype, i->linktype);
         assert_int_equal(d.snaplen, i->snaplen);
@@ -736,10 +802,18 @@ static void iface_case(const ps_iface *i, int want, int line)
     free(p);
     ps_buf b;
     buf_with_xyz(&b);
-    check_encoder(ps_wire_encode_iface(&b, i), &b, PS_FRAME_IFACE, &r, want == PS_WIRE_OK, line);
+    check_encoder(ps_wire_encode_iface_ver(&b, i, version), &b, PS_FRAME_IFACE, &r,
+                  want == PS_WIRE_OK, line);
     ps_buf_free(&b);
+    if (version == 1) { /* the v1 sensor's encoder */
+        buf_with_xyz(&b);
+        check_encoder(ps_wire_encode_iface(&b, i), &b, PS_FRAME_IFACE, &r, want == PS_WIRE_OK,
+                      line);
+        ps_buf_free(&b);
+    }
 }
-#define IFACE(i, want) iface_case(&(i), (want), __LINE__)
+#define IFACE(i, want) iface_case_v(&(i), 1, (want), __LINE__)
+#define IFACE2(i, want) iface_case_v(&(i), 2, (want), __LINE__)
 
 /* Whatever a name came from, its sanitised copy encodes, and names that
  * were fine stay as they were. */
@@ -876,14 +950,481 @@ static void test_iface(void **state)
     r_u8(&r, 0);
     uint8_t *p = tu_dup_exact(r.b, r.n);
     ps_iface d;
-    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 1, &d), PS_WIRE_E_TRAILING);
     free(p);
     /* name_len past the end */
     r.n = 0;
     raw_iface(&r, &base);
     r.b[13] = 100;
     p = tu_dup_exact(r.b, r.n);
-    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, &d), PS_WIRE_E_TRUNCATED);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 1, &d), PS_WIRE_E_TRUNCATED);
+    free(p);
+}
+
+/* v2: the same fields and rules, then a u64 job; the layout follows the
+ * session's version, never a guess from the length. */
+static void test_iface_v2(void **state)
+{
+    (void)state;
+    int line = __LINE__;
+    ps_iface base = base_iface(), i;
+    IFACE2(base, PS_WIRE_OK); /* job 0: the continuous capture */
+    i = base;
+    i.job = 1;
+    IFACE2(i, PS_WIRE_OK);
+    i.job = UINT64_MAX;
+    i.name = long_a;
+    i.name_len = PS_WIRE_MAX_IFNAME_LEN;
+    i.desc = long_a;
+    i.desc_len = PS_WIRE_MAX_DESC_LEN;
+    IFACE2(i, PS_WIRE_OK);
+    i = base;
+    i.job = 7;
+    i.name = "payments/api-7d4b9";
+    i.name_len = (uint16_t)strlen(i.name);
+    IFACE2(i, PS_WIRE_OK);
+    /* The v1 checks hold in v2. */
+    i = base;
+    i.job = 7;
+    i.snaplen = 0;
+    IFACE2(i, PS_WIRE_E_BAD_VALUE);
+    i = base;
+    i.job = 7;
+    i.name = "a/b/c";
+    i.name_len = 5;
+    IFACE2(i, PS_WIRE_E_BAD_VALUE);
+    i = base;
+    i.desc = long_a;
+    i.desc_len = PS_WIRE_MAX_DESC_LEN + 1;
+    IFACE2(i, PS_WIRE_E_TOO_LONG);
+    /* A job in v1 cannot be expressed: the encoder refuses it. */
+    i = base;
+    i.job = 3;
+    ps_buf b;
+    buf_with_xyz(&b);
+    raw none = {.n = 0};
+    check_encoder(ps_wire_encode_iface(&b, &i), &b, PS_FRAME_IFACE, &none, 0, line);
+    check_encoder(ps_wire_encode_iface_ver(&b, &i, 1), &b, PS_FRAME_IFACE, &none, 0, line);
+    /* Versions this build does not speak. */
+    check_encoder(ps_wire_encode_iface_ver(&b, &base, 0), &b, PS_FRAME_IFACE, &none, 0, line);
+    check_encoder(ps_wire_encode_iface_ver(&b, &base, 3), &b, PS_FRAME_IFACE, &none, 0, line);
+    ps_buf_free(&b);
+
+    /* A v2 IFACE read as v1 has 8 trailing bytes; a v1 one read as v2 is
+     * truncated; each strict prefix of the job is truncated. */
+    raw r = {.n = 0};
+    i = base;
+    i.job = 0x0102030405060708ULL;
+    raw_iface2(&r, &i);
+    ps_iface d;
+    uint8_t *p = tu_dup_exact(r.b, r.n);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 1, &d), PS_WIRE_E_TRAILING);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 2, &d), PS_WIRE_OK);
+    assert_true(d.job == 0x0102030405060708ULL);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 0, &d), PS_WIRE_E_VERSION);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 3, &d), PS_WIRE_E_VERSION);
+    free(p);
+    for (size_t cut = r.n - 8; cut < r.n; cut++) {
+        p = tu_dup_exact(r.b, cut);
+        EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)cut, 2, &d), PS_WIRE_E_TRUNCATED);
+        free(p);
+    }
+    r_u8(&r, 0);
+    p = tu_dup_exact(r.b, r.n);
+    EXPECT_RC(ps_wire_decode_iface(p, (uint32_t)r.n, 2, &d), PS_WIRE_E_TRAILING);
+    free(p);
+    /* The byte table: ... desc, then the job big-endian. */
+    buf_with_xyz(&b);
+    assert_int_equal(ps_wire_encode_iface_ver(&b, &i, 2), 0);
+    const uint8_t tail[] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_memory_equal(b.data + b.len - 8, tail, 8);
+    ps_buf_free(&b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* JOB_START, JOB_STOP, JOB_STATUS (v2)                                     */
+
+static ps_job_start base_job(void)
+{
+    ps_job_start j = {
+        .job = 5,
+        .start_ns = 1700000000000000000ULL,
+        .end_ns = 1700000030000000000ULL,
+        .max_packets = 1000,
+        .max_bytes = 0,
+        .preroll_sec = 10,
+        .name = "web-incident-1",
+        .name_len = 14,
+        .namespaces = "payments,shop",
+        .namespaces_len = 13,
+        .pods = "payments/api-7d4b9",
+        .pods_len = 18,
+        .label_selector = "app=api,tier!=db",
+        .label_selector_len = 16,
+        .interfaces = "eth*,cali*",
+        .interfaces_len = 10,
+        .filter = "tcp port 443",
+        .filter_len = 12,
+    };
+    return j;
+}
+
+static void raw_job(raw *r, const ps_job_start *j, uint32_t reserved)
+{
+    r_u64(r, j->job);
+    r_u64(r, j->start_ns);
+    r_u64(r, j->end_ns);
+    r_u64(r, j->max_packets);
+    r_u64(r, j->max_bytes);
+    r_u32(r, j->preroll_sec);
+    r_u32(r, reserved);
+    r_str(r, j->name, j->name_len);
+    r_str(r, j->namespaces, j->namespaces_len);
+    r_str(r, j->pods, j->pods_len);
+    r_str(r, j->label_selector, j->label_selector_len);
+    r_str(r, j->interfaces, j->interfaces_len);
+    r_str(r, j->filter, j->filter_len);
+}
+
+static void str_eq(const char *got, uint16_t got_len, const char *want, uint16_t want_len)
+{
+    assert_int_equal(got_len, want_len);
+    if (want_len)
+        assert_memory_equal(got, want, want_len);
+}
+
+static void job_case(const ps_job_start *j, uint32_t reserved, int want, int line)
+{
+    raw r = {.n = 0};
+    raw_job(&r, j, reserved);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
+    ps_job_start d;
+    memset(&d, 0, sizeof(d));
+    EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)r.n, &d), want);
+    if (want == PS_WIRE_OK) {
+        assert_true(d.job == j->job);
+        assert_true(d.start_ns == j->start_ns);
+        assert_true(d.end_ns == j->end_ns);
+        assert_true(d.max_packets == j->max_packets);
+        assert_true(d.max_bytes == j->max_bytes);
+        assert_int_equal(d.preroll_sec, j->preroll_sec);
+        assert_ptr_equal(d.name, (const char *)p + 50); /* points into the input */
+        str_eq(d.name, d.name_len, j->name, j->name_len);
+        str_eq(d.namespaces, d.namespaces_len, j->namespaces, j->namespaces_len);
+        str_eq(d.pods, d.pods_len, j->pods, j->pods_len);
+        str_eq(d.label_selector, d.label_selector_len, j->label_selector, j->label_selector_len);
+        str_eq(d.interfaces, d.interfaces_len, j->interfaces, j->interfaces_len);
+        str_eq(d.filter, d.filter_len, j->filter, j->filter_len);
+    }
+    free(p);
+    if (reserved == 0) {
+        ps_buf b;
+        buf_with_xyz(&b);
+        check_encoder(ps_wire_encode_job_start(&b, j), &b, PS_FRAME_JOB_START, &r,
+                      want == PS_WIRE_OK, line);
+        ps_buf_free(&b);
+    }
+}
+#define JOB(j, want) job_case(&(j), 0, (want), __LINE__)
+
+static void test_job_start_golden(void **state)
+{
+    (void)state;
+    ps_job_start j = {.job = 0x0102030405060708ULL,
+                      .start_ns = 0x10,
+                      .end_ns = 0x20,
+                      .max_packets = 3,
+                      .max_bytes = 4,
+                      .preroll_sec = 5,
+                      .name = "x-1",
+                      .name_len = 3,
+                      .filter = "ip",
+                      .filter_len = 2};
+    const uint8_t want[] = {
+        0, 0, 0,   0x41, 0x20, 0, 0, 0,    /* header: 65 bytes, JOB_START */
+        1, 2, 3,   4,    5,    6, 7, 8,    /* job */
+        0, 0, 0,   0,    0,    0, 0, 0x10, /* start_ns */
+        0, 0, 0,   0,    0,    0, 0, 0x20, /* end_ns */
+        0, 0, 0,   0,    0,    0, 0, 3,    /* max_packets */
+        0, 0, 0,   0,    0,    0, 0, 4,    /* max_bytes */
+        0, 0, 0,   5,    0,    0, 0, 0,    /* preroll_sec, reserved */
+        0, 3, 'x', '-',  '1',              /* name */
+        0, 0, 0,   0,    0,    0, 0, 0,    /* namespaces, pods, selector, interfaces */
+        0, 2, 'i', 'p',                    /* filter */
+    };
+    ps_buf b = PS_BUF_INIT;
+    assert_int_equal(ps_wire_encode_job_start(&b, &j), 0);
+    assert_int_equal(b.len, sizeof(want));
+    assert_memory_equal(b.data, want, sizeof(want));
+    ps_buf_free(&b);
+
+    const uint8_t stop[] = {0, 0, 0, 8, 0x21, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01, 0x02};
+    assert_int_equal(ps_wire_encode_job_stop(&b, 0x102), 0);
+    assert_int_equal(b.len, sizeof(stop));
+    assert_memory_equal(b.data, stop, sizeof(stop));
+    ps_buf_free(&b);
+
+    ps_job_status st = {.job = 9,
+                        .state = PS_JOB_FAILED,
+                        .packets = 1,
+                        .bytes = 2,
+                        .drops = 3,
+                        .msg = "no",
+                        .msg_len = 2};
+    const uint8_t stw[] = {
+        0, 0, 0,   0x2c, 0x22, 0, 0, 0, /* header: 44 bytes, JOB_STATUS */
+        0, 0, 0,   0,    0,    0, 0, 9, /* job */
+        0, 0, 0,   4,    0,    0, 0, 0, /* state failed, reserved */
+        0, 0, 0,   0,    0,    0, 0, 1, /* packets */
+        0, 0, 0,   0,    0,    0, 0, 2, /* bytes */
+        0, 0, 0,   0,    0,    0, 0, 3, /* drops */
+        0, 2, 'n', 'o',                 /* msg */
+    };
+    assert_int_equal(ps_wire_encode_job_status(&b, &st), 0);
+    assert_int_equal(b.len, sizeof(stw));
+    assert_memory_equal(b.data, stw, sizeof(stw));
+    ps_buf_free(&b);
+}
+
+static void test_job_start(void **state)
+{
+    (void)state;
+    int line = __LINE__;
+    ps_job_start base = base_job(), j;
+    JOB(base, PS_WIRE_OK);
+    /* At the limits. */
+    j = base;
+    j.job = UINT64_MAX;
+    j.start_ns = 0;
+    j.end_ns = 0; /* no deadline */
+    j.max_packets = UINT64_MAX;
+    j.max_bytes = UINT64_MAX;
+    j.preroll_sec = PS_WIRE_MAX_PREROLL_SEC;
+    j.name = "abcdefghijklmnopqrstuvwxyz-0123456789-abcdefghijklmnopqrstuvwxy";
+    j.name_len = PS_WIRE_MAX_JOB_NAME_LEN;
+    j.namespaces = j.pods = j.label_selector = j.interfaces = j.filter = long_a;
+    j.namespaces_len = j.pods_len = j.label_selector_len = j.interfaces_len = j.filter_len =
+        PS_WIRE_MAX_JOB_SEL_LEN;
+    JOB(j, PS_WIRE_OK);
+    j = base; /* every selector empty: no constraint */
+    j.namespaces_len = j.pods_len = j.label_selector_len = j.interfaces_len = j.filter_len = 0;
+    j.namespaces = j.pods = j.label_selector = j.interfaces = j.filter = NULL;
+    j.preroll_sec = 0;
+    JOB(j, PS_WIRE_OK);
+    j = base;
+    j.end_ns = j.start_ns; /* a deadline of now */
+    JOB(j, PS_WIRE_OK);
+    j = base;
+    j.name = "-";
+    j.name_len = 1;
+    JOB(j, PS_WIRE_OK);
+
+    /* Values out of their domain. */
+    j = base;
+    j.job = 0;
+    JOB(j, PS_WIRE_E_BAD_VALUE);
+    j = base;
+    j.end_ns = j.start_ns - 1;
+    JOB(j, PS_WIRE_E_BAD_VALUE);
+    j = base;
+    j.preroll_sec = PS_WIRE_MAX_PREROLL_SEC + 1;
+    JOB(j, PS_WIRE_E_BAD_VALUE);
+    j.preroll_sec = UINT32_MAX;
+    JOB(j, PS_WIRE_E_BAD_VALUE);
+    j = base;
+    j.name_len = 0;
+    JOB(j, PS_WIRE_E_BAD_VALUE);
+    j = base;
+    j.name = long_a;
+    j.name_len = PS_WIRE_MAX_JOB_NAME_LEN + 1;
+    JOB(j, PS_WIRE_E_TOO_LONG);
+    static const char *const bad_names[] = {"Web",  "a_b", "a.b", "a/b", "a b",
+                                            "a\0b", "..",  "é",   "A",   "a\n"};
+    for (size_t k = 0; k < sizeof(bad_names) / sizeof(bad_names[0]); k++) {
+        j = base;
+        j.name = bad_names[k];
+        j.name_len = (uint16_t)(k == 5 ? 3 : strlen(bad_names[k]));
+        JOB(j, PS_WIRE_E_BAD_VALUE);
+    }
+    /* Each selector string: too long, or holding a NUL. */
+    for (int f = 0; f < 5; f++) {
+        for (int mode = 0; mode < 2; mode++) {
+            j = base;
+            const char **sp[] = {&j.namespaces, &j.pods, &j.label_selector, &j.interfaces,
+                                 &j.filter};
+            uint16_t *lp[] = {&j.namespaces_len, &j.pods_len, &j.label_selector_len,
+                              &j.interfaces_len, &j.filter_len};
+            if (mode == 0) {
+                *sp[f] = long_a;
+                *lp[f] = PS_WIRE_MAX_JOB_SEL_LEN + 1;
+                JOB(j, PS_WIRE_E_TOO_LONG);
+            } else {
+                *sp[f] = "ab\0c";
+                *lp[f] = 4;
+                JOB(j, PS_WIRE_E_BAD_VALUE);
+            }
+        }
+    }
+    /* Reserved bits, one at a time. */
+    for (int bit = 0; bit < 32; bit++)
+        job_case(&base, 1u << bit, PS_WIRE_E_RESERVED, __LINE__);
+
+    /* Trailing and truncated. */
+    raw r = {.n = 0};
+    raw_job(&r, &base, 0);
+    size_t full = r.n;
+    r_u8(&r, 0);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
+    ps_job_start d;
+    EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
+    free(p);
+    for (size_t cut = 0; cut < full; cut++) {
+        p = tu_dup_exact(r.b, cut);
+        EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)cut, &d), PS_WIRE_E_TRUNCATED);
+        free(p);
+    }
+    /* A length field past the end (filter_len 0x0100 of 12). */
+    r.n = full;
+    size_t at = full - 12 - 2; /* filter_len's high byte */
+    assert_true(full > 14 && at < sizeof(r.b));
+    r.b[at % sizeof(r.b)] = 1;
+    p = tu_dup_exact(r.b, full);
+    EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)full, &d), PS_WIRE_E_TRUNCATED);
+    free(p);
+    /* A length above its limit is too_long before it is compared with
+     * what is left. */
+    r.b[at % sizeof(r.b)] = 0xFF;
+    p = tu_dup_exact(r.b, full);
+    EXPECT_RC(ps_wire_decode_job_start(p, (uint32_t)full, &d), PS_WIRE_E_TOO_LONG);
+    free(p);
+}
+
+static void test_job_stop(void **state)
+{
+    (void)state;
+    int line = __LINE__;
+    ps_buf b = PS_BUF_INIT;
+    uint64_t v = 0;
+    for (uint64_t job = 1; job != 0; job = job < UINT64_MAX / 3 ? job * 3 : 0) {
+        ps_buf_reset(&b);
+        assert_int_equal(ps_wire_encode_job_stop(&b, job), 0);
+        assert_int_equal(b.len, 16);
+        assert_int_equal(b.data[4], PS_FRAME_JOB_STOP);
+        uint8_t *p = tu_dup_exact(b.data + 8, 8);
+        EXPECT_RC(ps_wire_decode_job_stop(p, 8, &v), PS_WIRE_OK);
+        assert_true(v == job);
+        for (uint32_t cut = 0; cut < 8; cut++)
+            EXPECT_RC(ps_wire_decode_job_stop(p, cut, &v), PS_WIRE_E_TRUNCATED);
+        free(p);
+    }
+    ps_buf_reset(&b);
+    assert_int_equal(ps_wire_encode_job_stop(&b, 0), -1);
+    assert_int_equal(b.len, 0);
+    uint8_t zero[9] = {0};
+    uint8_t *p = tu_dup_exact(zero, 8);
+    EXPECT_RC(ps_wire_decode_job_stop(p, 8, &v), PS_WIRE_E_BAD_VALUE);
+    free(p);
+    p = tu_dup_exact(zero, 9);
+    EXPECT_RC(ps_wire_decode_job_stop(p, 9, &v), PS_WIRE_E_TRAILING);
+    free(p);
+    ps_buf_free(&b);
+}
+
+static void raw_status(raw *r, const ps_job_status *s, uint32_t reserved)
+{
+    r_u64(r, s->job);
+    r_u32(r, s->state);
+    r_u32(r, reserved);
+    r_u64(r, s->packets);
+    r_u64(r, s->bytes);
+    r_u64(r, s->drops);
+    r_str(r, s->msg, s->msg_len);
+}
+
+static void status_case(const ps_job_status *s, uint32_t reserved, int want, int line)
+{
+    raw r = {.n = 0};
+    raw_status(&r, s, reserved);
+    uint8_t *p = tu_dup_exact(r.b, r.n);
+    ps_job_status d;
+    memset(&d, 0, sizeof(d));
+    EXPECT_RC(ps_wire_decode_job_status(p, (uint32_t)r.n, &d), want);
+    if (want == PS_WIRE_OK) {
+        assert_true(d.job == s->job);
+        assert_int_equal(d.state, s->state);
+        assert_true(d.packets == s->packets);
+        assert_true(d.bytes == s->bytes);
+        assert_true(d.drops == s->drops);
+        str_eq(d.msg, d.msg_len, s->msg, s->msg_len);
+    }
+    free(p);
+    if (reserved == 0) {
+        ps_buf b;
+        buf_with_xyz(&b);
+        check_encoder(ps_wire_encode_job_status(&b, s), &b, PS_FRAME_JOB_STATUS, &r,
+                      want == PS_WIRE_OK, line);
+        ps_buf_free(&b);
+    }
+}
+#define STATUS(s, want) status_case(&(s), 0, (want), __LINE__)
+
+static void test_job_status(void **state)
+{
+    (void)state;
+    int line = __LINE__;
+    ps_job_status base = {.job = 5,
+                          .state = PS_JOB_RUNNING,
+                          .packets = 10,
+                          .bytes = 1000,
+                          .drops = 1},
+                  s;
+    STATUS(base, PS_WIRE_OK);
+    for (uint32_t st = 0; st < 8; st++) {
+        s = base;
+        s.state = st;
+        STATUS(s, st >= PS_JOB_RUNNING && st <= PS_JOB_FAILED ? PS_WIRE_OK : PS_WIRE_E_BAD_VALUE);
+    }
+    s = base;
+    s.state = UINT32_MAX;
+    STATUS(s, PS_WIRE_E_BAD_VALUE);
+    s = base;
+    s.job = UINT64_MAX;
+    s.state = PS_JOB_FAILED;
+    s.packets = s.bytes = s.drops = UINT64_MAX;
+    s.msg = long_a;
+    s.msg_len = PS_WIRE_MAX_JOB_MSG_LEN;
+    STATUS(s, PS_WIRE_OK);
+    s.msg_len = PS_WIRE_MAX_JOB_MSG_LEN + 1;
+    STATUS(s, PS_WIRE_E_TOO_LONG);
+    s = base;
+    s.msg = "bad\0filter";
+    s.msg_len = 10;
+    STATUS(s, PS_WIRE_E_BAD_VALUE);
+    s = base;
+    s.msg = "syntax error in filter expression: tab\there";
+    s.msg_len = (uint16_t)strlen(s.msg);
+    STATUS(s, PS_WIRE_OK);
+    s = base;
+    s.job = 0;
+    STATUS(s, PS_WIRE_E_BAD_VALUE);
+    for (int bit = 0; bit < 32; bit++)
+        status_case(&base, 1u << bit, PS_WIRE_E_RESERVED, __LINE__);
+
+    raw r = {.n = 0};
+    s = base;
+    s.msg = "oops";
+    s.msg_len = 4;
+    raw_status(&r, &s, 0);
+    size_t full = r.n;
+    ps_job_status d;
+    for (size_t cut = 0; cut < full; cut++) {
+        uint8_t *p = tu_dup_exact(r.b, cut);
+        EXPECT_RC(ps_wire_decode_job_status(p, (uint32_t)cut, &d), PS_WIRE_E_TRUNCATED);
+        free(p);
+    }
+    r_u8(&r, 'x');
+    uint8_t *p = tu_dup_exact(r.b, r.n);
+    EXPECT_RC(ps_wire_decode_job_status(p, (uint32_t)r.n, &d), PS_WIRE_E_TRAILING);
     free(p);
 }
 
@@ -1240,15 +1781,22 @@ static void test_records(void **state)
 /* ------------------------------------------------------------------------ */
 /* Every valid frame: prefixes, and random mutations                        */
 
-#define MAX_SAMPLES 32
+#define MAX_SAMPLES 48
 static ps_buf samples[MAX_SAMPLES];
+static uint16_t sample_ver[MAX_SAMPLES]; /* the session version to decode it as */
 static size_t nsamples;
 
-static ps_buf *new_sample(void)
+static ps_buf *new_sample_v(uint16_t version)
 {
     assert_true(nsamples < MAX_SAMPLES);
     samples[nsamples] = (ps_buf)PS_BUF_INIT;
+    sample_ver[nsamples] = version;
     return &samples[nsamples++];
+}
+
+static ps_buf *new_sample(void)
+{
+    return new_sample_v(1);
 }
 
 static int setup_samples(void **state)
@@ -1290,6 +1838,27 @@ static int setup_samples(void **state)
     assert_int_equal(ps_wire_encode_ack(new_sample(), 17), 0);
     assert_int_equal(ps_wire_encode_heartbeat(new_sample(), 1700000000000000000ULL), 0);
     assert_int_equal(ps_wire_encode_bye(new_sample(), 18), 0);
+
+    /* v2 */
+    i = base_iface();
+    i.job = 0;
+    assert_int_equal(ps_wire_encode_iface_ver(new_sample_v(2), &i, 2), 0);
+    i.job = 77;
+    assert_int_equal(ps_wire_encode_iface_ver(new_sample_v(2), &i, 2), 0);
+    ps_job_start js = base_job();
+    assert_int_equal(ps_wire_encode_job_start(new_sample_v(2), &js), 0);
+    js.namespaces_len = js.pods_len = js.label_selector_len = js.interfaces_len = 0;
+    assert_int_equal(ps_wire_encode_job_start(new_sample_v(2), &js), 0);
+    js.filter = long_a;
+    js.filter_len = 300;
+    assert_int_equal(ps_wire_encode_job_start(new_sample_v(2), &js), 0);
+    assert_int_equal(ps_wire_encode_job_stop(new_sample_v(2), 5), 0);
+    ps_job_status st = {5, PS_JOB_RUNNING, 1, 2, 3, NULL, 0};
+    assert_int_equal(ps_wire_encode_job_status(new_sample_v(2), &st), 0);
+    st.state = PS_JOB_FAILED;
+    st.msg = "bad filter";
+    st.msg_len = 10;
+    assert_int_equal(ps_wire_encode_job_status(new_sample_v(2), &st), 0);
     return 0;
 }
 
@@ -1312,7 +1881,7 @@ static int valid_rc(int rc)
  * a batch, decompress into an exact raw_len buffer and walk the records.
  * Returns the first non-OK result. *codec_rc gets the decompression result.
  */
-static int decode_any(const ps_frame *f, uint32_t max_raw, int *codec_rc)
+static int decode_any(const ps_frame *f, uint16_t version, uint32_t max_raw, int *codec_rc)
 {
     *codec_rc = PS_CODEC_OK;
     switch (f->type) {
@@ -1330,7 +1899,19 @@ static int decode_any(const ps_frame *f, uint32_t max_raw, int *codec_rc)
     }
     case PS_FRAME_IFACE: {
         ps_iface i;
-        return ps_wire_decode_iface(f->payload, f->len, &i);
+        return ps_wire_decode_iface(f->payload, f->len, version, &i);
+    }
+    case PS_FRAME_JOB_START: {
+        ps_job_start j;
+        return ps_wire_decode_job_start(f->payload, f->len, &j);
+    }
+    case PS_FRAME_JOB_STOP: {
+        uint64_t v;
+        return ps_wire_decode_job_stop(f->payload, f->len, &v);
+    }
+    case PS_FRAME_JOB_STATUS: {
+        ps_job_status j;
+        return ps_wire_decode_job_status(f->payload, f->len, &j);
     }
     case PS_FRAME_STATS: {
         ps_stats s;
@@ -1383,7 +1964,8 @@ static void test_samples_valid(void **state)
         assert_int_equal(ps_wire_frame_parse(p, s->len, MAX_DEF, &f, &used), PS_WIRE_OK);
         assert_int_equal(used, s->len);
         int crc;
-        assert_int_equal(decode_any(&f, PS_WIRE_MAX_BATCH_RAW_DEFAULT, &crc), PS_WIRE_OK);
+        assert_int_equal(decode_any(&f, sample_ver[k], PS_WIRE_MAX_BATCH_RAW_DEFAULT, &crc),
+                         PS_WIRE_OK);
         assert_int_equal(crc, PS_CODEC_OK);
         free(p);
     }
@@ -1408,7 +1990,7 @@ static void test_prefixes(void **state)
             uint8_t *p = tu_dup_exact(s->data + PS_WIRE_HDR_LEN, cut);
             ps_frame f = {s->data[4], p, cut};
             int crc;
-            int rc = decode_any(&f, PS_WIRE_MAX_BATCH_RAW_DEFAULT, &crc);
+            int rc = decode_any(&f, sample_ver[k], PS_WIRE_MAX_BATCH_RAW_DEFAULT, &crc);
             /* A compressed batch cut after its header still decodes as a
              * header; the codec then finds the stream cut short. */
             if (rc == PS_WIRE_OK) {
@@ -1436,13 +2018,14 @@ static void test_mutations(void **state)
     const uint32_t max_raw = 1u << 20;
     uint64_t s = 0x5EED;
     size_t n_ok = 0, n_err = 0, n_more = 0, n_decomp = 0;
-    uint8_t *scratch = malloc(8192);
+    uint8_t *scratch = malloc(32768);
     assert_non_null(scratch);
 
     for (int iter = 0; iter < 100000; iter++) {
-        ps_buf *smp = &samples[tu_rng_next(&s) % nsamples];
+        size_t which = (size_t)(tu_rng_next(&s) % nsamples);
+        ps_buf *smp = &samples[which];
         size_t len = smp->len;
-        assert_true(len + 64 <= 8192);
+        assert_true(len + 64 <= 32768);
         memcpy(scratch, smp->data, len);
         int nmut = 1 + (int)(tu_rng_next(&s) % 4);
         for (int m = 0; m < nmut; m++) {
@@ -1508,7 +2091,7 @@ static void test_mutations(void **state)
             assert_true(used >= PS_WIRE_HDR_LEN && used <= len - off);
             assert_true(f.payload == p + off + PS_WIRE_HDR_LEN);
             int crc;
-            rc = decode_any(&f, max_raw, &crc);
+            rc = decode_any(&f, sample_ver[which], max_raw, &crc);
             assert_true(valid_rc(rc));
             if (f.type == PS_FRAME_BATCH && rc == PS_WIRE_OK && crc == PS_CODEC_OK)
                 n_decomp++;
@@ -1553,23 +2136,18 @@ int main(void)
 {
     memset(long_a, 'a', sizeof(long_a));
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_names),
-        cmocka_unit_test(test_frame_header),
-        cmocka_unit_test(test_hello_golden),
-        cmocka_unit_test(test_hello),
-        cmocka_unit_test(test_accept),
-        cmocka_unit_test(test_reject),
-        cmocka_unit_test(test_iface),
-        cmocka_unit_test(test_iface_name_dup),
-        cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_u64_frames),
-        cmocka_unit_test(test_batch_prefix_golden),
-        cmocka_unit_test(test_batch_roundtrip),
-        cmocka_unit_test(test_batch_decode),
-        cmocka_unit_test(test_records),
-        cmocka_unit_test(test_samples_valid),
-        cmocka_unit_test(test_prefixes),
-        cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_names),           cmocka_unit_test(test_frame_header),
+        cmocka_unit_test(test_hello_golden),    cmocka_unit_test(test_hello),
+        cmocka_unit_test(test_accept),          cmocka_unit_test(test_reject),
+        cmocka_unit_test(test_iface),           cmocka_unit_test(test_iface_name_dup),
+        cmocka_unit_test(test_iface_v2),        cmocka_unit_test(test_type_allowed),
+        cmocka_unit_test(test_pick_version),    cmocka_unit_test(test_job_start_golden),
+        cmocka_unit_test(test_job_start),       cmocka_unit_test(test_job_stop),
+        cmocka_unit_test(test_job_status),      cmocka_unit_test(test_stats),
+        cmocka_unit_test(test_u64_frames),      cmocka_unit_test(test_batch_prefix_golden),
+        cmocka_unit_test(test_batch_roundtrip), cmocka_unit_test(test_batch_decode),
+        cmocka_unit_test(test_records),         cmocka_unit_test(test_samples_valid),
+        cmocka_unit_test(test_prefixes),        cmocka_unit_test(test_mutations),
     };
     int rc = cmocka_run_group_tests(tests, setup_samples, teardown_samples);
     return rc;

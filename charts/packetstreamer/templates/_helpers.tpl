@@ -180,6 +180,7 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
 {{- $v := .Values.sensor -}}
 {{- $capture := dict "podInterfaces" $v.capture.podInterfaces "bufferSizeMB" (int $v.capture.bufferSizeMB) -}}{{/* pending #3 */}}
 {{- if $v.capture.promiscuous }}{{ $_ := set $capture "promiscuous" true }}{{ end -}}
+{{- if eq (default "continuous" $v.capture.mode) "ondemand" }}{{ $_ := set $capture "mode" "ondemand" }}{{ with $v.capture.recorder }}{{ $_ := set $capture "recorder" (dict "seconds" (int (default 30 .seconds)) "sizeMB" (int (default 64 .sizeMB))) }}{{ end }}{{ end -}}
 {{- with $v.capture.interfaces }}{{ $_ := set $capture "interfaces" . }}{{ end -}}
 {{- with $v.capture.excludeInterfaces }}{{ $_ := set $capture "excludeInterfaces" . }}{{ end -}}
 {{- with $v.capture.filter }}{{ $_ := set $capture "filter" . }}{{ end -}}
