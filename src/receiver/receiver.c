@@ -409,6 +409,8 @@ int ps_receiver_run(const ps_config *cfg)
     if (ps_hub_new(&r.hub, &r.loop, &ho, err, sizeof(err)) != 0) {
         ps_error("receiver", "%s", err);
         ps_writer_free(r.writer);
+        ps_jobs_stop(r.jobs); /* its wake-up handle, before the loop closes */
+        uv_run(&r.loop, UV_RUN_DEFAULT);
         teardown(&r);
         uv_loop_close(&r.loop);
         return 1;
