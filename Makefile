@@ -20,6 +20,8 @@
 #   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
 #   make bench-soak    honest sensors stream while hostile peers attack the receiver (~2 minutes)
 #   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
+#   make bench-s3      S3 upload: the receiver's uploader vs curl --aws-sigv4, same files, same
+#                      local s3rver, same run (~5-10 minutes, ~5 GB of tmpfs; docs/performance.md)
 
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
@@ -34,7 +36,7 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 
 .PHONY: install deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
-	bench-peers bench-ingest bench-soak bench-profile build-prof
+	bench-peers bench-ingest bench-soak bench-profile build-prof bench-s3
 
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
@@ -141,6 +143,9 @@ bench-ingest: deps build
 
 bench-soak: deps build
 	/usr/bin/python3 bench/soak.py
+
+bench-s3: deps build
+	/usr/bin/python3 bench/s3.py
 
 # Release (-O3) with symbols for callgrind_annotate; same code as build/.
 build-prof:
