@@ -12,6 +12,7 @@
  */
 #include "api.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +82,11 @@ struct ps_api {
     int s3_on;
     ps_s3_opts s3o;
     char *s3_prefix;
+    /* A tier sharing one bucket (output.s3.prefix holds "{receiver}"):
+     * objects are listed under s3_base, and each key is
+     * s3_base RECEIVER s3_tail NAME; s3_self is this receiver's RECEIVER.
+     * s3_tail NULL: no tier, every key is s3_prefix NAME. */
+    char *s3_base, *s3_tail, *s3_self;
     pthread_mutex_t s3_mu;
     struct file_row *s3_rows;
     size_t s3_n;
@@ -323,8 +329,11 @@ static void on_timer(uv_timer_t *t)
 
 /* ---- HTTP routes (HTTP threads) ---- */
 
+#define API_RECEIVER_MAX 64 /* a receiver's name in a tier's object keys */
+
 typedef struct file_row {
     char name[256];
+    char receiver[API_RECEIVER_MAX]; /* another receiver's object in the bucket; "" ours */
     uint64_t size, mtime_ns;
     unsigned stored; /* ROW_LOCAL | ROW_S3 */
 } file_row;
@@ -334,7 +343,9 @@ typedef struct file_row {
 
 static int row_cmp(const void *x, const void *y)
 {
-    return strcmp(((const file_row *)x)->name, ((const file_row *)y)->name);
+    const file_row *a = x, *b = y;
+    int c = strcmp(a->name, b->name);
+    return c ? c : strcmp(a->receiver, b->receiver);
 }
 
 /* The writer's line for name (meta points into text), or NULL. */
@@ -424,9 +435,12 @@ static int append_file(ps_buf *j, const file_row *f, const char *meta, int first
                          : f->stored == ROW_S3             ? "s3"
                                                            : "local";
     rc |= ps_buf_append(j, ",\"stored\":", 10) | ps_json_str(j, stored);
+    if (f->receiver[0])
+        rc |= ps_buf_append(j, ",\"receiver\":", 12) | ps_json_str(j, f->receiver);
     rc |= ps_buf_append(j, ",\"url\":", 7);
-    char url[300];
-    snprintf(url, sizeof(url), "/captures/%s", f->name);
+    char url[400];
+    snprintf(url, sizeof(url), "/captures/%s%s%s", f->name, f->receiver[0] ? "?receiver=" : "",
+             f->receiver);
     rc |= ps_json_str(j, url) | ps_buf_append(j, "}", 1);
     return rc ? -1 : 0;
 }
@@ -448,10 +462,25 @@ typedef struct s3_listing {
 static void on_listed(void *ud, const ps_s3_listed *o)
 {
     s3_listing *l = ud;
-    size_t pl = l->a->s3_prefix ? strlen(l->a->s3_prefix) : 0;
+    ps_api *a = l->a;
+    const char *base = a->s3_base ? a->s3_base : "";
+    size_t pl = strlen(base);
+    if (strncmp(o->key, base, pl) != 0)
+        return;
     const char *name = o->key + pl;
-    if (strncmp(o->key, l->a->s3_prefix ? l->a->s3_prefix : "", pl) != 0 ||
-        !served_name(name, l->a->prefix) || strstr(name, PS_FNAME_PART))
+    char who[API_RECEIVER_MAX] = "";
+    if (a->s3_tail) { /* RECEIVER s3_tail NAME */
+        const char *t = strstr(name, a->s3_tail);
+        size_t rl = t ? (size_t)(t - name) : 0;
+        if (!t || rl == 0 || rl >= sizeof(who) || memchr(name, '/', rl))
+            return;
+        memcpy(who, name, rl);
+        who[rl] = '\0';
+        name = t + strlen(a->s3_tail);
+        if (strcmp(who, a->s3_self) == 0)
+            who[0] = '\0';
+    }
+    if (!served_name(name, a->prefix) || strstr(name, PS_FNAME_PART))
         return;
     if (l->n == l->cap) {
         size_t nc = l->cap ? l->cap * 2 : 64;
@@ -465,6 +494,7 @@ static void on_listed(void *ud, const ps_s3_listed *o)
     }
     file_row *f = &l->rows[l->n++];
     snprintf(f->name, sizeof(f->name), "%s", name);
+    snprintf(f->receiver, sizeof(f->receiver), "%s", who);
     f->size = o->size;
     f->stored = ROW_S3;
     f->mtime_ns = 0;
@@ -496,8 +526,8 @@ static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
         a->s3_at_ms = mono_ms();
         int rc = ps_s3_new(&s3, &a->s3o, err, sizeof(err));
         if (rc == 0)
-            rc = ps_s3_list(s3, a->s3_prefix ? a->s3_prefix : "", API_MAX_LISTED_FILES, on_listed,
-                            &l, err, sizeof(err));
+            rc = ps_s3_list(s3, a->s3_base ? a->s3_base : "", API_MAX_LISTED_FILES, on_listed, &l,
+                            err, sizeof(err));
         ps_s3_free(s3);
         if (rc != 0 || l.oom) {
             ps_warn("receiver", "listing the bucket for /api/captures: %s",
@@ -554,6 +584,7 @@ static int route_captures_list(ps_api *a, struct MHD_Connection *c)
             cap = nc;
         }
         snprintf(rows[n].name, sizeof(rows[n].name), "%s", e->d_name);
+        rows[n].receiver[0] = '\0';
         rows[n].stored = ROW_LOCAL;
         rows[n].size = (uint64_t)st.st_size;
         rows[n].mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
@@ -644,10 +675,110 @@ static void s3_download_free(void *cls)
 
 /* A capture in the bucket (deleted locally after its upload): HEAD for the
  * size, then the object streamed through, Range passed on. */
+/* A prefix with one "{receiver}" followed by a non-empty tail ("cap/{receiver}/")
+ * is shared by a tier: the listing and downloads cover every receiver's
+ * objects. This receiver's name is what the expanded prefix has in place
+ * of "{receiver}". Out of memory leaves the bucket view to our own objects. */
+static void split_tier_prefix(ps_api *a, const char *raw)
+{
+    const char *mark = raw ? strstr(raw, "{receiver}") : NULL;
+    const char *exp = a->s3_prefix ? a->s3_prefix : "";
+    a->s3_base = strdup(exp);
+    if (!mark || strstr(mark + 10, "{receiver}") || !mark[10])
+        return;
+    size_t bl = (size_t)(mark - raw), tl = strlen(mark + 10), el = strlen(exp);
+    if (el < bl + tl + 1)
+        return;
+    char *base = strndup(raw, bl), *tail = strdup(mark + 10);
+    char *self = strndup(exp + bl, el - bl - tl);
+    if (!base || !tail || !self || strchr(self, '/')) {
+        free(base);
+        free(tail);
+        free(self);
+        return;
+    }
+    free(a->s3_base);
+    a->s3_base = base;
+    a->s3_tail = tail;
+    a->s3_self = self;
+}
+
+/* Which receiver's object a download of name means, in a tier sharing a
+ * bucket: ?receiver=R, else ours when we have it, else the only one there
+ * is. 0 with who filled ("" ours), or -1 with a response queued in *res. */
+static int pick_receiver(ps_api *a, struct MHD_Connection *c, const char *name, char *who,
+                         size_t wholen, int *res)
+{
+    who[0] = '\0';
+    const char *want = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "receiver");
+    if (want) {
+        size_t n = strlen(want);
+        int ok = n > 0 && n < wholen && strcmp(want, ".") && strcmp(want, "..");
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)want[i]) || want[i] == '-' || want[i] == '.' ||
+                 want[i] == '_';
+        if (!ok) {
+            *res = ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST,
+                                        "receiver: a receiver's name ([A-Za-z0-9._-])\n");
+            return -1;
+        }
+        if (!a->s3_tail) {
+            *res = ps_http_respond_text(c, MHD_HTTP_NOT_FOUND,
+                                        "receiver: this bucket is not shared by a tier\n");
+            return -1;
+        }
+        if (strcmp(want, a->s3_self) != 0)
+            snprintf(who, wholen, "%s", want);
+        return 0;
+    }
+    if (!a->s3_tail)
+        return 0;
+    file_row *rows = NULL;
+    size_t n = 0;
+    if (s3_rows_get(a, &rows, &n) != 0) {
+        *res = ps_http_respond_text(c, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
+        return -1;
+    }
+    size_t found = 0, own = 0;
+    char names[512] = "";
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(rows[i].name, name) != 0)
+            continue;
+        if (!rows[i].receiver[0]) {
+            own = 1;
+            continue;
+        }
+        if (!found++)
+            snprintf(who, wholen, "%s", rows[i].receiver);
+        size_t k = strlen(names);
+        snprintf(names + k, sizeof(names) - k, "%s%s", k ? ", " : "", rows[i].receiver);
+    }
+    free(rows);
+    if (own || found == 0) {
+        who[0] = '\0';
+        return 0;
+    }
+    if (found > 1) {
+        char msg[700];
+        snprintf(msg, sizeof(msg),
+                 "%s is held by several receivers of the tier (%s): add ?receiver=NAME\n", name,
+                 names);
+        *res = ps_http_respond_text(c, MHD_HTTP_CONFLICT, msg);
+        return -1;
+    }
+    return 0;
+}
+
 static int route_download_s3(ps_api *a, struct MHD_Connection *c, const char *name)
 {
-    char key[PATH_MAX], err[1024];
-    snprintf(key, sizeof(key), "%s%s", a->s3_prefix ? a->s3_prefix : "", name);
+    char key[PATH_MAX], err[1024], who[API_RECEIVER_MAX];
+    int picked;
+    if (pick_receiver(a, c, name, who, sizeof(who), &picked) != 0)
+        return picked;
+    if (who[0])
+        snprintf(key, sizeof(key), "%s%s%s%s", a->s3_base, who, a->s3_tail, name);
+    else
+        snprintf(key, sizeof(key), "%s%s", a->s3_prefix ? a->s3_prefix : "", name);
     s3_download *d = calloc(1, sizeof(*d));
     if (!d || ps_s3_new(&d->s3, &a->s3o, err, sizeof(err)) != 0) {
         free(d);
@@ -720,6 +851,10 @@ static int route_download(ps_api *a, struct MHD_Connection *c, const char *name)
     char path[PATH_MAX];
     if ((size_t)snprintf(path, sizeof(path), "%s/%s", a->dir, name) >= sizeof(path))
         return ps_http_respond_text(c, MHD_HTTP_BAD_REQUEST, "name too long\n");
+    const char *who = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "receiver");
+    if (who && a->s3_on && !(a->s3_self && strcmp(who, a->s3_self) == 0) &&
+        !strstr(name, PS_FNAME_PART))
+        return route_download_s3(a, c, name); /* another receiver's object */
     int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st;
     if (fd < 0 && errno == ENOENT && a->s3_on && !strstr(name, PS_FNAME_PART))
@@ -1265,6 +1400,7 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->s3o = *o->s3;
         a->s3o.cancel = NULL;
         a->s3_prefix = o->s3_key_prefix ? strdup(o->s3_key_prefix) : NULL;
+        split_tier_prefix(a, o->cfg ? o->cfg->s3_prefix : NULL);
     }
     ps_snapshot_init(&a->rates_json);
     if (o->metrics) {
@@ -1375,6 +1511,9 @@ void ps_api_free(ps_api *a)
     ps_snapshot_free(&a->files_meta);
     free(a->s3_rows);
     free(a->s3_prefix);
+    free(a->s3_base);
+    free(a->s3_tail);
+    free(a->s3_self);
     pthread_mutex_destroy(&a->s3_mu);
     ps_snapshot_free(&a->rates_json);
     free(a->rates);

@@ -20,9 +20,8 @@ overlap (duplicates) is only the batches in flight at the move: the tail of
 what the old home wrote, resent at the head of the new home's
 (docs/reliability.md). The restarted receiver serves one of its objects
 from the bucket, whole and with a Range, byte-identical to the object. A
-download of that object through another receiver must give the same bytes;
-it does not yet (xfail, see the end of the test): each receiver looks only
-under its own {receiver} prefix and the receivers' file names coincide.
+download of that object through another receiver, named by the receiver that
+holds it (`?receiver=`, as /api/captures lists it), gives the same bytes.
 """
 
 import collections
@@ -308,9 +307,35 @@ def test_tier_uploads_every_packet_across_a_killed_receiver(tierns, tmp_path):
                            headers=["Range: bytes=1000-4999"])
     assert st == 206 and data == body[1000:5000]
     assert hdr["content-range"] == "bytes 1000-4999/%d" % len(body)
+    # through another receiver: its listing names the object with the
+    # receiver that holds it, and ?receiver= fetches exactly that object
+    st, _, listing = ns_get("http://%s:%d/api/captures" % (other, HTTP_PORT))
+    assert st == 200
+    import json
+    rows = [r for r in json.loads(listing) if r["name"] == fname and
+            r.get("receiver") == name[victim]]
+    assert len(rows) == 1 and rows[0]["stored"] == "s3", rows
+    assert rows[0]["url"] == "/captures/%s?receiver=%s" % (fname, name[victim])
+    url = "http://%s:%d%s" % (other, HTTP_PORT, rows[0]["url"])
+    st, hdr, data = ns_get(url)
+    assert st == 200 and data == body, (st, len(data), len(body))
+    st, hdr, data = ns_get(url, headers=["Range: bytes=1000-4999"])
+    assert st == 206 and data == body[1000:5000]
+    assert hdr["content-range"] == "bytes 1000-4999/%d" % len(body)
+    # without ?receiver=: this receiver's own object of that name when it
+    # has one, the only one there is, or a 409 naming the holders
+    own = bodies.get("cap/%s/%s" % (name[other], fname))
+    holders = [k for k in keys if k.endswith("/" + fname) and
+               not k.startswith("cap/%s/" % name[other])]
     st, hdr, data = ns_get("http://%s:%d/captures/%s" % (other, HTTP_PORT, fname))
-    st_r, hdr_r, data_r = ns_get("http://%s:%d/captures/%s" % (other, HTTP_PORT, fname),
-                                 headers=["Range: bytes=1000-4999"])
+    if own is not None:
+        assert st == 200 and data == own
+    elif len(holders) == 1:
+        assert st == 200 and data == body
+    else:
+        assert st == 409 and name[victim].encode() in data, (st, data[:200])
+    st, _, data = ns_get("http://%s:%d/captures/%s?receiver=../x" % (other, HTTP_PORT, fname))
+    assert st == 400
     print("tier+s3: victim %s (%d sensors moved), %d objects, %d duplicate packets, %.1f s "
           "(killed at %.1f s)" % (name[victim], len(moved), len(keys), dup_packets,
                                    time.monotonic() - t0, killed_at - t0))
@@ -319,18 +344,3 @@ def test_tier_uploads_every_packet_across_a_killed_receiver(tierns, tmp_path):
         assert p.wait(30 * SCALE) == 0
     s3.kill()
     s3.wait()
-    # Known bug (reported with issue 17): a receiver lists and serves only
-    # its own expanded prefix (api.c: s3_prefix is cap/<its own name>/), and
-    # the receivers of a tier name their files alike (PREFIX-STAMP-COUNTER,
-    # started in the same second), so /captures/NAME through another
-    # receiver answers that receiver's own object of the same name, a
-    # different capture (or 404 when it has none). Expected to fail in
-    # exactly these two ways until it is fixed; any other answer fails.
-    own = bodies.get("cap/%s/%s" % (name[other], fname))
-    if st == 404 or (st == 200 and data != body and data == own):
-        pytest.xfail("/captures/%s through %s: %s, not the object %s uploaded" % (
-            fname, name[other], "404" if st == 404 else "its own object of the same name",
-            name[victim]))
-    assert st == 200 and data == body, (st, len(data), len(body))
-    assert st_r == 206 and data_r == body[1000:5000]
-    assert hdr_r["content-range"] == "bytes 1000-4999/%d" % len(body)
