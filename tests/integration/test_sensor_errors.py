@@ -91,7 +91,9 @@ def test_sensor_sigterm_mid_stream(env, tmp_path):
     p = env.start_sensor(path, rx.port, sensor_id="term", env=SHORT)
     deadline = time.monotonic() + 20 * SCALE
     while time.monotonic() < deadline and p.poll() is None:
-        if rx.files() or list(rx.outdir.iterdir()):
+        # a capture file (.part included); the receiver's own hidden
+        # directories (.index, .jobs) exist from its start
+        if rx.files() or [e for e in rx.outdir.iterdir() if not e.name.startswith(".")]:
             break
         time.sleep(0.002)
     if p.poll() is None:
