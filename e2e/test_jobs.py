@@ -405,3 +405,55 @@ def test_job_survives_reconnect(cluster, tmp_path):
         assert_no_sanitizer(sensor.text(), "sensor")
     finally:
         rx.close()
+
+
+def test_receiver_restart_mid_job(cluster, tmp_path):
+    """The receiver is stopped and started again while a job runs: it
+    resumes the job from its persisted state, the sensor keeps capturing and
+    spooling meanwhile, and the job's files hold the pod's packets once
+    each, with no gap across the restart."""
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def start_rx(n):
+        p = cluster.start(ns_exec(RX) + [binary(), "receiver", "--listen",
+                                         "%s:%d" % (RX_ADDR, RX_PORT), "--output", str(out),
+                                         "--http", HTTP], tmp_path / ("receiver-%d.log" % n))
+        p.wait_log("listening on")
+        return p
+    rx = start_rx(1)
+    cluster.servers(["pb"])
+    ref = tcpdump_all(cluster, "pa")
+    sensor = cluster.sensor("gatherMaxWaitMs: 100\ncapture:\n  mode: ondemand\n"
+                            "  podInterfaces: true\n  statsIntervalSec: 1\n")
+    sensor.wait_log("connected to receiver")
+    sensor.wait_log("capturing on vethpa")
+    send = sender(cluster, "pa", cluster.pods["pb"][2], [UDP_PORT], 200, 14)
+    j = api("POST", "/api/jobs", {"name": "across", "selector": {"interfaces": ["vethpa"]},
+                                  "duration": 8})
+    assert "id" in j, j
+    sensor.wait_log(r"job across \(\d+\) capturing on vethpa")
+    time.sleep(2)
+    assert rx.stop() == 0
+    time.sleep(1.5)  # the pod goes on talking; the sensor spools the job's packets
+    rx = start_rx(2)
+    sensor.wait_log("connected to receiver", timeout=20)
+    deadline = time.time() + 25
+    while time.time() < deadline:
+        j = api("GET", "/api/jobs/%d" % j["id"])
+        if j["state"] != "running":
+            break
+        time.sleep(0.3)
+    assert j["state"] == "finished", j
+    send.p.wait(30)
+    time.sleep(0.5)
+    ref.stop()
+    assert sensor.stop() == 0
+    assert rx.stop() == 0
+    got = [bytes(d) for f in sorted(out.glob("job-across-*.pcapng"))
+           for _n, _ts, _c, _o, d in pcaplib.read_named(str(f))]
+    assert len([f for f in got if b"seq-" in f]) > 200 * 6, len(got)
+    _ifs, recs = pcaplib.read(str(ref.ref))
+    contiguous_run(got, [bytes(r.data) for r in recs])
+    assert_no_sanitizer(sensor.text(), "sensor")
+    assert_no_sanitizer(rx.text(), "receiver")
