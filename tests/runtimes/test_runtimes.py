@@ -169,7 +169,9 @@ class Receiver:
 
     def frames(self):
         out = []
-        for f in sorted(Path(self.outdir).iterdir()):
+        # capture files only: the receiver keeps its indexes and jobs in
+        # hidden directories beside them
+        for f in sorted(p for p in Path(self.outdir).iterdir() if not p.name.startswith(".")):
             _ifs, recs = pcaplib.read(str(f))
             out += [bytes(r.data) for r in recs]
         return out
