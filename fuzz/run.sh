@@ -44,6 +44,7 @@ for t in $TARGETS; do
         extra="$extra src/receiver/fileset.c src/receiver/filename.c src/receiver/recovery.c"
         extra="$extra src/receiver/livefeed.c src/core/net.c src/core/tls.c src/core/pcapng.c"
         extra="$extra src/core/metrics.c src/core/http.c src/receiver/jobs.c"
+        extra="$extra src/receiver/query.c src/receiver/index.c src/receiver/pcapread.c"
         ;;
     *) extra="" ;;
     esac
