@@ -168,12 +168,19 @@ def test_ondemand_streams_nothing_and_preroll_seam(cluster, tmp_path):
         ref.stop()
         got = rx.job_frames(41)
         ts = [t for t, _ in got]
-        assert ts == sorted(ts), "job packets out of time order"
+        # the pod's own stream is in time order; the job keeps the kernel's
+        # order, where a frame of the other direction may be stamped a few
+        # microseconds before the one ahead of it (a veth stamps a received
+        # frame when it is queued, a sent one when it leaves; tcpdump on
+        # the node shows the same), so the whole is compared by order with
+        # the reference below, not sorted
+        own = [t for t, f in got if b"seq-" in f]
+        assert own == sorted(own), "the pod's packets out of time order"
         # the window: from 10 s before the job to its end (the recorder's
         # packets are stamped on the node, the reference in the pod: same
         # frames, slightly different clocks' moments)
-        assert abs(ts[0] - (start - 10 * SEC)) < 0.1 * SEC, (ts[0] - start) / SEC
-        assert ts[-1] < start + 5 * SEC and start + 5 * SEC - ts[-1] < 0.1 * SEC
+        assert abs(min(ts) - (start - 10 * SEC)) < 0.1 * SEC, (min(ts) - start) / SEC
+        assert max(ts) < start + 5 * SEC and start + 5 * SEC - max(ts) < 0.1 * SEC
         # every frame of the pod (its ARP and neighbour discovery too), in
         # the reference's order, none missing or doubled at the seam
         frames = [f for _, f in got]
