@@ -9,7 +9,9 @@
  * server's history: re-list, and report the pods the new list no longer has
  * as deleted before PS_KUBE_SYNCED. Failures wait an exponential, jittered
  * backoff (0.5 s doubling to 30 s) so a fleet of sensors does not hammer a
- * recovering API server in step.
+ * recovering API server in step; a 429 or 5xx with Retry-After (API
+ * Priority and Fairness throttling, a server shutting down) waits at least
+ * that long, capped at RETRY_AFTER_MAX_MS.
  *
  * libcurl's multi interface is driven by the loop: CURLMOPT_SOCKETFUNCTION
  * maps curl's sockets onto uv_poll handles, CURLMOPT_TIMERFUNCTION onto a
@@ -35,6 +37,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +57,7 @@
 #define CONTINUE_MAX 8192
 #define BACKOFF_MIN_MS 500
 #define BACKOFF_MAX_MS 30000
+#define RETRY_AFTER_MAX_MS 120000 /* a larger Retry-After is taken as this */
 #define CONNECT_TIMEOUT_MS 10000L
 #define LIST_TIMEOUT_MS 60000L
 #define WATCH_TIMEOUT_DEFAULT 300
@@ -108,6 +112,7 @@ struct ps_kube {
     int listing; /* a list is being read (pages) */
     int need_list;
     unsigned backoff_ms;
+    unsigned retry_after_ms; /* the server's Retry-After for the next fail(), 0: none */
     uint64_t rng;
 
     known *pods;
@@ -602,11 +607,14 @@ static uint64_t rnd(ps_kube *k)
 static void fail(ps_kube *k, const char *msg)
 {
     set_state(k, 0, msg);
-    ps_debug("kube", "%s; retrying in about %u ms", msg, k->backoff_ms);
     unsigned d = k->backoff_ms;
     uint64_t delay = d - (unsigned)(rnd(k) % (d / 4 + 1));
     if (delay < BACKOFF_MIN_MS / 2)
         delay = BACKOFF_MIN_MS / 2;
+    if (k->retry_after_ms > delay)
+        delay = k->retry_after_ms;
+    k->retry_after_ms = 0;
+    ps_debug("kube", "%s; retrying in %" PRIu64 " ms", msg, delay);
     k->backoff_ms = d * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : d * 2;
     schedule(k, delay);
 }
@@ -1061,6 +1069,18 @@ static void refused(ps_kube *k, char *msg, size_t msglen)
     else
         snprintf(msg, msglen, "the API server answered %ld to the pod %s%s%s", k->status, verb,
                  sm[0] ? ": " : "", sm);
+    /* CURLINFO_RETRY_AFTER reads both forms (seconds, HTTP date); -1 or 0
+     * when absent. Only throttling and server errors carry a meaningful one. */
+    curl_off_t ra = 0;
+    if ((k->status == 429 || k->status >= 500) &&
+        curl_easy_getinfo(k->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK && ra > 0) {
+        k->retry_after_ms =
+            ra >= RETRY_AFTER_MAX_MS / 1000 ? RETRY_AFTER_MAX_MS : (unsigned)ra * 1000u;
+        size_t used = strlen(msg);
+        if (used < msglen)
+            snprintf(msg + used, msglen - used, "; retrying after %u s (Retry-After)",
+                     k->retry_after_ms / 1000);
+    }
 }
 
 static void transfer_failed(ps_kube *k, CURLcode rc, char *msg, size_t msglen)

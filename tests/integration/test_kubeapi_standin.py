@@ -132,7 +132,7 @@ def test_objects_pass_the_strict_validator(api):
     rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in evs]
     assert rvs == sorted(rvs)
 
-    # refusals: 401, 403, 410 (an expired continue token, a watch too far back)
+    # refusals: 401, 403, 429 (throttled), 410 (an expired continue token, a watch too far back)
     st, s401 = cl.json(SEL, token="wrong")
     assert st == 401 and s401["code"] == 401 and s401["reason"] == "Unauthorized"
     items.append({"source": "401", "object": s401})
@@ -142,7 +142,13 @@ def test_objects_pass_the_strict_validator(api):
     assert s403["message"] == ('pods is forbidden: User "system:serviceaccount:ps:sensor" cannot '
                                'list resource "pods" in API group "" at the cluster scope')
     items.append({"source": "403", "object": s403})
-    api.set(deny=False)
+    api.set(deny=False, throttle=1, retry_after=3)
+    c, r = cl.get(SEL + "&limit=500")
+    s429 = json.loads(r.read())
+    c.close()
+    assert r.status == 429 and r.getheader("Retry-After") == "3"
+    assert s429["reason"] == "TooManyRequests" and s429["details"]["retryAfterSeconds"] == 3
+    items.append({"source": "429", "object": s429})
     api.compact()
     st, s410 = cl.json(SEL + "&limit=500&continue=" + page["metadata"]["continue"])
     assert st == 410 and s410["code"] == 410 and s410["reason"] == "Expired"

@@ -11,7 +11,8 @@ HTTPS with a bearer token, speaking the real list/watch protocol.
            bookmark_interval seconds when asked for), ERROR with a Status of
            code 410 when RV is older than the bounded history (or an HTTP 410,
            gone_as="http"); the stream ends cleanly after T seconds.
-    401 for a wrong token, 403 in deny mode: real Status objects.
+    401 for a wrong token, 403 in deny mode, 429 with Retry-After when
+    throttling: real Status objects.
 
 Faults: slow (each line dribbled in small pieces), stall (streams go
 silent), drop (streams cut mid-line, no final chunk), stop/start (the same
@@ -92,6 +93,8 @@ class KubeAPI:
         self.page_size = page_size  # caps the client's limit (the API may send fewer)
         self.bookmark_interval = bookmark_interval
         self.deny = False           # 403 for every pod request
+        self.throttle = 0           # answer this many pod requests 429 (APF) ...
+        self.retry_after = 1        # ... with this Retry-After (seconds)
         self.gone_as = "event"      # or "http"
         self.slow = 0.0             # seconds between pieces of a line
         self.slow_piece = 7
@@ -245,7 +248,7 @@ class KubeAPI:
     def set(self, **kw):
         with self.lock:
             for k, v in kw.items():
-                if k not in ("deny", "gone_as", "slow", "slow_piece", "stall", "page_size",
+                if k not in ("deny", "throttle", "retry_after", "gone_as", "slow", "slow_piece", "stall", "page_size",
                              "bookmark_interval", "history"):
                     raise KeyError(k)
                 setattr(self, k, v)
@@ -344,9 +347,11 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         sys.stderr.write("kubeapi: " + (fmt % args) + "\n")
 
-    def send_json(self, code, obj):
+    def send_json(self, code, obj, headers=()):
         body = json.dumps(obj).encode()
         self.send_response(code)
+        for k, v in headers:
+            self.send_header(k, v)
         self.send_header("Content-Type", "application/json")
         self.send_header("Audit-Id", str(uuid.uuid4()))
         self.send_header("Content-Length", str(len(body)))
@@ -369,6 +374,16 @@ class Handler(BaseHTTPRequestHandler):
                                               "the requested resource"))
         watch = q.get("watch") in ("1", "true")
         verb = "watch" if watch else "list"
+        with api.lock:
+            throttled = api.throttle > 0
+            if throttled:
+                api.throttle -= 1
+            ra = api.retry_after
+        if throttled:
+            # what API Priority and Fairness answers a client over its share
+            return self.send_json(429, status(
+                429, "TooManyRequests", "Too many requests, please try again later.",
+                {"retryAfterSeconds": ra}), [("Retry-After", str(ra))])
         if api.deny:
             return self.send_json(403, status(
                 403, "Forbidden",

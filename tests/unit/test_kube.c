@@ -847,6 +847,30 @@ static void test_forbidden_names_permission(void **state)
     live_end(&l);
 }
 
+/* API Priority and Fairness answers a client over its share 429 with
+ * Retry-After: the sensor waits that long, not its 0.5 s backoff. */
+static void test_throttled_honours_retry_after(void **state)
+{
+    (void)state;
+    live l;
+    live_start(&l, NULL, 0);
+    sa_do(&l.sa, "{\"cmd\":\"set\",\"throttle\":2,\"retry_after\":2}");
+    live_open(&l, 30, NULL);
+    wait_state(&l, 0, 10000);
+    assert_non_null(strstr(l.r->msg, "429"));
+    assert_non_null(strstr(l.r->msg, "Too many requests"));
+    assert_non_null(strstr(l.r->msg, "retrying after 2 s (Retry-After)"));
+    /* the backoff alone would have tried 3 times by 1.5 s */
+    tu_run_for(&l.loop, 1500);
+    assert_int_equal(sa_count(&l.sa, "limit", NULL), 1);
+    tu_run_for(&l.loop, 1000);
+    assert_int_equal(sa_count(&l.sa, "limit", NULL), 2);
+    assert_int_equal(l.r->synced, 0);
+    wait_synced(&l, 1);
+    assert_int_equal(sa_count(&l.sa, "limit", NULL), 3);
+    live_end(&l);
+}
+
 static void test_token_rotation(void **state)
 {
     (void)state;
@@ -1069,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_server_down_then_up),
         cmocka_unit_test(test_wrong_ca),
         cmocka_unit_test(test_stop_from_callback),
+        cmocka_unit_test(test_throttled_honours_retry_after),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
