@@ -15,8 +15,8 @@
 #   make images            build both container images with podman
 #   make images-check      build, then check and run the images (part of test)
 #   make e2e-images        images stream pod traffic over mTLS, fetched over HTTP (part of test)
-#   make bench-peers   the performance issue's table: packetstreamer, tcpdump -w, tcpdump | nc,
-#                      netsniff-ng under the same generator, same run (root, ~5 minutes)
+#   make bench-peers   the performance issues' table: packetstreamer plain and over mTLS, tcpdump -w,
+#                      tcpdump | nc, netsniff-ng, same generator, same run, medians of 3 (~25 min)
 #   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
 #   make bench-soak    honest sensors stream while hostile peers attack the receiver (~2 minutes)
 #   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
@@ -135,11 +135,13 @@ bench-live: deps build
 	/usr/bin/python3 bench/live.py
 
 # Packages only the benchmarks need, installed by their targets (not by make deps).
+# make bench-peers PEERS_ARGS="--cases 1400:200000 --repeat 5": other cases, more repeats
+PEERS_ARGS ?= --tls --repeat 3
 BENCH_PEERS_PACKAGES = tcpreplay netsniff-ng netcat-openbsd ethtool tcpdump linux-perf
 bench-peers: deps build
 	@missing=$$(for p in $(BENCH_PEERS_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then echo "installing:" $$missing; apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
-	/usr/bin/python3 bench/peers.py
+	/usr/bin/python3 bench/peers.py $(PEERS_ARGS)
 
 bench-ingest: deps build
 	/usr/bin/python3 bench/ingest.py

@@ -6,7 +6,7 @@ packets, peak RSS.
 
     bench/peers.py [--bin build/packetstreamer]
                    [--cases 64:100000,64:top,1400:100000,1400:200000,1400:top]
-                   [--tools ps,tcpdump-file,tcpdump-nc,netsniff] [--seconds 6]
+                   [--tools ps,tcpdump-file,tcpdump-nc,netsniff] [--tls] [--seconds 6]
                    [--repeat 1] [--codec CODEC] [--no-pin] [--quiet-pct 15]
 
 Needs root, a Release build (`make build`), tcpreplay, netcat-openbsd,
@@ -26,6 +26,9 @@ baseline table (shared/peers-bench):
   - capturers run in pspf-node pinned to CPU 1, outputs in tmpfs:
       ps            packetstreamer receiver (127.0.0.1, pcapng) and sensor
                     --interface vethb0, default settings (codec lz4);
+      ps-tls        the same over mutual TLS as the chart deploys it (one CA,
+                    a server and a client certificate made with openssl);
+                    --tls adds this column beside the plain one;
       tcpdump-file  tcpdump -i vethb0 -n -w FILE;
       tcpdump-nc    tcpdump -i vethb0 -n -U -w - | nc -N 127.0.0.1 PORT,
                     nc -l 127.0.0.1 PORT > FILE;
@@ -44,7 +47,8 @@ baseline table (shared/peers-bench):
     all their processes (tcpdump + both nc); peak RSS = VmHWM of each process.
 
 Prints per-run lines, a detailed markdown table and the issue-style matrix
-(loss % . CPU s/M per cell), and writes bench/results/peers-<UTC>.json.
+(loss % . CPU s/M per cell: the median over --repeat runs, with the range
+in brackets), and writes bench/results/peers-<UTC>.json.
 """
 
 import os
@@ -64,8 +68,10 @@ from benchlib import REPO  # noqa: E402
 
 PREFIX = "pspf"
 PORT = 18601
-TOOLS = ("ps", "tcpdump-file", "tcpdump-nc", "netsniff")
-LABEL = {"ps": "packetstreamer", "tcpdump-file": "tcpdump -w file",
+TOOLS = ("ps", "ps-tls", "tcpdump-file", "tcpdump-nc", "netsniff")
+DEFAULT_TOOLS = ("ps", "tcpdump-file", "tcpdump-nc", "netsniff")
+LABEL = {"ps": "packetstreamer", "ps-tls": "packetstreamer (mTLS)",
+         "tcpdump-file": "tcpdump -w file",
          "tcpdump-nc": "tcpdump -U -w - | nc", "netsniff": "netsniff-ng"}
 
 
@@ -77,17 +83,18 @@ def start(a, ns, tool, d):
     procs = {}
     log = lambda n: log_file(d, n)  # noqa: E731
     try:
-        if tool == "ps":
+        if tool in ("ps", "ps-tls"):
+            tls = tool == "ps-tls"
             procs["receiver"] = subprocess.Popen(
                 node + [a.bin, "receiver", "--listen", "127.0.0.1:%d" % PORT, "--output",
-                        str(d / "out"), "--http", "127.0.0.1:0"] + tls_args(a, "receiver"),
+                        str(d / "out"), "--http", "127.0.0.1:0"] + tls_args(a, "receiver", tls),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("receiver"),
                 env=benchlib.child_env())
             benchlib.wait_log(d / "receiver.log", "listening on", procs["receiver"])
             procs["sensor"] = subprocess.Popen(
                 node + [a.bin, "sensor", "--receiver", "127.0.0.1:%d" % PORT, "--interface", IF,
                         "--id", "bench", "--http", "127.0.0.1:0"]
-                + (["--codec", a.codec] if a.codec else []) + tls_args(a, "sensor"),
+                + (["--codec", a.codec] if a.codec else []) + tls_args(a, "sensor", tls),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log("sensor"),
                 env=dict(benchlib.child_env(), **a.sensor_env))
             benchlib.wait_log(d / "sensor.log", "connected to receiver", procs["sensor"])
@@ -146,10 +153,10 @@ def start(a, ns, tool, d):
     raise ValueError("unknown tool %s" % tool)
 
 
-def tls_args(a, who):
+def tls_args(a, who, tls):
     """Mutual TLS as the Helm chart deploys it (one CA, a server and a client
-    certificate), or nothing without --tls."""
-    if not a.tls:
+    certificate) for the ps-tls tool, or nothing."""
+    if not tls:
         return []
     c = a.tls
     if who == "receiver":
@@ -227,7 +234,7 @@ def one_run(a, ns, tool, size, rate, count, pcap, work):
     per_m = lambda s: round(s / (written / 1e6), 3) if written else None  # noqa: E731
     res["total_cpu_s_per_M"] = per_m(res["total_cpu_s"])
     res["cpu_s_per_M"] = {k: per_m(v) for k, v in cpu.items()}
-    if tool == "ps":
+    if tool in ("ps", "ps-tls"):
         text = (d / "sensor.log").read_text(errors="replace")
         m = re.search(r"capture: .*captured=(\d+) .*kernel_drops=(\d+) if_drops=(\d+) "
                       r"sensor_drops=(\d+)", text)
@@ -302,12 +309,31 @@ def case_name(size, rate):
     return "%d B, %s" % (size, "top" if rate == "top" else "%dk pps" % (int(rate) // 1000))
 
 
+def spread(vals, f):
+    """median, and [min-max] over more than one run"""
+    import statistics
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f % vals[0]
+    return "%s [%s-%s]" % (f % statistics.median(vals), f % min(vals), f % max(vals))
+
+
+def cell(rs):
+    """A summary cell: loss % · CPU s/M, medians with ranges over repeats."""
+    if not rs:
+        return "-"
+    return "%s · %s" % (spread([r["loss_pct"] for r in rs], "%.1f"),
+                        spread([r["total_cpu_s_per_M"] for r in rs], "%.2f"))
+
+
 def print_tables(results):
     print("| frame | rate | tool | on wire (pps) | written | loss % | CPU s/M capture | "
           "CPU s/M sensor | CPU s/M receiver | peak RSS MiB |")
     print("|--:|---|---|--:|--:|--:|--:|--:|--:|---|")
     for r in results:
-        ps = r["tool"] == "ps"
+        ps = r["tool"] in ("ps", "ps-tls")
         print("| %d | %s | %s | %d (%s) | %d | %s | %s | %s | %s | %s |" % (
             r["size"], r["rate"], LABEL[r["tool"]].replace("|", "\\|"), r["on_wire"], fmt(r["on_wire_pps"], "%d"),
             r["written"], fmt(r["loss_pct"], "%.1f"), fmt(r["total_cpu_s_per_M"]),
@@ -330,8 +356,7 @@ def print_tables(results):
         pps = [r["on_wire_pps"] for r in results if (r["size"], r["rate"]) == c and r["on_wire_pps"]]
         for t in tools:
             rs = [r for r in results if (r["size"], r["rate"]) == c and r["tool"] == t]
-            cells.append(" / ".join("%s · %s" % (fmt(r["loss_pct"], "%.1f"),
-                                                 fmt(r["total_cpu_s_per_M"])) for r in rs) or "-")
+            cells.append(cell(rs))
         name = case_name(*c)
         if c[1] == "top" and pps:
             name += " (~%dk pps)" % (sum(pps) / len(pps) // 1000)
@@ -341,13 +366,15 @@ def print_tables(results):
 def main(argv=None):
     ap = benchlib.driver_args(__doc__)
     ap.add_argument("--cases", default="64:100000,64:top,1400:100000,1400:200000,1400:top")
-    ap.add_argument("--tools", default=",".join(TOOLS))
+    ap.add_argument("--tools", default=None,
+                    help="comma-separated, of %s (default: all but ps-tls; --tls adds it)"
+                    % ", ".join(TOOLS))
     ap.add_argument("--seconds", type=float, default=6.0, help="length of fixed-rate cases")
     ap.add_argument("--top-packets-64", type=int, default=3000000)
     ap.add_argument("--top-packets-1400", type=int, default=2400000)
     ap.add_argument("--codec", default=None, help="sensor --codec (default: the sensor's, lz4)")
     ap.add_argument("--tls", action="store_true",
-                    help="packetstreamer over mutual TLS (certificates made with openssl)")
+                    help="add packetstreamer over mutual TLS (tool ps-tls) beside the plain one")
     ap.add_argument("--sensor-env", action="append", default=[], metavar="KEY=VALUE",
                     help="environment for the sensor, e.g. PACKETSTREAMER_CAPTURE_BUFFER_SIZE_MB=16 "
                          "(repeatable; default: none, every setting at its default)")
@@ -374,8 +401,12 @@ def main(argv=None):
     if a.perf:
         benchlib.need_tools(("perf",), "--perf needs perf: apt-get install linux-perf")
     if a.sensor_env:
-        LABEL["ps"] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
-    tools = [t for t in a.tools.split(",") if t]
+        for t in ("ps", "ps-tls"):
+            LABEL[t] += " (%s)" % ", ".join("%s=%s" % kv for kv in a.sensor_env.items())
+    tools = [t for t in (a.tools or ",".join(DEFAULT_TOOLS)).split(",") if t]
+    if a.tls and "ps-tls" not in tools:
+        # the mTLS column beside the plain one
+        tools.insert(tools.index("ps") + 1 if "ps" in tools else 0, "ps-tls")
     for t in tools:
         if t not in TOOLS:
             raise SystemExit("unknown tool %s (one of %s)" % (t, ", ".join(TOOLS)))
@@ -384,14 +415,12 @@ def main(argv=None):
         | ({"netsniff-ng"} if "netsniff" in tools else set())
     benchlib.need_tools(need, "apt-get install tcpreplay netcat-openbsd netsniff-ng tcpdump "
                         "ethtool (make bench-peers does)")
-    version = benchlib.prepare_bin(a) if "ps" in tools else ""
+    version = benchlib.prepare_bin(a) if {"ps", "ps-tls"} & set(tools) else ""
     cases = benchlib.rate_cases(a.cases, a.seconds, lambda size: a.top_packets_64 if size <= 256
                                 else a.top_packets_1400)
     t0 = time.time()
     with benchlib.Workdir("pspf-", a.dir, a.keep) as work:
-        a.tls = make_certs(work) if a.tls else None
-        if a.tls:
-            LABEL["ps"] += " (mTLS)"
+        a.tls = make_certs(work) if "ps-tls" in tools else None
         with benchlib.Netns(PREFIX) as ns:
             pcaps = {}
             for size, _, _ in cases:
