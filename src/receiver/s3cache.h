@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define PS_S3CACHE_DIR ".s3cache" /* under the output directory (api.c, upload.c) */
 #define PS_S3CACHE_E_TOOBIG (-20) /* the object alone is larger than the limit */
 #define PS_S3CACHE_E_FULL (-21)   /* objects held by callers leave no room */
 
