@@ -541,7 +541,7 @@ static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, cha
                             err, sizeof(err));
         ps_s3_free(s3);
         if (rc != 0 || l.oom) {
-            ps_warn("receiver", "listing the bucket for /api/captures: %s",
+            ps_warn("receiver", "listing the bucket (/api/captures, /api/packets): %s",
                     l.oom ? "out of memory" : err);
             free(l.rows);
             a->s3_list_failed = 1;
