@@ -283,7 +283,7 @@ class StrictProxy:
     def __init__(self, upstream_port, secret="S3RVER"):
         self.problems = []
         self.requests = []
-        self.cut_puts = set()  # cut these PUTs (1-based, in arrival order)
+        self.cut_puts = set()  # cut these PUTs of capture objects (1-based, in arrival order)
         self.head_etag = None  # answer HEADs with this ETag instead of the object's
         self.cuts = 0
         self._puts = 0
@@ -295,7 +295,9 @@ class StrictProxy:
             def _any(self):
                 n = int(self.headers.get("Content-Length") or 0)
                 hdrs = {k.lower(): v for k, v in self.headers.items()}
-                if self.command == "PUT":
+                # the side indexes (KEY.idx, put after each confirmed upload)
+                # are not counted: the cuts aim at the capture objects
+                if self.command == "PUT" and ".idx" not in self.path:
                     proxy._puts += 1
                     if proxy._puts in proxy.cut_puts:
                         self.rfile.read(n // 2)
