@@ -382,7 +382,7 @@ static int name_cmp(const void *a, const void *b)
 
 static int has_name(char **names, size_t n, const char *want)
 {
-    return bsearch(&want, names, n, sizeof(char *), name_cmp) != NULL;
+    return n && bsearch(&want, names, n, sizeof(char *), name_cmp) != NULL;
 }
 
 /* The directory's pcapng capture files, sorted; "X.part" is left out when
