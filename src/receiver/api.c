@@ -1270,7 +1270,7 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *why, size_t whylen)
         return PS_QUERY_E_REMOTE; /* why: the listing's error */
     }
     ps_s3extract_obj *objs = calloc(n ? n : 1, sizeof(*objs));
-    char(*keys)[PATH_MAX] = calloc(n ? n : 1, sizeof(*keys));
+    char **keys = calloc(n ? n : 1, sizeof(*keys));
     char **cnames = calloc(n ? n : 1, sizeof(*cnames));
     size_t no = 0, nc = 0;
     int rc = objs && keys && cnames ? 0 : -1;
@@ -1289,11 +1289,17 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *why, size_t whylen)
         snprintf(path, sizeof(path), "%s/%s", a->dir, f->name);
         if (!f->receiver[0] && access(path, F_OK) == 0)
             continue; /* on disk: read there */
+        size_t kl = strlen(a->s3_base ? a->s3_base : "") + strlen(f->receiver) +
+                    strlen(a->s3_tail ? a->s3_tail : "") +
+                    strlen(a->s3_prefix ? a->s3_prefix : "") + strlen(f->name) + 1;
+        if (!(keys[no] = malloc(kl))) {
+            rc = -1;
+            break;
+        }
         if (f->receiver[0])
-            snprintf(keys[no], sizeof(keys[no]), "%s%s%s%s", a->s3_base, f->receiver, a->s3_tail,
-                     f->name);
+            snprintf(keys[no], kl, "%s%s%s%s", a->s3_base, f->receiver, a->s3_tail, f->name);
         else
-            snprintf(keys[no], sizeof(keys[no]), "%s%s", a->s3_prefix ? a->s3_prefix : "", f->name);
+            snprintf(keys[no], kl, "%s%s", a->s3_prefix ? a->s3_prefix : "", f->name);
         objs[no] = (ps_s3extract_obj){
             .key = keys[no], .name = f->name, .who = f->receiver, .size = f->size};
         no++;
@@ -1324,6 +1330,8 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *why, size_t whylen)
     for (size_t i = 0; i < nc; i++)
         free(cnames[i]);
     free(cnames);
+    for (size_t i = 0; keys && i < no; i++)
+        free(keys[i]);
     free(keys);
     free(objs);
     free(rows);
