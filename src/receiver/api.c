@@ -94,6 +94,7 @@ struct ps_api {
     size_t s3_n;
     uint64_t s3_at_ms;
     int s3_list_failed;     /* the last listing failed (s3_list_err says why) */
+    uint64_t s3_list_ok_ms; /* when a listing last succeeded, 0 never */
     char s3_list_err[1100]; /* under s3_mu */
     uint64_t s3_pruned_at;  /* the listing (s3_at_ms) the index cache was pruned by */
     ps_s3cache *s3cache;    /* /api/packets' bucket objects (output.s3.cacheMB), or NULL */
@@ -525,7 +526,7 @@ static void on_listed(void *ud, const ps_s3_listed *o)
  * is kept and the failure logged. 0, or -1 on OOM. With failed (not NULL):
  * 1 if the last listing failed (why in failed_why), else 0. */
 static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, char *failed_why,
-                          size_t whylen)
+                          size_t whylen, uint64_t *age_ms)
 {
     *out = NULL;
     *n = 0;
@@ -549,6 +550,7 @@ static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, cha
                      l.oom ? "out of memory" : err);
         } else {
             a->s3_list_failed = 0;
+            a->s3_list_ok_ms = a->s3_at_ms;
             if (l.n > 1)
                 qsort(l.rows, l.n, sizeof(*l.rows), row_cmp);
             free(a->s3_rows);
@@ -560,6 +562,7 @@ static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, cha
     if (failed) {
         *failed = a->s3_list_failed;
         snprintf(failed_why, whylen, "%s", a->s3_list_err);
+        *age_ms = a->s3_list_ok_ms ? mono_ms() - a->s3_list_ok_ms : UINT64_MAX;
     }
     if (a->s3_n) {
         *out = malloc(a->s3_n * sizeof(**out));
@@ -576,7 +579,7 @@ static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, cha
 
 static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
 {
-    return s3_rows_get_ex(a, out, n, NULL, NULL, 0);
+    return s3_rows_get_ex(a, out, n, NULL, NULL, 0, NULL);
 }
 
 static int route_captures_list(ps_api *a, struct MHD_Connection *c)
@@ -1252,22 +1255,35 @@ static int name_cmp(const void *x, const void *y)
 
 /* The bucket's capture objects this receiver does not have on disk,
  * described for the query (s3extract.h). 0 with *out (NULL without
- * output.s3), or a PS_QUERY_E_* code / -1 with why. */
-static int bucket_side(ps_api *a, ps_s3extract **out, char *why, size_t whylen)
+ * output.s3), or a PS_QUERY_E_* code / -1 with why. When the bucket
+ * cannot be listed now but was before, that listing is used (the objects
+ * and indexes it needs may be cached) and note says so; never listed: the
+ * request fails. */
+static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen, char *why,
+                       size_t whylen)
 {
     *out = NULL;
+    note[0] = '\0';
     if (!a->s3cache)
         return 0;
     file_row *rows = NULL;
     size_t n = 0;
     int failed = 0;
-    if (s3_rows_get_ex(a, &rows, &n, &failed, why, whylen) != 0) {
+    uint64_t age_ms = 0;
+    if (s3_rows_get_ex(a, &rows, &n, &failed, why, whylen, &age_ms) != 0) {
         snprintf(why, whylen, "out of memory");
         return -1;
     }
-    if (failed) {
+    if (failed && age_ms == UINT64_MAX) {
         free(rows);
         return PS_QUERY_E_REMOTE; /* why: the listing's error */
+    }
+    if (failed) {
+        snprintf(note, notelen, "%.400s; answered from the bucket's listing of %" PRIu64 " s ago",
+                 why, age_ms / 1000);
+        for (char *p = note; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
     }
     ps_s3extract_obj *objs = calloc(n ? n : 1, sizeof(*objs));
     char **keys = calloc(n ? n : 1, sizeof(*keys));
@@ -1422,7 +1438,8 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
                              "too many extractions in progress; try again");
     }
     extract *x = calloc(1, sizeof(*x));
-    int rc = x ? bucket_side(a, &x->sx, why, sizeof(why)) : -1;
+    char note[600] = "";
+    int rc = x ? bucket_side(a, &x->sx, note, sizeof(note), why, sizeof(why)) : -1;
     if (rc == 0) {
         o.src = x->sx ? ps_s3extract_source(x->sx) : NULL;
         rc = ps_query_open(&x->q, a->dir, a->prefix, &o, why, sizeof(why));
@@ -1475,6 +1492,8 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
         MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched", v);
         snprintf(v, sizeof(v), "%" PRIu64, bs.fetched_bytes);
         MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched-Bytes", v);
+        if (note[0])
+            MHD_add_response_header(r, "X-Packetstreamer-Bucket-Note", note);
     }
     if (st.streams == 0) {
         MHD_add_response_header(r, "X-Packetstreamer-Matched", "0");
