@@ -1333,7 +1333,9 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
                 qsort(cnames, nc, sizeof(*cnames), name_cmp);
             ps_s3extract_prune(ps_s3cache_dir(a->s3cache), cnames, nc, 3600);
         }
-        ps_s3extract_opts so = {.s3 = &a->s3o,
+        ps_s3_opts s3o = a->s3o;
+        s3o.cancel = &a->stopping; /* a fetch in progress ends at shutdown */
+        ps_s3extract_opts so = {.s3 = &s3o,
                                 .cache = a->s3cache,
                                 .own_key_prefix = a->s3_prefix ? a->s3_prefix : "",
                                 .fetched_bytes = a->b_bytes,
