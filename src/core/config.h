@@ -204,6 +204,7 @@ typedef struct ps_config {
     uint64_t s3_part_size_bytes; /* output.s3.partSizeMB, default 16 MiB */
     int s3_delete_local;         /* output.s3.deleteLocal, default false */
     uint32_t s3_retry_max_sec;   /* output.s3.retryMaxSec, default 300 */
+    uint64_t s3_cache_bytes;     /* output.s3.cacheMB: /api/packets' object cache */
 
     /* logging */
     char *log_filename;     /* logFilename */

@@ -582,6 +582,19 @@ const key_def cfg_keys[] = {
      .unit = "seconds",
      .help = "Longest wait between attempts at a failing upload (the wait doubles from 1 second, "
              "with jitter). Failed uploads are retried until they succeed or the file is gone."},
+    {.name = "output.s3.cacheMB",
+     .type = K_INT,
+     FIELD(s3_cache_bytes),
+     .min = 1,
+     .max = 1048576,
+     .scale = MIB,
+     .def = "1024",
+     .roles = R_R,
+     .unit = "MiB",
+     .help = "Disk space (`OUTPUT_DIR/.s3cache`) for the bucket objects `/api/packets` reads "
+             "when they are not on disk (deleted after upload, or another receiver's): whole "
+             "objects, least recently used deleted first. A request that needs more is refused "
+             "(400)."},
     {.name = "compression.codec",
      .type = K_ENUM,
      FIELD(codec),

@@ -32,6 +32,8 @@
 #include "filename.h"
 #include "livefeed.h"
 #include "query.h"
+#include "s3cache.h"
+#include "s3extract.h"
 #include "tier.h"
 #include "writer.h"
 
@@ -91,9 +93,15 @@ struct ps_api {
     struct file_row *s3_rows;
     size_t s3_n;
     uint64_t s3_at_ms;
-    ps_snapshot rates_json;    /* /api/throughput */
-    ps_jobs *jobs;             /* capture jobs, or NULL */
-    rate_series *rates;        /* API_RATE_SENSORS, loop thread only */
+    int s3_list_failed;     /* the last listing failed (s3_list_err says why) */
+    uint64_t s3_list_ok_ms; /* when a listing last succeeded, 0 never */
+    char s3_list_err[1100]; /* under s3_mu */
+    uint64_t s3_pruned_at;  /* the listing (s3_at_ms) the index cache was pruned by */
+    ps_s3cache *s3cache;    /* /api/packets' bucket objects (output.s3.cacheMB), or NULL */
+    ps_series *b_bytes, *b_objects, *b_scanned, *b_cache; /* its metrics, or NULL */
+    ps_snapshot rates_json;                               /* /api/throughput */
+    ps_jobs *jobs;                                        /* capture jobs, or NULL */
+    rate_series *rates;                                   /* API_RATE_SENSORS, loop thread only */
     unsigned rate_pos, rate_n; /* next sample's slot, samples taken (<= API_RATE_SAMPLES) */
 };
 
@@ -285,6 +293,8 @@ static void sample_rates(ps_api *a)
 static void publish(ps_api *a)
 {
     ps_hub_publish(a->hub); /* the registry's counters and the sensors' rates */
+    if (a->s3cache && a->b_cache)
+        ps_series_set(a->b_cache, (double)ps_s3cache_bytes(a->s3cache));
 
     ps_buf j = PS_BUF_INIT;
     sensors_json sj = {.j = &j, .first = 1, .receiver = a->tier ? a->self_name : NULL};
@@ -513,8 +523,10 @@ static void on_listed(void *ud, const ps_s3_listed *o)
 
 /* A copy of the bucket's capture objects (sorted), listed again when the
  * cached list is older than API_S3_LIST_TTL_MS. On a failure the last list
- * is kept and the failure logged. 0, or -1 on OOM. */
-static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
+ * is kept and the failure logged. 0, or -1 on OOM. With failed (not NULL):
+ * 1 if the last listing failed (why in failed_why), else 0. */
+static int s3_rows_get_ex(ps_api *a, file_row **out, size_t *n, int *failed, char *failed_why,
+                          size_t whylen, uint64_t *age_ms)
 {
     *out = NULL;
     *n = 0;
@@ -530,10 +542,15 @@ static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
                             err, sizeof(err));
         ps_s3_free(s3);
         if (rc != 0 || l.oom) {
-            ps_warn("receiver", "listing the bucket for /api/captures: %s",
+            ps_warn("receiver", "listing the bucket (/api/captures, /api/packets): %s",
                     l.oom ? "out of memory" : err);
             free(l.rows);
+            a->s3_list_failed = 1;
+            snprintf(a->s3_list_err, sizeof(a->s3_list_err), "listing the bucket: %s",
+                     l.oom ? "out of memory" : err);
         } else {
+            a->s3_list_failed = 0;
+            a->s3_list_ok_ms = a->s3_at_ms;
             if (l.n > 1)
                 qsort(l.rows, l.n, sizeof(*l.rows), row_cmp);
             free(a->s3_rows);
@@ -542,6 +559,11 @@ static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
         }
     }
     int rc = 0;
+    if (failed) {
+        *failed = a->s3_list_failed;
+        snprintf(failed_why, whylen, "%s", a->s3_list_err);
+        *age_ms = a->s3_list_ok_ms ? mono_ms() - a->s3_list_ok_ms : UINT64_MAX;
+    }
     if (a->s3_n) {
         *out = malloc(a->s3_n * sizeof(**out));
         if (*out) {
@@ -553,6 +575,11 @@ static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
     }
     pthread_mutex_unlock(&a->s3_mu);
     return rc;
+}
+
+static int s3_rows_get(ps_api *a, file_row **out, size_t *n)
+{
+    return s3_rows_get_ex(a, out, n, NULL, NULL, 0, NULL);
 }
 
 static int route_captures_list(ps_api *a, struct MHD_Connection *c)
@@ -1157,6 +1184,7 @@ static int respond_error(ps_api *a, struct MHD_Connection *c, unsigned status, c
 typedef struct extract {
     ps_api *api;
     ps_query *q;
+    ps_s3extract *sx; /* the bucket's side, or NULL */
 } extract;
 
 static ssize_t extract_read(void *cls, uint64_t pos, char *buf, size_t max)
@@ -1181,6 +1209,7 @@ static void extract_done(void *cls)
     ps_query_get_stats(x->q, &st);
     count(x->api->x_packets, st.packets);
     ps_query_free(x->q);
+    ps_s3extract_free(x->sx); /* after the query: releases the cached objects it read */
     atomic_fetch_sub(&x->api->extractions, 1);
     free(x);
 }
@@ -1217,6 +1246,133 @@ static int parse_limit(const char *s, uint64_t *out)
         return -1;
     *out = v;
     return 0;
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+/* The bucket's capture objects this receiver does not have on disk,
+ * described for the query (s3extract.h). 0 with *out (NULL without
+ * output.s3), or a PS_QUERY_E_* code / -1 with why. When the bucket
+ * cannot be listed now but was before, that listing is used (the objects
+ * and indexes it needs may be cached) and note says so; never listed: the
+ * request fails. */
+static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen, char *why,
+                       size_t whylen)
+{
+    *out = NULL;
+    note[0] = '\0';
+    if (!a->s3cache)
+        return 0;
+    file_row *rows = NULL;
+    size_t n = 0;
+    int failed = 0;
+    uint64_t age_ms = 0;
+    if (s3_rows_get_ex(a, &rows, &n, &failed, why, whylen, &age_ms) != 0) {
+        snprintf(why, whylen, "out of memory");
+        return -1;
+    }
+    if (failed && age_ms == UINT64_MAX) {
+        free(rows);
+        return PS_QUERY_E_REMOTE; /* why: the listing's error */
+    }
+    if (failed) {
+        snprintf(note, notelen, "%.400s; answered from the bucket's listing of %" PRIu64 " s ago",
+                 why, age_ms / 1000);
+        for (char *p = note; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = ' ';
+    }
+    ps_s3extract_obj *objs = calloc(n ? n : 1, sizeof(*objs));
+    char **keys = calloc(n ? n : 1, sizeof(*keys));
+    char **cnames = calloc(n ? n : 1, sizeof(*cnames));
+    size_t no = 0, nc = 0;
+    int rc = objs && keys && cnames ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const file_row *f = &rows[i];
+        ps_fname fn;
+        char cname[300], path[PATH_MAX];
+        if (ps_fname_parse(f->name, a->prefix, &fn) != 0 || !fn.pcapng || fn.part ||
+            ps_s3extract_cname(f->receiver, f->name, cname, sizeof(cname)) != 0)
+            continue; /* what the query reads locally: this file set's pcapng files */
+        if (!(cnames[nc] = strdup(cname))) {
+            rc = -1;
+            break;
+        }
+        nc++;
+        snprintf(path, sizeof(path), "%s/%s", a->dir, f->name);
+        if (!f->receiver[0] && access(path, F_OK) == 0)
+            continue; /* on disk: read there */
+        size_t kl = strlen(a->s3_base ? a->s3_base : "") + strlen(f->receiver) +
+                    strlen(a->s3_tail ? a->s3_tail : "") +
+                    strlen(a->s3_prefix ? a->s3_prefix : "") + strlen(f->name) + 1;
+        if (!(keys[no] = malloc(kl))) {
+            rc = -1;
+            break;
+        }
+        if (f->receiver[0])
+            snprintf(keys[no], kl, "%s%s%s%s", a->s3_base, f->receiver, a->s3_tail, f->name);
+        else
+            snprintf(keys[no], kl, "%s%s", a->s3_prefix ? a->s3_prefix : "", f->name);
+        objs[no] = (ps_s3extract_obj){
+            .key = keys[no], .name = f->name, .who = f->receiver, .size = f->size};
+        no++;
+    }
+    if (rc == 0) {
+        /* indexes of objects a lifecycle rule deleted: once per listing */
+        uint64_t at;
+        pthread_mutex_lock(&a->s3_mu);
+        at = a->s3_at_ms;
+        int prune = at != a->s3_pruned_at && n < API_MAX_LISTED_FILES;
+        a->s3_pruned_at = at;
+        pthread_mutex_unlock(&a->s3_mu);
+        if (prune) {
+            if (nc > 1)
+                qsort(cnames, nc, sizeof(*cnames), name_cmp);
+            ps_s3extract_prune(ps_s3cache_dir(a->s3cache), cnames, nc, 3600);
+        }
+        ps_s3_opts s3o = a->s3o;
+        s3o.cancel = &a->stopping; /* a fetch in progress ends at shutdown */
+        ps_s3extract_opts so = {.s3 = &s3o,
+                                .cache = a->s3cache,
+                                .own_key_prefix = a->s3_prefix ? a->s3_prefix : "",
+                                .fetched_bytes = a->b_bytes,
+                                .fetched_objects = a->b_objects,
+                                .scanned = a->b_scanned};
+        rc = ps_s3extract_open(out, &so, objs, no, why, whylen);
+    } else {
+        snprintf(why, whylen, "out of memory");
+    }
+    for (size_t i = 0; i < nc; i++)
+        free(cnames[i]);
+    free(cnames);
+    for (size_t i = 0; keys && i < no; i++)
+        free(keys[i]);
+    free(keys);
+    free(objs);
+    free(rows);
+    return rc;
+}
+
+/* The answer to a failed ps_query_open or bucket_side. */
+static int respond_open_error(ps_api *a, struct MHD_Connection *c, int rc, const char *why)
+{
+    switch (rc) {
+    case PS_QUERY_E_FILTER:
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_filter", why);
+    case PS_QUERY_E_LIMIT:
+    case PS_QUERY_E_TOOBIG:
+        return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "too_broad", why);
+    case PS_QUERY_E_REMOTE:
+        ps_warn("api", "/api/packets: %s", why);
+        return respond_error(a, c, MHD_HTTP_BAD_GATEWAY, "bucket_unavailable", why);
+    case PS_QUERY_E_BUSY:
+        return respond_error(a, c, MHD_HTTP_SERVICE_UNAVAILABLE, "busy", why);
+    default:
+        return respond_error(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", why);
+    }
 }
 
 static int route_packets(ps_api *a, struct MHD_Connection *c)
@@ -1284,20 +1440,25 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
                              "too many extractions in progress; try again");
     }
     extract *x = calloc(1, sizeof(*x));
-    int rc = x ? ps_query_open(&x->q, a->dir, a->prefix, &o, why, sizeof(why)) : -1;
+    char note[600] = "";
+    int rc = x ? bucket_side(a, &x->sx, note, sizeof(note), why, sizeof(why)) : -1;
+    if (rc == 0) {
+        o.src = x->sx ? ps_s3extract_source(x->sx) : NULL;
+        rc = ps_query_open(&x->q, a->dir, a->prefix, &o, why, sizeof(why));
+    }
     if (rc != 0) {
+        if (x)
+            ps_s3extract_free(x->sx);
         free(x);
         atomic_fetch_sub(&a->extractions, 1);
-        if (rc == PS_QUERY_E_FILTER)
-            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "bad_filter", why);
-        if (rc == PS_QUERY_E_LIMIT)
-            return respond_error(a, c, MHD_HTTP_BAD_REQUEST, "too_broad", why);
-        return respond_error(a, c, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
-                             x ? why : "out of memory");
+        return respond_open_error(a, c, rc, x ? why : "out of memory");
     }
     x->api = a;
     ps_query_stats st;
     ps_query_get_stats(x->q, &st);
+    ps_s3extract_stats bs = {0};
+    if (x->sx)
+        ps_s3extract_get_stats(x->sx, &bs);
     count(a->x_ok, 1);
     count(a->x_read, st.files_read);
     count(a->x_skipped, st.files_skipped);
@@ -1322,6 +1483,20 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
     MHD_add_response_header(r, "X-Packetstreamer-Files-Scanned", v);
     snprintf(v, sizeof(v), "%u", st.streams);
     MHD_add_response_header(r, "X-Packetstreamer-Streams", v);
+    if (x->sx) {
+        snprintf(v, sizeof(v), "%u", st.remote);
+        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Objects", v);
+        snprintf(v, sizeof(v), "%u", st.remote_read);
+        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Read", v);
+        snprintf(v, sizeof(v), "%u", bs.scanned);
+        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Scanned", v);
+        snprintf(v, sizeof(v), "%u", bs.fetched);
+        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched", v);
+        snprintf(v, sizeof(v), "%" PRIu64, bs.fetched_bytes);
+        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched-Bytes", v);
+        if (note[0])
+            MHD_add_response_header(r, "X-Packetstreamer-Bucket-Note", note);
+    }
     if (st.streams == 0) {
         MHD_add_response_header(r, "X-Packetstreamer-Matched", "0");
         MHD_add_response_header(r, "X-Packetstreamer-Note",
@@ -1401,6 +1576,15 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->s3o.cancel = NULL;
         a->s3_prefix = o->s3_key_prefix ? strdup(o->s3_key_prefix) : NULL;
         split_tier_prefix(a, o->cfg ? o->cfg->s3_prefix : NULL);
+        if (a->format == PS_FORMAT_PCAPNG && a->dir) {
+            char cdir[PATH_MAX];
+            snprintf(cdir, sizeof(cdir), "%s/%s", a->dir, PS_S3CACHE_DIR);
+            uint64_t limit = o->cfg->s3_cache_bytes ? o->cfg->s3_cache_bytes : 1024ull << 20;
+            if (ps_s3cache_open(&a->s3cache, cdir, limit, err, errlen) != 0) {
+                ps_api_free(a);
+                return NULL;
+            }
+        }
     }
     ps_snapshot_init(&a->rates_json);
     if (o->metrics) {
@@ -1421,6 +1605,29 @@ static ps_api *api_start(uv_loop_t *loop, const ps_api_opts *o, char *err, size_
         a->x_read = f ? ps_metric_series(f, "read", NULL, NULL) : NULL;
         a->x_skipped = f ? ps_metric_series(f, "skipped", NULL, NULL) : NULL;
         a->x_scanned = f ? ps_metric_series(f, "scanned", NULL, NULL) : NULL;
+        if (a->s3cache) {
+            f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
+                                  "packetstreamer_receiver_s3_query_fetched_bytes_total",
+                                  "Bytes of bucket objects /api/packets fetched into its cache.",
+                                  NULL);
+            a->b_bytes = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+            f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
+                                  "packetstreamer_receiver_s3_query_fetched_objects_total",
+                                  "Bucket objects /api/packets fetched into its cache.", NULL);
+            a->b_objects = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+            f = ps_metrics_family(o->metrics, PS_METRIC_COUNTER,
+                                  "packetstreamer_receiver_s3_query_scanned_total",
+                                  "Bucket objects without an index in the bucket, fetched and "
+                                  "scanned to plan an extraction.",
+                                  NULL);
+            a->b_scanned = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+            f = ps_metrics_family(o->metrics, PS_METRIC_GAUGE,
+                                  "packetstreamer_receiver_s3_cache_bytes",
+                                  "Bytes of bucket objects in the extraction cache "
+                                  "(output.s3.cacheMB).",
+                                  NULL);
+            a->b_cache = f ? ps_metric_series(f, NULL, NULL, NULL) : NULL;
+        }
     }
     if ((dir && !a->dir) || (prefix && !a->prefix) ||
         (a->s3_on && o->s3_key_prefix && !a->s3_prefix) || !a->rates) {
@@ -1514,6 +1721,7 @@ void ps_api_free(ps_api *a)
     free(a->s3_base);
     free(a->s3_tail);
     free(a->s3_self);
+    ps_s3cache_free(a->s3cache); /* after the HTTP threads: nothing is held */
     pthread_mutex_destroy(&a->s3_mu);
     ps_snapshot_free(&a->rates_json);
     free(a->rates);

@@ -15,7 +15,8 @@
  * writer completes (ps_index_builder_add, called after the rename) and, at
  * start, every completed file of the prefix that has no index (files from
  * before an upgrade, from a crash, or whose index was deleted); it also
- * deletes indexes whose file is gone (retention). Indexing a file reads it
+ * deletes indexes whose file is gone (retention; output.s3.deleteLocal
+ * moves a file's index out of .index first, upload.h). Indexing a file reads it
  * once (block headers and IDBs; a just-closed file is in the page cache)
  * away from the packet loop. A query that finds no index scans the file
  * itself and saves what it found (ps_index_build).

@@ -65,6 +65,9 @@ typedef struct q_win {
 
 typedef struct q_file {
     char *name;            /* as listed; a .part may since have been renamed */
+    char *path;            /* where to read it: NULL DIR/name; a fetched or refetched copy */
+    uint64_t size;         /* its index's: a refetched copy holds at least this */
+    int remote;            /* a remote file (opts.src): fetched at open */
     uint64_t start, end;   /* the bytes that can hold packets of the window */
     int fd, refs;          /* shared by its open streams */
     uint32_t first, nstrm; /* its streams: q->streams[first, first + nstrm) */
@@ -107,6 +110,8 @@ typedef struct q_stream {
 struct ps_query {
     char *dir;
     ps_query_opts o;
+    int (*refetch)(void *ud, const char *name, uint64_t min_size, char *path, size_t pathlen);
+    void *src_ud;
     q_file *files;
     size_t nfiles;
     q_out *outs;
@@ -377,7 +382,7 @@ static int name_cmp(const void *a, const void *b)
 
 static int has_name(char **names, size_t n, const char *want)
 {
-    return bsearch(&want, names, n, sizeof(char *), name_cmp) != NULL;
+    return n && bsearch(&want, names, n, sizeof(char *), name_cmp) != NULL;
 }
 
 /* The directory's pcapng capture files, sorted; "X.part" is left out when
@@ -731,32 +736,106 @@ static void window_bytes(const ps_index *x, uint64_t from, uint64_t to, uint64_t
     *end = last + 1 < x->nchunks ? x->chunks[last + 1].offset : x->data_end;
 }
 
+/* One capture file to consider: a directory file or a remote one. */
+typedef struct q_cand {
+    const char *name, *who;
+    size_t i; /* into names, or into src->remote */
+    int remote;
+} q_cand;
+
+static int cand_cmp(const void *a, const void *b)
+{
+    const q_cand *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    if (c == 0)
+        c = strcmp(x->who, y->who);
+    return c ? c : x->remote - y->remote;
+}
+
+/* Has the remote files the query selected fetched (src->fetch). */
+static int fetch_remote(ps_query *q, char *err, size_t errlen)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < q->nfiles; i++)
+        n += q->files[i].remote >= 0;
+    if (n == 0)
+        return 0;
+    size_t *which = calloc(n, sizeof(*which)), *at = calloc(n, sizeof(*at));
+    char **paths = calloc(n, sizeof(*paths));
+    if (!which || !at || !paths) {
+        free(which);
+        free(at);
+        free(paths);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0, k = 0; i < q->nfiles; i++)
+        if (q->files[i].remote >= 0) {
+            which[k] = (size_t)q->files[i].remote;
+            at[k++] = i;
+        }
+    int rc = q->o.src->fetch(q->o.src->ud, which, n, paths, err, errlen);
+    for (size_t k = 0; k < n; k++) {
+        if (rc == 0 && !paths[k]) {
+            snprintf(err, errlen, "out of memory");
+            rc = -1;
+        }
+        q->files[at[k]].path = paths[k]; /* freed with the query */
+    }
+    free(which);
+    free(at);
+    free(paths);
+    return rc;
+}
+
 static int select_files(ps_query *q, const char *prefix, char *err, size_t errlen)
 {
     char **names = NULL;
     size_t n = 0;
     if (list_files(q->dir, prefix, &names, &n, err, errlen) != 0)
         return -1;
+    const ps_query_source *src = q->o.src;
+    size_t nrem = src ? src->nremote : 0;
     int rc = 0;
-    q->files = calloc(n ? n : 1, sizeof(*q->files));
+    q->files = calloc(n + nrem ? n + nrem : 1, sizeof(*q->files));
+    q_cand *cands = calloc(n + nrem ? n + nrem : 1, sizeof(*cands));
+    size_t ncand = 0;
     char **seen = NULL; /* distinct matching names, for ifaces_named */
     size_t nseen = 0, capseen = 0;
-    if (!q->files)
+    if (!q->files || !cands)
         rc = -1;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        ps_index x;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        cands[ncand++] = (q_cand){.name = names[i], .who = "", .i = i};
+    for (size_t i = 0; rc == 0 && i < nrem; i++) {
+        const ps_query_remote *r = &src->remote[i];
+        if (!r->who[0] && has_name(names, n, r->name))
+            continue; /* ours, still on disk: the local copy */
+        cands[ncand++] = (q_cand){.name = r->name, .who = r->who, .i = i, .remote = 1};
+    }
+    if (rc == 0 && ncand > 1)
+        qsort(cands, ncand, sizeof(*cands), cand_cmp);
+    for (size_t c = 0; c < ncand && rc == 0; c++) {
+        ps_index xl;
+        const ps_index *xp = &xl;
+        const q_cand *cd = &cands[c];
         q->st.files++;
-        int d = describe(q, &names[i], &x);
-        if (d < 0) {
-            rc = -1;
-            break;
+        if (cd->remote) {
+            q->st.remote++;
+            xp = src->remote[cd->i].x;
+        } else {
+            int d = describe(q, &names[cd->i], &xl);
+            if (d < 0) {
+                rc = -1;
+                break;
+            }
+            if (d > 0)
+                continue;
         }
-        if (d > 0)
-            continue;
-        int overlaps = x.packets > 0 && x.first_ns <= q->o.to_ns && x.last_ns >= q->o.from_ns;
+        const ps_index *x = xp;
+        int overlaps = x->packets > 0 && x->first_ns <= q->o.to_ns && x->last_ns >= q->o.from_ns;
         size_t before_streams = q->nstreams;
-        for (size_t k = 0; k < x.nifs && rc == 0; k++) {
-            const ps_index_iface *f = &x.ifs[k];
+        for (size_t k = 0; k < x->nifs && rc == 0; k++) {
+            const ps_index_iface *f = &x->ifs[k];
             if (!ps_query_name_matches(f->name, &q->o))
                 continue;
             int known = 0;
@@ -786,19 +865,33 @@ static int select_files(ps_query *q, const char *prefix, char *err, size_t errle
             rc = out < 0 ? -1 : add_stream(q, (uint32_t)q->nfiles, (uint32_t)k, f, out);
         }
         if (rc == 0 && q->nstreams > before_streams) {
-            q_file *qf = &q->files[q->nfiles++];
-            qf->first = (uint32_t)before_streams;
-            qf->nstrm = (uint32_t)(q->nstreams - before_streams);
-            qf->name = names[i];
-            names[i] = NULL;
-            window_bytes(&x, q->o.from_ns, q->o.to_ns, &qf->start, &qf->end);
-            qf->fd = -1;
-            q->st.files_read++;
+            q_file *qf = &q->files[q->nfiles];
+            if (cd->remote) {
+                if (!(qf->name = strdup(cd->name)))
+                    rc = -1;
+                qf->remote = (int)cd->i;
+                q->st.remote_read++;
+            } else {
+                qf->name = names[cd->i];
+                names[cd->i] = NULL;
+                qf->remote = -1;
+            }
+            if (rc == 0) {
+                q->nfiles++;
+                qf->first = (uint32_t)before_streams;
+                qf->nstrm = (uint32_t)(q->nstreams - before_streams);
+                qf->size = x->size;
+                window_bytes(x, q->o.from_ns, q->o.to_ns, &qf->start, &qf->end);
+                qf->fd = -1;
+                q->st.files_read++;
+            }
         } else {
             q->st.files_skipped++;
         }
-        ps_index_free(&x);
+        if (!cd->remote)
+            ps_index_free(&xl);
     }
+    free(cands);
     for (size_t i = 0; i < n; i++)
         free(names[i]);
     free(names);
@@ -813,6 +906,8 @@ static int select_files(ps_query *q, const char *prefix, char *err, size_t errle
                  PS_QUERY_MAX_STREAMS);
     else if (rc != 0)
         snprintf(err, errlen, "out of memory");
+    if (rc == 0)
+        rc = fetch_remote(q, err, errlen);
     return rc;
 }
 
@@ -828,6 +923,10 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
     /* The strings are used during open only (selection, compilation, the
      * SHB): they are not copied, and forgotten before returning. */
     q->o = *o;
+    if (o->src) {
+        q->refetch = o->src->refetch;
+        q->src_ud = o->src->ud;
+    }
     int rc = select_files(q, prefix, err, errlen);
     if (rc == 0)
         rc = compile_filters(q, err, errlen);
@@ -845,6 +944,7 @@ int ps_query_open(ps_query **out, const char *dir, const char *prefix, const ps_
         rc = -1;
     }
     q->o.pod = q->o.ns = q->o.sensor = q->o.iface = q->o.filter = q->o.app = NULL;
+    q->o.src = NULL;
     q->st.streams = (unsigned)q->nstreams;
     /* Many streams (many interfaces or sensors) share a memory budget:
      * smaller windows rather than more memory. */
@@ -1121,13 +1221,31 @@ static int stream_open(ps_query *q, q_stream *s)
     q_file *f = &q->files[s->file];
     if (f->fd < 0) {
         char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s/%s", q->dir, f->name);
+        if (f->path)
+            snprintf(path, sizeof(path), "%s", f->path);
+        else
+            snprintf(path, sizeof(path), "%s/%s", q->dir, f->name);
         f->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
         size_t nl = strlen(f->name), pl = strlen(PS_FNAME_PART);
-        if (f->fd < 0 && errno == ENOENT && nl > pl &&
-            strcmp(f->name + nl - pl, PS_FNAME_PART) == 0) {
+        int part = nl > pl && strcmp(f->name + nl - pl, PS_FNAME_PART) == 0;
+        if (f->fd < 0 && errno == ENOENT && part && !f->path) {
             path[strlen(path) - pl] = '\0'; /* completed since: same bytes, final name */
             f->fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        }
+        if (f->fd < 0 && errno == ENOENT && f->remote < 0 && !f->path && q->refetch) {
+            /* deleted once uploaded (output.s3.deleteLocal): its bucket copy,
+             * the same bytes (a .part's under its final name, longer) */
+            char name[PATH_MAX], copy[PATH_MAX];
+            snprintf(name, sizeof(name), "%.*s", (int)(part ? nl - pl : nl), f->name);
+            if (q->refetch(q->src_ud, name, f->end, copy, sizeof(copy)) == 0) {
+                f->path = strdup(copy);
+                q->st.refetched++;
+                f->fd = f->path ? open(copy, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK) : -1;
+                if (!f->path)
+                    errno = ENOMEM;
+            } else {
+                errno = ENOENT;
+            }
         }
         if (f->fd < 0) {
             s->state = ST_DONE;
@@ -1351,6 +1469,7 @@ void ps_query_free(ps_query *q)
         free(q->files[i].sown.buf);
         free(q->files[i].map);
         free(q->files[i].name);
+        free(q->files[i].path);
     }
     for (size_t i = 0; i < q->nouts; i++) {
         free(q->outs[i].name);

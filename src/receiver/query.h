@@ -45,6 +45,12 @@
  * timestamp, caplen, origlen and bytes. Input options other than the IDB's
  * name and description are not copied.
  *
+ * Bucket objects: with opts.src, files the directory does not hold (objects
+ * of the S3 bucket, s3extract.h) are selected the same way from the index
+ * given with each, and those selected are made local (fetched into a
+ * cache) before ps_query_open returns, so a bucket that fails is the
+ * request's error, not a short answer.
+ *
  * Threads: a query is used by one thread at a time (an HTTP connection's);
  * queries share nothing but libpcap's compiler, which is serialised.
  * Classic pcap files are not read (query.c, docs/http.md).
@@ -58,6 +64,8 @@
 
 #include <pcap/pcap.h>
 
+#include "index.h"
+
 #define PS_QUERY_DISORDER_NS (10ull * 1000000000ull)
 #define PS_QUERY_MAX_SELECTOR 512
 #define PS_QUERY_MAX_FILTER 4096
@@ -69,14 +77,47 @@
 /* Errors of ps_query_open the caller answers with 400 (others: 500). */
 #define PS_QUERY_E_FILTER (-2) /* the BPF filter does not compile */
 #define PS_QUERY_E_LIMIT (-3)  /* too many streams: narrow the window or selection */
+/* Codes a source's fetch returns (query.h passes them through). */
+#define PS_QUERY_E_REMOTE (-4) /* the bucket failed: 502 */
+#define PS_QUERY_E_TOOBIG (-5) /* needs more than the object cache holds: 400 */
+#define PS_QUERY_E_BUSY (-6)   /* the cache is held by other extractions: 503 */
+
+/* Capture files that are not in the directory (objects of a bucket,
+ * s3extract.h), described by their index. They join the directory's files
+ * in name order (then by `who`, "" first); a remote file with who "" and
+ * the name of a directory file is left out (the local copy is read). */
+typedef struct ps_query_remote {
+    const char *name;  /* the capture file's name */
+    const char *who;   /* the receiver that wrote it, "" this one */
+    const ps_index *x; /* its index; borrowed during ps_query_open */
+} ps_query_remote;
+
+typedef struct ps_query_source {
+    const ps_query_remote *remote;
+    size_t nremote;
+    /* Called once by ps_query_open, with the remote files it selected
+     * (which[0..n), n > 0, indices into remote): makes each readable as a
+     * local file, its path in paths[i] (malloc'd; the query frees them).
+     * 0, or a negative code (PS_QUERY_E_REMOTE, _TOOBIG, _BUSY, -1) with
+     * err, which ps_query_open returns. */
+    int (*fetch)(void *ud, const size_t *which, size_t n, char **paths, char *err, size_t errlen);
+    /* Optional: a completed directory file (name) vanished before it was
+     * read (deleted once uploaded): a copy of it, at least min_size bytes,
+     * into path. 0, or -1 (the file's packets are then missing from the
+     * answer, as when retention deletes a file during a query). May be
+     * called from ps_query_read. */
+    int (*refetch)(void *ud, const char *name, uint64_t min_size, char *path, size_t pathlen);
+    void *ud; /* must outlive the query */
+} ps_query_source;
 
 typedef struct ps_query_opts {
     uint64_t from_ns, to_ns; /* inclusive */
     const char *pod;         /* "NS/NAME", or NULL */
     const char *ns, *sensor, *iface;
-    const char *filter; /* BPF, or NULL */
-    uint64_t limit;     /* packets; 0: no limit */
-    const char *app;    /* shb_userappl */
+    const char *filter;         /* BPF, or NULL */
+    uint64_t limit;             /* packets; 0: no limit */
+    const char *app;            /* shb_userappl */
+    const ps_query_source *src; /* more files than the directory's, or NULL */
 } ps_query_opts;
 
 typedef struct ps_query ps_query;
@@ -86,6 +127,9 @@ typedef struct ps_query_stats {
     unsigned files_read;    /* files with at least one stream */
     unsigned files_skipped; /* ruled out by their index or scan */
     unsigned files_scanned; /* had no usable index: scanned at open */
+    unsigned remote;        /* remote files (src) considered, included in files */
+    unsigned remote_read;   /* of them, read (included in files_read) */
+    unsigned refetched;     /* local files gone during the query, read from src */
     unsigned ifaces_named;  /* distinct interface names matching the selectors */
     unsigned streams;       /* (file, interface) streams to merge */
     uint64_t packets;       /* packets written so far */

@@ -31,12 +31,15 @@
 
 #include "core/log.h"
 #include "filename.h"
+#include "index.h"
+#include "s3cache.h"
 
 #define UPLOAD_LOG_INTERVAL_MS 10000u
 
 typedef struct item {
     struct item *next;
     int from_scan; /* may have been uploaded by an earlier run: HEAD first */
+    int idx_only;  /* the file is confirmed: its index's upload is retried */
     char name[];
 } item;
 
@@ -119,9 +122,9 @@ static int queued(const ps_upload *u, const char *name)
 }
 
 /* Under mu. */
-static int enqueue(ps_upload *u, const char *name, int from_scan)
+static int enqueue_item(ps_upload *u, const char *name, int from_scan, int idx_only)
 {
-    if (queued(u, name))
+    if (!idx_only && queued(u, name))
         return 0;
     size_t n = strlen(name);
     item *i = malloc(sizeof(*i) + n + 1);
@@ -129,6 +132,7 @@ static int enqueue(ps_upload *u, const char *name, int from_scan)
         return -1;
     i->next = NULL;
     i->from_scan = from_scan;
+    i->idx_only = idx_only;
     memcpy(i->name, name, n + 1);
     if (u->tail)
         u->tail->next = i;
@@ -138,6 +142,11 @@ static int enqueue(ps_upload *u, const char *name, int from_scan)
     u->n_pending++;
     set_pending_metric(u);
     return 0;
+}
+
+static int enqueue(ps_upload *u, const char *name, int from_scan)
+{
+    return enqueue_item(u, name, from_scan, 0);
 }
 
 static void dest_of(const ps_upload *u, const char *name, char *key, size_t keylen, char *dest,
@@ -197,12 +206,93 @@ static unsigned backoff_ms(ps_upload *u)
     return (unsigned)(ms < 1000 ? 1000 : ms);
 }
 
+/* ---- side indexes (the extraction API's, index.h) ---- */
+
+/* Where a confirmed file's index is: DIR/.index/NAME.idx while the file is
+ * on disk, DIR/PS_S3CACHE_DIR/.index/NAME.idx once deleteLocal moved
+ * it there. 0 with path, -1 if neither exists. */
+static int index_path(const ps_upload *u, const char *name, char *path, size_t len)
+{
+    const char *dirs[2] = {"", "/" PS_S3CACHE_DIR};
+    for (int i = 0; i < 2; i++) {
+        if ((size_t)snprintf(path, len, "%s%s/%s/%s%s", u->dir, dirs[i], PS_INDEX_DIR, name,
+                             PS_INDEX_EXT) < len &&
+            access(path, R_OK) == 0)
+            return 0;
+    }
+    return -1;
+}
+
+/* Before deleteLocal's unlink: makes sure the index exists (the builder
+ * may not have got to the file yet) and moves it to the extraction
+ * cache's index directory (s3extract.h), where the orphan sweep of the
+ * builder does not delete it and extractions find it without asking the
+ * bucket. Best effort: a query scans what has no index. */
+static void keep_index(ps_upload *u, const char *name, uint64_t size)
+{
+    char from[PATH_MAX], to[PATH_MAX], sub[PATH_MAX], err[PATH_MAX + 256];
+    ps_index x;
+    if (ps_index_load(u->dir, name, size, &x) == 0)
+        ps_index_free(&x);
+    else if (ps_index_build(u->dir, name, NULL, err, sizeof(err)) != 0)
+        return;
+    snprintf(from, sizeof(from), "%s/%s/%s%s", u->dir, PS_INDEX_DIR, name, PS_INDEX_EXT);
+    snprintf(sub, sizeof(sub), "%s/%s", u->dir, PS_S3CACHE_DIR);
+    if (mkdir(sub, 0750) != 0 && errno != EEXIST)
+        return;
+    snprintf(sub, sizeof(sub), "%s/%s/%s", u->dir, PS_S3CACHE_DIR, PS_INDEX_DIR);
+    if (mkdir(sub, 0750) != 0 && errno != EEXIST)
+        return;
+    if ((size_t)snprintf(to, sizeof(to), "%s/%s%s", sub, name, PS_INDEX_EXT) < sizeof(to) &&
+        rename(from, to) != 0)
+        ps_debug("upload", "cannot keep the index of %s: %s", name, strerror(errno));
+}
+
+/* PUTs the index of a confirmed pcapng file as KEY.idx (built if the
+ * builder has not written it yet). 0, 1 to retry later, -1 when there is
+ * none to send (the file is gone without one, or is not pcapng). */
+static int put_index(ps_upload *u, const char *name, const char *key)
+{
+    char path[PATH_MAX], ikey[PATH_MAX + 700], err[PATH_MAX + 256];
+    if (index_path(u, name, path, sizeof(path)) != 0) {
+        if (ps_index_build(u->dir, name, NULL, err, sizeof(err)) != 0 ||
+            index_path(u, name, path, sizeof(path)) != 0)
+            return -1;
+    }
+    snprintf(ikey, sizeof(ikey), "%s%s", key, PS_INDEX_EXT);
+    uint64_t bytes = 0;
+    int rc = ps_s3_put_file(u->s3, ikey, path, &bytes, err, sizeof(err));
+    if (rc == 0)
+        return 0;
+    if (rc == PS_S3_E_FILE && index_path(u, name, path, sizeof(path)) != 0)
+        return -1;
+    ps_warn("upload",
+            "upload of the index of %s failed: %s; retried later (the capture's upload is "
+            "confirmed; extractions from the bucket scan an object without index)",
+            name, err);
+    return 1;
+}
+
+/* The files extraction reads (query.h): pcapng, of any file set. */
+static int is_pcapng(const ps_upload *u, const char *name)
+{
+    ps_fname f;
+    return ps_fname_parse(name, u->prefix, &f) == 0 && f.pcapng && !f.part;
+}
+
 /* Uploads one file. 0 done (confirmed, or gone: drop it), 1 retry later. */
 static int process(ps_upload *u, const item *it, const char *bucket)
 {
     char path[PATH_MAX], key[PATH_MAX + 600], dest[PATH_MAX + 1000], err[1024];
     snprintf(path, sizeof(path), "%s/%s", u->dir, it->name);
     dest_of(u, it->name, key, sizeof(key), dest, sizeof(dest), bucket);
+    if (it->idx_only) {
+        if (put_index(u, it->name, key) <= 0)
+            return 0;
+        u->failures++;
+        u->wait_ms = backoff_ms(u);
+        return 1;
+    }
     struct stat st;
     if (stat(path, &st) != 0) {
         ps_warn("upload", "%s is gone before its upload (deleted by retention?): not uploaded",
@@ -247,6 +337,8 @@ static int process(ps_upload *u, const item *it, const char *bucket)
                  "after a restart",
                  u->journal_path, it->name, strerror(errno));
     else if (u->delete_local) {
+        if (is_pcapng(u, it->name))
+            keep_index(u, it->name, bytes);
         if (unlink(path) != 0 && errno != ENOENT)
             ps_warn("upload", "cannot delete %s after its upload: %s", path, strerror(errno));
     }
@@ -259,6 +351,14 @@ static int process(ps_upload *u, const item *it, const char *bucket)
     }
     ps_info("upload", "uploaded %s to %s (%" PRIu64 " bytes, %.1f s, confirmed)", it->name, dest,
             bytes, secs);
+    /* After the confirmation, never before nor instead: a failure here is
+     * retried from the queue (pending the index's upload only). */
+    if (is_pcapng(u, it->name) && put_index(u, it->name, key) > 0) {
+        pthread_mutex_lock(&u->mu);
+        if (enqueue_item(u, it->name, 0, 1) != 0)
+            ps_warn("upload", "out of memory: the index of %s is not uploaded", it->name);
+        pthread_mutex_unlock(&u->mu);
+    }
     return 0;
 }
 

@@ -25,6 +25,14 @@
  * again. With deleteLocal the file is unlinked after its line is on disk
  * (and at open, if a crash came between).
  *
+ * Side indexes (s3extract.h): after a pcapng file is confirmed (never
+ * before, and never holding back its journal line or its delete), its index
+ * (index.h; built then if missing) is PUT as KEY.idx. A failed index upload
+ * is logged and queued again (same backoff), until it succeeds or the
+ * receiver stops; it is not counted as a failed upload. With deleteLocal the
+ * file's index is moved to DIR/.s3cache/.index/NAME.idx before the unlink,
+ * so extractions plan the file's old windows without asking the bucket.
+ *
  * Failures: an upload that fails is retried after a pause that doubles from
  * 1 second up to retry_max_sec, with jitter, the file going to the end of
  * the queue; it is retried until it succeeds or the file is gone (then it

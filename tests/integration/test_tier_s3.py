@@ -115,7 +115,7 @@ def ns_get(url, headers=()):
 
 
 def bucket_keys():
-    """{key: size} of every object in the bucket (s3rver answers anonymous
+    """{key: size} of every capture object in the bucket (s3rver answers anonymous
     ListObjectsV2; fewer than 1000 objects here)."""
     st, _, body = ns_get("http://127.0.0.1:%d/%s?list-type=2&max-keys=1000" % (S3_PORT, BUCKET))
     assert st == 200, body[:300]
@@ -124,7 +124,8 @@ def bucket_keys():
     keys = re.findall(r"<Key>([^<]*)</Key>", text)
     sizes = [int(s) for s in re.findall(r"<Size>(\d+)</Size>", text)]
     assert len(keys) == len(sizes)
-    return dict(zip(keys, sizes))
+    # the capture objects; their side indexes (KEY.idx, docs/storage.md) aside
+    return {k: n for k, n in zip(keys, sizes) if not k.endswith(".idx")}
 
 
 def bucket_get(key):

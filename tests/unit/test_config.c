@@ -482,6 +482,7 @@ CHECK(k_s3_sts, streq(c->s3_sts_endpoint, "https://sts.example"))
 CHECK(k_s3_part, c->s3_part_size_bytes == 64 * MIB)
 CHECK(k_s3_delete, c->s3_delete_local == 1)
 CHECK(k_s3_retry, c->s3_retry_max_sec == 60)
+CHECK(k_s3_cache, c->s3_cache_bytes == 256 * MIB)
 CHECK(k_s3_ca, streq(c->s3_ca_file, "/etc/minio-ca.pem"))
 
 static const key_case key_cases[] = {
@@ -604,6 +605,7 @@ static const key_case key_cases[] = {
     {"output.s3.partSizeMB", "64", "64", k_s3_part},
     {"output.s3.deleteLocal", "true", "on", k_s3_delete},
     {"output.s3.retryMaxSec", "60", "60", k_s3_retry},
+    {"output.s3.cacheMB", "256", "256", k_s3_cache},
     {"output.s3.caFile", "/etc/minio-ca.pem", "/etc/minio-ca.pem", k_s3_ca},
 };
 

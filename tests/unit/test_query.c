@@ -618,6 +618,119 @@ static void test_lagging_interface(void **state)
     tu_rm_rf(dir);
 }
 
+/* Remote files (opts.src, the bucket's objects): merged with the
+ * directory's in timestamp order, the local copy preferred over a remote
+ * one of the same name, only the selected ones fetched, a fetch error
+ * returned as is, and a local file deleted after open read from its copy
+ * (refetch). */
+typedef struct src_ctx {
+    char rdir[256];
+    int fetches, refetches;
+    size_t fetched[8], nfetched;
+    int fail;
+} src_ctx;
+
+static int t_fetch(void *ud, const size_t *which, size_t n, char **paths, char *err, size_t errlen)
+{
+    src_ctx *c = ud;
+    c->fetches++;
+    if (c->fail) {
+        snprintf(err, errlen, "the bucket did not answer");
+        return c->fail;
+    }
+    static const char *const rnames[] = {"ps-20251205T080002Z-000003.pcapng",
+                                         "ps-20251205T080000Z-000001.pcapng"};
+    for (size_t i = 0; i < n; i++) {
+        char p[512];
+        snprintf(p, sizeof(p), "%s/%s", c->rdir, rnames[which[i]]);
+        paths[i] = strdup(p);
+        c->fetched[c->nfetched++] = which[i];
+    }
+    return 0;
+}
+
+static int t_refetch(void *ud, const char *name, uint64_t min_size, char *path, size_t pathlen)
+{
+    src_ctx *c = ud;
+    (void)min_size;
+    c->refetches++;
+    snprintf(path, pathlen, "%s/%s", c->rdir, name);
+    return 0;
+}
+
+static void test_remote_source(void **state)
+{
+    (void)state;
+    char dir[256], path[600];
+    src_ctx c = {0};
+    assert_int_equal(tu_mkdtemp(dir, sizeof(dir), "remote"), 0);
+    assert_int_equal(tu_mkdtemp(c.rdir, sizeof(c.rdir), "remote-objs"), 0);
+    const char *names[] = {"a/eth0", "b/ns/pod"};
+    pkt local[] = {{0, 10, 1}, {0, 30, 2}, {1, 20, 3}};
+    pkt remote[] = {{0, 15, 4}, {1, 25, 5}, {1, 40, 6}};
+    pkt old[] = {{0, 500, 7}}; /* only in the bucket, outside the first window */
+    snprintf(path, sizeof(path), "%s/ps-20251205T080000Z-000001.pcapng", dir);
+    write_file(path, names, 2, local, 3, 0);
+    /* the bucket: the same file (ours, also on disk) and another one */
+    snprintf(path, sizeof(path), "%s/ps-20251205T080000Z-000001.pcapng", c.rdir);
+    write_file(path, names, 2, local, 3, 0);
+    snprintf(path, sizeof(path), "%s/ps-20251205T080002Z-000003.pcapng", c.rdir);
+    write_file(path, names, 2, remote, 3, 0);
+    snprintf(path, sizeof(path), "%s/ps-20251205T080003Z-000004.pcapng", c.rdir);
+    write_file(path, names, 2, old, 1, 0);
+    ps_index rx[3];
+    char err[512];
+    const char *rn[] = {"ps-20251205T080002Z-000003.pcapng", "ps-20251205T080000Z-000001.pcapng",
+                        "ps-20251205T080003Z-000004.pcapng"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(ps_index_build(c.rdir, rn[i], &rx[i], err, sizeof(err)), 0);
+    ps_query_remote rem[3] = {{.name = rn[0], .who = "", .x = &rx[0]},
+                              {.name = rn[1], .who = "", .x = &rx[1]},
+                              {.name = rn[2], .who = "rx-b", .x = &rx[2]}};
+    ps_query_source src = {
+        .remote = rem, .nremote = 3, .fetch = t_fetch, .refetch = t_refetch, .ud = &c};
+    ps_query_opts o = {.from_ns = 0, .to_ns = 100, .app = "t", .src = &src};
+    ps_query *q;
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), 0);
+    ps_query_stats st;
+    ps_query_get_stats(q, &st);
+    assert_int_equal(st.files, 3);  /* the duplicate is not counted */
+    assert_int_equal(st.remote, 2); /* 000003 and rx-b's 000004 */
+    assert_int_equal(st.remote_read, 1);
+    assert_int_equal(st.files_read, 2);
+    assert_int_equal(c.fetches, 1);
+    assert_int_equal(c.nfetched, 1);
+    assert_int_equal(c.fetched[0], 0); /* only the selected object */
+    /* the local file is deleted (uploaded, deleteLocal) before it is read */
+    snprintf(path, sizeof(path), "%s/ps-20251205T080000Z-000001.pcapng", dir);
+    assert_int_equal(unlink(path), 0);
+    uint8_t *b;
+    size_t len = read_all(q, &b);
+    ps_query_get_stats(q, &st);
+    assert_int_equal(st.refetched, 1);
+    ps_query_free(q);
+    assert_int_equal(c.refetches, 1);
+    pkt got[16];
+    char onames[8][64];
+    size_t nn, n = epbs(b, len, got, 16, onames, &nn);
+    free(b);
+    static const uint8_t order[] = {1, 4, 3, 5, 2, 6};
+    assert_int_equal(n, 6);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(got[i].byte, order[i]);
+
+    /* a fetch that fails: its code and reason */
+    c.fail = PS_QUERY_E_REMOTE;
+    o.from_ns = 400;
+    o.to_ns = 600;
+    assert_int_equal(ps_query_open(&q, dir, "ps", &o, err, sizeof(err)), PS_QUERY_E_REMOTE);
+    assert_non_null(strstr(err, "bucket"));
+    for (int i = 0; i < 3; i++)
+        ps_index_free(&rx[i]);
+    tu_rm_rf(dir);
+    tu_rm_rf(c.rdir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -630,6 +743,7 @@ int main(void)
         cmocka_unit_test(test_unsaved_index),
         cmocka_unit_test(test_part_grows),
         cmocka_unit_test(test_lagging_interface),
+        cmocka_unit_test(test_remote_source),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

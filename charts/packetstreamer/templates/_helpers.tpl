@@ -252,7 +252,8 @@ packaging check knows them (packaging/check_chart.py PENDING_KEYS).
     "pathStyle" $s3.pathStyle
     "sse" $s3.sse
     "partSizeMB" (int $s3.partSizeMB)
-    "deleteLocal" $s3.deleteLocal -}}
+    "deleteLocal" $s3.deleteLocal
+    "cacheMB" (int $s3.cacheMB) -}}
 {{- range $k := list "endpoint" "region" "prefix" "storageClass" "sseKmsKeyId" "stsEndpoint" -}}
 {{- with index $s3 $k }}{{ $_ := set $o3 $k . }}{{ end -}}
 {{- end -}}
