@@ -293,9 +293,15 @@ int ps_s3cache_acquire(ps_s3cache *c, const char *name, uint64_t size, ps_s3cach
     if (rc != 0 && fd >= 0)
         unlink(tmp);
     pthread_mutex_lock(&c->mu);
-    size_t at;
+    size_t at = 0;
     e = find(c, name, &at);
-    if (rc != 0) {
+    if (!e) {
+        /* not reached: a loading entry is held, so never evicted */
+        if (rc == 0) {
+            snprintf(err, errlen, "%s: left the cache while loading", name);
+            rc = -1;
+        }
+    } else if (rc != 0) {
         drop(c, at, 0);
     } else {
         e->loading = 0;

@@ -71,7 +71,8 @@ static uint64_t dir_bytes(const char *dir, int *files)
 static int exists(const char *dir, const char *name)
 {
     char p[PATH_MAX];
-    snprintf(p, sizeof(p), "%s/%s", dir, name);
+    int n = snprintf(p, sizeof(p), "%s/%s", dir, name);
+    assert_true(n > 0 && (size_t)n < sizeof(p));
     return access(p, F_OK) == 0;
 }
 
