@@ -3,7 +3,7 @@
 receiver on the offline path.
 
     bench/profile.py [--bin build-prof/packetstreamer] [--small 50000] [--large 250000]
-                     [--codecs none,lz4] [--top 12]
+                     [--codecs none,lz4] [--top 12] [--tls]
 
 Instruction counts do not depend on the machine's load, so unlike CPU seconds
 they are comparable between runs on a shared VM. Method: for each codec and
@@ -15,7 +15,8 @@ Ir(small)) / (large - small): start-up, configuration, TLS library
 initialisation and shutdown cancel out. Callgrind counts every thread of the
 process (the sensor's compression workers included). The large run's
 profile is annotated (callgrind_annotate, exclusive Ir per function) and the
-top functions are printed. Needs valgrind; `make bench-profile` builds
+top functions are printed. --tls: sensor and receiver speak mutual TLS as
+the chart deploys it (the handshake cancels out like the start-up). Needs valgrind; `make bench-profile` builds
 build-prof/ (Release, -O3, plus -g for symbols) and runs this.
 """
 
@@ -66,6 +67,12 @@ def one(a, work, pcap, packets, codec, role):
               "--http", "127.0.0.1:0"]
     sx_cmd = [a.bin, "sensor", "--read-file", str(pcap), "--receiver", "127.0.0.1:%d" % port,
               "--codec", codec, "--id", "prof", "--http", "127.0.0.1:0"]
+    if a.tls:
+        c = a.tls
+        rx_cmd += ["--tls-cert", str(c.p("receiver.crt")), "--tls-key", str(c.p("receiver.key")),
+                   "--tls-ca", str(c.p("ca.crt"))]
+        sx_cmd += ["--tls-cert", str(c.p("bench.crt")), "--tls-key", str(c.p("bench.key")),
+                   "--tls-ca", str(c.p("ca.crt"))]
     rxlog, sxlog = work / "rx.log", work / "sx.log"
     procs = []
     try:
@@ -184,6 +191,7 @@ def main(argv=None):
                          "tcpreplay): 64 and 1400 B frames, --live-pps and 3x that")
     ap.add_argument("--live-pps", type=int, default=5000)
     ap.add_argument("--live-seconds", type=float, default=4.0)
+    ap.add_argument("--tls", action="store_true", help="sensor -> receiver over mutual TLS")
     a = ap.parse_args(argv)
     benchlib.need_tools(("valgrind",), "apt-get install valgrind")
     benchlib.prepare_bin(a, "make bench-profile builds it")
@@ -191,6 +199,10 @@ def main(argv=None):
                "runs": []}
     codecs = [c for c in a.codecs.split(",") if c]
     with benchlib.Workdir("pspf-prof-", a.dir, a.keep) as work:
+        if a.tls:
+            from peers import make_certs
+            a.tls = make_certs(work)
+            results["tls"] = True
         pcaps = {}
         for n in (a.small, a.large):
             pcaps[n] = work / ("imix-%d.pcap" % n)
