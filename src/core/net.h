@@ -20,9 +20,9 @@
  * fire (with a non-zero status) before on_close.
  *
  * TLS: ps_conn_use_tls() before ps_conn_start() makes the connection speak
- * TLS (OpenSSL over two memory BIOs): ciphertext read from the socket is fed
- * to the read BIO, SSL_read yields the plaintext that the frame parser cuts,
- * and what SSL_write produces in the write BIO is sent with uv_write. The
+ * TLS (OpenSSL over a BIO of this module's own): ciphertext read from the
+ * socket is what SSL_read decrypts into the plaintext the frame parser cuts,
+ * and what SSL_write produces is taken over by one uv_write per send. The
  * handshake is driven by reads; sends made before it completes are queued
  * (copied) and go out once it does. Nothing above this module changes: the
  * frame callbacks see plaintext either way. With TLS, ps_conn_sendv() copies
