@@ -156,10 +156,11 @@ static int fill_object(void *ud, int fd, char *err, size_t errlen)
     return rc;
 }
 
-/* Holds object cname (key, size) in the cache: 0 with its path, or a
- * PS_QUERY_E_* code / -1 with err. */
-static int acquire(ps_s3extract *x, const char *cname, const char *key, uint64_t size, char *path,
-                   size_t pathlen, char *err, size_t errlen)
+/* Object cname (key, size) in the cache, fetched if missing, acquired
+ * (the caller releases it): 0 with its path, or a PS_QUERY_E_* code / -1
+ * with err. */
+static int cache_get(ps_s3extract *x, const char *cname, const char *key, uint64_t size, char *path,
+                     size_t pathlen, char *err, size_t errlen)
 {
     fill_ctx f = {.x = x, .key = key, .size = size};
     uint64_t fetched = 0;
@@ -171,16 +172,26 @@ static int acquire(ps_s3extract *x, const char *cname, const char *key, uint64_t
         return PS_QUERY_E_BUSY;
     if (rc != 0)
         return rc;
-    if (hold(x, cname) != 0) {
-        ps_s3cache_release(x->o.cache, cname);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
     if (fetched) {
         x->st.fetched++;
         x->st.fetched_bytes += fetched;
         count(x->o.fetched_objects, 1);
         count(x->o.fetched_bytes, fetched);
+    }
+    return 0;
+}
+
+/* cache_get, held until ps_s3extract_free: for the objects the query reads. */
+static int acquire(ps_s3extract *x, const char *cname, const char *key, uint64_t size, char *path,
+                   size_t pathlen, char *err, size_t errlen)
+{
+    int rc = cache_get(x, cname, key, size, path, pathlen, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (hold(x, cname) != 0) {
+        ps_s3cache_release(x->o.cache, cname);
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     return 0;
 }
@@ -246,12 +257,16 @@ static int describe(ps_s3extract *x, x_obj *ob, char *err, size_t errlen)
         ob->has_x = 1;
         return 0;
     }
-    /* no index in the bucket (or one for another size): fetch and scan */
+    /* No index in the bucket (or one for another size): fetch and scan.
+     * Released at once: the scan saved the index, and only the objects the
+     * query then selects are held, so scanning more objects than the cache
+     * holds does not fill it with objects nobody reads. */
     char path[PATH_MAX];
-    if ((rc = acquire(x, ob->cname, ob->key, ob->size, path, sizeof(path), err, errlen)) != 0)
+    if ((rc = cache_get(x, ob->cname, ob->key, ob->size, path, sizeof(path), err, errlen)) != 0)
         return rc;
     char why[PATH_MAX + 256];
     rc = ps_index_build(cdir, ob->cname, &ob->x, why, sizeof(why));
+    ps_s3cache_release(x->o.cache, ob->cname);
     if (rc < 0) {
         ps_warn("extract", "%s (bucket object %s): not read", why, ob->key);
         return 0; /* not pcapng: not ours to read, as a local file */

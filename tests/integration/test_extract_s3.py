@@ -253,3 +253,32 @@ def test_cache_bound(tier):
     v = wait_for(lambda: parse_metrics(metrics(d_port))["packetstreamer_receiver_s3_cache_bytes"],
                  "the cache gauge")
     assert 0 < v <= 2 * MiB
+
+
+def test_scanning_more_than_the_cache(tier):
+    """An old bucket: no object has its side index, and together they are
+    larger than the cache (cacheMB 2, objects of a little over 1 MiB). A
+    narrow question scans every object to plan (each released once its
+    index is saved), holds only the one it reads, and is answered exactly;
+    the cache never exceeds its bound. Asked again, nothing is scanned."""
+    env, srv = tier["env"], tier["s3"]
+    caps = sorted(k for k in srv.keys() if k.startswith("cap/rx-a/"))
+    assert len(caps) >= 3 and sum(srv.keys()[k] for k in caps) > 2 * MiB
+    for k in caps:
+        st, _, _ = srv.request("DELETE", "/%s/%s.idx" % (BUCKET, k))
+        assert st in (200, 204)
+    e_port, e_args = http_args()
+    e = env.receiver(config=config(env, srv, "e.yaml", "cap/{receiver}/", True, rx_name="rx-e",
+                                   cache_mb=2), args=e_args, env=aws_env(env))
+    wait_http_up(e_port)
+    rows = tier["inputs"]["node-a"]
+    ts = rows[-1][1].ts_ns
+    q = {"from": iso(ts - 1000), "to": iso(ts + 1000), "sensor": "node-a"}
+    _, want = packets(tier["ref_port"], **q)
+    hdr, got = packets(e_port, **q)
+    assert len(want) == 1 and got == want, q
+    assert hdr["x-packetstreamer-bucket-scanned"] == str(len(caps))
+    assert hdr["x-packetstreamer-bucket-read"] == "1"
+    assert 0 < cache_bytes(e.outdir) <= 2 * MiB
+    hdr, got = packets(e_port, **q)
+    assert got == want and hdr["x-packetstreamer-bucket-scanned"] == "0"
