@@ -796,16 +796,23 @@ static int pick_receiver(ps_api *a, struct MHD_Connection *c, const char *name, 
     return 0;
 }
 
+/* The object key of capture NAME: another receiver's (who, of a tier
+ * sharing the bucket) or ours (who ""). 0, or -1 when it does not fit. */
+static int object_key(const ps_api *a, const char *who, const char *name, char *key, size_t keylen)
+{
+    int n = who[0] ? snprintf(key, keylen, "%s%s%s%s", a->s3_base, who, a->s3_tail, name)
+                   : snprintf(key, keylen, "%s%s", a->s3_prefix ? a->s3_prefix : "", name);
+    return n >= 0 && (size_t)n < keylen ? 0 : -1;
+}
+
 static int route_download_s3(ps_api *a, struct MHD_Connection *c, const char *name)
 {
     char key[PATH_MAX], err[1024], who[API_RECEIVER_MAX];
     int picked;
     if (pick_receiver(a, c, name, who, sizeof(who), &picked) != 0)
         return picked;
-    if (who[0])
-        snprintf(key, sizeof(key), "%s%s%s%s", a->s3_base, who, a->s3_tail, name);
-    else
-        snprintf(key, sizeof(key), "%s%s", a->s3_prefix ? a->s3_prefix : "", name);
+    if (object_key(a, who, name, key, sizeof(key)) != 0)
+        return ps_http_respond_text(c, MHD_HTTP_NOT_FOUND, "no such capture\n");
     s3_download *d = calloc(1, sizeof(*d));
     if (!d || ps_s3_new(&d->s3, &a->s3o, err, sizeof(err)) != 0) {
         free(d);
@@ -1248,6 +1255,13 @@ static int parse_limit(const char *s, uint64_t *out)
     return 0;
 }
 
+static void header_u64(struct MHD_Response *r, const char *name, uint64_t v)
+{
+    char text[24];
+    snprintf(text, sizeof(text), "%" PRIu64, v);
+    MHD_add_response_header(r, name, text);
+}
+
 static int name_cmp(const void *x, const void *y)
 {
     return strcmp(*(char *const *)x, *(char *const *)y);
@@ -1305,17 +1319,13 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
         snprintf(path, sizeof(path), "%s/%s", a->dir, f->name);
         if (!f->receiver[0] && access(path, F_OK) == 0)
             continue; /* on disk: read there */
-        size_t kl = strlen(a->s3_base ? a->s3_base : "") + strlen(f->receiver) +
-                    strlen(a->s3_tail ? a->s3_tail : "") +
-                    strlen(a->s3_prefix ? a->s3_prefix : "") + strlen(f->name) + 1;
-        if (!(keys[no] = malloc(kl))) {
+        char key[PATH_MAX];
+        if (object_key(a, f->receiver, f->name, key, sizeof(key)) != 0)
+            continue; /* not a key S3 accepts (1024 bytes at most) */
+        if (!(keys[no] = strdup(key))) {
             rc = -1;
             break;
         }
-        if (f->receiver[0])
-            snprintf(keys[no], kl, "%s%s%s%s", a->s3_base, f->receiver, a->s3_tail, f->name);
-        else
-            snprintf(keys[no], kl, "%s%s", a->s3_prefix ? a->s3_prefix : "", f->name);
         objs[no] = (ps_s3extract_obj){
             .key = keys[no], .name = f->name, .who = f->receiver, .size = f->size};
         no++;
@@ -1469,31 +1479,21 @@ static int route_packets(ps_api *a, struct MHD_Connection *c)
         extract_done(x);
         return MHD_NO;
     }
-    char v[64];
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "application/x-pcapng");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_DISPOSITION,
                             "attachment; filename=\"packets.pcapng\"");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    snprintf(v, sizeof(v), "%u", st.files_read);
-    MHD_add_response_header(r, "X-Packetstreamer-Files-Read", v);
-    snprintf(v, sizeof(v), "%u", st.files_skipped);
-    MHD_add_response_header(r, "X-Packetstreamer-Files-Skipped", v);
-    snprintf(v, sizeof(v), "%u", st.files_scanned);
-    MHD_add_response_header(r, "X-Packetstreamer-Files-Scanned", v);
-    snprintf(v, sizeof(v), "%u", st.streams);
-    MHD_add_response_header(r, "X-Packetstreamer-Streams", v);
+    header_u64(r, "X-Packetstreamer-Files-Read", st.files_read);
+    header_u64(r, "X-Packetstreamer-Files-Skipped", st.files_skipped);
+    header_u64(r, "X-Packetstreamer-Files-Scanned", st.files_scanned);
+    header_u64(r, "X-Packetstreamer-Streams", st.streams);
     if (x->sx) {
-        snprintf(v, sizeof(v), "%u", st.remote);
-        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Objects", v);
-        snprintf(v, sizeof(v), "%u", st.remote_read);
-        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Read", v);
-        snprintf(v, sizeof(v), "%u", bs.scanned);
-        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Scanned", v);
-        snprintf(v, sizeof(v), "%u", bs.fetched);
-        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched", v);
-        snprintf(v, sizeof(v), "%" PRIu64, bs.fetched_bytes);
-        MHD_add_response_header(r, "X-Packetstreamer-Bucket-Fetched-Bytes", v);
+        header_u64(r, "X-Packetstreamer-Bucket-Objects", st.remote);
+        header_u64(r, "X-Packetstreamer-Bucket-Read", st.remote_read);
+        header_u64(r, "X-Packetstreamer-Bucket-Scanned", bs.scanned);
+        header_u64(r, "X-Packetstreamer-Bucket-Fetched", bs.fetched);
+        header_u64(r, "X-Packetstreamer-Bucket-Fetched-Bytes", bs.fetched_bytes);
         if (note[0])
             MHD_add_response_header(r, "X-Packetstreamer-Bucket-Note", note);
     }
