@@ -1262,11 +1262,6 @@ static void header_u64(struct MHD_Response *r, const char *name, uint64_t v)
     MHD_add_response_header(r, name, text);
 }
 
-static int name_cmp(const void *x, const void *y)
-{
-    return strcmp(*(char *const *)x, *(char *const *)y);
-}
-
 /* The bucket's capture objects this receiver does not have on disk,
  * described for the query (s3extract.h). 0 with *out (NULL without
  * output.s3), or a PS_QUERY_E_* code / -1 with why. When the bucket
@@ -1301,9 +1296,9 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
     }
     ps_s3extract_obj *objs = calloc(n ? n : 1, sizeof(*objs));
     char **keys = calloc(n ? n : 1, sizeof(*keys));
-    char **cnames = calloc(n ? n : 1, sizeof(*cnames));
-    size_t no = 0, nc = 0;
-    int rc = objs && keys && cnames ? 0 : -1;
+    ps_strvec cnames = PS_STRVEC_INIT;
+    size_t no = 0;
+    int rc = objs && keys ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         const file_row *f = &rows[i];
         ps_fname fn;
@@ -1311,11 +1306,10 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
         if (ps_fname_parse(f->name, a->prefix, &fn) != 0 || !fn.pcapng || fn.part ||
             ps_s3extract_cname(f->receiver, f->name, cname, sizeof(cname)) != 0)
             continue; /* what the query reads locally: this file set's pcapng files */
-        if (!(cnames[nc] = strdup(cname))) {
+        if (ps_strvec_add(&cnames, cname) != 0) {
             rc = -1;
             break;
         }
-        nc++;
         snprintf(path, sizeof(path), "%s/%s", a->dir, f->name);
         if (!f->receiver[0] && access(path, F_OK) == 0)
             continue; /* on disk: read there */
@@ -1339,9 +1333,8 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
         a->s3_pruned_at = at;
         pthread_mutex_unlock(&a->s3_mu);
         if (prune) {
-            if (nc > 1)
-                qsort(cnames, nc, sizeof(*cnames), name_cmp);
-            ps_s3extract_prune(ps_s3cache_dir(a->s3cache), cnames, nc, 3600);
+            ps_strvec_sort(&cnames);
+            ps_s3extract_prune(ps_s3cache_dir(a->s3cache), &cnames, 3600);
         }
         ps_s3_opts s3o = a->s3o;
         s3o.cancel = &a->stopping; /* a fetch in progress ends at shutdown */
@@ -1355,9 +1348,7 @@ static int bucket_side(ps_api *a, ps_s3extract **out, char *note, size_t notelen
     } else {
         snprintf(why, whylen, "out of memory");
     }
-    for (size_t i = 0; i < nc; i++)
-        free(cnames[i]);
-    free(cnames);
+    ps_strvec_free(&cnames);
     for (size_t i = 0; keys && i < no; i++)
         free(keys[i]);
     free(keys);

@@ -46,6 +46,7 @@
 
 #include "core/buf.h"
 #include "core/pcapng.h"
+#include "core/strvec.h"
 #include "filename.h"
 #include "index.h"
 #include "pcapread.h"
@@ -375,14 +376,9 @@ static void heap_pop(ps_query *q)
 
 /* ---- open: files, interfaces, filters ---- */
 
-static int name_cmp(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 static int has_name(char **names, size_t n, const char *want)
 {
-    return n && bsearch(&want, names, n, sizeof(char *), name_cmp) != NULL;
+    return n && bsearch(&want, names, n, sizeof(char *), ps_strcmp_p) != NULL;
 }
 
 /* The directory's pcapng capture files, sorted; "X.part" is left out when
@@ -428,7 +424,7 @@ static int list_files(const char *dir, const char *prefix, char ***out, size_t *
         return -1;
     }
     if (n > 1)
-        qsort(names, n, sizeof(*names), name_cmp);
+        qsort(names, n, sizeof(*names), ps_strcmp_p);
     size_t w = 0, pl = strlen(PS_FNAME_PART);
     for (size_t i = 0; i < n; i++) {
         size_t l = strlen(names[i]);

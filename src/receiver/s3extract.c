@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/strvec.h"
 
 #define X_MAX_IDX (64u << 20) /* index.c refuses larger ones too */
 
@@ -47,8 +48,7 @@ struct ps_s3extract {
     size_t nremote;
     size_t *remote_obj; /* remote[i] is objs[remote_obj[i]] */
     ps_query_source src;
-    char **held; /* cache names acquired, released at free */
-    size_t nheld, capheld;
+    ps_strvec held; /* cache names acquired, released at free */
     ps_s3extract_stats st;
 };
 
@@ -65,22 +65,6 @@ static void count(ps_series *s, uint64_t n)
 {
     if (s && n)
         ps_series_add(s, n);
-}
-
-static int hold(ps_s3extract *x, const char *cname)
-{
-    if (x->nheld == x->capheld) {
-        size_t nc = x->capheld ? x->capheld * 2 : 16;
-        char **t = realloc(x->held, nc * sizeof(*t));
-        if (!t)
-            return -1;
-        x->held = t;
-        x->capheld = nc;
-    }
-    if (!(x->held[x->nheld] = strdup(cname)))
-        return -1;
-    x->nheld++;
-    return 0;
 }
 
 /* ---- GET into a file ---- */
@@ -188,7 +172,7 @@ static int acquire(ps_s3extract *x, const char *cname, const char *key, uint64_t
     int rc = cache_get(x, cname, key, size, path, pathlen, err, errlen);
     if (rc != 0)
         return rc;
-    if (hold(x, cname) != 0) {
+    if (ps_strvec_add(&x->held, cname) != 0) {
         ps_s3cache_release(x->o.cache, cname);
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -404,11 +388,9 @@ void ps_s3extract_free(ps_s3extract *x)
 {
     if (!x)
         return;
-    for (size_t i = 0; i < x->nheld; i++) {
-        ps_s3cache_release(x->o.cache, x->held[i]);
-        free(x->held[i]);
-    }
-    free(x->held);
+    for (size_t i = 0; i < x->held.n; i++)
+        ps_s3cache_release(x->o.cache, x->held.v[i]);
+    ps_strvec_free(&x->held);
     for (size_t i = 0; i < x->n; i++) {
         free(x->objs[i].key);
         free(x->objs[i].name);
@@ -424,12 +406,7 @@ void ps_s3extract_free(ps_s3extract *x)
     free(x);
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-void ps_s3extract_prune(const char *cache_dir, char *const *cnames, size_t n, unsigned min_age_sec)
+void ps_s3extract_prune(const char *cache_dir, const ps_strvec *cnames, unsigned min_age_sec)
 {
     char sub[PATH_MAX];
     if ((size_t)snprintf(sub, sizeof(sub), "%s/%s", cache_dir, PS_INDEX_DIR) >= sizeof(sub))
@@ -456,8 +433,7 @@ void ps_s3extract_prune(const char *cache_dir, char *const *cnames, size_t n, un
             continue;
         char cname[NAME_MAX + 1];
         snprintf(cname, sizeof(cname), "%.*s", (int)(len - el), e->d_name);
-        const char *k = cname;
-        if (n && bsearch(&k, cnames, n, sizeof(char *), cmp_str))
+        if (ps_strvec_has(cnames, cname))
             continue;
         if (unlinkat(dirfd(d), e->d_name, 0) == 0)
             pruned++;

@@ -34,6 +34,7 @@
 #include <stdint.h>
 
 #include "core/metrics.h"
+#include "core/strvec.h"
 #include "query.h"
 #include "s3.h"
 #include "s3cache.h"
@@ -79,8 +80,8 @@ void ps_s3extract_free(ps_s3extract *x);
 int ps_s3extract_cname(const char *who, const char *name, char *out, size_t outlen);
 
 /* Deletes cached indexes (CACHE/.index) of objects no longer listed
- * (cnames[0..n), sorted; a bucket lifecycle rule deleted them) that are
+ * (not in cnames, sorted; a bucket lifecycle rule deleted them) that are
  * older than min_age_sec. */
-void ps_s3extract_prune(const char *cache_dir, char *const *cnames, size_t n, unsigned min_age_sec);
+void ps_s3extract_prune(const char *cache_dir, const ps_strvec *cnames, unsigned min_age_sec);
 
 #endif

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/strvec.h"
 #include "filename.h"
 #include "index.h"
 #include "s3cache.h"
@@ -420,48 +421,6 @@ static void *worker(void *arg)
 
 /* ---- the journal and the startup scan ---- */
 
-typedef struct strvec {
-    char **v;
-    size_t n, cap;
-} strvec;
-
-static int strvec_add(strvec *s, const char *p)
-{
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        char **v = realloc(s->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        s->v = v;
-        s->cap = cap;
-    }
-    s->v[s->n] = strdup(p);
-    if (!s->v[s->n])
-        return -1;
-    s->n++;
-    return 0;
-}
-
-static void strvec_free(strvec *s)
-{
-    for (size_t i = 0; i < s->n; i++)
-        free(s->v[i]);
-    free(s->v);
-    s->v = NULL;
-    s->n = s->cap = 0;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* 1 if sorted vector has s. */
-static int strvec_has(const strvec *v, const char *s)
-{
-    return v->n && bsearch(&s, v->v, v->n, sizeof(char *), cmp_str) != NULL;
-}
-
 int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t errlen)
 {
     ps_upload *u = calloc(1, sizeof(*u));
@@ -515,7 +474,7 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
     }
 
     /* The files of the directory, sorted. */
-    strvec files = {0}, confirmed = {0}, keep = {0};
+    ps_strvec files = PS_STRVEC_INIT, confirmed = PS_STRVEC_INIT, keep = PS_STRVEC_INIT;
     DIR *d = opendir(o->dir);
     if (!d) {
         snprintf(err, errlen, "%s: %s", o->dir, strerror(errno));
@@ -527,12 +486,11 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
     while ((de = readdir(d))) {
         ps_fname f;
         if (ps_fname_parse(de->d_name, o->prefix, &f) == 0 && !f.part &&
-            strvec_add(&files, de->d_name) != 0)
+            ps_strvec_add(&files, de->d_name) != 0)
             oom = 1;
     }
     closedir(d);
-    if (files.n)
-        qsort(files.v, files.n, sizeof(char *), cmp_str);
+    ps_strvec_sort(&files);
 
     /* The journal: a line counts if its file is here with that size and
      * the destination is today's. */
@@ -549,7 +507,7 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
                 continue;
             *t1 = *t2 = '\0';
             char path[PATH_MAX + 1300], key[PATH_MAX + 600], dest[PATH_MAX + 1000];
-            if (!strvec_has(&files, line))
+            if (!ps_strvec_has(&files, line))
                 continue; /* gone: forget it */
             snprintf(path, sizeof(path), "%s/%s", o->dir, line);
             dest_of(u, line, key, sizeof(key), dest, sizeof(dest), o->s3.bucket);
@@ -558,7 +516,7 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
                 strcmp(t2 + 1, dest) != 0)
                 continue;
             *t1 = *t2 = '\t';
-            if (strvec_add(&keep, line) != 0) {
+            if (ps_strvec_add(&keep, line) != 0) {
                 oom = 1;
                 break;
             }
@@ -570,13 +528,12 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
                             path);
                 continue;
             }
-            if (strvec_add(&confirmed, line) != 0)
+            if (ps_strvec_add(&confirmed, line) != 0)
                 oom = 1;
         }
         fclose(jf);
     }
-    if (confirmed.n)
-        qsort(confirmed.v, confirmed.n, sizeof(char *), cmp_str);
+    ps_strvec_sort(&confirmed);
 
     /* Compact: write what is kept to a new journal, fsync, rename. */
     char tmp[PATH_MAX + 16];
@@ -602,14 +559,14 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
         snprintf(err, errlen, "%s: %s", oom ? "upload queue" : u->journal_path,
                  oom ? "out of memory" : strerror(errno));
         unlink(tmp);
-        strvec_free(&files);
-        strvec_free(&confirmed);
-        strvec_free(&keep);
+        ps_strvec_free(&files);
+        ps_strvec_free(&confirmed);
+        ps_strvec_free(&keep);
         ps_upload_free(u);
         return -1;
     }
     for (size_t i = 0; i < files.n && !oom; i++) {
-        if (strvec_has(&confirmed, files.v[i]))
+        if (ps_strvec_has(&confirmed, files.v[i]))
             continue;
         char path[PATH_MAX];
         snprintf(path, sizeof(path), "%s/%s", o->dir, files.v[i]);
@@ -618,9 +575,9 @@ int ps_upload_open(ps_upload **out, const ps_upload_opts *o, char *err, size_t e
         if (enqueue(u, files.v[i], 1) != 0)
             oom = 1;
     }
-    strvec_free(&files);
-    strvec_free(&confirmed);
-    strvec_free(&keep);
+    ps_strvec_free(&files);
+    ps_strvec_free(&confirmed);
+    ps_strvec_free(&keep);
     if (oom) {
         snprintf(err, errlen, "upload queue: out of memory");
         ps_upload_free(u);
