@@ -21,7 +21,7 @@ mkdir -p "$OUT"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE"
 CFLAGS="$CFLAGS -DPS_VERSION=\"fuzz\" -Isrc $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS)"
-CORE="src/core/buf.c src/core/wire.c src/core/codec.c src/core/config.c src/core/config_keys.c \
+CORE="src/core/buf.c src/core/strvec.c src/core/wire.c src/core/codec.c src/core/config.c src/core/config_keys.c \
   src/core/config_value.c src/core/config_yaml.c src/core/config_suggest.c src/core/config_doc.c \
   src/core/hostport.c src/core/log.c"
 
