@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <pcap/pcap.h>
 
@@ -28,7 +29,10 @@ struct ps_capture_file {
  * cannot be told (not a regular file, or not classic pcap). */
 static unsigned classic_unit(const char *path)
 {
-    if (strcmp(path, "-") == 0)
+    /* Only a regular file may be opened twice: reading a named pipe's magic
+     * here would take it from libpcap, which then reads garbage. */
+    struct stat st;
+    if (strcmp(path, "-") == 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode))
         return 0;
     FILE *fp = fopen(path, "rb");
     if (!fp)
