@@ -20,7 +20,8 @@ CC=${FUZZ_CC:-clang}
 mkdir -p "$OUT"
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE"
 CFLAGS="$CFLAGS -DPS_VERSION=\"fuzz\" -Isrc $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs $PKGS)"
+# libcurl is not linked: src/core/curlload.c loads it when kube.c needs it
+LIBS="$(pkg-config --libs $(echo "$PKGS" | sed 's/ libcurl//')) -ldl"
 CORE="src/core/buf.c src/core/strvec.c src/core/wire.c src/core/codec.c src/core/config.c src/core/config_keys.c \
   src/core/config_value.c src/core/config_yaml.c src/core/config_suggest.c src/core/config_doc.c \
   src/core/hostport.c src/core/log.c"
@@ -32,7 +33,7 @@ for t in $TARGETS; do
     recovery) extra="src/receiver/recovery.c src/receiver/filename.c src/core/pcapng.c" ;;
     netlink) extra="src/sensor/ifwatch.c" ;;
     podmap) extra="src/sensor/podmap.c" ;;
-    kube) extra="src/sensor/kube.c" ;;
+    kube) extra="src/sensor/kube.c src/core/curlload.c" ;;
     extract)
         extra="src/receiver/query.c src/receiver/index.c src/receiver/pcapread.c"
         extra="$extra src/receiver/filename.c src/core/pcapng.c"

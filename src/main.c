@@ -11,11 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
-
 #include "cli.h"
 #include "client/get.h"
 #include "client/job.h"
+#include "core/curlload.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "receiver/receiver.h"
@@ -184,13 +183,7 @@ static int dispatch(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    /* libcurl's global state (OpenSSL, name resolution) is set up once,
-     * before any thread exists, as its documentation requires. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
-        fprintf(stderr, "packetstreamer: cannot initialise libcurl\n");
-        return 1;
-    }
     int code = dispatch(argc, argv);
-    curl_global_cleanup();
+    ps_curl_unload(); /* libcurl, if a feature loaded it (core/curlload.h) */
     return code;
 }

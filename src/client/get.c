@@ -35,6 +35,7 @@
 #include <jansson.h>
 #include <pcap/pcap.h>
 
+#include "core/curlload.h"
 #include "core/pcapng.h"
 
 #define DEFAULT_RECEIVER "http://127.0.0.1:8080"
@@ -818,6 +819,11 @@ int ps_get_main(int argc, char **argv)
     int a = parse_args(&r.o, argc, argv);
     if (a != 0)
         return a > 0 ? 0 : 2;
+    char lerr[300];
+    if (ps_curl_load(lerr, sizeof(lerr)) != 0) {
+        fprintf(stderr, "packetstreamer get: %s\n", lerr);
+        return 1;
+    }
     opts *o = &r.o;
     const char *base = o->receiver ? o->receiver : getenv("PACKETSTREAMER_RECEIVER_URL");
     if (!base || !*base)

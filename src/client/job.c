@@ -20,6 +20,8 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "core/curlload.h"
+
 #define DEFAULT_RECEIVER "http://127.0.0.1:8080"
 #define RESP_MAX (4u << 20)
 #define MAX_LIST 64
@@ -454,6 +456,11 @@ int ps_job_main(int argc, char **argv)
     int p = parse(&o, argc - 1, argv + 1, &first);
     if (p != 0)
         return p > 0 ? 0 : 2;
+    char lerr[300];
+    if (ps_curl_load(lerr, sizeof(lerr)) != 0) {
+        fprintf(stderr, "packetstreamer job: %s\n", lerr);
+        return 1;
+    }
     int nargs = argc - 1 - first;
     char **args = argv + 1 + first;
     if (strcmp(verb, "start") == 0 && nargs == 1)

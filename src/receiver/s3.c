@@ -37,6 +37,7 @@
 
 #include "core/buf.h"
 #include "core/config.h"
+#include "core/curlload.h"
 
 #define S3_MAX_ANSWER (4u << 20) /* XML answers kept (a listing page is ~300 KiB) */
 #define S3_MAX_PARTS 10000u
@@ -873,6 +874,8 @@ static int answer_error(ps_s3 *s, req *r, char *err, size_t errlen)
 
 int ps_s3_new(ps_s3 **out, const ps_s3_opts *o, char *err, size_t errlen)
 {
+    if (ps_curl_load(err, errlen) != 0)
+        return -1;
     ps_s3 *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(err, errlen, "out of memory");

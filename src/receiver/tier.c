@@ -18,6 +18,7 @@
 
 #include <curl/curl.h>
 
+#include "core/curlload.h"
 #include "core/hostport.h"
 #include "core/log.h"
 
@@ -218,6 +219,8 @@ static void *run(void *arg)
 
 int ps_tier_open(ps_tier **out, const ps_tier_opts *o, char *err, size_t errlen)
 {
+    if (ps_curl_load(err, errlen) != 0)
+        return -1;
     ps_tier *t = calloc(1, sizeof(*t));
     if (!t) {
         ps_errbuf(err, errlen, "out of memory");

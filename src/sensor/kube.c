@@ -46,6 +46,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "core/curlload.h"
 #include "core/log.h"
 
 #define LINE_MAX_BYTES (4u << 20)  /* one watch event */
@@ -1390,6 +1391,8 @@ int ps_kube_open(ps_kube **out, const ps_kube_opts *o, char *err, size_t errlen)
         ps_errbuf(err, errlen, "kubernetes: the node name is missing or not a valid node name");
         return -1;
     }
+    if (ps_curl_load(err, errlen) != 0)
+        return -1;
     const char *server = o->api_server && o->api_server[0] ? o->api_server : NULL;
     if (!server) {
         if (ps_kube_env_server(envsrv, sizeof(envsrv), err, errlen) != 0)

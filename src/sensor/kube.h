@@ -37,8 +37,9 @@
  * valid during the call only (ps_pod_copy to keep it). A callback may call
  * ps_kube_stop (not ps_kube_free); nothing is reported after it.
  *
- * Prefixes: ps_kube_, and ps_pod_ for the pod record it hands out. The
- * process calls curl_global_init once before (main does).
+ * Prefixes: ps_kube_, and ps_pod_ for the pod record it hands out.
+ * ps_kube_open loads libcurl (core/curlload.h) and fails with its reason
+ * when it cannot.
  */
 #ifndef PS_KUBE_H
 #define PS_KUBE_H

@@ -22,6 +22,7 @@
 #include <jansson.h>
 #include <uv.h>
 
+#include "core/curlload.h"
 #include "sensor/kube.h"
 #include "testutil.h"
 
@@ -1074,7 +1075,6 @@ static void test_stop_from_callback(void **state)
 
 int main(void)
 {
-    curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_pod),
         cmocka_unit_test(test_parse_pod_hostile),
@@ -1096,6 +1096,6 @@ int main(void)
         cmocka_unit_test(test_throttled_honours_retry_after),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
-    curl_global_cleanup();
+    ps_curl_unload();
     return rc;
 }
