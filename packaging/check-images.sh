@@ -36,6 +36,9 @@ for img in "$S" "$R"; do
 	mnt=$(podman image mount "$img")
 	check "$img has no build tools" sh -c "! ls '$mnt'/usr/bin/gcc* '$mnt'/usr/bin/cmake '$mnt'/usr/sbin/setcap >/dev/null 2>&1"
 	check "$img links only present libraries" sh -c "chroot '$mnt' ldd /usr/bin/packetstreamer | grep -v 'not found' >/dev/null && ! chroot '$mnt' ldd /usr/bin/packetstreamer | grep -q 'not found'"
+	# libcurl is dlopen()ed (src/core/curlload.c), so ldd does not list it:
+	# a command that loads it reaches the network, not a load error.
+	check "$img loads libcurl when a feature needs it" sh -c "chroot '$mnt' /usr/bin/packetstreamer job list --receiver http://127.0.0.1:9 2>&1 | grep -q \"Couldn't connect\""
 	if [ "$img" = "$S" ]; then
 		check "$img file caps survive COPY" sh -c "getcap '$mnt/usr/bin/packetstreamer' | grep -q 'cap_net_admin,cap_net_raw=p'"
 	else
