@@ -2,13 +2,14 @@
 
 Processes: free_port, listening, child_env, wait_log, wait4 (rusage + peak
 RSS while waiting), reap (signal, wait with a deadline, kill), vm_hwm_kib,
-parse_kv (the sensor's summary line), cpu.
+parse_kv (the sensor's summary line), cpu, cpu_split.
 Network namespaces: Netns (a generator namespace and a node namespace joined
 by a veth pair, IPv6 off, offloads off, always deleted), with rx_packets.
 Captures: make_udp_pcap (Ethernet/IPv4/UDP frames of one size, tagged with a
 magic and a sequence number), count_records (pcap or pcapng; tolerates a
 record cut by a stop; can count only frames carrying the tag).
-Machine: machine, busy_pct, wait_quiet, load.
+Machine: machine, busy_pct, wait_quiet, load, page_cache_probe (tmpfs
+write speed on fresh and on just-freed memory: the first-touch cost).
 Drivers: driver_args (the common options), prepare_bin, need_root,
 need_tools, Workdir, rate_cases, run_cases (the case loop), medians, table
 (markdown), write_results, main (RuntimeError -> exit 1). Each bench/*.py
@@ -102,6 +103,11 @@ def vm_hwm_kib(pid):
 
 def cpu(ru):
     return ru.ru_utime + ru.ru_stime
+
+
+def cpu_split(ru):
+    """(user, system) CPU seconds of a wait4 rusage."""
+    return ru.ru_utime, ru.ru_stime
 
 
 def wait4(proc, poll_s=0.002, timeout=None, watch=()):
@@ -220,6 +226,51 @@ def busy_pct(interval=1.0):
     time.sleep(interval)
     b1, t1 = _cpu_ticks()
     return 100.0 * (b1 - b0) / max(1, t1 - t0)
+
+
+def _dd_write(path, mib, cpus):
+    """Writes mib MiB of zeros to path with dd (1 MiB writes); returns the
+    seconds dd reports for the copy (or the wall time of the command)."""
+    cmd = (["taskset", "-c", cpus] if cpus else []) + [
+        "dd", "if=/dev/zero", "of=%s" % path, "bs=1M", "count=%d" % mib]
+    t0 = time.monotonic()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                       env=dict(os.environ, LC_ALL="C"), timeout=300)
+    wall = time.monotonic() - t0
+    if r.returncode:
+        raise RuntimeError("%s: %s" % (" ".join(cmd), r.stderr.strip()[-500:]))
+    m = re.search(r"(\d+) bytes .* copied, ([\d.e+-]+) s", r.stderr)
+    if not m or int(m.group(1)) != mib << 20:
+        raise RuntimeError("%s wrote less than %d MiB: %s" % (" ".join(cmd), mib, r.stderr.strip()))
+    return float(m.group(2)) or wall
+
+
+def page_cache_probe(directory, mib=1024, settle=3.0, cpus=None):
+    """How much a first touch of guest memory costs on this machine.
+
+    Waits `settle` s (so memory the caller freed just before counts as
+    fresh again where the hypervisor takes freed pages back), writes mib MiB
+    into a file in `directory` (tmpfs: the page cache) with dd, deletes it,
+    writes it again at once (the kernel hands out the pages just freed)
+    and deletes it. On a VM with free page reporting (virtio-balloon) the
+    first write pays for the host to fault in every page and runs several
+    times slower than the second; where freed memory stays in the machine
+    both are alike.
+    Returns {"mib", "settle_s", "fresh_s", "reused_s", "fresh_mb_s",
+    "reused_mb_s", "ratio"} (MB = 10^6 bytes; ratio = reused / fresh)."""
+    path = Path(directory) / "page-cache-probe"
+    time.sleep(settle)
+    secs = []
+    try:
+        for _ in range(2):
+            secs.append(_dd_write(path, mib, cpus))
+            path.unlink()
+    finally:
+        path.unlink(missing_ok=True)
+    rate = [(mib << 20) / s / MB for s in secs]
+    return {"mib": mib, "settle_s": settle, "fresh_s": round(secs[0], 3),
+            "reused_s": round(secs[1], 3), "fresh_mb_s": round(rate[0]),
+            "reused_mb_s": round(rate[1]), "ratio": round(rate[1] / rate[0], 2)}
 
 
 def wait_quiet(pct, max_wait):
@@ -479,17 +530,33 @@ def rate_cases(spec, seconds, top_packets):
     return out
 
 
-def run_cases(cases, variants, repeat, one, report=None):
+def rotated(variants, rep):
+    """The order of repeat `rep` when the order rotates: it starts at
+    variant rep mod n and wraps, so over n repeats each variant takes each
+    position once (repeat 0 keeps the given order)."""
+    k = rep % len(variants) if variants else 0
+    return list(variants[k:]) + list(variants[:k])
+
+
+def run_cases(cases, variants, repeat, one, report=None, rotate=False, announce=None):
     """The case loop: for each case, `repeat` times, each variant in turn
     (tools interleaved, so a slow period of the machine hits them alike),
-    r = one(case, variant, rep); r gets "rep"; report(r) prints progress.
-    Returns every r in order."""
+    r = one(case, variant, rep); r gets "rep" and "position" (its index in
+    that repeat's order); report(r) prints progress. rotate: repeat k runs
+    the variants in the order rotated(variants, k), so none always runs
+    right after the same one (what a run leaves behind, freed memory for
+    one, then weighs on every variant alike); announce(case, rep, order) is
+    called before each repeat. Returns every r in order."""
     results = []
     for case in cases:
         for rep in range(repeat):
-            for v in variants:
+            order = rotated(variants, rep) if rotate else list(variants)
+            if announce:
+                announce(case, rep, order)
+            for pos, v in enumerate(order):
                 r = one(case, v, rep)
                 r["rep"] = rep
+                r["position"] = pos
                 results.append(r)
                 if report:
                     report(r)
@@ -508,7 +575,7 @@ def medians(runs, key):
         med = {key: k}
         for field, val in rs[0].items():
             if isinstance(val, (int, float)) and not isinstance(val, bool) and \
-                    field not in (key, "run", "rep"):
+                    field not in (key, "run", "rep", "position"):
                 vals = [r[field] for r in rs if r.get(field) is not None]
                 med[field] = statistics.median(vals) if vals else None
         rows.append(med)

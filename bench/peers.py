@@ -8,6 +8,7 @@ packets, peak RSS.
                    [--cases 64:100000,64:top,1400:100000,1400:200000,1400:top]
                    [--tools ps,tcpdump-file,tcpdump-nc,netsniff] [--tls] [--seconds 6]
                    [--repeat 1] [--codec CODEC] [--no-pin] [--quiet-pct 15]
+                   [--no-memory-probe]
 
 Needs root, a Release build (`make build`), tcpreplay, netcat-openbsd,
 netsniff-ng and tcpdump (`make bench-peers` installs them and runs this).
@@ -34,6 +35,14 @@ baseline table (shared/peers-bench):
                     nc -l 127.0.0.1 PORT > FILE;
       netsniff      netsniff-ng --in vethb0 --out FILE -s -A -Q
                     -T 0xa1b2c3d4 -S 32MiB (the issue's settings);
+  - order: each case runs --repeat times, the tools interleaved; repeat k
+    starts at tool k mod n of --tools and wraps (repeat 0 in --tools order),
+    so over n repeats each tool runs once in each position. A run leaves
+    its output's tmpfs pages freed behind (~1.7 GB at 1400 B / 200 k pps);
+    on a VM that hands memory freed for ~2 s back to its host (free page
+    reporting), the next run's first touch of memory costs much more kernel
+    time when that memory went back first, so a fixed order would favour
+    whichever tool follows a short gap;
   - per run: start the capturers, wait until they are ready, wait until the
     machine is quiet (--quiet-pct, at most --max-wait s), read vethb0's rx
     counter, replay, wait --drain s, read the counter again (on wire =
@@ -44,11 +53,21 @@ baseline table (shared/peers-bench):
     written) / on wire; CPU = user + system seconds of each capturing
     process over its whole life (wait4 rusage, threads included) per million
     packets written: packetstreamer sensor, receiver, and both; baselines:
-    all their processes (tcpdump + both nc); peak RSS = VmHWM of each process.
+    all their processes (tcpdump + both nc); sys % = the system share of
+    that CPU (user and system seconds of each process are in the JSON);
+    peak RSS = VmHWM of each process;
+  - memory probe (on unless --no-memory-probe, ~5 s before the runs and
+    ~5 s after): after 3 s idle, dd writes 1 GiB into the work directory's
+    tmpfs, rm, the same again at once, rm: MB/s on fresh memory and on the
+    memory just freed. Alike where memory is not handed back to a host; on
+    the 2-core test VM ~0.6 against 3-5.7 GB/s, i.e. a capturer's kernel
+    time there depends on what ran before it.
 
-Prints per-run lines, a detailed markdown table and the issue-style matrix
-(loss % . CPU s/M per cell: the median over --repeat runs, with the range
-in brackets), and writes bench/results/peers-<UTC>.json.
+Prints per-run lines, the tool order of each repeat, the memory probe, a
+detailed markdown table and the issue-style matrix (loss % . CPU s/M per
+cell: the median over --repeat runs, with the range in brackets), and
+writes bench/results/peers-<UTC>.json (the probe under "memory_probe", the
+orders under "orders", each run's "position" in its repeat).
 """
 
 import os
@@ -208,10 +227,11 @@ def one_run(a, ns, tool, size, rate, count, pcap, work):
         time.sleep(a.drain)
         rx1 = ns.rx_packets()
         hwm = {n: benchlib.vm_hwm_kib(p.pid) for n, p in procs.items()}
-        cpu, rc, killed = {}, {}, []
+        cpu, user, system, rc, killed = {}, {}, {}, {}, []
         for n, sig in stop:
             ru, k, h = benchlib.reap(procs[n], sig, timeout=30)
             cpu[n] = benchlib.cpu(ru)
+            user[n], system[n] = benchlib.cpu_split(ru)
             rc[n] = procs[n].returncode
             if h is not None:
                 hwm[n] = max(hwm[n] or 0, h)
@@ -229,6 +249,11 @@ def one_run(a, ns, tool, size, rate, count, pcap, work):
            "loss_pct": round(100.0 * (on_wire - written) / on_wire, 3) if on_wire else None,
            "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
            "total_cpu_s": round(sum(cpu.values()), 3),
+           "user_s": {k: round(v, 3) for k, v in user.items()},
+           "sys_s": {k: round(v, 3) for k, v in system.items()},
+           "total_user_s": round(sum(user.values()), 3),
+           "total_sys_s": round(sum(system.values()), 3),
+           "sys_pct": sys_pct(sum(system.values()), sum(cpu.values())),
            "peak_rss_kib": hwm, "exit": rc, "killed": killed,
            "pre_busy_pct": round(busy, 1), "waited_s": round(waited, 1), "load1": load}
     per_m = lambda s: round(s / (written / 1e6), 3) if written else None  # noqa: E731
@@ -296,6 +321,11 @@ INCLUSIVE = set(["shmem_file_write_iter", "tcp_sendmsg", "tcp_recvmsg", "ps_batc
                       "LZ4_decompress_safe", "_IO_fwrite", "schedule", "do_writev", "ksys_read"])
 
 
+def sys_pct(system, total):
+    """Kernel time as a share of a tool's CPU time, %."""
+    return round(100.0 * system / total, 1) if total else None
+
+
 def fmt(v, f="%.2f"):
     return "-" if v is None else f % v
 
@@ -328,15 +358,57 @@ def cell(rs):
                         spread([r["total_cpu_s_per_M"] for r in rs], "%.2f"))
 
 
+def memory_probe(a, work):
+    """benchlib.page_cache_probe in the work directory (the capturers' tmpfs),
+    on the capture CPU; prints and returns its figures."""
+    try:
+        p = benchlib.page_cache_probe(work, mib=PROBE_MIB, settle=PROBE_SETTLE_S,
+                                      cpus="1" if a.pin else None)
+    except RuntimeError as e:
+        raise RuntimeError("memory probe: %s (--no-memory-probe skips it)" % e)
+    print("memory probe: dd of %d MiB into tmpfs: fresh memory %d MB/s, just freed %d MB/s (%.1fx)"
+          % (p["mib"], p["fresh_mb_s"], p["reused_mb_s"], p["ratio"]), file=sys.stderr, flush=True)
+    return p
+
+
+# 1 GiB: ~2 s on fresh memory on the 2-core VM, long enough to time; 3 s of
+# settling: there memory freed for ~2 s is back with the host
+PROBE_MIB = 1024
+PROBE_SETTLE_S = 3.0
+
+
+def print_probe(probe):
+    print("Page-cache write speed (dd into tmpfs, MB/s): on fresh memory, then again on the "
+          "memory just freed by rm:")
+    for when in ("start", "end"):
+        p = probe.get(when)
+        if not p:
+            continue
+        if "error" in p:
+            print("- %s: failed: %s" % (when, p["error"]))
+            continue
+        print("- %s of the runs: %d MiB, fresh %d, reused %d (reused/fresh %.1fx)"
+              % (when, p["mib"], p["fresh_mb_s"], p["reused_mb_s"], p["ratio"]))
+    print("A ratio well above 1 means memory freed a while ago is slow to touch again (a VM "
+          "whose host takes freed pages back): each capturer's CPU then depends on how long "
+          "ago the previous run's output was deleted, hence the rotated order.\n")
+
+
+def print_orders(orders):
+    print("Tool order per repeat (rotated): %s\n"
+          % "; ".join("%d: %s" % (k, ", ".join(o)) for k, o in enumerate(orders)))
+
+
 def print_tables(results):
-    print("| frame | rate | tool | on wire (pps) | written | loss % | CPU s/M capture | "
+    print("| frame | rate | tool | on wire (pps) | written | loss % | CPU s/M capture | sys % | "
           "CPU s/M sensor | CPU s/M receiver | peak RSS MiB |")
-    print("|--:|---|---|--:|--:|--:|--:|--:|--:|---|")
+    print("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|---|")
     for r in results:
         ps = r["tool"] in ("ps", "ps-tls")
-        print("| %d | %s | %s | %d (%s) | %d | %s | %s | %s | %s | %s |" % (
+        print("| %d | %s | %s | %d (%s) | %d | %s | %s | %s | %s | %s | %s |" % (
             r["size"], r["rate"], LABEL[r["tool"]].replace("|", "\\|"), r["on_wire"], fmt(r["on_wire_pps"], "%d"),
             r["written"], fmt(r["loss_pct"], "%.1f"), fmt(r["total_cpu_s_per_M"]),
+            fmt(r.get("sys_pct"), "%.0f"),
             fmt(r["cpu_s_per_M"].get("sensor")) if ps else "",
             fmt(r["cpu_s_per_M"].get("receiver")) if ps else "",
             rss(r)))
@@ -387,13 +459,23 @@ def main(argv=None):
     ap.add_argument("--perf", action="store_true",
                     help="record the capture CPU with perf during each replay and write where "
                          "its time went to bench/results/perf-*.txt")
+    ap.add_argument("--memory-probe", dest="memory_probe", action="store_true", default=True,
+                    help="before the runs and after them, time a 1 GiB dd into the tmpfs directory "
+                         "on fresh memory and again at once on the memory just freed (the "
+                         "first-touch cost of a VM; ~5 s each; default on)")
+    ap.add_argument("--no-memory-probe", dest="memory_probe", action="store_false")
     ap.add_argument("--from-json", metavar="FILE",
                     help="print the tables of an earlier run's results file and exit")
     a = ap.parse_args(argv)
     if a.from_json:
         import json
         with open(a.from_json) as f:
-            print_tables(json.load(f)["runs"])
+            data = json.load(f)
+        if data.get("memory_probe"):
+            print_probe(data["memory_probe"])
+        if data.get("orders"):
+            print_orders(data["orders"])
+        print_tables(data["runs"])
         return
     benchlib.need_root("peers.py")
     a.sensor_env = dict(kv.split("=", 1) for kv in a.sensor_env)
@@ -434,22 +516,45 @@ def main(argv=None):
 
             def report(r):
                 print("%-12s %5d B %-7s on wire %8d (%7s pps) written %8d loss %6s %% "
-                      "CPU %s s/M %s RSS %s MiB (load %.2f)"
+                      "CPU %s s/M (sys %s %%) %s RSS %s MiB (load %.2f)"
                       % (r["tool"], r["size"], r["rate"], r["on_wire"], r["on_wire_pps"],
                          r["written"], fmt(r["loss_pct"], "%.2f"), fmt(r["total_cpu_s_per_M"]),
-                         r["cpu_s_per_M"], rss(r), r["load1"]),
+                         fmt(r["sys_pct"], "%.0f"), r["cpu_s_per_M"], rss(r), r["load1"]),
                       file=sys.stderr, flush=True)
 
-            results = benchlib.run_cases(cases, tools, a.repeat, one, report)
+            orders = {}
+
+            def announce(case, rep, order):
+                orders[rep] = order
+                print("%s, repeat %d: %s" % (case_name(case[0], case[1]), rep, ", ".join(order)),
+                      file=sys.stderr, flush=True)
+
+            probe = {}
+            if a.memory_probe:
+                probe["start"] = memory_probe(a, work)
+            results = benchlib.run_cases(cases, tools, a.repeat, one, report, rotate=True,
+                                         announce=announce)
+            if a.memory_probe:
+                # the last run's output was deleted just before: the probe's
+                # settle time lets that memory go back to the host first
+                try:
+                    probe["end"] = memory_probe(a, work)
+                except RuntimeError as e:  # the runs' results are kept all the same
+                    print("memory probe after the runs failed: %s" % e, file=sys.stderr)
+                    probe["end"] = {"error": str(e)}
+    orders = [orders[k] for k in sorted(orders)]
     print("\n%s; %s; %d CPUs; generator on CPU 0, capturers on CPU 1%s; %.0f s\n"
           % (version or "baselines only", benchlib.machine()["cpu"], os.cpu_count(),
              "" if a.pin else " (NOT pinned)", time.time() - t0))
+    if probe:
+        print_probe(probe)
+    print_orders(orders)
     print_tables(results)
     out = benchlib.write_results("peers", {
         "benchmark": "peers", "version": version, "binary": a.bin, "machine": benchlib.machine(),
         "pinned": a.pin, "codec": a.codec, "tls": bool(a.tls), "sensor_env": a.sensor_env,
         "seconds": a.seconds, "drain": a.drain, "netsniff_ring": a.netsniff_ring,
-        "runs": results})
+        "memory_probe": probe or None, "orders": orders, "runs": results})
     print("\nresults: %s" % out.relative_to(REPO))
 
 
