@@ -26,7 +26,7 @@
 JOBS ?= $(shell nproc)
 DEB_PACKAGES = build-essential cmake pkg-config clang-format \
 	libpcap-dev libuv1-dev libssl-dev zlib1g-dev liblz4-dev libyaml-dev \
-	libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libxml2-dev \
+	libmicrohttpd-dev libcmocka-dev libcurl4-openssl-dev libjansson-dev libexpat1-dev \
 	python3 python3-pytest tshark tcpdump openssl clang libclang-rt-14-dev \
 	curl prometheus chromium devscripts
 # Packaging checks: images (podman, buildah, debootstrap), chart and manifest

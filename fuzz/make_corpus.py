@@ -313,4 +313,34 @@ put("kube", "many", json.dumps({"type": "ADDED", "object": many}).encode())
 put("kube", "odd", b'{"type":"ADDED","object":{"metadata":{"name":"p","namespace":"n",'
     b'"uid":"u","resourceVersion":"1","labels":{"a/b":""}},"status":{"podIP":"::1"},'
     b'"spec":{"hostNetwork":true}}}')
+# s3xml: S3's and STS's answers, as AWS sends them, and shapes a broken or
+# hostile server might.
+S3NS = b' xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+put("s3xml", "list-page", b'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult' + S3NS +
+    b'><Name>caps</Name><Prefix>cap/</Prefix><ContinuationToken>1ueGcxLPRx1Tr=</ContinuationToken>'
+    b'<NextContinuationToken>1ZvQ4ggz&amp;W2Uq=</NextContinuationToken><KeyCount>2</KeyCount>'
+    b'<MaxKeys>1000</MaxKeys><IsTruncated>true</IsTruncated><Contents><Key>cap/n1/a.pcapng</Key>'
+    b'<LastModified>2026-12-05T10:05:01.000Z</LastModified><ETag>&quot;9b2c&quot;</ETag>'
+    b'<Size>16777216</Size><StorageClass>STANDARD</StorageClass></Contents><Contents>'
+    b'<Key>cap/a&amp;b &lt;c&gt; &#x4E2D;.pcapng</Key><Size>0</Size></Contents>'
+    b'<CommonPrefixes><Prefix>cap/old/</Prefix></CommonPrefixes></ListBucketResult>')
+put("s3xml", "list-last", b'<ListBucketResult' + S3NS + b'>\n  <Name>caps</Name>\n  '
+    b'<IsTruncated>false</IsTruncated>\n</ListBucketResult>\n')
+put("s3xml", "error", b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>NoSuchKey</Code>'
+    b'<Message>The specified key does not exist.</Message><Key>k</Key>'
+    b'<RequestId>4442587FB7D0A2F9</RequestId></Error>')
+put("s3xml", "initiate", b'<InitiateMultipartUploadResult' + S3NS + b'><Bucket>caps</Bucket>'
+    b'<Key>k</Key><UploadId>VXBsb2FkIElE</UploadId></InitiateMultipartUploadResult>')
+put("s3xml", "complete", b'<CompleteMultipartUploadResult' + S3NS + b'><Location>x</Location>'
+    b'<Bucket>caps</Bucket><Key>k</Key><ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>'
+    b'</CompleteMultipartUploadResult>')
+put("s3xml", "sts", b'<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/'
+    b'2011-06-15/"><AssumeRoleWithWebIdentityResult><Credentials><AccessKeyId>AK</AccessKeyId>'
+    b'<SecretAccessKey>SK</SecretAccessKey><SessionToken>ST</SessionToken>'
+    b'<Expiration>2026-12-05T11:00:00Z</Expiration></Credentials>'
+    b'</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>')
+put("s3xml", "odd", b'<?xml version="1.0" encoding="ISO-8859-1"?><s3:Error xmlns:s3="urn:x" a="1">'
+    b'<s3:Code>caf\xe9<![CDATA[<x>]]><!-- c --><?pi x?></s3:Code></s3:Error>')
+put("s3xml", "doctype", b'<!DOCTYPE l [<!ENTITY a "aaaa"><!ENTITY b "&a;&a;&a;">]><Error>'
+    b'<Code>&b;</Code></Error>')
 print("corpus written to", C)

@@ -13,8 +13,8 @@ set -eu
 cd "$(dirname "$0")/.."
 OUT=${FUZZ_OUT:-build-fuzz}
 SECS=${FUZZ_SECONDS:-20}
-TARGETS=${*:-frame hello batch config pcap recovery netlink podmap http env session kube extract}
-PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd libcurl jansson"
+TARGETS=${*:-frame hello batch config pcap recovery netlink podmap http env session kube extract s3xml}
+PKGS="libpcap libuv openssl zlib liblz4 yaml-0.1 libmicrohttpd libcurl jansson expat"
 CC=${FUZZ_CC:-clang}
 
 mkdir -p "$OUT"
@@ -34,6 +34,7 @@ for t in $TARGETS; do
     netlink) extra="src/sensor/ifwatch.c" ;;
     podmap) extra="src/sensor/podmap.c" ;;
     kube) extra="src/sensor/kube.c src/core/curlload.c" ;;
+    s3xml) extra="src/receiver/s3xml.c" ;;
     extract)
         extra="src/receiver/query.c src/receiver/index.c src/receiver/pcapread.c"
         extra="$extra src/receiver/filename.c src/core/pcapng.c"

@@ -14,8 +14,8 @@
  * A file is read twice: once to hash (MD5 for Content-MD5 and the ETag we
  * expect, SHA-256 for the signature), once to send. Holding a part in
  * memory instead would cost part size (up to 5 GiB) per upload. XML
- * answers (multipart, errors, listings, STS) are parsed with libxml2,
- * network access and entity loading off.
+ * answers (multipart, errors, listings, STS) are read by s3xml.h (expat:
+ * nothing external loaded, no DOCTYPE, bounded).
  */
 #include "s3.h"
 
@@ -31,9 +31,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <libxml/parser.h>
-#include <libxml/tree.h>
 #include <openssl/evp.h>
+
+#include "s3xml.h"
 
 #include "core/buf.h"
 #include "core/config.h"
@@ -217,39 +217,24 @@ out:
 
 /* ---- XML ---- */
 
-static xmlDoc *xml_parse(const ps_buf *b)
+/* The answer in b as a document; NULL, and why in why[] when given ("" on
+ * success), if it is not XML that s3xml accepts (empty, malformed, out of
+ * bounds) or memory ran out. */
+static ps_s3xml *xml_parse(const ps_buf *b, char *why, size_t whylen)
 {
-    if (b->len == 0 || b->len > S3_MAX_ANSWER)
-        return NULL;
-    return xmlReadMemory((const char *)b->data, (int)b->len, NULL, NULL,
-                         XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+    ps_s3xml *d = NULL;
+    char e[256];
+    int rc = ps_s3xml_parse(&d, b->data, b->len, e, sizeof(e));
+    if (why)
+        snprintf(why, whylen, "%s", rc == 0 ? "" : e);
+    return rc == 0 ? d : NULL;
 }
 
-/* The first element named name at or below n (depth first). */
-static xmlNode *xml_find(xmlNode *n, const char *name)
+/* The text of the first element named name at or below the root, malloc'd;
+ * NULL if absent (or d is). */
+static char *xml_text(const ps_s3xml *d, const char *name)
 {
-    for (; n; n = n->next) {
-        if (n->type == XML_ELEMENT_NODE && strcmp((const char *)n->name, name) == 0)
-            return n;
-        xmlNode *c = xml_find(n->children, name);
-        if (c)
-            return c;
-    }
-    return NULL;
-}
-
-/* The text of the first element name below n, malloc'd; NULL if absent. */
-static char *xml_text(xmlNode *n, const char *name)
-{
-    xmlNode *e = xml_find(n, name);
-    if (!e)
-        return NULL;
-    xmlChar *t = xmlNodeGetContent(e);
-    if (!t)
-        return NULL;
-    char *r = strdup((const char *)t);
-    xmlFree(t);
-    return r;
+    return d ? ps_s3xml_text(d, PS_S3XML_ROOT, name) : NULL;
 }
 
 /* ---- credentials ---- */
@@ -455,10 +440,9 @@ static int creds_from_sts(ps_s3 *s, const char *token_file, const char *role, ti
         rc = PS_S3_E_IO;
         goto out;
     }
-    xmlDoc *doc = xml_parse(&ans);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    char *ak = xml_text(root, "AccessKeyId"), *sk = xml_text(root, "SecretAccessKey");
-    char *st = xml_text(root, "SessionToken"), *exp = xml_text(root, "Expiration");
+    ps_s3xml *doc = xml_parse(&ans, NULL, 0);
+    char *ak = xml_text(doc, "AccessKeyId"), *sk = xml_text(doc, "SecretAccessKey");
+    char *st = xml_text(doc, "SessionToken"), *exp = xml_text(doc, "Expiration");
     if (status == 200 && ak && sk && st && exp) {
         time_t until = parse_iso8601(exp);
         if (until == (time_t)-1 || until - S3_STS_MARGIN <= now)
@@ -469,7 +453,7 @@ static int creds_from_sts(ps_s3 *s, const char *token_file, const char *role, ti
         if (rc != 0)
             snprintf(err, errlen, "out of memory");
     } else {
-        char *code = xml_text(root, "Code"), *msg = xml_text(root, "Message");
+        char *code = xml_text(doc, "Code"), *msg = xml_text(doc, "Message");
         snprintf(err, errlen, "STS AssumeRoleWithWebIdentity at %s for %s: HTTP %ld%s%s%s%s", url,
                  role, status, code ? " " : "", code ? code : "", msg ? ": " : "", msg ? msg : "");
         rc = status >= 500 || status == 429 || status == 0 ? PS_S3_E_IO : PS_S3_E_AUTH;
@@ -484,8 +468,7 @@ static int creds_from_sts(ps_s3 *s, const char *token_file, const char *role, ti
     free(sk);
     free(st);
     free(exp);
-    if (doc)
-        xmlFreeDoc(doc);
+    ps_s3xml_free(doc);
 out:
     if (tok.data)
         explicit_bzero(tok.data, tok.cap);
@@ -842,9 +825,8 @@ static int answer_error(ps_s3 *s, req *r, char *err, size_t errlen)
 {
     char w[1200];
     where(s, r->key, w, sizeof(w));
-    xmlDoc *doc = xml_parse(&r->body);
-    xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-    char *code = xml_text(root, "Code"), *msg = xml_text(root, "Message");
+    ps_s3xml *doc = xml_parse(&r->body, NULL, 0);
+    char *code = xml_text(doc, "Code"), *msg = xml_text(doc, "Message");
     int rc = r->status == 401 || r->status == 403 ? PS_S3_E_AUTH
              : r->status == 404                   ? PS_S3_E_NOTFOUND
                                                   : PS_S3_E_IO;
@@ -865,8 +847,7 @@ static int answer_error(ps_s3 *s, req *r, char *err, size_t errlen)
                  code ? code : "", msg ? ": " : "", msg ? msg : "");
     free(code);
     free(msg);
-    if (doc)
-        xmlFreeDoc(doc);
+    ps_s3xml_free(doc);
     return rc;
 }
 
@@ -920,7 +901,6 @@ int ps_s3_new(ps_s3 **out, const ps_s3_opts *o, char *err, size_t errlen)
         ps_s3_free(s);
         return -1;
     }
-    xmlInitParser();
     *out = s;
     return 0;
 }
@@ -1177,14 +1157,15 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, expec
         rc = answer_error(s, &cr, err, errlen);
     char *upload_id = NULL;
     if (rc == 0) {
-        xmlDoc *doc = xml_parse(&cr.body);
-        upload_id = doc ? xml_text(xmlDocGetRootElement(doc), "UploadId") : NULL;
-        if (doc)
-            xmlFreeDoc(doc);
+        char why[256];
+        ps_s3xml *doc = xml_parse(&cr.body, why, sizeof(why));
+        upload_id = xml_text(doc, "UploadId");
+        ps_s3xml_free(doc);
         if (!upload_id || !*upload_id) {
             char w[1200];
             where(s, key, w, sizeof(w));
-            snprintf(err, errlen, "CreateMultipartUpload %s: no UploadId in the answer", w);
+            snprintf(err, errlen, "CreateMultipartUpload %s: no UploadId in the answer%s%s%s", w,
+                     why[0] ? " (" : "", why, why[0] ? ")" : "");
             rc = PS_S3_E_PROTO;
         }
     }
@@ -1276,12 +1257,10 @@ static int put_multipart(ps_s3 *s, const char *key, int fd, uint64_t size, expec
                   .content_type = "application/xml"};
         rc = perform(s, &fr, err, errlen);
         if (rc == 0) {
-            xmlDoc *doc = xml_parse(&fr.body);
-            xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
+            ps_s3xml *doc = xml_parse(&fr.body, NULL, 0);
             int failed =
-                fr.status != 200 || !root || strcmp((const char *)root->name, "Error") == 0;
-            if (doc)
-                xmlFreeDoc(doc);
+                fr.status != 200 || !doc || strcmp(ps_s3xml_name(doc, PS_S3XML_ROOT), "Error") == 0;
+            ps_s3xml_free(doc);
             if (failed) {
                 if (fr.status == 200)
                     fr.status = 500; /* an error in a 200: retry */
@@ -1364,23 +1343,23 @@ int ps_s3_list(ps_s3 *s, const char *prefix, size_t max,
         if (rc == 0 && r.status != 200)
             rc = answer_error(s, &r, err, errlen);
         ps_buf_free(&q);
-        xmlDoc *doc = rc == 0 ? xml_parse(&r.body) : NULL;
+        char why[256] = "";
+        ps_s3xml *doc = rc == 0 ? xml_parse(&r.body, why, sizeof(why)) : NULL;
         ps_buf_free(&r.body);
         if (rc != 0)
             break;
-        xmlNode *root = doc ? xmlDocGetRootElement(doc) : NULL;
-        if (!root || strcmp((const char *)root->name, "ListBucketResult") != 0) {
-            snprintf(err, errlen, "ListObjectsV2 s3://%s: not a listing", s->bucket);
+        if (!doc || strcmp(ps_s3xml_name(doc, PS_S3XML_ROOT), "ListBucketResult") != 0) {
+            snprintf(err, errlen, "ListObjectsV2 s3://%s: not a listing%s%s%s", s->bucket,
+                     why[0] ? " (" : "", why, why[0] ? ")" : "");
             rc = PS_S3_E_PROTO;
-            if (doc)
-                xmlFreeDoc(doc);
+            ps_s3xml_free(doc);
             break;
         }
-        for (xmlNode *c = root->children; c && (max == 0 || seen < max); c = c->next) {
-            if (c->type != XML_ELEMENT_NODE || strcmp((const char *)c->name, "Contents") != 0)
-                continue;
-            char *k = xml_text(c->children, "Key"), *sz = xml_text(c->children, "Size");
-            char *lm = xml_text(c->children, "LastModified");
+        const size_t root = PS_S3XML_ROOT;
+        for (size_t c = ps_s3xml_child(doc, root, root, "Contents"); c && (max == 0 || seen < max);
+             c = ps_s3xml_child(doc, root, c, "Contents")) {
+            char *k = ps_s3xml_text(doc, c, "Key"), *sz = ps_s3xml_text(doc, c, "Size");
+            char *lm = ps_s3xml_text(doc, c, "LastModified");
             if (k) {
                 ps_s3_listed o = {
                     .key = k, .size = sz ? strtoull(sz, NULL, 10) : 0, .last_modified = lm};
@@ -1391,12 +1370,11 @@ int ps_s3_list(ps_s3 *s, const char *prefix, size_t max,
             free(sz);
             free(lm);
         }
-        char *trunc = xml_text(root, "IsTruncated");
+        char *trunc = xml_text(doc, "IsTruncated");
         free(token);
-        token =
-            trunc && strcmp(trunc, "true") == 0 ? xml_text(root, "NextContinuationToken") : NULL;
+        token = trunc && strcmp(trunc, "true") == 0 ? xml_text(doc, "NextContinuationToken") : NULL;
         free(trunc);
-        xmlFreeDoc(doc);
+        ps_s3xml_free(doc);
         if (!token || (max > 0 && seen >= max))
             break;
     }
