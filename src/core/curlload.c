@@ -14,6 +14,16 @@
  * pointer, below BLOB a curl_off_t, and blobs a pointer. Every
  * curl_easy_getinfo takes a pointer.
  *
+ * The load may now happen after threads exist (a receiver opens S3 after
+ * its HTTP server started), where main used to call curl_global_init
+ * before any: libcurl's global init is thread-safe since 7.84 (Debian 12
+ * ships 7.88), and the mutex below serialises our own loads anyway.
+ *
+ * The two variadic setters look alike but cannot share a body: C cannot
+ * forward a va_list to a variadic function, so each reads the one
+ * argument by its type and calls its own target (multi options have no
+ * blobs).
+ *
  * Rejected: linking libcurl lazily with a linker trick (glibc has no
  * delay-load), and a libcurl-free HTTP client of our own (the project
  * prefers a well-kept library to hand-written protocol code).
@@ -141,14 +151,6 @@ int ps_curl_load(char *err, size_t errlen)
 out:
     pthread_mutex_unlock(&lock);
     return rc;
-}
-
-int ps_curl_loaded(void)
-{
-    pthread_mutex_lock(&lock);
-    int r = ready;
-    pthread_mutex_unlock(&lock);
-    return r;
 }
 
 void ps_curl_unload(void)

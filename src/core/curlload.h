@@ -32,7 +32,6 @@
 #include <stddef.h>
 
 int ps_curl_load(char *err, size_t errlen);
-int ps_curl_loaded(void);
 void ps_curl_unload(void);
 
 #endif
