@@ -192,3 +192,33 @@ def test_spool_full_newest_policy_keeps_the_oldest_and_counts_exactly(cluster, t
     assert 0 in ids and len(ids) < n
     assert cap["kernel_drops"] == "0" and st["ifdrop"] == 0, (cap, st)
     assert len(ids) + st["osdrop"] == n, (len(ids), st)
+
+
+def test_ring_backlog_larger_than_the_spool_is_delivered_not_dropped(cluster, tmp_path):
+    """A sensor that could not run for a moment (CPU contention, a node
+    under pressure; here SIGSTOP) finds more in its kernel ring than its
+    spool holds. It must hand that backlog to the receiver in slices while
+    it drains, not fill the spool in one go and drop the rest as spool_full
+    while the receiver, idle, could have taken it."""
+    n = 7000  # ~7.4 MB of frames: under the 16 MiB ring, over the 4 MiB spool
+    out = tmp_path / "out"
+    rx = cluster.receiver(out)
+    s = cluster.sensor("gatherMaxWaitMs: 50\nspool:\n  size: 4\ncompression:\n  codec: none\n"
+                       "capture:\n  interfaces: [vethpa]\n  bufferSizeMB: 16\n"
+                       "  statsIntervalSec: 1\n  filter: udp port %d\n" % GEN_PORT)
+    s.wait_log(r"capturing on vethpa ")
+    s.wait_log("connected to receiver")
+    s.p.send_signal(signal.SIGSTOP)
+    try:
+        code = ("import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                "for i in range(%d):\n    s.sendto(b'BACK-%%07d-' %% i + b'x' * 1000, (%r, %d))\n"
+                "    time.sleep(0.0005) if i %% 50 == 0 else None\n"
+                % (n, cluster.pods["pb"][2], GEN_PORT))
+        run("ip", "netns", "exec", cluster.pods["pa"][0], PY, "-c", code)
+        time.sleep(0.5)  # the ring's blocks retire (their timeout) while it is stopped
+    finally:
+        s.p.send_signal(signal.SIGCONT)
+    time.sleep(2)
+    text = finish(cluster, s, rx)
+    check_exactly_once(out, "BACK", n)
+    check_account(text)

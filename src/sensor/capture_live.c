@@ -8,7 +8,20 @@
  *
  * Why a bounded drain: one busy interface must not starve the others, the
  * uplink's writes and ACKs. epoll (under uv_poll) is level-triggered, so what
- * is left in the ring wakes us again on the next loop iteration.
+ * is left in the ring wakes us again on the next loop iteration. The bound
+ * is in bytes as well as packets: nothing is sent while a drain runs, so a
+ * drain must stay well below the spool (12 MiB by default). Bounded by
+ * packets alone (8192), a backlog of 1400-byte packets filled the whole spool
+ * in one callback before the first batch went out, and the packets after it
+ * were dropped as spool_full at the start of every busy capture.
+ *
+ * Why a hold: when the spool is full the ring is still a buffer. Draining it
+ * into spool_full drops at once threw packets away that an ACK a few
+ * milliseconds later had room for; so the capture first stops reading for
+ * up to PS_CAPTURE_LIVE_HOLD_MS (resumed at once by ps_capture_live_resume
+ * when an ACK frees room). A receiver that stays away longer gets the old
+ * behaviour: the ring is drained and its packets counted as spool_full, so a
+ * long outage is not blamed on the kernel.
  */
 #include "capture_live.h"
 
@@ -23,6 +36,13 @@
 
 #define PS_CAPTURE_LIVE_DISPATCH_CNT 512
 #define PS_CAPTURE_LIVE_DISPATCH_ROUNDS 16
+/* Captured bytes after which a drain from the loop returns (checked per
+ * packet: one round of 512 large packets could be 128 MiB). */
+#define PS_CAPTURE_LIVE_DRAIN_BYTES (1u << 20)
+/* How long a full spool leaves packets in the ring before they are dropped:
+ * well under what the default ring holds at the rates it is sized for
+ * (4 MiB is 100 ms at 40 MB/s). */
+#define PS_CAPTURE_LIVE_HOLD_MS 50
 
 struct ps_capture_live {
     pcap_t *p;
@@ -31,11 +51,16 @@ struct ps_capture_live {
     char *name;
     uint32_t linktype, snaplen;
     int nano;
-    int dropping; /* spool full during this dispatch round */
+    int dropping;         /* spool full during this dispatch round */
+    int held;             /* not reading: spool full, waiting for room (hold_timer) */
+    int hold_spent;       /* this full spell already held once: drop now */
+    uint64_t budget_left; /* bytes this drain may still take */
     int failed;
     int closing;
-    int open_handles; /* poll (and the close timer once started) */
+    int open_handles; /* poll, hold timer (and the close timer once started) */
     uv_timer_t close_timer;
+    uv_timer_t hold_timer;
+    int close_timer_started;
     void (*close_done)(void *ud, ps_capture_live *l, const ps_capture_live_counters *c);
     ps_capture_live_counters c;
     ps_capture_live_counters pushed; /* what the metrics series already hold */
@@ -63,6 +88,13 @@ static void push_metrics(ps_capture_live *l)
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
 {
     ps_capture_live *l = (ps_capture_live *)user;
+    /* Dropped packets count too: the bound is on the time the loop waits. */
+    if (h->caplen >= l->budget_left) {
+        l->budget_left = 0;
+        pcap_breakloop(l->p);
+    } else {
+        l->budget_left -= h->caplen;
+    }
     if (l->dropping) {
         l->c.drops_spool_full++;
         return;
@@ -98,11 +130,50 @@ static void live_fail(ps_capture_live *l, const char *what)
         l->o.on_error(l->o.ud, l, msg);
 }
 
-static int drain(ps_capture_live *l, int rounds)
+/* Up to rounds x PS_CAPTURE_LIVE_DISPATCH_CNT packets and about budget
+ * bytes (the packet that crosses it is the last). */
+static void on_readable(uv_poll_t *h, int status, int events);
+
+static void on_hold_timer(uv_timer_t *t)
 {
-    for (int r = 0; r < rounds; r++) {
+    ps_capture_live *l = t->data;
+    /* Still no room: this spell's packets are dropped (counted). */
+    l->held = 0;
+    l->hold_spent = 1;
+    if (!l->failed && !l->closing)
+        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+void ps_capture_live_resume(ps_capture_live *l)
+{
+    if (!l || !l->held)
+        return;
+    l->held = 0;
+    uv_timer_stop(&l->hold_timer);
+    if (!l->failed && !l->closing)
+        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
+/* may_hold: a full spool stops the drain (see "Why a hold") instead of
+ * dropping, once per full spell. */
+static int drain(ps_capture_live *l, int rounds, uint64_t budget, int may_hold)
+{
+    l->budget_left = budget;
+    for (int r = 0; r < rounds && l->budget_left > 0; r++) {
         l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
+        if (!l->dropping) {
+            l->hold_spent = 0;
+        } else if (may_hold && !l->hold_spent) {
+            l->held = 1;
+            uv_poll_stop(&l->poll);
+            uv_timer_start(&l->hold_timer, on_hold_timer, PS_CAPTURE_LIVE_HOLD_MS, 0);
+            break;
+        }
         int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+        /* A break asked for on the last packet of a full round is only seen
+         * by the next pcap_dispatch, which returns at once: not this drain's. */
+        if (n == PCAP_ERROR_BREAK && l->budget_left > 0)
+            continue;
         if (n < 0) {
             push_metrics(l);
             return n == PCAP_ERROR_BREAK ? 0 : -1;
@@ -131,13 +202,13 @@ static void on_readable(uv_poll_t *h, int status, int events)
                                         : uv_strerror(status));
         return;
     }
-    if (drain(l, PS_CAPTURE_LIVE_DISPATCH_ROUNDS) != 0)
+    if (drain(l, PS_CAPTURE_LIVE_DISPATCH_ROUNDS, PS_CAPTURE_LIVE_DRAIN_BYTES, 1) != 0)
         live_fail(l, pcap_geterr(l->p));
 }
 
 void ps_capture_live_drain(ps_capture_live *l)
 {
-    if (!l->failed && drain(l, 1 << 20) != 0)
+    if (!l->failed && drain(l, 1 << 20, UINT64_MAX, 0) != 0)
         live_fail(l, pcap_geterr(l->p));
 }
 
@@ -254,7 +325,9 @@ int ps_capture_live_open(ps_capture_live **out, const ps_capture_live_opts *o, c
         return PS_CAPTURE_LIVE_E_OTHER;
     }
     l->poll.data = l;
-    l->open_handles = 1;
+    uv_timer_init(o->loop, &l->hold_timer);
+    l->hold_timer.data = l;
+    l->open_handles = 2;
     uv_poll_start(&l->poll, UV_READABLE, on_readable);
     *out = l;
     return 0;
@@ -320,7 +393,8 @@ void ps_capture_live_close(ps_capture_live *l)
         return;
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_handle_closed);
-    if (l->open_handles > 1)
+    uv_close((uv_handle_t *)&l->hold_timer, on_handle_closed);
+    if (l->close_timer_started)
         uv_close((uv_handle_t *)&l->close_timer, on_handle_closed);
 }
 
@@ -329,9 +403,13 @@ static void on_close_timer(uv_timer_t *t)
     ps_capture_live *l = t->data;
     /* Whatever the kernel retired meanwhile. pcap_dispatch may now fail
      * (interface gone) once the ring is empty: that is the end, not an error. */
+    l->budget_left = UINT64_MAX;
     for (;;) {
         l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
-        if (pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l) <= 0)
+        int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+        if (n == PCAP_ERROR_BREAK)
+            continue; /* left over from a bounded drain */
+        if (n <= 0)
             break;
     }
     ps_capture_live_counters c;
@@ -351,6 +429,10 @@ void ps_capture_live_close_graceful(ps_capture_live *l,
     l->close_done = done;
     uv_timer_init(l->poll.loop, &l->close_timer);
     l->close_timer.data = l;
+    l->close_timer_started = 1;
     l->open_handles++;
+    /* Held or not, the close timer drains what is left. */
+    l->held = 0;
+    uv_timer_stop(&l->hold_timer);
     uv_timer_start(&l->close_timer, on_close_timer, (uint64_t)l->o.timeout_ms + 50, 0);
 }

@@ -10,10 +10,14 @@
  * loop again) and copies each straight from the ring into the batcher: the
  * only copy on the sensor's path. Nothing here blocks.
  *
- * While the uplink's spool is full (opts.blocked returns non-zero) packets
- * are still taken off the ring, so the kernel does not drop silently, and are
- * counted as sensor drops with reason "spool_full"; a batcher allocation
- * failure is counted as reason "oom". Every counter is kept per interface.
+ * When the uplink's spool is full (opts.blocked returns non-zero) reading
+ * stops for up to 50 ms, leaving packets in the ring, until
+ * ps_capture_live_resume says an ACK made room. If none comes in time,
+ * packets are taken off the ring again and counted as sensor drops with
+ * reason "spool_full" (so a long receiver outage does not show as kernel
+ * drops) until the spool has room; a ring that overflows during the wait
+ * counts its losses as kernel drops. A batcher allocation failure is counted
+ * as reason "oom". Every counter is kept per interface.
  */
 #ifndef PS_CAPTURE_LIVE_H
 #define PS_CAPTURE_LIVE_H
@@ -95,6 +99,9 @@ typedef struct ps_capture_live_counters {
 /* Reads the kernel counters (pcap_stats) and returns every counter since
  * open; sensor drops = drops_spool_full + drops_oom. */
 void ps_capture_live_counters_get(ps_capture_live *l, ps_capture_live_counters *c);
+
+/* The spool has room again: a capture waiting for it reads at once. */
+void ps_capture_live_resume(ps_capture_live *l);
 
 /* Stops polling and frees the handle (asynchronously: the descriptor is
  * closed once libuv has let go of it). l is invalid afterwards. Packets in a

@@ -1236,6 +1236,19 @@ static void jobs_stats(ps_ifaces *f)
 
 /* ---- life cycle ---- */
 
+void ps_ifaces_spool_room(ps_ifaces *f)
+{
+    if (!f)
+        return;
+    for (size_t i = 0; i < f->n_slots; i++)
+        if (f->slots[i].live)
+            ps_capture_live_resume(f->slots[i].live);
+    for (job *j = f->jobs; j; j = j->next)
+        for (size_t k = 0; k < j->n_caps; k++)
+            if (j->caps[k] && j->caps[k]->live)
+                ps_capture_live_resume(j->caps[k]->live);
+}
+
 void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res)
 {
     if (!f || f->stopped)

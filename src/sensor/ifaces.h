@@ -50,6 +50,9 @@ typedef struct ps_ifaces_opts {
  * start even before any interface is up), resolves the receiver and starts
  * watching links. Returns 0, or -1 with a message in err. */
 int ps_ifaces_open(ps_ifaces **out, const ps_ifaces_opts *o, char *err, size_t errlen);
+/* Uplink hook: an ACK freed spool space; captures waiting for it (see
+ * capture_live.h) read again at once. */
+void ps_ifaces_spool_room(ps_ifaces *f);
 /* Uplink hook: the receiver's name resolved to res. */
 void ps_ifaces_receiver_resolved(ps_ifaces *f, const struct addrinfo *res);
 /* Stops watching and closes every interface gracefully (each keeps reading

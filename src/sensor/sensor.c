@@ -122,6 +122,7 @@ static void on_pace(uv_timer_t *t)
 static void on_acked(void *ud)
 {
     sensor *s = ud;
+    ps_ifaces_spool_room(s->ifaces);
     if (s->input_done) {
         if (ps_uplink_drained(s->uplink) && ps_batcher_busy(s->batcher) == 0 && !s->stopping)
             sensor_stop(s, 0);
