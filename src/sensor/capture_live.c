@@ -130,8 +130,6 @@ static void live_fail(ps_capture_live *l, const char *what)
         l->o.on_error(l->o.ud, l, msg);
 }
 
-/* Up to rounds x PS_CAPTURE_LIVE_DISPATCH_CNT packets and about budget
- * bytes (the packet that crosses it is the last). */
 static void on_readable(uv_poll_t *h, int status, int events);
 
 static void on_hold_timer(uv_timer_t *t)
@@ -154,8 +152,10 @@ void ps_capture_live_resume(ps_capture_live *l)
         uv_poll_start(&l->poll, UV_READABLE, on_readable);
 }
 
-/* may_hold: a full spool stops the drain (see "Why a hold") instead of
- * dropping, once per full spell. */
+/* Up to rounds x PS_CAPTURE_LIVE_DISPATCH_CNT packets and about budget
+ * bytes (the packet that crosses it is the last). may_hold: a full spool
+ * stops the drain (see "Why a hold") instead of dropping, once per full
+ * spell. */
 static int drain(ps_capture_live *l, int rounds, uint64_t budget, int may_hold)
 {
     l->budget_left = budget;
