@@ -83,6 +83,7 @@ static void push_metrics(ps_capture_live *l)
     series_push(s->if_drops, l->c.if_drops, &l->pushed.if_drops);
     series_push(s->drops_spool_full, l->c.drops_spool_full, &l->pushed.drops_spool_full);
     series_push(s->drops_oom, l->c.drops_oom, &l->pushed.drops_oom);
+    series_push(s->spool_waits, l->c.spool_waits, &l->pushed.spool_waits);
 }
 
 static void on_packet(u_char *user, const struct pcap_pkthdr *h, const u_char *data)
@@ -165,6 +166,8 @@ static int drain(ps_capture_live *l, int rounds, uint64_t budget, int may_hold)
             l->hold_spent = 0;
         } else if (may_hold && !l->hold_spent) {
             l->held = 1;
+            l->c.spool_waits++;
+            push_metrics(l);
             uv_poll_stop(&l->poll);
             uv_timer_start(&l->hold_timer, on_hold_timer, PS_CAPTURE_LIVE_HOLD_MS, 0);
             break;

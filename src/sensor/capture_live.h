@@ -36,6 +36,7 @@ typedef struct ps_capture_live ps_capture_live;
  * and per statistics read, not per packet. */
 typedef struct ps_capture_live_series {
     ps_series *packets, *bytes, *kernel_drops, *if_drops, *drops_spool_full, *drops_oom;
+    ps_series *spool_waits;
 } ps_capture_live_series;
 
 typedef struct ps_capture_live_opts {
@@ -95,6 +96,7 @@ typedef struct ps_capture_live_counters {
     uint64_t kernel_drops;   /* ps_drop: ring full */
     uint64_t if_drops;       /* ps_ifdrop: dropped by the interface/driver */
     uint64_t drops_spool_full, drops_oom;
+    uint64_t spool_waits; /* times reading stopped for a full spool (not drops) */
 } ps_capture_live_counters;
 /* Reads the kernel counters (pcap_stats) and returns every counter since
  * open; sensor drops = drops_spool_full + drops_oom. */

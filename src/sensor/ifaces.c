@@ -124,7 +124,7 @@ struct ps_ifaces {
     char err[PS_IFACES_FILTER_MAX + 512];
     int stopped, fatal;
     void (*stop_done)(void *ud);
-    ps_metric *m_packets, *m_bytes, *m_kdrops, *m_ifdrops, *m_sdrops;
+    ps_metric *m_packets, *m_bytes, *m_kdrops, *m_ifdrops, *m_sdrops, *m_waits;
     ps_capture_live_counters closed; /* sum over closed interfaces */
     uint32_t opened_total;
     uint32_t next_index; /* wire indexes: host interfaces and job captures */
@@ -270,6 +270,7 @@ static void add_counters(ps_capture_live_counters *to, const ps_capture_live_cou
     to->if_drops += c->if_drops;
     to->drops_spool_full += c->drops_spool_full;
     to->drops_oom += c->drops_oom;
+    to->spool_waits += c->spool_waits;
 }
 
 static void send_stats(ps_ifaces *f, slot *s, const ps_capture_live_counters *cur)
@@ -415,6 +416,7 @@ static void make_series(ps_ifaces *f, slot *s)
     s->series.drops_oom = f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "oom", NULL) : NULL;
     s->evicted_series =
         f->m_sdrops ? ps_metric_series(f->m_sdrops, s->name, "spool_evicted", NULL) : NULL;
+    s->series.spool_waits = f->m_waits ? ps_metric_series(f->m_waits, s->name, NULL, NULL) : NULL;
 }
 
 /* The slot an interface had before: a pod's, by UID, wherever its
@@ -1294,6 +1296,11 @@ static void register_metrics(ps_ifaces *f)
                           "Packets the interface or driver dropped (ps_ifdrop)", "iface");
     f->m_sdrops = ps_metrics_family(m, PS_METRIC_COUNTER, "packetstreamer_sensor_drops_total",
                                     "Packets the sensor dropped, by reason", "iface,reason");
+    f->m_waits = ps_metrics_family(
+        m, PS_METRIC_COUNTER, "packetstreamer_spool_waits_total",
+        "Times capture stopped reading for up to 50 ms because the spool was full "
+        "(the packets waited in the kernel ring; not drops)",
+        "iface");
 }
 
 int ps_ifaces_open(ps_ifaces **out, const ps_ifaces_opts *o, char *err, size_t errlen)
@@ -1429,6 +1436,7 @@ void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t)
     t->if_drops = sum.if_drops;
     t->sensor_drops = sum.drops_spool_full + sum.drops_oom + evicted;
     t->evicted = evicted;
+    t->spool_waits = sum.spool_waits;
     t->opened_total = f->opened_total;
 }
 

@@ -78,7 +78,8 @@ void ps_ifaces_job_stop(ps_ifaces *f, uint64_t job);
 
 typedef struct ps_ifaces_totals {
     uint64_t packets, bytes, kernel_drops, if_drops, sensor_drops; /* sensor_drops: all */
-    uint64_t evicted; /* of which evicted from the spool (spool.dropPolicy oldest) */
+    uint64_t evicted;     /* of which evicted from the spool (spool.dropPolicy oldest) */
+    uint64_t spool_waits; /* times capture waited for spool room (capture_live.h) */
     uint32_t open_now, opened_total;
 } ps_ifaces_totals;
 void ps_ifaces_get_totals(ps_ifaces *f, ps_ifaces_totals *t);

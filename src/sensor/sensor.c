@@ -337,9 +337,10 @@ static void log_summary(sensor *s)
         ps_ifaces_get_totals(s->ifaces, &it);
         ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
                "capture: interfaces_opened=%" PRIu32 " captured=%" PRIu64 " bytes=%" PRIu64
-               " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64,
-               it.opened_total, it.packets, it.bytes, it.kernel_drops, it.if_drops,
-               it.sensor_drops);
+               " kernel_drops=%" PRIu64 " if_drops=%" PRIu64 " sensor_drops=%" PRIu64
+               " spool_waits=%" PRIu64,
+               it.opened_total, it.packets, it.bytes, it.kernel_drops, it.if_drops, it.sensor_drops,
+               it.spool_waits);
     }
     ps_log(s->exit_code == 0 ? PS_LOG_INFO : PS_LOG_ERROR, "sensor",
            "%s: packets=%" PRIu64 " bytes=%" PRIu64 " batches=%" PRIu64 " acked=%" PRIu64
