@@ -197,9 +197,10 @@ def test_spool_full_newest_policy_keeps_the_oldest_and_counts_exactly(cluster, t
 def test_ring_backlog_larger_than_the_spool_is_delivered_not_dropped(cluster, tmp_path):
     """A sensor that could not run for a moment (CPU contention, a node
     under pressure; here SIGSTOP) finds more in its kernel ring than its
-    spool holds. It must hand that backlog to the receiver in slices while
-    it drains, not fill the spool in one go and drop the rest as spool_full
-    while the receiver, idle, could have taken it."""
+    spool holds. It must leave what does not fit in the ring while the spool
+    is full and read on as acknowledgements free room, not fill the spool in
+    one go and drop the rest as spool_full while the receiver, idle, could
+    have taken it."""
     n = 7000  # ~7.4 MB of frames: under the 16 MiB ring, over the 4 MiB spool
     out = tmp_path / "out"
     rx = cluster.receiver(out)

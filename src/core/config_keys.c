@@ -824,11 +824,10 @@ const key_def cfg_keys[] = {
      .unit = "MiB",
      .help = "Memory for batches not yet acknowledged by the receiver; they are resent after a "
              "reconnect. When it is full, capture waits up to 50 ms for an acknowledgement "
-             "(packets stay "
-             "in the kernel ring), then new packets are dropped and counted. The default keeps "
-             "the whole sensor under 32 MiB (docs/performance.md); raise it to ride out longer "
-             "receiver outages (it holds size / traffic rate seconds: 12 MiB is 12 s of a node "
-             "sending 1 MB/s). The Helm chart sets 64."},
+             "(packets stay in the kernel ring), then new packets are dropped and counted. The "
+             "default keeps the whole sensor under 32 MiB (docs/performance.md); raise it to ride "
+             "out longer receiver outages (it holds size / traffic rate seconds: 12 MiB is 12 s of "
+             "a node sending 1 MB/s). The Helm chart sets 64."},
     {.name = "spool.dropPolicy",
      .type = K_ENUM,
      FIELD(spool_drop_oldest),

@@ -57,10 +57,9 @@ struct ps_capture_live {
     uint64_t budget_left; /* bytes this drain may still take */
     int failed;
     int closing;
-    int open_handles; /* poll, hold timer (and the close timer once started) */
+    int open_handles; /* poll, hold timer (and the close timer once closing) */
     uv_timer_t close_timer;
     uv_timer_t hold_timer;
-    int close_timer_started;
     void (*close_done)(void *ud, ps_capture_live *l, const ps_capture_live_counters *c);
     ps_capture_live_counters c;
     ps_capture_live_counters pushed; /* what the metrics series already hold */
@@ -133,24 +132,37 @@ static void live_fail(ps_capture_live *l, const char *what)
 
 static void on_readable(uv_poll_t *h, int status, int events);
 
+static void end_hold(ps_capture_live *l)
+{
+    l->held = 0;
+    if (!l->failed && !l->closing)
+        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+}
+
 static void on_hold_timer(uv_timer_t *t)
 {
     ps_capture_live *l = t->data;
-    /* Still no room: this spell's packets are dropped (counted). */
-    l->held = 0;
-    l->hold_spent = 1;
-    if (!l->failed && !l->closing)
-        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    l->hold_spent = 1; /* still no room: this spell's packets are dropped (counted) */
+    end_hold(l);
 }
 
 void ps_capture_live_resume(ps_capture_live *l)
 {
     if (!l || !l->held)
         return;
-    l->held = 0;
     uv_timer_stop(&l->hold_timer);
-    if (!l->failed && !l->closing)
-        uv_poll_start(&l->poll, UV_READABLE, on_readable);
+    end_hold(l);
+}
+
+/* One pcap_dispatch round. The break on_packet asks for ends the round that
+ * saw it; should a libpcap leave it set past a round that ended on its own,
+ * the next round would return at once with it, so that one is run again. */
+static int dispatch(ps_capture_live *l)
+{
+    int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+    if (n == PCAP_ERROR_BREAK && l->budget_left > 0)
+        n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
+    return n;
 }
 
 /* Up to rounds x PS_CAPTURE_LIVE_DISPATCH_CNT packets and about budget
@@ -172,11 +184,7 @@ static int drain(ps_capture_live *l, int rounds, uint64_t budget, int may_hold)
             uv_timer_start(&l->hold_timer, on_hold_timer, PS_CAPTURE_LIVE_HOLD_MS, 0);
             break;
         }
-        int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
-        /* A break asked for on the last packet of a full round is only seen
-         * by the next pcap_dispatch, which returns at once: not this drain's. */
-        if (n == PCAP_ERROR_BREAK && l->budget_left > 0)
-            continue;
+        int n = dispatch(l);
         if (n < 0) {
             push_metrics(l);
             return n == PCAP_ERROR_BREAK ? 0 : -1;
@@ -397,7 +405,7 @@ void ps_capture_live_close(ps_capture_live *l)
     uv_poll_stop(&l->poll);
     uv_close((uv_handle_t *)&l->poll, on_handle_closed);
     uv_close((uv_handle_t *)&l->hold_timer, on_handle_closed);
-    if (l->close_timer_started)
+    if (l->closing) /* ps_capture_live_close_graceful started the close timer */
         uv_close((uv_handle_t *)&l->close_timer, on_handle_closed);
 }
 
@@ -409,10 +417,7 @@ static void on_close_timer(uv_timer_t *t)
     l->budget_left = UINT64_MAX;
     for (;;) {
         l->dropping = l->o.blocked ? l->o.blocked(l->o.ud) != 0 : 0;
-        int n = pcap_dispatch(l->p, PS_CAPTURE_LIVE_DISPATCH_CNT, on_packet, (u_char *)l);
-        if (n == PCAP_ERROR_BREAK)
-            continue; /* left over from a bounded drain */
-        if (n <= 0)
+        if (dispatch(l) <= 0)
             break;
     }
     ps_capture_live_counters c;
@@ -432,7 +437,6 @@ void ps_capture_live_close_graceful(ps_capture_live *l,
     l->close_done = done;
     uv_timer_init(l->poll.loop, &l->close_timer);
     l->close_timer.data = l;
-    l->close_timer_started = 1;
     l->open_handles++;
     /* Held or not, the close timer drains what is left. */
     l->held = 0;
