@@ -20,6 +20,8 @@
 #   make bench-ingest  one receiver, 1/16/64 concurrent sensors: throughput, CPU, RSS, loss
 #   make bench-soak    honest sensors stream while hostile peers attack the receiver (~2 minutes)
 #   make bench-profile callgrind instructions per packet, sensor and receiver (valgrind)
+#   make bench-sockfile what moving a TCP stream into a tmpfs file costs, by method (write,
+#                      splice, mmap): the floor under the receiver's write path (~3 minutes)
 #   make bench-s3      S3 upload: the receiver's uploader vs curl --aws-sigv4, same files, same
 #                      local s3rver, same run (~5-10 minutes, ~5 GB of tmpfs; docs/performance.md)
 
@@ -36,7 +38,7 @@ PACKAGING_DEB_PACKAGES = podman buildah runc containernetworking-plugins deboots
 
 .PHONY: install deps build build-asan release-check run test unit integration e2e fuzz bench bench-live docs \
 	format format-check clean packaging-deps packaging-check images images-check e2e-images \
-	bench-peers bench-ingest bench-soak bench-profile build-prof bench-s3
+	bench-peers bench-ingest bench-soak bench-profile build-prof bench-s3 bench-sockfile
 
 # npm: Debian's package only when the machine has no npm of its own (a
 # Node.js installed otherwise conflicts with Debian's npm package).
@@ -151,6 +153,9 @@ bench-soak: deps build
 
 bench-s3: deps build
 	/usr/bin/python3 bench/s3.py
+
+bench-sockfile:
+	/usr/bin/python3 bench/sockfile.py
 
 # Release (-O3) with symbols for callgrind_annotate; same code as build/.
 build-prof:
