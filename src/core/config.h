@@ -118,7 +118,7 @@ typedef struct ps_config {
     char *exclude_interfaces[PS_CONFIG_MAX_INTERFACES]; /* capture.excludeInterfaces */
     int exclude_interfaces_count;
     int pod_interfaces;          /* capture.podInterfaces: pick CNI pod-side links */
-    uint32_t buffer_size_mb;     /* capture.bufferSizeMB: ring per interface, default 4 */
+    uint32_t buffer_size_mb;     /* capture.bufferSizeMB: ring per interface, default 8 */
     int promiscuous;             /* capture.promiscuous, default false */
     uint32_t stats_interval_sec; /* capture.statsIntervalSec, default 5 */
     int capture_ondemand;        /* capture.mode: 0 continuous (default), 1 ondemand */
@@ -140,7 +140,7 @@ typedef struct ps_config {
     /* identity and connection (sensor) */
     char *sensor_id;              /* sensor.id, default the host name */
     uint32_t connect_timeout_sec; /* sensor.connectTimeoutSec, default 30 */
-    uint32_t spool_size_mb;       /* spool.size in MiB, default 12 */
+    uint32_t spool_size_mb;       /* spool.size in MiB, default 8 */
     int spool_drop_oldest;        /* spool.dropPolicy: 0 newest (default), 1 oldest */
 
     /* limits (receiver; idleTimeoutSec also paces the sensor's heartbeats) */

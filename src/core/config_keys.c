@@ -658,11 +658,13 @@ const key_def cfg_keys[] = {
      FIELD(buffer_size_mb),
      .min = 1,
      .max = 1024,
-     .def = "4",
+     .def = "8",
      .roles = R_S,
      .unit = "MiB",
      .help = "Size of the kernel ring (TPACKET_V3, memory-mapped) of each captured interface. "
-             "Bigger absorbs longer bursts at the cost of locked memory per interface."},
+             "It holds the packets while the sensor waits for CPU or for spool room: bigger "
+             "absorbs longer bursts, at the cost of memory per interface. On a node with many "
+             "captured interfaces, size it down (the Helm chart sets 2 for pod interfaces)."},
     {.name = "capture.promiscuous",
      .type = K_BOOL,
      FIELD(promiscuous),
@@ -819,15 +821,16 @@ const key_def cfg_keys[] = {
      FIELD(spool_size_mb),
      .min = 1,
      .max = 65536,
-     .def = "12",
+     .def = "8",
      .roles = R_S,
      .unit = "MiB",
      .help = "Memory for batches not yet acknowledged by the receiver; they are resent after a "
              "reconnect. When it is full, capture waits up to 50 ms for an acknowledgement "
              "(packets stay in the kernel ring), then new packets are dropped and counted. The "
-             "default keeps the whole sensor under 32 MiB (docs/performance.md); raise it to ride "
-             "out longer receiver outages (it holds size / traffic rate seconds: 12 MiB is 12 s of "
-             "a node sending 1 MB/s). The Helm chart sets 64."},
+             "default, with the default ring, keeps the whole sensor under 32 MiB "
+             "(docs/performance.md); raise it to ride out longer receiver outages (it holds size "
+             "/ traffic rate seconds: 8 MiB is 8 s of a node sending 1 MB/s). The Helm chart "
+             "sets 64."},
     {.name = "spool.dropPolicy",
      .type = K_ENUM,
      FIELD(spool_drop_oldest),

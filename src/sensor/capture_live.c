@@ -10,7 +10,7 @@
  * uplink's writes and ACKs. epoll (under uv_poll) is level-triggered, so what
  * is left in the ring wakes us again on the next loop iteration. The bound
  * is in bytes as well as packets: nothing is sent while a drain runs, so a
- * drain must stay well below the spool (12 MiB by default). Bounded by
+ * drain must stay well below the spool (8 MiB by default). Bounded by
  * packets alone (8192), a backlog of 1400-byte packets filled the whole spool
  * in one callback before the first batch went out, and the packets after it
  * were dropped as spool_full at the start of every busy capture.

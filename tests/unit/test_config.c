@@ -108,7 +108,8 @@ static void check_common_defaults(const ps_config *c)
     assert_non_null(c->sensor_id);
     assert_true(strlen(c->sensor_id) >= 1 && strlen(c->sensor_id) <= 253);
     assert_int_equal(c->connect_timeout_sec, 30);
-    assert_int_equal(c->spool_size_mb, 12);
+    assert_int_equal(c->spool_size_mb, 8);
+    assert_int_equal(c->buffer_size_mb, 8);
     assert_null(c->log_filename);
     assert_int_equal(c->log_level, PS_LOG_INFO);
     assert_int_equal(c->log_json, 0);
