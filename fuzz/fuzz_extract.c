@@ -47,6 +47,14 @@ static void rm_dir(const char *dir)
         closedir(d);
 }
 
+/* The directory lives as long as the process: removed at exit, so fuzz runs
+ * and ctest's corpus replays leave nothing behind in /dev/shm. */
+static void remove_dir(void)
+{
+    rm_dir(g_dir);
+    rmdir(g_dir);
+}
+
 static void put(const char *name, const void *p, size_t n)
 {
     char path[512];
@@ -98,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!mkdtemp(g_dir))
                 abort();
         }
+        atexit(remove_dir);
     }
     rm_dir(g_dir);
     const char *name = "f-20200101T000000Z-000001.pcapng";

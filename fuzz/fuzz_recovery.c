@@ -48,6 +48,14 @@ static void empty_dir(void)
         closedir(d);
 }
 
+/* Removed at exit, so fuzz runs and ctest's corpus replays leave nothing
+ * behind in /dev/shm. */
+static void remove_dir(void)
+{
+    empty_dir();
+    rmdir(g_dir);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > (1u << 20))
@@ -60,6 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (!mkdtemp(g_dir))
                 abort();
         }
+        atexit(remove_dir);
     }
     (void)ps_recovery_parse(data + 1, size - 1, on_fact, NULL);
 
